@@ -1,0 +1,51 @@
+# Two commands on a fresh clone: `make demo` and `make test`.
+# Both create .venv when absent and install the package with pinned versions.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+# Headless rendering: EGL (Mesa llvmpipe on the CPU); the code falls back to osmesa.
+export MUJOCO_GL ?= egl
+
+BASE_STAMP := $(VENV)/.installed-base
+FULL_STAMP := $(VENV)/.installed-full
+
+.PHONY: demo test lint typecheck unit bench clean install
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(BASE_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+# Everything the tests need, including the embedded LLM (llama.cpp is built from source once).
+$(FULL_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[dev,llm]"
+	touch $(BASE_STAMP) $@
+
+install: $(FULL_STAMP)
+
+demo: $(BASE_STAMP)
+	$(BIN)/icpi demo --out demo_out
+
+lint: $(FULL_STAMP)
+	$(BIN)/ruff check icpi envs tests benchmarks datasets
+	$(BIN)/ruff format --check icpi envs tests benchmarks datasets
+
+typecheck: $(FULL_STAMP)
+	$(BIN)/mypy
+
+unit: $(FULL_STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+test: lint typecheck $(FULL_STAMP)
+	$(BIN)/pytest -q -rs
+
+bench: $(BASE_STAMP)
+	$(BIN)/python benchmarks/bench_envs.py
+
+clean:
+	rm -rf $(VENV) demo_out .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,1 @@
+"""The ``icpi`` command line: one command, one module per verb."""
