@@ -1,0 +1,445 @@
+"""Shared machinery of the parametric-skill tasks.
+
+A task is an MJCF scene plus a thin class that says (i) how an instance's hidden physics
+and goal change the model (through :class:`mujoco.MjSpec`), (ii) how θ becomes an
+open-loop position reference for the actuators, and (iii) how the tracked point's path
+becomes an outcome. Everything else lives here: θ validation and clipping, model caching,
+and rollouts through :func:`mujoco.rollout.rollout` (serial or on several threads, with
+bit-identical results either way).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import mujoco
+import numpy as np
+from mujoco import rollout as mj_rollout
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+# Cost under which a rollout counts as a success [m].
+SUCCESS_TOLERANCE = 0.005
+# Compiled models kept per task (one per distinct instance).
+MODEL_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class ThetaSpec:
+    """Names, units and bounds of a task's skill parameters θ."""
+
+    names: tuple[str, ...]
+    """Parameter names, in θ order."""
+    units: tuple[str, ...]
+    """Physical unit of each parameter."""
+    low: tuple[float, ...]
+    """Lower bound of each parameter."""
+    high: tuple[float, ...]
+    """Upper bound of each parameter."""
+
+    @property
+    def dim(self) -> int:
+        """Number of parameters."""
+        return len(self.names)
+
+    @property
+    def low_array(self) -> np.ndarray:
+        """Lower bounds as a float64 array."""
+        return np.asarray(self.low, dtype=np.float64)
+
+    @property
+    def high_array(self) -> np.ndarray:
+        """Upper bounds as a float64 array."""
+        return np.asarray(self.high, dtype=np.float64)
+
+    def validate(self, theta: Any) -> tuple[np.ndarray, bool]:
+        """Check θ's shape and finiteness, then clip it to the bounds.
+
+        Args:
+            theta: Array-like of ``dim`` numbers.
+
+        Returns:
+            The clipped θ as float64 and whether clipping changed it.
+
+        Raises:
+            ValueError: If θ has the wrong shape, is not numeric, or holds NaN or inf.
+        """
+        try:
+            arr = np.asarray(theta, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"θ must be {self.dim} numbers {self.names}, got {theta!r}") from err
+        if arr.shape != (self.dim,):
+            raise ValueError(
+                f"θ must have shape ({self.dim},) for parameters {self.names}, got shape {arr.shape}"
+            )
+        bad = [n for n, v in zip(self.names, arr, strict=True) if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"θ must be finite; non-finite value in {', '.join(bad)}: {arr}")
+        clipped = np.clip(arr, self.low_array, self.high_array)
+        return clipped, bool(np.any(clipped != arr))
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """Draw θ uniformly inside the bounds.
+
+        Args:
+            rng: Random generator.
+
+        Returns:
+            θ as float64.
+        """
+        return rng.uniform(self.low_array, self.high_array)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One task instance: a goal and the hidden physics that vary between instances."""
+
+    goal: tuple[float, ...]
+    """Goal point in the world frame [m]."""
+    physics: tuple[tuple[str, float], ...]
+    """Sorted (name, value) pairs of the instance's physical parameters."""
+
+    @property
+    def goal_array(self) -> np.ndarray:
+        """The goal as a float64 array."""
+        return np.asarray(self.goal, dtype=np.float64)
+
+    @property
+    def physics_dict(self) -> dict[str, float]:
+        """The physical parameters as a dict."""
+        return dict(self.physics)
+
+
+@dataclass
+class Rollout:
+    """The result of running θ once on an instance."""
+
+    theta: np.ndarray
+    """θ as executed (after clipping)."""
+    clipped: bool
+    """Whether θ was outside its bounds and was clipped."""
+    outcome: np.ndarray
+    """Where the tracked point ended up (task-specific, same frame as the goal) [m]."""
+    e: np.ndarray
+    """Relative error: outcome − goal [m]."""
+    cost: float
+    """Distance between outcome and goal [m]."""
+    trajectory: np.ndarray
+    """Path of the tracked point, one row per physics step, world frame [m]."""
+    states: np.ndarray | None = field(default=None, repr=False)
+    """Full physics state per step (only when recorded, for rendering)."""
+
+
+class Task(ABC):
+    """Base class of a MuJoCo parametric-skill task.
+
+    Subclasses set the class attributes and implement :meth:`_apply_instance` and
+    :meth:`_plan`; :meth:`_outcome` defaults to the tracked point's final xy position.
+    """
+
+    task_id: ClassVar[str]
+    """Short id, e.g. ``slide-gc``."""
+    asset: ClassVar[str]
+    """MJCF file name in ``assets/``."""
+    theta_spec: ClassVar[ThetaSpec]
+    """Skill parameters."""
+    goal_conditioned: ClassVar[bool]
+    """Whether the goal is sampled per instance."""
+    fixed_goal: ClassVar[tuple[float, ...]]
+    """Goal of the fixed-goal variant [m]."""
+    goal_low: ClassVar[tuple[float, ...]]
+    """Lower corner of the goal region of the goal-conditioned variant [m]."""
+    goal_high: ClassVar[tuple[float, ...]]
+    """Upper corner of the goal region of the goal-conditioned variant [m]."""
+    physics_ranges: ClassVar[dict[str, tuple[float, float]]]
+    """Range of each hidden physical parameter, sampled uniformly per instance."""
+    horizon: ClassVar[float]
+    """Rollout duration [s]."""
+    tracked_sensor: ClassVar[str] = "tracked"
+    """Name of the framepos sensor of the point whose outcome is scored."""
+
+    def __init__(self) -> None:
+        self._base_spec = mujoco.MjSpec.from_file(str(ASSETS / self.asset))
+        self._models: OrderedDict[Instance, mujoco.MjModel] = OrderedDict()
+        base = self._base_spec.copy().compile()
+        self.timestep = float(base.opt.timestep)
+        self.nstep = round(self.horizon / self.timestep)
+        self._datas: list[mujoco.MjData] = []
+
+    # ------------------------------------------------------------------ instances
+    @property
+    def goal_dim(self) -> int:
+        """Dimension of the goal and of e."""
+        return len(self.fixed_goal)
+
+    def make_instance(
+        self,
+        goal: Sequence[float] | None = None,
+        physics: Mapping[str, float] | None = None,
+    ) -> Instance:
+        """Build an instance from explicit values.
+
+        Args:
+            goal: Goal point; defaults to the fixed goal. A fixed-goal task accepts only
+                its fixed goal.
+            physics: Physical parameters; missing ones take the middle of their range.
+
+        Returns:
+            The instance.
+
+        Raises:
+            ValueError: On an unknown parameter, a value outside its range, or a goal of
+                the wrong size, non-finite, or outside the goal region.
+        """
+        goal_arr = np.asarray(self.fixed_goal if goal is None else goal, dtype=np.float64)
+        if goal_arr.shape != (self.goal_dim,) or not np.all(np.isfinite(goal_arr)):
+            raise ValueError(f"goal must be {self.goal_dim} finite numbers, got {goal!r}")
+        if self.goal_conditioned:
+            lo, hi = np.asarray(self.goal_low), np.asarray(self.goal_high)
+            if np.any(goal_arr < lo - 1e-12) or np.any(goal_arr > hi + 1e-12):
+                raise ValueError(
+                    f"goal {goal_arr.tolist()} is outside the goal region {lo.tolist()}..{hi.tolist()}"
+                )
+        elif not np.allclose(goal_arr, self.fixed_goal, rtol=0, atol=1e-12):
+            raise ValueError(
+                f"{self.task_id} has the fixed goal {list(self.fixed_goal)}; use its -gc variant"
+                " for other goals"
+            )
+        values = {k: 0.5 * (lo + hi) for k, (lo, hi) in self.physics_ranges.items()}
+        for key, value in (physics or {}).items():
+            if key not in self.physics_ranges:
+                raise ValueError(
+                    f"unknown physical parameter {key!r}; {self.task_id} has"
+                    f" {', '.join(self.physics_ranges)}"
+                )
+            lo, hi = self.physics_ranges[key]
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise ValueError(f"{key}={value} is outside its range [{lo}, {hi}]")
+            values[key] = float(value)
+        return Instance(
+            goal=tuple(float(g) for g in goal_arr),
+            physics=tuple(sorted((k, float(v)) for k, v in values.items())),
+        )
+
+    def sample_instance(
+        self,
+        rng: np.random.Generator,
+        goal: Sequence[float] | None = None,
+        physics: Mapping[str, float] | None = None,
+    ) -> Instance:
+        """Draw an instance: physics uniform in their ranges, goal uniform in its region.
+
+        Args:
+            rng: Random generator (the only source of randomness).
+            goal: Pin the goal instead of sampling it.
+            physics: Pin some physical parameters instead of sampling them.
+
+        Returns:
+            The instance.
+        """
+        drawn = {k: float(rng.uniform(lo, hi)) for k, (lo, hi) in self.physics_ranges.items()}
+        drawn.update(physics or {})
+        if goal is None and self.goal_conditioned:
+            goal = rng.uniform(self.goal_low, self.goal_high).tolist()
+        return self.make_instance(goal=goal, physics=drawn)
+
+    # ------------------------------------------------------------------ models
+    def model(self, instance: Instance) -> mujoco.MjModel:
+        """Compile (or fetch from the cache) the model of an instance.
+
+        Args:
+            instance: The instance.
+
+        Returns:
+            The compiled model.
+        """
+        cached = self._models.get(instance)
+        if cached is not None:
+            self._models.move_to_end(instance)
+            return cached
+        spec = self._base_spec.copy()
+        spec.site("goal").pos[: self.goal_dim] = instance.goal
+        self._apply_instance(spec, instance)
+        model = spec.compile()
+        self._models[instance] = model
+        if len(self._models) > MODEL_CACHE_SIZE:
+            self._models.popitem(last=False)
+        return model
+
+    @abstractmethod
+    def _apply_instance(self, spec: mujoco.MjSpec, instance: Instance) -> None:
+        """Write the instance's physical parameters into the spec."""
+
+    @abstractmethod
+    def _plan(self, theta: np.ndarray, model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
+        """Turn θ into ``(qpos0, ctrl)``: the initial joint positions and a control per step.
+
+        Controls must be computed from the step index alone (not accumulated time), so
+        that the same θ gives bit-identical controls everywhere.
+        """
+
+    def _outcome(self, trajectory: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Outcome of a rollout; the default is the tracked point's final xy position."""
+        return trajectory[-1, : self.goal_dim].copy()
+
+    # ------------------------------------------------------------------ rollouts
+    def initial_state(
+        self, model: mujoco.MjModel, qpos0: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Full physics state at rest with the given joint positions.
+
+        Args:
+            model: The instance's model.
+            qpos0: Joint positions.
+
+        Returns:
+            The state vector (``mjSTATE_FULLPHYSICS``) and the tracked point's position.
+        """
+        data = mujoco.MjData(model)
+        data.qpos[:] = qpos0
+        mujoco.mj_forward(model, data)
+        state = np.empty(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS))
+        mujoco.mj_getState(model, data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        adr = self._sensor_adr(model)
+        return state, data.sensordata[adr : adr + 3].copy()
+
+    def rollout(self, instance: Instance, theta: Any, record_states: bool = False) -> Rollout:
+        """Run θ once on an instance.
+
+        Args:
+            instance: The instance.
+            theta: Skill parameters; clipped to the bounds (and flagged) when outside.
+            record_states: Keep the full physics state of every step (for rendering).
+
+        Returns:
+            The rollout.
+
+        Raises:
+            ValueError: If θ has the wrong shape or is not finite.
+        """
+        return self.rollout_batch([instance], [theta], nthread=1, record_states=record_states)[0]
+
+    def rollout_batch(
+        self,
+        instances: Sequence[Instance],
+        thetas: Sequence[Any] | np.ndarray,
+        nthread: int | None = None,
+        record_states: bool = False,
+    ) -> list[Rollout]:
+        """Run many (instance, θ) pairs, on several threads when asked.
+
+        Results are bit-identical to running each pair alone with :meth:`rollout`.
+
+        Args:
+            instances: One instance per θ (or a single instance for all of them).
+            thetas: Skill parameters, one row per rollout.
+            nthread: Threads to use; ``None`` uses every core, 1 runs serially.
+            record_states: Keep the full physics state of every step.
+
+        Returns:
+            One rollout per θ, in order.
+
+        Raises:
+            ValueError: If any θ is malformed or the lengths differ.
+        """
+        checked = [self.theta_spec.validate(t) for t in thetas]
+        if len(instances) == 1 and len(checked) > 1:
+            instances = list(instances) * len(checked)
+        if len(instances) != len(checked):
+            raise ValueError(f"{len(instances)} instances for {len(checked)} θ")
+        if not checked:
+            return []
+        models = [self.model(inst) for inst in instances]
+        plans = [self._plan(theta, m) for (theta, _), m in zip(checked, models, strict=True)]
+        starts = [self.initial_state(m, q) for m, (q, _) in zip(models, plans, strict=True)]
+        init = np.stack([state for state, _ in starts])
+        ctrl = np.stack([c for _, c in plans])
+        nthread = nthread or os.cpu_count() or 1
+        nthread = max(1, min(nthread, len(checked)))
+        datas = self._thread_datas(models[0], nthread)
+        state, sensordata = mj_rollout.rollout(
+            models,
+            datas if nthread > 1 else datas[0],
+            init,
+            ctrl,
+            persistent_pool=nthread > 1,
+        )
+        sensor_adr = self._sensor_adr(models[0])
+        results = []
+        for i, (theta, clipped) in enumerate(checked):
+            path = np.vstack([starts[i][1], sensordata[i, :, sensor_adr : sensor_adr + 3]])
+            goal = instances[i].goal_array
+            outcome = self._outcome(path, goal)
+            err = outcome - goal
+            results.append(
+                Rollout(
+                    theta=theta,
+                    clipped=clipped,
+                    outcome=outcome,
+                    e=err,
+                    cost=float(np.linalg.norm(err)),
+                    trajectory=path,
+                    states=state[i].copy() if record_states else None,
+                )
+            )
+        return results
+
+    def _thread_datas(self, model: mujoco.MjModel, nthread: int) -> list[mujoco.MjData]:
+        while len(self._datas) < nthread:
+            self._datas.append(mujoco.MjData(model))
+        return self._datas[:nthread]
+
+    def _sensor_adr(self, model: mujoco.MjModel) -> int:
+        return int(model.sensor(self.tracked_sensor).adr[0])
+
+
+def min_jerk(tau: np.ndarray) -> np.ndarray:
+    """Minimum-jerk profile s(τ) = 10τ³ − 15τ⁴ + 6τ⁵ on τ clipped to [0, 1].
+
+    Args:
+        tau: Normalised time.
+
+    Returns:
+        Progress in [0, 1]; its peak slope is 1.875 at τ = 0.5.
+    """
+    t = np.clip(tau, 0.0, 1.0)
+    return t**3 * (10.0 + t * (-15.0 + 6.0 * t))
+
+
+def straight_stroke(
+    angle: float, setback: float, distance: float, duration: float, nstep: int, timestep: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Planar position reference of an effector making one straight minimum-jerk stroke.
+
+    The effector starts ``setback`` behind the origin on the line of ``angle``, travels
+    ``distance`` along it in ``duration``, then holds. Each reference is computed from
+    its step index alone, so the same inputs give bit-identical controls everywhere.
+
+    Args:
+        angle: Direction of the stroke from the +x axis [rad].
+        setback: Start distance behind the origin [m].
+        distance: Travel [m].
+        duration: Travel time [s].
+        nstep: Number of physics steps.
+        timestep: Physics step [s].
+
+    Returns:
+        The start point (2,) and the xy reference per step (nstep, 2) [m].
+    """
+    direction = np.array([math.cos(angle), math.sin(angle)])
+    start = -setback * direction
+    progress = min_jerk(np.arange(nstep, dtype=np.float64) * timestep / duration)
+    return start, start + np.outer(progress * distance, direction)
+
+
+def set_joint_positions(model: mujoco.MjModel, qpos: np.ndarray, values: Mapping[str, float]) -> None:
+    """Write scalar joint positions by joint name into ``qpos`` (in place)."""
+    for name, value in values.items():
+        qpos[model.joint(name).qposadr[0]] = value
