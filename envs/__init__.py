@@ -68,9 +68,7 @@ def register_envs() -> None:
     """Register every task with Gymnasium (idempotent, imports no MuJoCo)."""
     for env_id, _, entry_point in TASKS.values():
         if env_id not in gym.registry:
-            gym.register(
-                id=env_id, entry_point=entry_point, max_episode_steps=MAX_EPISODE_STEPS
-            )
+            gym.register(id=env_id, entry_point=entry_point, max_episode_steps=MAX_EPISODE_STEPS)
 
 
 __all__ = ["MAX_EPISODE_STEPS", "TASKS", "make_task", "register_envs"]

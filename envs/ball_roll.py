@@ -82,5 +82,6 @@ class BallRollGCTask(Task):
 
 
 class BallRollGCEnv(TaskEnv):
-    __doc__ = BallRollGCTask.__doc__
+    """Gymnasium env ``icpi/BallRollGC-v0``; see :class:`BallRollGCTask`."""
+
     task_class = BallRollGCTask

@@ -77,7 +77,8 @@ class ThetaSpec:
             raise ValueError(f"θ must be {self.dim} numbers {self.names}, got {theta!r}") from err
         if arr.shape != (self.dim,):
             raise ValueError(
-                f"θ must have shape ({self.dim},) for parameters {self.names}, got shape {arr.shape}"
+                f"θ must have shape ({self.dim},) for parameters {self.names},"
+                f" got shape {arr.shape}"
             )
         bad = [n for n, v in zip(self.names, arr, strict=True) if not math.isfinite(v)]
         if bad:
@@ -202,10 +203,12 @@ class Task(ABC):
         if goal_arr.shape != (self.goal_dim,) or not np.all(np.isfinite(goal_arr)):
             raise ValueError(f"goal must be {self.goal_dim} finite numbers, got {goal!r}")
         if self.goal_conditioned:
-            lo, hi = np.asarray(self.goal_low), np.asarray(self.goal_high)
-            if np.any(goal_arr < lo - 1e-12) or np.any(goal_arr > hi + 1e-12):
+            if np.any(goal_arr < np.asarray(self.goal_low) - 1e-12) or np.any(
+                goal_arr > np.asarray(self.goal_high) + 1e-12
+            ):
                 raise ValueError(
-                    f"goal {goal_arr.tolist()} is outside the goal region {lo.tolist()}..{hi.tolist()}"
+                    f"goal {goal_arr.tolist()} is outside the goal region"
+                    f" {list(self.goal_low)}..{list(self.goal_high)}"
                 )
         elif not np.allclose(goal_arr, self.fixed_goal, rtol=0, atol=1e-12):
             raise ValueError(
@@ -439,7 +442,9 @@ def straight_stroke(
     return start, start + np.outer(progress * distance, direction)
 
 
-def set_joint_positions(model: mujoco.MjModel, qpos: np.ndarray, values: Mapping[str, float]) -> None:
+def set_joint_positions(
+    model: mujoco.MjModel, qpos: np.ndarray, values: Mapping[str, float]
+) -> None:
     """Write scalar joint positions by joint name into ``qpos`` (in place)."""
     for name, value in values.items():
         qpos[model.joint(name).qposadr[0]] = value

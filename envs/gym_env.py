@@ -10,6 +10,10 @@ import numpy as np
 
 from icpi.envs.base import SUCCESS_TOLERANCE, Instance, Rollout, Task
 
+# Bound of each component of e in the observation space [m]; no task's rollout can move
+# its tracked point this far within its horizon.
+E_LIMIT = 20.0
+
 
 class TaskEnv(gym.Env[np.ndarray, np.ndarray]):
     """Gymnasium env around a :class:`~icpi.envs.base.Task`.
@@ -20,9 +24,10 @@ class TaskEnv(gym.Env[np.ndarray, np.ndarray]):
     one whole rollout. The observation is ``[goal, e_last]`` with ``e_last`` zero before
     the first step. Reward is ``−cost``; the episode terminates when the cost is under
     ``SUCCESS_TOLERANCE`` and is truncated after 20 steps (registration's time limit).
+    The action space is θ in physical units (not normalised to [−1, 1]).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 25}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
     task_class: ClassVar[type[Task]]
 
     def __init__(self, render_mode: str | None = None, width: int = 320, height: int = 240):
@@ -40,8 +45,14 @@ class TaskEnv(gym.Env[np.ndarray, np.ndarray]):
         self._size = (height, width)
         spec = self.task.theta_spec
         self.action_space = gym.spaces.Box(spec.low_array, spec.high_array, dtype=np.float64)
-        g = self.task.goal_dim
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2 * g,), dtype=np.float64)
+        goal_low = self.task.goal_low if self.task.goal_conditioned else self.task.fixed_goal
+        goal_high = self.task.goal_high if self.task.goal_conditioned else self.task.fixed_goal
+        e_limit = np.full(self.task.goal_dim, E_LIMIT)
+        self.observation_space = gym.spaces.Box(
+            np.concatenate([goal_low, -e_limit]),
+            np.concatenate([goal_high, e_limit]),
+            dtype=np.float64,
+        )
         self.instance: Instance | None = None
         self.last_rollout: Rollout | None = None
         self._renderer: mujoco.Renderer | None = None
@@ -74,7 +85,10 @@ class TaskEnv(gym.Env[np.ndarray, np.ndarray]):
             self.np_random, goal=options.get("goal"), physics=options.get("physics")
         )
         self.last_rollout = None
-        return self._obs(), {"goal": self.instance.goal_array, "physics": self.instance.physics_dict}
+        return self._obs(), {
+            "goal": self.instance.goal_array,
+            "physics": self.instance.physics_dict,
+        }
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Run one whole rollout of θ = ``action``.
@@ -112,7 +126,7 @@ class TaskEnv(gym.Env[np.ndarray, np.ndarray]):
         terminated = result.cost < SUCCESS_TOLERANCE
         return self._obs(), float(reward_cost), terminated, False, info
 
-    def render(self) -> np.ndarray | None:  # type: ignore[override]
+    def render(self) -> np.ndarray | None:
         """Render the scene at the end of the last rollout (or at rest before any).
 
         Returns:

@@ -134,10 +134,12 @@ class RopeSwingGCTask(RopeSwingTask):
 
 
 class RopeSwingEnv(TaskEnv):
-    __doc__ = RopeSwingTask.__doc__
+    """Gymnasium env ``icpi/RopeSwing-v0``; see :class:`RopeSwingTask`."""
+
     task_class = RopeSwingTask
 
 
 class RopeSwingGCEnv(TaskEnv):
-    __doc__ = RopeSwingGCTask.__doc__
+    """Gymnasium env ``icpi/RopeSwingGC-v0``; see :class:`RopeSwingGCTask`."""
+
     task_class = RopeSwingGCTask

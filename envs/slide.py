@@ -94,10 +94,12 @@ class SlideGCTask(SlideTask):
 
 
 class SlideEnv(TaskEnv):
-    __doc__ = SlideTask.__doc__
+    """Gymnasium env ``icpi/Slide-v0``; the task is documented in :class:`SlideTask`."""
+
     task_class = SlideTask
 
 
 class SlideGCEnv(TaskEnv):
-    __doc__ = SlideGCTask.__doc__
+    """Gymnasium env ``icpi/SlideGC-v0``; see :class:`SlideGCTask`."""
+
     task_class = SlideGCTask
