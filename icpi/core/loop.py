@@ -1,0 +1,340 @@
+"""The in-context improvement loop, with a budget, resumable from its buffer.
+
+One iteration: build the context → render the prompt → sample ``n`` candidates → parse
+each → select one (re-sampling a bounded number of times when none is valid, then falling
+back) → turn it into an action → evaluate it → append the attempt to the buffer. ICPI,
+ICRL prompting and ME-ICPO are configurations of these pieces.
+
+Every sampling call gets a seed derived from the run seed, the iteration and the re-sample
+round, so a resumed or replayed run asks exactly the same requests (and hits the cache).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from icpi.core.buffer import ExperienceBuffer
+from icpi.core.context import ContextBuilder
+from icpi.core.parsing import Parser, ParseResult
+from icpi.core.prompts import PromptTemplate
+from icpi.core.records import Attempt, LoopState
+from icpi.core.rewards import RewardProvider
+from icpi.core.samplers import Sampler
+from icpi.core.selectors import Selection, Selector
+
+log = logging.getLogger(__name__)
+
+_SEED_MOD = 2**31 - 1
+
+
+def derive_seed(seed: int | None, iteration: int, round_: int = 0) -> int | None:
+    """Derive the sampling seed of one call from the run seed.
+
+    Args:
+        seed: Run seed; ``None`` gives ``None`` (unseeded sampling).
+        iteration: Loop iteration.
+        round_: Re-sample round within the iteration.
+
+    Returns:
+        A seed in ``[0, 2**31 - 1)``, or ``None``.
+    """
+    if seed is None:
+        return None
+    return (seed * 1_000_003 + iteration * 1_009 + round_ * 7 + 1) % _SEED_MOD
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When the loop stops (whichever limit comes first)."""
+
+    max_iterations: int = 20
+    """Attempts in total, resumed ones included (ICPI: ≤ 20 per task instance)."""
+    max_model_calls: int | None = None
+    """Sampling calls in total (cache hits count), resumed ones included."""
+    max_tokens: int | None = None
+    """Prompt + completion tokens in total, resumed ones included."""
+    max_seconds: float | None = None
+    """Wall time of one :meth:`ImprovementLoop.run` call, seconds."""
+    target_reward: float | None = None
+    """Stop once an attempt reaches this reward (e.g. −0.005 for a 5 mm cost)."""
+
+
+@dataclass
+class LoopResult:
+    """What a run produced."""
+
+    attempts: list[Attempt]
+    """All finished attempts, resumed ones included."""
+    stop_reason: str
+    """``iterations``, ``model_calls``, ``tokens``, ``seconds`` or ``target``."""
+    resumed: int
+    """Attempts loaded from the buffer rather than run."""
+    stats: dict[str, Any] = field(default_factory=dict)
+    """Totals: model calls, tokens, fallbacks, parse outcomes, mean overhead."""
+
+    @property
+    def best(self) -> Attempt | None:
+        """The attempt with the highest finite reward."""
+        finite = [a for a in self.attempts if math.isfinite(a.reward)]
+        return max(finite, key=lambda a: a.reward) if finite else None
+
+    @property
+    def final(self) -> Attempt | None:
+        """The last attempt."""
+        return self.attempts[-1] if self.attempts else None
+
+
+class ImprovementLoop:
+    """The shared in-context improvement loop."""
+
+    def __init__(
+        self,
+        *,
+        context: ContextBuilder,
+        prompt: PromptTemplate,
+        sampler: Sampler,
+        parser: Parser,
+        selector: Selector,
+        reward: RewardProvider,
+        n_samples: int = 1,
+        max_resamples: int = 1,
+        to_action: Callable[[Any, LoopState], Any] | None = None,
+        fallback: Callable[[LoopState], Any] | None = None,
+        initial_action: Callable[[LoopState], Any] | None = None,
+        invalid_reward: float = float("nan"),
+        task: Mapping[str, Any] | None = None,
+        buffer: ExperienceBuffer | None = None,
+        seed: int | None = 0,
+    ) -> None:
+        """Assemble a loop from its pieces.
+
+        Args:
+            context: Chooses the examples shown.
+            prompt: Renders the prompt.
+            sampler: Draws candidates.
+            parser: Parses each candidate.
+            selector: Picks one candidate.
+            reward: Evaluates the action.
+            n_samples: Candidates per sampling call.
+            max_resamples: Extra sampling rounds when no candidate is valid.
+            to_action: Turns the selected value into the action evaluated (ICPI:
+                ``clip(θ_i + Δθ)``); ``None``: the value itself.
+            fallback: Action when no candidate is valid after re-sampling (ICPI: mean Δθ
+                of the nearest examples); ``None``: the attempt is recorded unevaluated,
+                with ``invalid_reward``.
+            initial_action: Action of iteration 0, evaluated without a model call (ICPI: θ0).
+            invalid_reward: Reward recorded for an attempt with no valid action and no
+                fallback.
+            task: Static task description, shown to every piece through the state.
+            buffer: Experience buffer (resumed from if it holds attempts); ``None``: a
+                fresh in-memory one.
+            seed: Run seed from which every call's seed is derived.
+
+        Raises:
+            ValueError: If ``n_samples`` < 1 or ``max_resamples`` < 0.
+        """
+        if n_samples < 1 or max_resamples < 0:
+            raise ValueError("n_samples must be >= 1 and max_resamples >= 0")
+        self.context = context
+        self.prompt = prompt
+        self.sampler = sampler
+        self.parser = parser
+        self.selector = selector
+        self.reward = reward
+        self.n_samples = n_samples
+        self.max_resamples = max_resamples
+        self.to_action = to_action
+        self.fallback = fallback
+        self.initial_action = initial_action
+        self.invalid_reward = invalid_reward
+        self.task = dict(task or {})
+        self.buffer = buffer if buffer is not None else ExperienceBuffer()
+        self.seed = seed
+
+    def state(self) -> LoopState:
+        """Return the state of the next iteration.
+
+        Returns:
+            The state over the buffer's attempts.
+        """
+        history = self.buffer.attempts
+        return LoopState(iteration=len(history), history=history, task=self.task)
+
+    def step(self, state: LoopState) -> Attempt:
+        """Run one iteration (without appending it to the buffer).
+
+        Args:
+            state: The state of this iteration.
+
+        Returns:
+            The finished attempt.
+        """
+        t0 = time.perf_counter()
+        model_s = reward_s = 0.0
+        prompt: Any = None
+        samples: list[str] = []
+        results: list[ParseResult] = []
+        llm: dict[str, Any] = {
+            "calls": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "latency_s": 0.0,
+            "cached": True,
+            "keys": [],
+        }
+        selection = Selection(index=None)
+        if state.iteration == 0 and self.initial_action is not None:
+            action, source, valid = self.initial_action(state), "initial", False
+        else:
+            prompt = self.prompt.render(state, self.context.build(state))
+            for round_ in range(1 + self.max_resamples):
+                tm = time.perf_counter()
+                batch = self.sampler.sample(
+                    prompt, self.n_samples, derive_seed(self.seed, state.iteration, round_)
+                )
+                model_s += time.perf_counter() - tm
+                llm["calls"] += batch.calls
+                llm["prompt_tokens"] += batch.prompt_tokens
+                llm["completion_tokens"] += batch.completion_tokens
+                llm["latency_s"] += batch.latency_s
+                llm["cached"] = llm["cached"] and batch.cached
+                llm["keys"] += batch.keys
+                parsed = [self.parser(t) for t in batch.texts]
+                offset = len(samples)
+                samples += batch.texts
+                results += parsed
+                selection = self.selector.select(parsed, state)
+                if selection.index is not None:
+                    selection = Selection(
+                        index=offset + selection.index,
+                        value=selection.value,
+                        info={**selection.info, "round": round_},
+                    )
+                    break
+                log.info(
+                    "iteration %d: no valid candidate in round %d (%s)",
+                    state.iteration,
+                    round_,
+                    Counter(r.error for r in parsed),
+                )
+            if selection.index is not None:
+                value = selection.value
+                action = self.to_action(value, state) if self.to_action else value
+                source, valid = "model", True
+            elif self.fallback is not None:
+                action, source, valid = self.fallback(state), "fallback", False
+            else:
+                action, source, valid = None, "invalid", False
+        if source == "invalid":
+            reward, info = self.invalid_reward, {}
+        else:
+            tr = time.perf_counter()
+            fb = self.reward(action, state)
+            reward_s = time.perf_counter() - tr
+            reward, info = fb.reward, dict(fb.info)
+        total = time.perf_counter() - t0
+        return Attempt(
+            iteration=state.iteration,
+            action=action,
+            reward=float(reward),
+            info=info,
+            valid=valid,
+            source=source,
+            prompt=prompt,
+            samples=samples,
+            parse_errors=[r.error if not r.ok else None for r in results],
+            selection={"index": selection.index, **selection.info},
+            llm=llm,
+            timing={
+                "total_s": total,
+                "model_s": model_s,
+                "reward_s": reward_s,
+                "overhead_s": max(0.0, total - model_s - reward_s),
+            },
+            time=time.time(),
+        )
+
+    def _exhausted(self, budget: Budget, t_start: float) -> str | None:
+        attempts = self.buffer.attempts
+        if budget.target_reward is not None and any(
+            a.reward >= budget.target_reward for a in attempts if math.isfinite(a.reward)
+        ):
+            return "target"
+        if len(attempts) >= budget.max_iterations:
+            return "iterations"
+        if budget.max_model_calls is not None:
+            if sum(a.llm.get("calls", 0) for a in attempts) >= budget.max_model_calls:
+                return "model_calls"
+        if budget.max_tokens is not None:
+            used = sum(
+                a.llm.get("prompt_tokens", 0) + a.llm.get("completion_tokens", 0) for a in attempts
+            )
+            if used >= budget.max_tokens:
+                return "tokens"
+        if budget.max_seconds is not None and time.perf_counter() - t_start >= budget.max_seconds:
+            return "seconds"
+        return None
+
+    def run(self, budget: Budget | None = None) -> LoopResult:
+        """Run (or resume) the loop until the budget is spent.
+
+        Attempts already in the buffer are kept and not redone.
+
+        Args:
+            budget: Limits; default :class:`Budget()`.
+
+        Returns:
+            The result over all attempts.
+        """
+        budget = budget or Budget()
+        t_start = time.perf_counter()
+        resumed = len(self.buffer)
+        if resumed:
+            log.info("resuming at iteration %d", resumed)
+        while (reason := self._exhausted(budget, t_start)) is None:
+            attempt = self.step(self.state())
+            self.buffer.append(attempt)
+            log.info(
+                "iteration %d: %s action, reward %.4g (%d samples, %.3f s model)",
+                attempt.iteration,
+                attempt.source,
+                attempt.reward,
+                len(attempt.samples),
+                attempt.timing["model_s"],
+            )
+        attempts = self.buffer.attempts
+        return LoopResult(
+            attempts=attempts, stop_reason=reason, resumed=resumed, stats=summarise(attempts)
+        )
+
+
+def summarise(attempts: list[Attempt]) -> dict[str, Any]:
+    """Sum the accounting of a list of attempts.
+
+    Args:
+        attempts: The attempts.
+
+    Returns:
+        Model calls, tokens, model latency, sources (model / fallback / initial / invalid),
+        parse outcomes by failure code, and mean overhead per iteration in seconds.
+    """
+    parse: Counter[str] = Counter()
+    for a in attempts:
+        parse.update("ok" if e is None else e for e in a.parse_errors)
+    overheads = [a.timing.get("overhead_s", 0.0) for a in attempts if a.prompt is not None]
+    return {
+        "iterations": len(attempts),
+        "model_calls": sum(a.llm.get("calls", 0) for a in attempts),
+        "prompt_tokens": sum(a.llm.get("prompt_tokens", 0) for a in attempts),
+        "completion_tokens": sum(a.llm.get("completion_tokens", 0) for a in attempts),
+        "model_latency_s": sum(a.llm.get("latency_s", 0.0) for a in attempts),
+        "sources": dict(Counter(a.source for a in attempts)),
+        "parse": dict(parse),
+        "mean_overhead_s": sum(overheads) / len(overheads) if overheads else 0.0,
+    }

@@ -1,0 +1,173 @@
+"""Samplers: draw ``n`` candidate completions for a prompt.
+
+:class:`LLMSampler` wraps anything with the :class:`TextGenerator` interface (the
+:class:`icpi.llm.LLMClient`); :class:`ScriptedSampler` replays scripted answers and serves
+as the LLM double of tests and dry runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from icpi.core.prompts import Prompt
+
+
+@dataclass
+class SampleBatch:
+    """Completions drawn for one prompt, with accounting."""
+
+    texts: list[str]
+    """The completions."""
+    prompt_tokens: int = 0
+    """Prompt tokens reported by the model."""
+    completion_tokens: int = 0
+    """Completion tokens reported by the model."""
+    latency_s: float = 0.0
+    """Wall time of the call(s), seconds."""
+    cached: bool = False
+    """Whether every completion came from the cache."""
+    calls: int = 1
+    """Model calls made (cache hits included)."""
+    keys: list[str] = field(default_factory=list)
+    """Cache keys of the requests (for tracing a run back to its completions)."""
+
+
+class Sampler(Protocol):
+    """Draws candidate completions."""
+
+    def sample(self, prompt: Prompt, n: int, seed: int | None) -> SampleBatch:
+        """Return ``n`` completions of ``prompt``.
+
+        Args:
+            prompt: Text (completion mode) or chat messages.
+            n: Number of completions.
+            seed: Sampling seed (derived per iteration by the loop).
+
+        Returns:
+            The batch.
+        """
+        ...
+
+
+class GenerationLike(Protocol):
+    """The fields of :class:`icpi.llm.LLMResponse` a sampler reads."""
+
+    texts: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cached: bool
+    key: str
+
+
+class TextGenerator(Protocol):
+    """Anything that answers prompts like :meth:`icpi.llm.LLMClient.generate`."""
+
+    def generate(self, prompt: Prompt, **params: Any) -> GenerationLike:
+        """Return completions for a prompt.
+
+        Args:
+            prompt: Text or chat messages.
+            **params: Sampling parameters (``n``, ``seed``, ``temperature``, ...).
+
+        Returns:
+            The generation.
+        """
+        ...
+
+
+class LLMSampler:
+    """Sample from a language model client with fixed sampling parameters."""
+
+    def __init__(self, client: TextGenerator, **params: Any) -> None:
+        """Create the sampler.
+
+        Args:
+            client: The model client (e.g. :class:`icpi.llm.LLMClient`).
+            **params: Sampling parameters for every call (``temperature``, ``max_tokens``,
+                ``stop``, ``top_p``); ``n`` and ``seed`` come from the loop.
+        """
+        self.client = client
+        self.params = params
+
+    def sample(self, prompt: Prompt, n: int, seed: int | None) -> SampleBatch:
+        """Draw ``n`` completions in one call.
+
+        Args:
+            prompt: Text or chat messages.
+            n: Number of completions.
+            seed: Sampling seed.
+
+        Returns:
+            The batch.
+        """
+        resp = self.client.generate(prompt, n=n, seed=seed, **self.params)
+        return SampleBatch(
+            texts=list(resp.texts),
+            prompt_tokens=resp.prompt_tokens,
+            completion_tokens=resp.completion_tokens,
+            latency_s=resp.latency_s,
+            cached=resp.cached,
+            keys=[resp.key],
+        )
+
+
+Script = Sequence[str] | Callable[[Prompt, int, int | None], Sequence[str]]
+
+
+class ScriptedSampler:
+    """Replays scripted answers: the LLM double of tests and dry runs.
+
+    Either a list of answers, consumed in order and cycled, or a callable
+    ``(prompt, n, seed) -> answers``. Every call is recorded in :attr:`calls`.
+    """
+
+    def __init__(self, script: Script, *, delay_s: float = 0.0) -> None:
+        """Create the double.
+
+        Args:
+            script: Answers or a function producing them.
+            delay_s: Simulated latency per call, seconds.
+
+        Raises:
+            ValueError: If the answer list is empty.
+        """
+        if not callable(script) and not script:
+            raise ValueError("a scripted sampler needs at least one answer")
+        self.script = script
+        self.delay_s = delay_s
+        self.calls: list[tuple[Prompt, int, int | None]] = []
+        self._pos = 0
+
+    def _next(self, n: int) -> Iterable[str]:
+        assert not callable(self.script)
+        for _ in range(n):
+            yield self.script[self._pos % len(self.script)]
+            self._pos += 1
+
+    def sample(self, prompt: Prompt, n: int, seed: int | None) -> SampleBatch:
+        """Return the next ``n`` scripted answers.
+
+        Args:
+            prompt: Recorded, passed to a callable script.
+            n: Number of answers.
+            seed: Recorded, passed to a callable script.
+
+        Returns:
+            The batch (token counts are whitespace word counts).
+        """
+        t0 = time.perf_counter()
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        self.calls.append((prompt, n, seed))
+        texts = list(self.script(prompt, n, seed) if callable(self.script) else self._next(n))
+        words = len(str(prompt).split())
+        return SampleBatch(
+            texts=texts,
+            prompt_tokens=words,
+            completion_tokens=sum(len(t.split()) for t in texts),
+            latency_s=time.perf_counter() - t0,
+        )
