@@ -1,0 +1,46 @@
+"""The LLM layer: one OpenAI-SDK client, an embedded offline model, a cache and call logs.
+
+Main entry points:
+
+- :class:`LLMConfig` / :class:`SamplingParams`: where and how to query (flags, config, env).
+- :class:`LLMClient`: ``generate(prompt, n=..., temperature=..., seed=...)`` returning
+  :class:`LLMResponse` (texts, tokens, latency, cached).
+- :class:`EmbeddedServer` / :func:`shared_server`: llama.cpp serving SmolLM2-135M-Instruct.
+"""
+
+from icpi.llm.cache import CompletionCache, request_key
+from icpi.llm.client import LLMClient, LLMResponse
+from icpi.llm.config import LLMConfig, SamplingParams, add_llm_arguments, config_from_args
+from icpi.llm.errors import (
+    CacheMissError,
+    LLMEmptyResponseError,
+    LLMError,
+    LLMUnavailableError,
+    MissingDependencyError,
+    ServerStartError,
+)
+from icpi.llm.records import CallLog, CallRecord, CallStats
+from icpi.llm.server import EmbeddedServer, shared_server, stop_shared_server
+
+__all__ = [
+    "CacheMissError",
+    "CallLog",
+    "CallRecord",
+    "CallStats",
+    "CompletionCache",
+    "EmbeddedServer",
+    "LLMClient",
+    "LLMConfig",
+    "LLMEmptyResponseError",
+    "LLMError",
+    "LLMResponse",
+    "LLMUnavailableError",
+    "MissingDependencyError",
+    "SamplingParams",
+    "ServerStartError",
+    "add_llm_arguments",
+    "config_from_args",
+    "request_key",
+    "shared_server",
+    "stop_shared_server",
+]
