@@ -391,8 +391,10 @@ class LLMClient:
             if request["mode"] == "chat":
                 chat = sdk.chat.completions.create(messages=request["messages"], **kwargs)
                 for c in sorted(chat.choices, key=lambda c: c.index):
-                    refused = bool(getattr(c.message, "refusal", None))
-                    texts.append("" if refused else (c.message.content or ""))
+                    msg = c.message
+                    refused = bool(getattr(msg, "refusal", None))
+                    content = getattr(msg, "content", None) if msg is not None else None
+                    texts.append("" if refused else (content or ""))
                     reasons.append("refusal" if refused else c.finish_reason)
                 rid, usage = chat._request_id, chat.usage
             else:
