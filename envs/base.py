@@ -168,7 +168,8 @@ class Task(ABC):
 
     def __init__(self) -> None:
         self._base_spec = mujoco.MjSpec.from_file(str(ASSETS / self.asset))
-        self._models: OrderedDict[Instance, mujoco.MjModel] = OrderedDict()
+        # Instance -> (compiled model, scratch data for initial states), least recent first.
+        self._models: OrderedDict[Instance, tuple[mujoco.MjModel, mujoco.MjData]] = OrderedDict()
         base = self._base_spec.copy().compile()
         self.timestep = float(base.opt.timestep)
         self.nstep = round(self.horizon / self.timestep)
@@ -263,6 +264,9 @@ class Task(ABC):
         Returns:
             The compiled model.
         """
+        return self._compiled(instance)[0]
+
+    def _compiled(self, instance: Instance) -> tuple[mujoco.MjModel, mujoco.MjData]:
         cached = self._models.get(instance)
         if cached is not None:
             self._models.move_to_end(instance)
@@ -271,10 +275,10 @@ class Task(ABC):
         spec.site("goal").pos[: self.goal_dim] = instance.goal
         self._apply_instance(spec, instance)
         model = spec.compile()
-        self._models[instance] = model
+        self._models[instance] = (model, mujoco.MjData(model))
         if len(self._models) > MODEL_CACHE_SIZE:
             self._models.popitem(last=False)
-        return model
+        return self._models[instance]
 
     @abstractmethod
     def _apply_instance(self, spec: mujoco.MjSpec, instance: Instance) -> None:
@@ -294,18 +298,19 @@ class Task(ABC):
 
     # ------------------------------------------------------------------ rollouts
     def initial_state(
-        self, model: mujoco.MjModel, qpos0: np.ndarray
+        self, model: mujoco.MjModel, data: mujoco.MjData, qpos0: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Full physics state at rest with the given joint positions.
 
         Args:
             model: The instance's model.
+            data: Scratch data of that model (overwritten).
             qpos0: Joint positions.
 
         Returns:
             The state vector (``mjSTATE_FULLPHYSICS``) and the tracked point's position.
         """
-        data = mujoco.MjData(model)
+        mujoco.mj_resetData(model, data)
         data.qpos[:] = qpos0
         mujoco.mj_forward(model, data)
         state = np.empty(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS))
@@ -359,19 +364,28 @@ class Task(ABC):
             raise ValueError(f"{len(instances)} instances for {len(checked)} θ")
         if not checked:
             return []
-        models = [self.model(inst) for inst in instances]
+        compiled = [self._compiled(inst) for inst in instances]
+        models = [m for m, _ in compiled]
         plans = [self._plan(theta, m) for (theta, _), m in zip(checked, models, strict=True)]
-        starts = [self.initial_state(m, q) for m, (q, _) in zip(models, plans, strict=True)]
+        starts = [
+            self.initial_state(m, d, q) for (m, d), (q, _) in zip(compiled, plans, strict=True)
+        ]
         init = np.stack([state for state, _ in starts])
         ctrl = np.stack([c for _, c in plans])
-        nthread = nthread or os.cpu_count() or 1
-        nthread = max(1, min(nthread, len(checked)))
+        nbatch = len(checked)
+        nthread = max(1, min(nthread or os.cpu_count() or 1, nbatch))
         datas = self._thread_datas(models[0], nthread)
-        state, sensordata = mj_rollout.rollout(
+        state = np.empty((nbatch, self.nstep, init.shape[1]))
+        sensordata = np.empty((nbatch, self.nstep, models[0].nsensordata))
+        mj_rollout.rollout(
             models,
             datas if nthread > 1 else datas[0],
             init,
             ctrl,
+            # Zero solver warm start: each rollout is independent of what ran before.
+            initial_warmstart=np.zeros((nbatch, models[0].nv)),
+            state=state,
+            sensordata=sensordata,
             persistent_pool=nthread > 1,
         )
         sensor_adr = self._sensor_adr(models[0])

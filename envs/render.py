@@ -47,6 +47,9 @@ def render_rollout(
             mujoco.mj_setState(model, data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
             mujoco.mj_forward(model, data)
             renderer.update_scene(data, camera="overview")
+            # Shadows and reflections triple the cost of software (llvmpipe) rendering.
+            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
             frames.append(renderer.render().copy())
     return frames
 
