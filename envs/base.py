@@ -142,7 +142,7 @@ class Task(ABC):
     """Base class of a MuJoCo parametric-skill task.
 
     Subclasses set the class attributes and implement :meth:`_apply_instance` and
-    :meth:`_plan`; :meth:`_outcome` defaults to the tracked point's final xy position.
+    :meth:`_plan`; :meth:`outcome` defaults to the tracked point's final xy position.
     """
 
     task_id: ClassVar[str]
@@ -292,8 +292,16 @@ class Task(ABC):
         that the same θ gives bit-identical controls everywhere.
         """
 
-    def _outcome(self, trajectory: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        """Outcome of a rollout; the default is the tracked point's final xy position."""
+    def outcome(self, trajectory: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Outcome of a path for a goal; the default is the path's final xy position.
+
+        Args:
+            trajectory: Path of the tracked point, one row per physics step [m].
+            goal: The goal [m].
+
+        Returns:
+            The outcome, in the goal's frame [m].
+        """
         return trajectory[-1, : self.goal_dim].copy()
 
     # ------------------------------------------------------------------ rollouts
@@ -393,7 +401,7 @@ class Task(ABC):
         for i, (theta, clipped) in enumerate(checked):
             path = np.vstack([starts[i][1], sensordata[i, :, sensor_adr : sensor_adr + 3]])
             goal = instances[i].goal_array
-            outcome = self._outcome(path, goal)
+            outcome = self.outcome(path, goal)
             err = outcome - goal
             results.append(
                 Rollout(

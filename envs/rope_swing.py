@@ -94,7 +94,8 @@ class RopeSwingTask(Task):
         set_joint_positions(model, qpos0, {"effector_x": start[0], "effector_y": start[1]})
         return qpos0, ctrl
 
-    def _outcome(self, trajectory: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    def outcome(self, trajectory: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """The point of the tip's path closest to the goal (see :meth:`Task.outcome`)."""
         return closest_point_on_path(trajectory, goal)
 
 
