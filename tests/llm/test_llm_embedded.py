@@ -126,3 +126,32 @@ def test_cli_serve_prints_base_url_and_stops(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_server_dies_with_a_killed_parent():
+    code = (
+        "from icpi.llm import EmbeddedServer\n"
+        "s = EmbeddedServer(n_ctx=256)\n"
+        "print(s.start(), flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        with urllib.request.urlopen(f"{url}/models", timeout=10) as resp:
+            assert resp.status == 200
+        proc.kill()  # no atexit: only the parent-death signal can stop the server
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=1).close()
+            except OSError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("embedded server outlived its killed parent")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
