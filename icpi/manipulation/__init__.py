@@ -1,0 +1,1 @@
+"""ICPI for dynamic manipulation: improvement datasets, predictors and the improver."""
