@@ -12,7 +12,7 @@ Pieces, each a small protocol with a few implementations:
 - selectors: :class:`FirstValid`, :class:`MajorityVote`, :class:`MinimumEntropy`,
   :class:`NumericConsensus`
 - rewards: :class:`CallableReward`, :class:`VerifierReward`, :class:`LLMJudgeReward`
-- :class:`ImprovementLoop` with a :class:`Budget`
+- :class:`ImprovementLoop` with a :class:`Budget`; :class:`RunDir` for run directories
 
 ICPI on robots, ICRL prompting and ME-ICPO are configurations of these pieces;
 :mod:`icpi.core.toy` shows ICPI's on a linear toy task.
@@ -33,6 +33,7 @@ from icpi.core.parsing import (
 from icpi.core.prompts import Prompt, PromptTemplate, format_number
 from icpi.core.records import Attempt, Feedback, LoopState, jsonable
 from icpi.core.rewards import CallableReward, LLMJudgeReward, RewardProvider, VerifierReward
+from icpi.core.rundir import RunDir, redact
 from icpi.core.samplers import LLMSampler, SampleBatch, Sampler, ScriptedSampler
 from icpi.core.selectors import (
     FirstValid,
@@ -71,6 +72,7 @@ __all__ = [
     "Prompt",
     "PromptTemplate",
     "RewardProvider",
+    "RunDir",
     "SampleBatch",
     "Sampler",
     "ScriptedSampler",
@@ -85,5 +87,6 @@ __all__ = [
     "format_number",
     "jsonable",
     "normalise_answer",
+    "redact",
     "summarise",
 ]

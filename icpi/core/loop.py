@@ -238,6 +238,7 @@ class ImprovementLoop:
             fb = self.reward(action, state)
             reward_s = time.perf_counter() - tr
             reward, info = fb.reward, dict(fb.info)
+        llm["cached"] = llm["calls"] > 0 and llm["cached"]
         total = time.perf_counter() - t0
         return Attempt(
             iteration=state.iteration,
