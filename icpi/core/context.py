@@ -18,7 +18,6 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.spatial import cKDTree
 
 from icpi.core.records import Attempt, LoopState
 
@@ -210,6 +209,8 @@ class KNearest:
             self.offset = x.min(axis=0)
             self.scale = x.max(axis=0) - x.min(axis=0)
         self.scale = np.where(self.scale > 1e-12, self.scale, 1.0)
+        from scipy.spatial import cKDTree  # imported on first use: ~0.5 s
+
         self._tree = cKDTree(self._norm(x))
 
     def _norm(self, x: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -60,6 +60,8 @@ class CompletionCache:
         self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL survives a killed process; only a power cut may lose the last entry.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS completions ("
                 " key TEXT PRIMARY KEY, request TEXT NOT NULL, response TEXT NOT NULL,"

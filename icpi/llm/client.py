@@ -438,6 +438,12 @@ class LLMClient:
         """Running totals of calls, cache hits, HTTP requests, tokens and latency."""
         return self.log.stats.to_dict()
 
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Close the HTTP client and the cache (the shared embedded server keeps running)."""
         with self._lock:
