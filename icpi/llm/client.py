@@ -250,20 +250,41 @@ class LLMClient:
             if hit is not None:
                 return self._finish(request, key, hit, t0, cached=True, http_requests=0)
         if self.config.offline:
-            self.log.add_error()
-            raise CacheMissError(
+            miss = CacheMissError(
                 f"offline: no cached completion for request {key[:16]} (model {request['model']!r}"
                 f" at {self.endpoint_id}, mode {mode}) in {self.config.resolved_cache_path()}; "
                 "run once without --offline to fill the cache"
             )
+            self.log.add_error(self._error_record(request, key, t0, miss))
+            raise miss
         try:
             data, http_requests = self._call_live(request, params_obj)
-        except LLMError:
-            self.log.add_error()
+        except LLMError as exc:
+            self.log.add_error(self._error_record(request, key, t0, exc))
             raise
         if self.cache is not None:
             self.cache.put(key, request, data)
         return self._finish(request, key, data, t0, cached=False, http_requests=http_requests)
+
+    def _error_record(
+        self, request: dict[str, Any], key: str, t0: float, exc: Exception
+    ) -> CallRecord:
+        return CallRecord(
+            key=key,
+            endpoint=request["endpoint"],
+            model=request["model"],
+            mode=request["mode"],
+            request={k: v for k, v in request.items() if k not in ("endpoint", "model", "mode")},
+            texts=[],
+            finish_reasons=[],
+            prompt_tokens=0,
+            completion_tokens=0,
+            latency_s=time.perf_counter() - t0,
+            cached=False,
+            http_requests=0,
+            time=time.time(),
+            error=f"{type(exc).__name__}: {exc}",
+        )
 
     def _finish(
         self,

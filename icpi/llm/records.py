@@ -47,6 +47,8 @@ class CallRecord:
     """Server request ids, when the server sends them."""
     time: float = 0.0
     """Unix time at which the call finished."""
+    error: str | None = None
+    """Why the call failed (then ``texts`` is empty); ``None`` on success."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as JSON data.
@@ -130,7 +132,14 @@ class CallLog:
                 with self.path.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
 
-    def add_error(self) -> None:
-        """Count a call that ended in an exception."""
+    def add_error(self, rec: CallRecord | None = None) -> None:
+        """Count a call that ended in an exception, writing its record if given.
+
+        Args:
+            rec: The failed call (with ``error`` set).
+        """
         with self._lock:
             self.stats.errors += 1
+            if rec is not None and self.path is not None:
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")

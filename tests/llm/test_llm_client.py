@@ -130,6 +130,17 @@ def test_rate_limit_retried_then_clear_error(fake, make_client):
     assert len(fake.requests) == 2
 
 
+def test_failed_calls_are_recorded(fake, make_client, tmp_path):
+    fake.set(Reply(status=500, body={}))
+    client = make_client(max_retries=0)
+    with pytest.raises(LLMUnavailableError):
+        client.complete("p")
+    (rec,) = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert rec["error"].startswith("LLMUnavailableError: ") and "HTTP 500" in rec["error"]
+    assert rec["texts"] == [] and rec["latency_s"] > 0
+    assert client.stats["errors"] == 1 and client.stats["calls"] == 0
+
+
 def test_4xx_not_retried(fake, make_client):
     fake.set(Reply(status=400, body={"error": {"message": "bad request"}}))
     with pytest.raises(LLMUnavailableError, match="HTTP 400"):
