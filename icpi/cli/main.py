@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Verb modules, in the order ``icpi --help`` lists them.
-VERB_MODULES: tuple[str, ...] = ("icpi.cli.demo", "icpi.cli.llm")
+VERB_MODULES: tuple[str, ...] = ("icpi.cli.demo", "icpi.cli.llm", "icpi.cli.collect")
 
 
 def build_parser() -> argparse.ArgumentParser:
