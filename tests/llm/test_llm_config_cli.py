@@ -52,6 +52,7 @@ def test_validation():
     with pytest.raises(ValueError):
         LLMConfig(timeout_s=0)
     assert SamplingParams(stop="\n").stop == ("\n",)
+    assert SamplingParams(stop=None).stop == ()  # type: ignore[arg-type]
 
 
 def test_default_cache_path(monkeypatch, tmp_path):
