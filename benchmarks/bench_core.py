@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -160,9 +161,10 @@ def main() -> None:
     parser.add_argument("--replay-iters", type=int, default=6, help="Iterations of the replay run.")
     parser.add_argument("--skip-llm", action="store_true", help="Only the loop overhead.")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        results: dict[str, object] = {}
+        results: dict[str, object] = {"cpus": os.cpu_count(), "load_before": load_before}
         ov = loop_overhead(args.repeats, 20, workdir)
         results["loop_overhead"] = ov
         print(
@@ -189,6 +191,11 @@ def main() -> None:
                 f" {rep['offline_s']:.3f} s for {rep['iterations']} iterations ->"
                 f" {rep['speedup']:.0f}x faster, identical rewards"
             )
+        results["load_after"] = os.getloadavg()[0]
+        print(
+            f"(1-min load average {load_before:.2f} before, {results['load_after']:.2f} after,"
+            f" {os.cpu_count()} CPUs: other work on the machine slows figure 2 and the live run)"
+        )
         print(json.dumps(results))
 
 
