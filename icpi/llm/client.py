@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Placeholder key for endpoints that need none (the SDK insists on a non-empty key).
 NO_KEY = "sk-no-key-required"
+#: Host names served on this machine (no proxy for them).
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 #: Seed offset between re-asks after an all-empty answer.
 _RESEED_STEP = 7919
 
@@ -153,11 +156,16 @@ class LLMClient:
                 base_url = self._server.base_url
             else:
                 base_url = self.config.base_url
+            http_client = None
+            if urllib.parse.urlsplit(base_url).hostname in _LOOPBACK:
+                # Never route a loopback endpoint through an HTTP(S)_PROXY of the environment.
+                http_client = openai.DefaultHttpxClient(trust_env=False)
             self._sdk = openai.OpenAI(
                 base_url=base_url,
                 api_key=self.config.api_key or NO_KEY,
                 timeout=self.config.timeout_s,
                 max_retries=self.config.max_retries,
+                http_client=http_client,
             )
         return self._sdk
 

@@ -245,6 +245,7 @@ class EmbeddedServer:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         url = f"{self.base_url}/models"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
                 code = None if self._proc is None else self._proc.returncode
@@ -253,7 +254,7 @@ class EmbeddedServer:
                     f"log tail:\n{self._log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(url, timeout=2.0) as resp:
+                with opener.open(url, timeout=2.0) as resp:
                     if resp.status == 200:
                         json.loads(resp.read())
                         return
