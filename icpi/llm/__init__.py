@@ -6,6 +6,16 @@ Main entry points:
 - :class:`LLMClient`: ``generate(prompt, n=..., temperature=..., seed=...)`` returning
   :class:`LLMResponse` (texts, tokens, latency, cached).
 - :class:`EmbeddedServer` / :func:`shared_server`: llama.cpp serving SmolLM2-135M-Instruct.
+
+Choosing the model (flags > config file > environment)::
+
+    icpi llm ask "1 2 3 ->"                                   # embedded SmolLM2-135M
+    OPENAI_API_KEY=sk-... icpi llm ask "..." --base-url https://api.openai.com/v1 \
+        --model gpt-4o --mode chat                              # hosted
+    icpi llm ask "..." --base-url http://localhost:8000/v1 --model Qwen/Qwen2.5-7B  # vLLM
+    icpi llm ask "..." --base-url http://localhost:11434/v1 --model llama3.1        # Ollama
+    export OPENAI_BASE_URL=http://localhost:8080/v1   # any OpenAI-compatible server
+    icpi llm ask "..." --offline                      # replay from the cache only
 """
 
 from icpi.llm.cache import CompletionCache, request_key
