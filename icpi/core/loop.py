@@ -111,6 +111,7 @@ class ImprovementLoop:
         task: Mapping[str, Any] | None = None,
         buffer: ExperienceBuffer | None = None,
         seed: int | None = 0,
+        model_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         """Assemble a loop from its pieces.
 
@@ -135,6 +136,10 @@ class ImprovementLoop:
             buffer: Experience buffer (resumed from if it holds attempts); ``None``: a
                 fresh in-memory one.
             seed: Run seed from which every call's seed is derived.
+            model_errors: Sampler exceptions that end the round like an invalid answer
+                (then re-sample, then fall back) instead of stopping the run, e.g.
+                ``(LLMUnavailableError, LLMEmptyResponseError)``; the default stops the run
+                (it can be resumed later).
 
         Raises:
             ValueError: If ``n_samples`` < 1 or ``max_resamples`` < 0.
@@ -156,6 +161,7 @@ class ImprovementLoop:
         self.task = dict(task or {})
         self.buffer = buffer if buffer is not None else ExperienceBuffer()
         self.seed = seed
+        self.model_errors = model_errors
 
     def state(self) -> LoopState:
         """Return the state of the next iteration.
@@ -195,9 +201,17 @@ class ImprovementLoop:
             prompt = self.prompt.render(state, self.context.build(state))
             for round_ in range(1 + self.max_resamples):
                 tm = time.perf_counter()
-                batch = self.sampler.sample(
-                    prompt, self.n_samples, derive_seed(self.seed, state.iteration, round_)
-                )
+                try:
+                    batch = self.sampler.sample(
+                        prompt, self.n_samples, derive_seed(self.seed, state.iteration, round_)
+                    )
+                except self.model_errors as exc:
+                    model_s += time.perf_counter() - tm
+                    llm.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
+                    log.warning(
+                        "iteration %d round %d: model error %s", state.iteration, round_, exc
+                    )
+                    continue
                 model_s += time.perf_counter() - tm
                 llm["calls"] += batch.calls
                 llm["prompt_tokens"] += batch.prompt_tokens
@@ -322,8 +336,8 @@ def summarise(attempts: list[Attempt]) -> dict[str, Any]:
         attempts: The attempts.
 
     Returns:
-        Model calls, tokens, model latency, sources (model / fallback / initial / invalid),
-        parse outcomes by failure code, and mean overhead per iteration in seconds.
+        Model calls and errors, tokens, model latency, sources (model / fallback / initial
+        / invalid), parse outcomes by failure code, and mean overhead per iteration, seconds.
     """
     parse: Counter[str] = Counter()
     for a in attempts:
@@ -332,6 +346,7 @@ def summarise(attempts: list[Attempt]) -> dict[str, Any]:
     return {
         "iterations": len(attempts),
         "model_calls": sum(a.llm.get("calls", 0) for a in attempts),
+        "model_errors": sum(len(a.llm.get("errors", [])) for a in attempts),
         "prompt_tokens": sum(a.llm.get("prompt_tokens", 0) for a in attempts),
         "completion_tokens": sum(a.llm.get("completion_tokens", 0) for a in attempts),
         "model_latency_s": sum(a.llm.get("latency_s", 0.0) for a in attempts),

@@ -186,3 +186,26 @@ def test_icrl_style_text_configuration():
         "Attempt 1: 5 <Reward: 0>",
         "Try something new.",
     ]
+
+
+def test_model_errors_fall_back_only_when_declared():
+    class Unavailable(RuntimeError):
+        pass
+
+    class Flaky:
+        calls = 0
+
+        def sample(self, prompt, n, seed):
+            self.calls += 1
+            raise Unavailable("endpoint down")
+
+    loop = _numeric_loop(["unused"], fallback=lambda s: [0.0, 0.0], model_errors=(Unavailable,))
+    loop.sampler = Flaky()
+    a = loop.run(Budget(max_iterations=1)).attempts[0]
+    assert a.source == "fallback" and a.llm["errors"] == ["Unavailable: endpoint down"] * 2
+    assert loop.sampler.calls == 2  # first round + one re-sample
+    strict = _numeric_loop(["unused"], fallback=lambda s: [0.0, 0.0])
+    strict.sampler = Flaky()
+    with pytest.raises(Unavailable):
+        strict.run(Budget(max_iterations=1))
+    assert len(strict.buffer) == 0
