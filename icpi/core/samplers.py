@@ -53,14 +53,37 @@ class Sampler(Protocol):
 
 
 class GenerationLike(Protocol):
-    """The fields of :class:`icpi.llm.LLMResponse` a sampler reads."""
+    """The fields of :class:`icpi.llm.LLMResponse` a sampler reads (read-only)."""
 
-    texts: list[str]
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    cached: bool
-    key: str
+    @property
+    def texts(self) -> list[str]:
+        """Completions."""
+        ...
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens."""
+        ...
+
+    @property
+    def completion_tokens(self) -> int:
+        """Completion tokens."""
+        ...
+
+    @property
+    def latency_s(self) -> float:
+        """Wall time, seconds."""
+        ...
+
+    @property
+    def cached(self) -> bool:
+        """Whether it came from the cache."""
+        ...
+
+    @property
+    def key(self) -> str:
+        """Cache key."""
+        ...
 
 
 class TextGenerator(Protocol):

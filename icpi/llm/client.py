@@ -481,3 +481,10 @@ class LLMClient:
                 self._sdk = None
         if self.cache is not None:
             self.cache.close()
+
+
+if TYPE_CHECKING:  # static check: the client is a sampler backend of the core
+    from icpi.core.samplers import TextGenerator
+
+    def _is_text_generator(client: LLMClient) -> TextGenerator:
+        return client
