@@ -854,8 +854,8 @@ def _select(
     n_cand = len(cat["instance"])
     if n_cand < size:
         raise DatasetError(
-            f"{task.task_id}: only {n_cand} candidate pairs for {size} examples; raise"
-            " examples_per_instance's instance count or lower the size"
+            f"{task.task_id}: only {n_cand} candidate pairs for {size} examples; use more"
+            " instances (a smaller SamplingDesign.examples_per_instance) or a smaller size"
         )
     r = np.linalg.norm(cat["dtheta"] / span, axis=1)
     pick = select_rows(r, cat["instance"], size, design.bin_edges, seed)
