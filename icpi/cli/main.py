@@ -14,7 +14,12 @@ import sys
 from collections.abc import Sequence
 
 # Verb modules, in the order ``icpi --help`` lists them.
-VERB_MODULES: tuple[str, ...] = ("icpi.cli.demo", "icpi.cli.llm", "icpi.cli.collect")
+VERB_MODULES: tuple[str, ...] = (
+    "icpi.cli.demo",
+    "icpi.cli.collect",
+    "icpi.cli.run",
+    "icpi.cli.llm",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
