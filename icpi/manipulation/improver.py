@@ -76,6 +76,9 @@ class SkillTask(Protocol):
     def outcome(self, trajectory: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """Outcome of a path for a goal."""
 
+    def sample_instance(self, rng: np.random.Generator) -> Any:
+        """Draw an instance (the real arm returns its configured goal)."""
+
     def rollout(self, instance: Any, theta: Any) -> SkillRollout:
         """Run θ once on an instance."""
 

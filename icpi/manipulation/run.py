@@ -21,7 +21,7 @@ from icpi.core.rundir import RunDir
 from icpi.envs import make_task
 from icpi.llm import LLMClient, LLMConfig
 from icpi.manipulation.dataset import ImprovementDataset, load_default_dataset
-from icpi.manipulation.improver import ICPIImprover, ICPISettings, record_of
+from icpi.manipulation.improver import ICPIImprover, ICPISettings, SkillTask, record_of
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,8 @@ def run_icpi(
     out: Path,
     llm: LLMConfig | None = None,
     sampler: Sampler | None = None,
+    task: SkillTask | None = None,
+    instance: Any = None,
 ) -> dict[str, Any]:
     """Run (or resume) ICPI on one task instance.
 
@@ -132,6 +134,10 @@ def run_icpi(
         out: Run directory (resumed when it holds the same run).
         llm: Model endpoint and sampling; ``None`` resolves the default (embedded) one.
         sampler: Use this sampler instead of a model client (tests, dry runs).
+        task: The task to run on (e.g. the real arm's adapter); ``None`` builds the
+            simulated task ``cfg.task``.
+        instance: The instance (needs ``goal``, and ``physics_dict`` when known); ``None``
+            draws one from ``cfg.seed`` as ``env.reset(seed=cfg.seed)`` does.
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -139,14 +145,18 @@ def run_icpi(
     llm = llm or LLMConfig.from_sources()
     settings = dataclasses.replace(cfg.icpi, chat=llm.mode == "chat")
     cfg = dataclasses.replace(cfg, icpi=settings)
-    task = make_task(cfg.task)
+    task = task if task is not None else make_task(cfg.task)
     rng = np.random.default_rng(cfg.seed)
-    instance = task.sample_instance(rng)
+    if instance is None:
+        instance = task.sample_instance(rng)
     theta0 = initial_theta(task, rng, cfg.theta0)
     config = {
         "run": dataclasses.asdict(cfg),
         "llm": llm.public_dict() if sampler is None else {"sampler": type(sampler).__name__},
-        "instance": {"goal": instance.goal, "physics": instance.physics_dict},
+        "instance": {
+            "goal": list(instance.goal),
+            "physics": getattr(instance, "physics_dict", None),
+        },
         "theta0": theta0,
         "theta_names": task.theta_spec.names,
         "theta_units": task.theta_spec.units,
