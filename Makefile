@@ -23,7 +23,7 @@ $(BASE_STAMP): pyproject.toml | $(BIN)/python
 
 # Everything the tests need, including the embedded LLM (llama.cpp is built from source once).
 $(FULL_STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[dev,llm,ray]"
+	$(PIP) install -q -e ".[dev,llm,ray,ros]"
 	touch $(BASE_STAMP) $@
 
 install: $(FULL_STAMP)
