@@ -18,6 +18,7 @@ VERB_MODULES: tuple[str, ...] = (
     "icpi.cli.demo",
     "icpi.cli.collect",
     "icpi.cli.run",
+    "icpi.cli.bench",
     "icpi.cli.llm",
 )
 

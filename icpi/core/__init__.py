@@ -20,7 +20,14 @@ ICPI on robots, ICRL prompting and ME-ICPO are configurations of these pieces;
 
 from icpi.core.buffer import BufferMismatchError, ExperienceBuffer
 from icpi.core.context import AllAttempts, ContextBuilder, KNearest, LastN, SortedByReward
-from icpi.core.loop import Budget, ImprovementLoop, LoopResult, derive_seed, summarise
+from icpi.core.loop import (
+    Budget,
+    ImprovementLoop,
+    LoopResult,
+    Proposal,
+    derive_seed,
+    summarise,
+)
 from icpi.core.parsing import (
     FailureCounter,
     NumericVectorParser,
@@ -71,6 +78,7 @@ __all__ = [
     "Parser",
     "Prompt",
     "PromptTemplate",
+    "Proposal",
     "RewardProvider",
     "RunDir",
     "SampleBatch",

@@ -23,7 +23,7 @@ from icpi.core.buffer import ExperienceBuffer
 from icpi.core.context import ContextBuilder
 from icpi.core.parsing import Parser, ParseResult
 from icpi.core.prompts import PromptTemplate
-from icpi.core.records import Attempt, LoopState
+from icpi.core.records import Attempt, Feedback, LoopState
 from icpi.core.rewards import RewardProvider
 from icpi.core.samplers import Sampler
 from icpi.core.selectors import Selection, Selector
@@ -88,6 +88,34 @@ class LoopResult:
     def final(self) -> Attempt | None:
         """The last attempt."""
         return self.attempts[-1] if self.attempts else None
+
+
+@dataclass
+class Proposal:
+    """An action chosen by :meth:`ImprovementLoop.propose`, waiting for its evaluation."""
+
+    iteration: int
+    """Loop iteration."""
+    action: Any
+    """The action to evaluate (``None`` when invalid)."""
+    source: str
+    """``initial``, ``model``, ``fallback`` or ``invalid``."""
+    valid: bool
+    """Whether a model answer was selected."""
+    prompt: Any
+    """The prompt sent (``None`` for the initial action)."""
+    samples: list[str]
+    """Every completion received."""
+    parse_errors: list[str | None]
+    """Parse error code of each completion (``None`` when it parsed)."""
+    selection: dict[str, Any]
+    """Index of the selected completion and the selector's info."""
+    llm: dict[str, Any]
+    """Model accounting: calls, tokens, latency, cache keys."""
+    model_s: float
+    """Seconds spent waiting for the model."""
+    propose_s: float
+    """Seconds the proposal took in total."""
 
 
 class ImprovementLoop:
@@ -172,17 +200,18 @@ class ImprovementLoop:
         history = self.buffer.attempts
         return LoopState(iteration=len(history), history=history, task=self.task)
 
-    def step(self, state: LoopState) -> Attempt:
-        """Run one iteration (without appending it to the buffer).
+    def propose(self, state: LoopState) -> Proposal:
+        """Choose the next action without evaluating it (the "ask" half of a step).
 
         Args:
             state: The state of this iteration.
 
         Returns:
-            The finished attempt.
+            The proposal; evaluate ``proposal.action`` and pass the feedback to
+            :meth:`complete`.
         """
         t0 = time.perf_counter()
-        model_s = reward_s = 0.0
+        model_s = 0.0
         prompt: Any = None
         samples: list[str] = []
         results: list[ParseResult] = []
@@ -245,35 +274,76 @@ class ImprovementLoop:
                 action, source, valid = self.fallback(state), "fallback", False
             else:
                 action, source, valid = None, "invalid", False
-        if source == "invalid":
-            reward, info = self.invalid_reward, {}
-        else:
-            tr = time.perf_counter()
-            fb = self.reward(action, state)
-            reward_s = time.perf_counter() - tr
-            reward, info = fb.reward, dict(fb.info)
         llm["cached"] = llm["calls"] > 0 and llm["cached"]
-        total = time.perf_counter() - t0
-        return Attempt(
+        return Proposal(
             iteration=state.iteration,
             action=action,
-            reward=float(reward),
-            info=info,
-            valid=valid,
             source=source,
+            valid=valid,
             prompt=prompt,
             samples=samples,
             parse_errors=[r.error if not r.ok else None for r in results],
             selection={"index": selection.index, **selection.info},
             llm=llm,
+            model_s=model_s,
+            propose_s=time.perf_counter() - t0,
+        )
+
+    def complete(
+        self, proposal: Proposal, feedback: Feedback | None, reward_s: float = 0.0
+    ) -> Attempt:
+        """Turn a proposal and its evaluation into an attempt (the "tell" half of a step).
+
+        Args:
+            proposal: What :meth:`propose` returned.
+            feedback: The evaluation of ``proposal.action``; ``None`` for an invalid
+                proposal (recorded with ``invalid_reward``).
+            reward_s: Seconds the evaluation took (kept out of the loop overhead).
+
+        Returns:
+            The finished attempt (not yet appended to the buffer).
+        """
+        if feedback is None:
+            reward, info = self.invalid_reward, {}
+        else:
+            reward, info = feedback.reward, dict(feedback.info)
+        total = proposal.propose_s + reward_s
+        return Attempt(
+            iteration=proposal.iteration,
+            action=proposal.action,
+            reward=float(reward),
+            info=info,
+            valid=proposal.valid,
+            source=proposal.source,
+            prompt=proposal.prompt,
+            samples=proposal.samples,
+            parse_errors=proposal.parse_errors,
+            selection=proposal.selection,
+            llm=proposal.llm,
             timing={
                 "total_s": total,
-                "model_s": model_s,
+                "model_s": proposal.model_s,
                 "reward_s": reward_s,
-                "overhead_s": max(0.0, total - model_s - reward_s),
+                "overhead_s": max(0.0, proposal.propose_s - proposal.model_s),
             },
             time=time.time(),
         )
+
+    def step(self, state: LoopState) -> Attempt:
+        """Run one iteration (without appending it to the buffer).
+
+        Args:
+            state: The state of this iteration.
+
+        Returns:
+            The finished attempt.
+        """
+        proposal = self.propose(state)
+        if proposal.source == "invalid":
+            return self.complete(proposal, None)
+        tr = time.perf_counter()
+        feedback = self.reward(proposal.action, state)
+        return self.complete(proposal, feedback, reward_s=time.perf_counter() - tr)
 
     def _exhausted(self, budget: Budget, t_start: float) -> str | None:
         attempts = self.buffer.attempts

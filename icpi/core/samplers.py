@@ -105,16 +105,23 @@ class TextGenerator(Protocol):
 class LLMSampler:
     """Sample from a language model client with fixed sampling parameters."""
 
-    def __init__(self, client: TextGenerator, **params: Any) -> None:
+    def __init__(
+        self, client: TextGenerator, *, resample_temperature: float | None = None, **params: Any
+    ) -> None:
         """Create the sampler.
 
         Args:
             client: The model client (e.g. :class:`icpi.llm.LLMClient`).
+            resample_temperature: Temperature of a call that repeats the previous call's
+                prompt (the loop's re-sample after invalid answers): a greedy model would
+                only repeat itself. ``None``: the same parameters as every call.
             **params: Sampling parameters for every call (``temperature``, ``max_tokens``,
                 ``stop``, ``top_p``); ``n`` and ``seed`` come from the loop.
         """
         self.client = client
         self.params = params
+        self.resample_temperature = resample_temperature
+        self._last_prompt: Prompt | None = None
 
     def sample(self, prompt: Prompt, n: int, seed: int | None) -> SampleBatch:
         """Draw ``n`` completions in one call.
@@ -127,7 +134,11 @@ class LLMSampler:
         Returns:
             The batch.
         """
-        resp = self.client.generate(prompt, n=n, seed=seed, **self.params)
+        params = dict(self.params)
+        if self.resample_temperature is not None and prompt == self._last_prompt:
+            params["temperature"] = self.resample_temperature
+        self._last_prompt = prompt
+        resp = self.client.generate(prompt, n=n, seed=seed, **params)
         return SampleBatch(
             texts=list(resp.texts),
             prompt_tokens=resp.prompt_tokens,

@@ -14,7 +14,7 @@ and an outcome function), so the same loop runs on the MuJoCo tasks and on the r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from icpi.core import (
     Attempt,
     CallableReward,
     ExperienceBuffer,
+    Feedback,
     FirstValid,
     ImprovementLoop,
     KNearest,
@@ -32,6 +33,7 @@ from icpi.core import (
     NumericConsensus,
     NumericVectorParser,
     PromptTemplate,
+    Proposal,
     Sampler,
     Selector,
 )
@@ -159,6 +161,7 @@ class ICPIImprover:
         self.examples = [self._example(dataset, i) for i in range(len(dataset))]
         # Trajectories of the run's rollouts by θ, for online relabelling (in memory only).
         self._paths: dict[tuple[float, ...], Vec] = {}
+        self._pending: Proposal | None = None
         self.context = KNearest(
             self.examples,
             features=self._features,
@@ -305,51 +308,70 @@ class ICPIImprover:
         return self._to_action(self.fmt.dtheta_to_int(dtheta), state)
 
     def _evaluate(self, action: Any) -> tuple[float, dict[str, Any]]:
+        """Reward of :meth:`ImprovementLoop.step` (the loop used on its own)."""
         result = self.task.rollout(self.instance, action)
-        key = tuple(float(v) for v in result.theta)
-        self._paths[key] = result.trajectory
-        return -result.cost, {
-            "theta": result.theta.tolist(),
+        self._paths[tuple(float(v) for v in result.theta)] = result.trajectory
+        return -result.cost, self._info(result)
+
+    @staticmethod
+    def _info(result: SkillRollout) -> dict[str, Any]:
+        return {
+            "theta": np.asarray(result.theta, float).tolist(),
             "clipped": bool(result.clipped),
-            "e": result.e.tolist(),
-            "outcome": result.outcome.tolist(),
+            "e": np.asarray(result.e, float).tolist(),
+            "outcome": np.asarray(result.outcome, float).tolist(),
             "cost": float(result.cost),
         }
 
-    # ------------------------------------------------------------------ running
-    def run(
-        self, iterations: int = 20, on_attempt: Callable[[Attempt], None] | None = None
-    ) -> list[Attempt]:
-        """Run (or resume) up to ``iterations`` rollouts in total.
-
-        Args:
-            iterations: Total rollouts, θ0 included (the paper: 20).
-            on_attempt: Called after each new attempt is appended to the buffer.
+    # ------------------------------------------------------------------ ask / tell
+    def ask(self) -> Vec:
+        """Next θ: θ0 first, then θ_i + Δθ from the model (or the fallback).
 
         Returns:
-            Every attempt of the run, resumed ones included.
+            θ, inside the box (asking again before :meth:`tell` returns the same θ).
         """
-        buffer = self.loop.buffer
-        while len(buffer) < iterations:
-            attempt = self.loop.step(self.loop.state())
-            buffer.append(attempt)
-            log.info(
-                "iteration %d (%s): cost %.4f m",
-                attempt.iteration,
-                attempt.source,
-                attempt.info.get("cost", float("nan")),
-            )
-            if on_attempt is not None:
-                on_attempt(attempt)
-        return buffer.attempts
+        if self._pending is None:
+            self._pending = self.loop.propose(self.loop.state())
+        return np.asarray(self._pending.action, float)
+
+    def tell(self, theta: Vec, rollout: SkillRollout) -> dict[str, Any]:
+        """Record the rollout of the asked θ as an attempt (appended to the buffer).
+
+        Args:
+            theta: The θ asked.
+            rollout: Its rollout.
+
+        Returns:
+            The attempt's record (see :func:`record_of`).
+
+        Raises:
+            RuntimeError: If nothing was asked.
+        """
+        if self._pending is None:
+            raise RuntimeError("tell() without ask()")
+        proposal, self._pending = self._pending, None
+        self._paths[tuple(float(v) for v in rollout.theta)] = rollout.trajectory
+        attempt = self.loop.complete(proposal, Feedback(-rollout.cost, self._info(rollout)))
+        self.loop.buffer.append(attempt)
+        return record_of(attempt)
+
+    def restore(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of the attempts already in the buffer (the buffer is the truth).
+
+        Args:
+            records: Ignored: a killed run's ``records.jsonl`` may lag its buffer.
+
+        Returns:
+            One record per finished attempt.
+        """
+        return [record_of(a) for a in self.loop.buffer.attempts]
 
 
-def record_of(attempt: Attempt, fmt: NumberFormat | None = None) -> dict[str, Any]:
+def record_of(attempt: Attempt) -> dict[str, Any]:
     """The per-iteration record of a run directory's ``records.jsonl``.
 
     Args:
         attempt: A finished ICPI attempt.
-        fmt: The prompt's number format (to decode the chosen Δθ), if any.
 
     Returns:
         ``iteration``, ``theta``, ``e``, ``cost``, ``outcome``, ``clipped``, ``source``

@@ -19,9 +19,19 @@ from icpi.core import LLMSampler, Sampler
 from icpi.core.records import jsonable
 from icpi.core.rundir import RunDir
 from icpi.envs import make_task
+from icpi.envs.base import SUCCESS_TOLERANCE
 from icpi.llm import LLMClient, LLMConfig
 from icpi.manipulation.dataset import ImprovementDataset, load_default_dataset
-from icpi.manipulation.improver import ICPIImprover, ICPISettings, SkillTask, record_of
+from icpi.manipulation.improver import ICPIImprover, ICPISettings, SkillTask
+from icpi.manipulation.methods import (
+    CMAES,
+    METHODS,
+    BayesianOptimisation,
+    Improver,
+    NeighbourCorrection,
+    RandomShooting,
+    drive,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +137,7 @@ def run_icpi(
     task: SkillTask | None = None,
     instance: Any = None,
 ) -> dict[str, Any]:
-    """Run (or resume) ICPI on one task instance.
+    """Run (or resume) one method (``cfg.method``, ICPI by default) on one task instance.
 
     Args:
         cfg: What to run.
@@ -150,9 +160,11 @@ def run_icpi(
     if instance is None:
         instance = task.sample_instance(rng)
     theta0 = initial_theta(task, rng, cfg.theta0)
+    uses_llm = cfg.method == "icpi" and sampler is None
     config = {
         "run": dataclasses.asdict(cfg),
-        "llm": llm.public_dict() if sampler is None else {"sampler": type(sampler).__name__},
+        "llm": llm.public_dict() if uses_llm else None,
+        "sampler": type(sampler).__name__ if sampler is not None else None,
         "instance": {
             "goal": list(instance.goal),
             "physics": getattr(instance, "physics_dict", None),
@@ -162,60 +174,141 @@ def run_icpi(
         "theta_units": task.theta_spec.units,
     }
     run_dir = RunDir.open(out, config, seed=cfg.seed)
-    records = run_dir.path / "records.jsonl"
+    records_file = run_dir.path / "records.jsonl"
     client = None
-    if sampler is None:
+    if uses_llm:
         client = LLMClient(dataclasses.replace(llm, log_path=run_dir.llm_log_file))
-        sampler = LLMSampler(client, max_tokens=ANSWER_MAX_TOKENS, stop=["\n"])
-    buffer = run_dir.buffer()
-    improver = ICPIImprover(
-        task,
-        instance,
-        load_dataset(cfg),
-        sampler,
-        theta0,
-        settings=settings,
-        buffer=buffer,
-        seed=cfg.seed,
-    )
-    if len(buffer):
-        log.info("resuming %s at iteration %d", run_dir.path, len(buffer))
-    # The buffer is the source of truth: records.jsonl is rebuilt from it on resume.
-    write_records(records, (record_of(a) for a in buffer.attempts))
+        sampler = LLMSampler(
+            client, max_tokens=ANSWER_MAX_TOKENS, stop=["\n"], resample_temperature=0.7
+        )
+    improver = make_improver(cfg, task, instance, theta0, sampler, run_dir)
+    previous = read_records(records_file)
     t0 = time.perf_counter()
     try:
-        attempts = improver.run(
-            cfg.iterations, on_attempt=lambda a: append_record(records, record_of(a))
+        kept = improver.restore(previous)
+        if kept:
+            log.info("resuming %s at iteration %d", run_dir.path, len(kept))
+        write_records(records_file, kept)  # drops a torn line, or adds what the buffer holds
+        records = drive(
+            improver,
+            task,
+            instance,
+            cfg.iterations,
+            done=kept,
+            on_record=lambda r: append_record(records_file, r),
         )
     finally:
         if client is not None:
             client.close()
-    costs = [a.info["cost"] for a in attempts]
-    model_attempts = [a for a in attempts if a.prompt is not None]
-    summary = {
+    summary = summarise_records(cfg, records)
+    summary["wall_s_this_session"] = time.perf_counter() - t0
+    (run_dir.path / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
+    return summary
+
+
+def make_improver(
+    cfg: RunConfig,
+    task: SkillTask,
+    instance: Any,
+    theta0: np.ndarray,
+    sampler: Sampler | None,
+    run_dir: RunDir,
+) -> Improver:
+    """Build the method of a run.
+
+    Args:
+        cfg: The run configuration (``cfg.method`` picks the method).
+        task: The task.
+        instance: The instance.
+        theta0: Initial θ, shared by every method.
+        sampler: The model sampler (ICPI only).
+        run_dir: The run directory (ICPI keeps its experience buffer there).
+
+    Returns:
+        The improver.
+
+    Raises:
+        ValueError: On an unknown method.
+    """
+    if cfg.method == "icpi":
+        assert sampler is not None
+        return ICPIImprover(
+            task,
+            instance,
+            load_dataset(cfg),
+            sampler,
+            theta0,
+            settings=cfg.icpi,
+            buffer=run_dir.buffer(),
+            seed=cfg.seed,
+        )
+    if cfg.method == "random":
+        return RandomShooting(task, theta0, cfg.seed)
+    if cfg.method == "bo":
+        return BayesianOptimisation(task, theta0, cfg.seed)
+    if cfg.method == "cmaes":
+        return CMAES(task, theta0, cfg.seed)
+    if cfg.method in ("knn5", "lknn20"):
+        linear = cfg.method == "lknn20"
+        k = 20 if linear else 5
+        return NeighbourCorrection(
+            task, theta0, load_dataset(cfg), k=k, linear=linear, feature=cfg.icpi.feature
+        )
+    raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Read a ``records.jsonl`` file; a torn last line (from a kill) is dropped.
+
+    Args:
+        path: The file (missing: no records).
+
+    Returns:
+        The records.
+    """
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
+def summarise_records(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Final figures of a run.
+
+    Args:
+        cfg: The run configuration.
+        records: All records.
+
+    Returns:
+        Costs (initial, final, best), success, answer sources, parse failures, mean prompt
+        tokens per model call and model seconds per iteration (ICPI).
+    """
+    costs = [r["cost"] for r in records]
+    queried = [r for r in records if r.get("model_calls")]
+    calls = sum(r["model_calls"] for r in queried)
+    sources: dict[str, int] = {}
+    for r in records[1:]:
+        sources[r.get("source", cfg.method)] = sources.get(r.get("source", cfg.method), 0) + 1
+    return {
         "task": cfg.task,
         "method": cfg.method,
         "seed": cfg.seed,
-        "iterations": len(attempts),
+        "iterations": len(records),
         "initial_cost": costs[0],
         "final_cost": costs[-1],
         "best_cost": min(costs),
-        "success": min(costs) < 0.005,
-        "sources": {s: sum(a.source == s for a in attempts) for s in ("model", "fallback")},
-        "parse_failures": sum(len([e for e in a.parse_errors if e]) for a in attempts),
+        "success": min(costs) < SUCCESS_TOLERANCE,
+        "sources": sources,
+        "parse_failures": sum(len(r.get("parse_errors", [])) for r in records),
         "mean_prompt_tokens": (
-            float(
-                np.mean([a.llm["prompt_tokens"] / max(1, a.llm["calls"]) for a in model_attempts])
-            )
-            if model_attempts
-            else math.nan
+            sum(r["prompt_tokens"] for r in queried) / calls if calls else math.nan
         ),
         "model_s_per_iteration": (
-            float(np.mean([a.timing["model_s"] for a in model_attempts]))
-            if model_attempts
-            else math.nan
+            float(np.mean([r["model_s"] for r in queried])) if queried else math.nan
         ),
-        "wall_s_this_session": time.perf_counter() - t0,
     }
-    (run_dir.path / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
-    return summary

@@ -1,0 +1,156 @@
+"""Baselines behind ask/tell, and the benchmark harness."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from icpi.envs import make_task
+from icpi.manipulation.bench import parse_method, parse_seeds, run_benchmark, split_list
+from icpi.manipulation.improver import ICPISettings
+from icpi.manipulation.methods import METHODS
+from icpi.manipulation.run import RunConfig, run_icpi
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
+from fake_openai import FakeOpenAI, Reply, completion_body
+
+ICPI = str(Path(sys.executable).parent / "icpi")
+BASELINES = [m for m in METHODS if m != "icpi"]
+
+
+def records(path):
+    return [json.loads(x) for x in open(path / "records.jsonl")]
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_baseline_starts_at_theta0_and_stays_in_the_box(method, tmp_path):
+    task = make_task("slide-gc")
+    s = run_icpi(RunConfig(task="slide-gc", method=method, seed=0, iterations=8), tmp_path)
+    recs = records(tmp_path)
+    assert s["iterations"] == 8 and [r["iteration"] for r in recs] == list(range(8))
+    centre = 0.5 * (task.theta_spec.low_array + task.theta_spec.high_array)
+    np.testing.assert_allclose(recs[0]["theta"], centre)
+    for r in recs:
+        theta = np.asarray(r["theta"])
+        assert np.all(theta >= task.theta_spec.low_array)
+        assert np.all(theta <= task.theta_spec.high_array)
+        assert not r["clipped"]
+    assert recs[0]["source"] == "initial"
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_killed_baseline_run_resumes_exactly(method, tmp_path):
+    full = run_icpi(
+        RunConfig(task="ball-roll-gc", method=method, seed=2, iterations=10), tmp_path / "a"
+    )
+    cfg = RunConfig(task="ball-roll-gc", method=method, seed=2, iterations=10)
+    part = tmp_path / "b"
+    run_icpi(RunConfig(task="ball-roll-gc", method=method, seed=2, iterations=10), part)
+    lines = (part / "records.jsonl").read_text().splitlines()
+    # as if killed after 4 rollouts, in the middle of writing the fifth line
+    (part / "records.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
+    (part / "summary.json").unlink()
+    resumed = run_icpi(cfg, part)
+    assert records(part) == records(tmp_path / "a")
+    assert resumed["final_cost"] == full["final_cost"]
+
+
+@pytest.mark.slow
+def test_every_baseline_beats_random_shooting_on_slide(tmp_path):
+    best = {}
+    for method in BASELINES:
+        costs = [
+            run_icpi(
+                RunConfig(task="slide", method=method, seed=seed, iterations=20),
+                tmp_path / method / str(seed),
+            )["best_cost"]
+            for seed in range(4)
+        ]
+        best[method] = float(np.mean(costs))
+    for method in ("bo", "knn5", "lknn20", "cmaes"):
+        assert best[method] < best["random"], best
+
+
+def test_method_specs_and_seed_lists():
+    assert split_list("icpi[k=5;feature=raw],random") == ["icpi[k=5;feature=raw]", "random"]
+    spec = parse_method("icpi[k=5;feature=raw;dataset_size=100]")
+    assert spec.method == "icpi" and dict(spec.overrides)["k"] == "5"
+    assert spec.uses_model and not parse_method("cmaes").uses_model
+    assert parse_seeds("0-3,7,2") == [0, 1, 2, 3, 7]
+    with pytest.raises(ValueError, match="unknown method"):
+        parse_method("gradient-descent")
+    with pytest.raises(ValueError, match="bad setting"):
+        parse_method("icpi[temperature]")
+    with pytest.raises(ValueError, match="bad seed"):
+        parse_seeds("a-b")
+
+
+def test_benchmark_writes_reports_and_resumes_without_rerunning(tmp_path):
+    out = tmp_path / "bench"
+    run_benchmark(["slide", "ball-roll-gc"], ["random", "knn5"], [0, 1], 4, out, progress=False)
+    rows = pq.read_table(out / "results.parquet").to_pylist()
+    assert len(rows) == 2 * 2 * 2 * 4
+    assert {"task", "method", "seed", "iteration", "cost", "best_so_far"} <= set(rows[0])
+    summary = list(csv.DictReader(open(out / "summary.csv")))
+    assert len(summary) == 4 and all(int(r["instances"]) == 2 for r in summary)
+    table = (out / "summary.md").read_text()
+    assert "| random |" in table and "| knn5 |" in table and "ball-roll-gc" in table
+    assert (out / "curves.png").stat().st_size > 10_000
+    # a killed benchmark: one run lost its last rollouts, the others are finished
+    broken = out / "runs" / "slide" / "knn5" / "seed-1"
+    lines = (broken / "records.jsonl").read_text().splitlines()
+    (broken / "records.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    (broken / "summary.json").unlink()
+    finished = out / "runs" / "slide" / "random" / "seed-0" / "records.jsonl"
+    stamp = finished.stat().st_mtime_ns
+    run_benchmark(["slide", "ball-roll-gc"], ["random", "knn5"], [0, 1], 4, out, progress=False)
+    assert finished.stat().st_mtime_ns == stamp
+    assert len(records(broken)) == 4
+    assert len(pq.read_table(out / "results.parquet")) == 32
+
+
+def test_bench_cli_smoke_with_icpi_through_an_openai_endpoint(tmp_path):
+    fake = FakeOpenAI()
+    fake.set(Reply(body=completion_body(" 2 -1 0", prompt_tokens=400)))
+    try:
+        import subprocess
+
+        proc = subprocess.run(
+            [ICPI, "bench", "--tasks", "slide", "--methods", "icpi,random,icpi[k=5]",
+             "--seeds", "0-1", "--iterations", "3", "--out", str(tmp_path / "b"),
+             "--base-url", fake.base_url, "--model", "fake", "--no-progress",
+             "--cache", str(tmp_path / "cache.sqlite3")],
+            capture_output=True, text=True, timeout=300, env={**os.environ},
+        )  # fmt: skip
+    finally:
+        fake.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| icpi |" in proc.stdout and "| icpi[k=5] |" in proc.stdout
+    assert "Wall time" in proc.stdout
+    k5 = tmp_path / "b" / "runs" / "slide" / "icpi_k=5" / "seed-0" / "config.json"
+    assert json.loads(k5.read_text())["run"]["icpi"]["k"] == 5
+
+
+def test_bench_cli_rejects_bad_input(tmp_path):
+    import subprocess
+
+    proc = subprocess.run(
+        [ICPI, "bench", "--tasks", "slide", "--methods", "nope", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "unknown method" in proc.stderr
+
+
+def test_icpi_settings_are_typed_from_specs():
+    from icpi.manipulation.bench import run_config
+
+    cfg = run_config("slide", parse_method("icpi[k=7;feature=raw;online_relabel=true]"), 3, 5)
+    assert cfg.icpi == ICPISettings(k=7, feature="raw", online_relabel=True)
+    assert run_config("slide", parse_method("icpi[dataset_size=50]"), 0, 5).dataset_size == 50
