@@ -9,6 +9,7 @@ PIP    := $(BIN)/python -m pip
 export MUJOCO_GL ?= egl
 
 BASE_STAMP := $(VENV)/.installed-base
+DEMO_STAMP := $(VENV)/.installed-demo
 FULL_STAMP := $(VENV)/.installed-full
 
 .PHONY: demo test lint typecheck unit bench clean install
@@ -21,19 +22,27 @@ $(BASE_STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e ".[dev]"
 	touch $@
 
+# The demo needs the embedded LLM too (llama.cpp is built from source once).
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[dev,llm]"
+	touch $(BASE_STAMP) $@
+
 # Everything the tests need, including the embedded LLM (llama.cpp is built from source once).
 $(FULL_STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e ".[dev,llm,ray,ros]"
-	touch $(BASE_STAMP) $@
+	touch $(BASE_STAMP) $(DEMO_STAMP) $@
 
 install: $(FULL_STAMP)
 
-demo: $(BASE_STAMP)
-	$(BIN)/icpi demo --out demo_out
+# A short benchmark on the embedded defaults (no API key, no network): every task, every
+# method, 2 instances, 10 rollouts each; prints the table and writes demo_out/.
+demo: $(DEMO_STAMP)
+	$(BIN)/icpi bench --tasks all --methods icpi,random,bo,knn5,lknn20,cmaes \
+		--seeds 0-1 --iterations 10 --out demo_out
 
 lint: $(FULL_STAMP)
-	$(BIN)/ruff check icpi envs tests benchmarks datasets
-	$(BIN)/ruff format --check icpi envs tests benchmarks datasets
+	$(BIN)/ruff check icpi envs robot tests benchmarks datasets
+	$(BIN)/ruff format --check icpi envs robot tests benchmarks datasets
 
 typecheck: $(FULL_STAMP)
 	$(BIN)/mypy
