@@ -20,6 +20,7 @@ VERB_MODULES: tuple[str, ...] = (
     "icpi.cli.run",
     "icpi.cli.bench",
     "icpi.cli.llm",
+    "icpi.cli.lang",
 )
 
 

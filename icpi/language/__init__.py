@@ -1,0 +1,48 @@
+"""Language tasks on the shared core: ICRL prompting, its baselines, and ME-ICPO.
+
+- :mod:`icpi.language.game24`: puzzles, reference solver, safe evaluator, step checker.
+- :mod:`icpi.language.tasks`: Game of 24, creative writing and math tasks with rewards.
+- :mod:`icpi.language.icrl`: ICRL prompting (Preset, Autonomous, ablations) and the
+  Best-of-N, Self-Refine and Reflexion baselines.
+- :mod:`icpi.language.me_icpo`: ME-ICPO (majority-vote self-reward, summaries,
+  minimum-entropy selection, Mean@k / Maj@k).
+- :mod:`icpi.language.runner`: ``icpi lang`` runs into resumable run directories.
+"""
+
+from icpi.language.game24 import (
+    Puzzle,
+    check_answer,
+    evaluate_expression,
+    generate_puzzles,
+    is_solvable,
+    solve,
+)
+from icpi.language.icrl import BASELINES, ICRL_ABLATIONS, ICRL_METHODS, build_icrl_loop
+from icpi.language.me_icpo import ME_ABLATIONS, MeIcpoSettings, build_me_icpo_loop
+from icpi.language.runner import METHODS, TASKS, LangConfig, run_language
+from icpi.language.tasks import Game24Task, MathTask, Problem, WritingTask, make_task
+
+__all__ = [
+    "BASELINES",
+    "ICRL_ABLATIONS",
+    "ICRL_METHODS",
+    "METHODS",
+    "ME_ABLATIONS",
+    "TASKS",
+    "Game24Task",
+    "LangConfig",
+    "MathTask",
+    "MeIcpoSettings",
+    "Problem",
+    "Puzzle",
+    "WritingTask",
+    "build_icrl_loop",
+    "build_me_icpo_loop",
+    "check_answer",
+    "evaluate_expression",
+    "generate_puzzles",
+    "is_solvable",
+    "make_task",
+    "run_language",
+    "solve",
+]

@@ -1,0 +1,511 @@
+"""Game of 24: puzzles, a reference solver, a safe evaluator and a rule-based step checker.
+
+A puzzle is four integers in 1–13; it is solved by an arithmetic expression that uses each
+number exactly once with ``+ - * /`` and parentheses and equals 24. Everything here works in
+exact rational arithmetic (:class:`fractions.Fraction`):
+
+- :func:`solve` / :func:`is_solvable`: exhaustive search over pairwise combinations (the
+  reference solver; it also judges whether a partial state can still reach 24).
+- :func:`generate_puzzles`: seeded puzzles, each classified by the solver.
+- :func:`evaluate_expression`: a tokenizer and recursive-descent parser for a model's
+  answer expression. It never calls ``eval``/``exec``; it accepts numbers, the four
+  operators (``×``/``÷`` spelled either way), and parentheses, and nothing else.
+- :func:`check_answer`: the expression uses exactly the puzzle's numbers and equals 24.
+- :func:`parse_response` / :func:`rule_step_rewards`: read ``StepN: a op b = c (left: …)``
+  lines and score each step 3 (sure), 1 (likely) or 0 (impossible), plus 10 for a valid
+  final equation, as the ICRL paper's Game of 24 reward does.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import random
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+#: The target value.
+TARGET = Fraction(24)
+#: Step scores (ICRL's judge scale) and the bonus of a valid final equation.
+SURE, LIKELY, IMPOSSIBLE = 3.0, 1.0, 0.0
+ANSWER_BONUS = 10.0
+#: Longest expression accepted by the evaluator, characters (answers are short).
+MAX_EXPRESSION_CHARS = 200
+
+_OPS = {"+": "+", "-": "-", "*": "*", "/": "/", "×": "*", "x": "*", "X": "*", "÷": "/"}
+_MINUS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-"})
+
+
+class ExpressionError(ValueError):
+    """An answer expression that cannot be evaluated (syntax, division by zero, size)."""
+
+
+# --------------------------------------------------------------------------- solver
+def _combine(a: Fraction, b: Fraction) -> Iterator[tuple[Fraction, str]]:
+    yield a + b, "+"
+    yield a - b, "-"
+    yield b - a, "-r"
+    yield a * b, "*"
+    if b != 0:
+        yield a / b, "/"
+    if a != 0:
+        yield b / a, "/r"
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _solvable_sorted(values: tuple[Fraction, ...]) -> bool:
+    if len(values) == 1:
+        return values[0] == TARGET
+    for i, j in itertools.combinations(range(len(values)), 2):
+        rest = [values[k] for k in range(len(values)) if k not in (i, j)]
+        for value, _ in _combine(values[i], values[j]):
+            if _solvable_sorted(tuple(sorted([*rest, value]))):
+                return True
+    return False
+
+
+def _fmt(v: Fraction) -> str:
+    return str(v.numerator) if v.denominator == 1 else f"({v.numerator}/{v.denominator})"
+
+
+def _search(items: list[tuple[Fraction, str]]) -> str | None:
+    if len(items) == 1:
+        return items[0][1] if items[0][0] == TARGET else None
+    for i, j in itertools.combinations(range(len(items)), 2):
+        (a, ea), (b, eb) = items[i], items[j]
+        rest = [items[k] for k in range(len(items)) if k not in (i, j)]
+        for value, op in _combine(a, b):
+            if op == "-r":
+                text = f"({eb} - {ea})"
+            elif op == "/r":
+                text = f"({eb} / {ea})"
+            else:
+                text = f"({ea} {op} {eb})"
+            found = _search([*rest, (value, text)])
+            if found is not None:
+                return found
+    return None
+
+
+def solve(numbers: Sequence[int | Fraction]) -> str | None:
+    """Find an expression over ``numbers`` (each once) that equals 24.
+
+    Args:
+        numbers: The numbers (any count ≥ 1).
+
+    Returns:
+        One solution (fully parenthesised), or ``None`` if there is none.
+    """
+    found = _search([(Fraction(n), _fmt(Fraction(n))) for n in numbers])
+    if found is not None and found.startswith("(") and found.endswith(")"):
+        inner = found[1:-1]
+        depth = 0
+        for ch in inner:  # strip outer parentheses only if they enclose the whole text
+            depth += (ch == "(") - (ch == ")")
+            if depth < 0:
+                return found
+        return inner
+    return found
+
+
+def is_solvable(numbers: Sequence[int | Fraction]) -> bool:
+    """Whether ``numbers`` can still reach 24 (memoised on the sorted multiset).
+
+    Args:
+        numbers: The numbers left.
+
+    Returns:
+        True if some expression over them equals 24.
+    """
+    if not numbers:
+        return False
+    return _solvable_sorted(tuple(sorted(Fraction(n) for n in numbers)))
+
+
+@dataclass(frozen=True)
+class Puzzle:
+    """One Game of 24 puzzle, classified by the reference solver."""
+
+    numbers: tuple[int, int, int, int]
+    """The four numbers, sorted."""
+    solvable: bool
+    """Whether some expression reaches 24."""
+    solution: str | None = None
+    """One solution found by the solver (never shown to the model)."""
+
+    @property
+    def text(self) -> str:
+        """The numbers as the prompt writes them (``"1 4 8 8"``)."""
+        return " ".join(str(n) for n in self.numbers)
+
+    @classmethod
+    def of(cls, numbers: Sequence[int]) -> Puzzle:
+        """Classify given numbers.
+
+        Args:
+            numbers: Four integers.
+
+        Returns:
+            The puzzle.
+
+        Raises:
+            ValueError: If there are not four numbers.
+        """
+        if len(numbers) != 4:
+            raise ValueError(f"a puzzle has four numbers, got {list(numbers)}")
+        nums = tuple(sorted(int(n) for n in numbers))
+        sol = solve(nums)
+        return cls(numbers=nums, solvable=sol is not None, solution=sol)  # type: ignore[arg-type]
+
+
+def generate_puzzles(
+    n: int,
+    seed: int = 0,
+    *,
+    solvable: bool | None = True,
+    low: int = 1,
+    high: int = 13,
+    exclude: Sequence[Sequence[int]] = (),
+) -> list[Puzzle]:
+    """Draw distinct puzzles with a seeded generator and classify each with the solver.
+
+    Args:
+        n: Number of puzzles.
+        seed: Seed of the generator (same seed, same list).
+        solvable: Keep only solvable (True) or unsolvable (False) puzzles; ``None`` keeps
+            both, in the proportion drawn.
+        low: Smallest number.
+        high: Largest number.
+        exclude: Puzzles never drawn (e.g. the prompt's worked examples).
+
+    Returns:
+        ``n`` distinct puzzles.
+
+    Raises:
+        ValueError: If fewer than ``n`` distinct puzzles of the kind exist.
+    """
+    rng = random.Random(seed)
+    out: list[Puzzle] = []
+    seen: set[tuple[int, ...]] = {tuple(sorted(int(x) for x in e)) for e in exclude}
+    tries = 0
+    while len(out) < n:
+        tries += 1
+        if tries > 200 * max(n, 10):
+            raise ValueError(f"could not draw {n} distinct puzzles of that kind")
+        nums = tuple(sorted(rng.randint(low, high) for _ in range(4)))
+        if nums in seen:
+            continue
+        seen.add(nums)
+        p = Puzzle.of(nums)
+        if solvable is None or p.solvable == solvable:
+            out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------- evaluator
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # "num", "op", "(" or ")"
+    text: str
+    value: Fraction | None = None
+
+
+def tokenize(expr: str) -> list[_Tok]:
+    """Split an answer expression into numbers, operators and parentheses.
+
+    Args:
+        expr: The expression text.
+
+    Returns:
+        The tokens.
+
+    Raises:
+        ExpressionError: On any other character or a too long expression.
+    """
+    text = expr.translate(_MINUS).replace("\\times", "*").replace("\\div", "/")
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
+    toks: list[_Tok] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+        elif ch.isdigit():
+            j = i
+            while j < len(text) and text[j].isdigit():
+                j += 1
+            if j < len(text) and text[j] == "." and j + 1 < len(text) and text[j + 1].isdigit():
+                raise ExpressionError("decimal numbers are not allowed")
+            toks.append(_Tok("num", text[i:j], Fraction(int(text[i:j]))))
+            i = j
+        elif ch in _OPS:
+            toks.append(_Tok("op", _OPS[ch]))
+            i += 1
+        elif ch in "([{":
+            toks.append(_Tok("(", "("))
+            i += 1
+        elif ch in ")]}":
+            toks.append(_Tok(")", ")"))
+            i += 1
+        else:
+            raise ExpressionError(f"unexpected character {ch!r}")
+    if not toks:
+        raise ExpressionError("empty expression")
+    return toks
+
+
+class _Parser:
+    """expr := term (('+'|'-') term)* ; term := atom (('*'|'/') atom)* ; atom := num | (expr)."""
+
+    def __init__(self, toks: list[_Tok]) -> None:
+        self.toks = toks
+        self.pos = 0
+        self.numbers: list[int] = []
+
+    def _peek(self) -> _Tok | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def parse(self) -> Fraction:
+        value = self._expr(0)
+        if self._peek() is not None:
+            raise ExpressionError(f"unexpected {self._peek().text!r}")  # type: ignore[union-attr]
+        return value
+
+    def _expr(self, depth: int) -> Fraction:
+        value = self._term(depth)
+        while (t := self._peek()) is not None and t.kind == "op" and t.text in "+-":
+            self.pos += 1
+            rhs = self._term(depth)
+            value = value + rhs if t.text == "+" else value - rhs
+        return value
+
+    def _term(self, depth: int) -> Fraction:
+        value = self._atom(depth)
+        while (t := self._peek()) is not None and t.kind == "op" and t.text in "*/":
+            self.pos += 1
+            rhs = self._atom(depth)
+            if t.text == "*":
+                value = value * rhs
+            elif rhs == 0:
+                raise ExpressionError("division by zero")
+            else:
+                value = value / rhs
+        return value
+
+    def _atom(self, depth: int) -> Fraction:
+        if depth > 20:
+            raise ExpressionError("parentheses nested too deeply")
+        t = self._peek()
+        if t is None:
+            raise ExpressionError("expression ends too early")
+        self.pos += 1
+        if t.kind == "num":
+            assert t.value is not None
+            self.numbers.append(int(t.text))
+            return t.value
+        if t.kind == "(":
+            value = self._expr(depth + 1)
+            close = self._peek()
+            if close is None or close.kind != ")":
+                raise ExpressionError("missing closing parenthesis")
+            self.pos += 1
+            return value
+        raise ExpressionError(f"unexpected {t.text!r}")
+
+
+def evaluate_expression(expr: str) -> tuple[Fraction, list[int]]:
+    """Evaluate an arithmetic expression exactly, without ``eval``.
+
+    Args:
+        expr: Integers, ``+ - * /`` (also ``× ÷ x``) and parentheses; no unary operators.
+
+    Returns:
+        The exact value and the integers used, in order.
+
+    Raises:
+        ExpressionError: On a malformed expression or a division by zero.
+    """
+    p = _Parser(tokenize(expr))
+    return p.parse(), p.numbers
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    """The verdict on one answer expression."""
+
+    ok: bool
+    """Uses exactly the puzzle's numbers and equals 24."""
+    value: Fraction | None = None
+    """The expression's value (``None`` if it could not be evaluated)."""
+    numbers_ok: bool = False
+    """Whether it uses exactly the puzzle's numbers, each once."""
+    error: str | None = None
+    """Why it is not a valid solution."""
+
+
+def check_answer(expr: str | None, numbers: Sequence[int]) -> AnswerCheck:
+    """Check an answer expression against a puzzle.
+
+    Args:
+        expr: The expression (``None``: no answer given).
+        numbers: The puzzle's numbers.
+
+    Returns:
+        The verdict.
+    """
+    if expr is None or not expr.strip():
+        return AnswerCheck(ok=False, error="no answer")
+    try:
+        value, used = evaluate_expression(expr)
+    except ExpressionError as exc:
+        return AnswerCheck(ok=False, error=f"malformed: {exc}")
+    numbers_ok = Counter(used) == Counter(int(n) for n in numbers)
+    if not numbers_ok:
+        return AnswerCheck(
+            ok=False, value=value, error=f"uses {sorted(used)}, not {sorted(numbers)}"
+        )
+    if value != TARGET:
+        return AnswerCheck(ok=False, value=value, numbers_ok=True, error=f"equals {value}")
+    return AnswerCheck(ok=True, value=value, numbers_ok=True)
+
+
+# --------------------------------------------------------------------------- responses
+_STEP = re.compile(
+    r"step\s*(\d+)\s*[:.)]?\s*(?P<lhs>[^=\n]*?)=\s*(?P<res>[-\d/ .]+?)\s*"
+    r"\(\s*left\s*:?\s*(?P<left>[^)]*)\)",
+    re.IGNORECASE,
+)
+_ANSWER_LINE = re.compile(r"answer[*\s]*[:：]?[*\s]*(?P<expr>.*)", re.IGNORECASE)
+_INT = re.compile(r"-?\d+(?:/\d+)?")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ``StepN: a op b = c (left: …)`` line of a response."""
+
+    line: int
+    """Index of the line in the response."""
+    lhs: str
+    """The operation (``"4 + 8"``)."""
+    result: str
+    """The stated result."""
+    left: tuple[Fraction, ...]
+    """The numbers stated as left."""
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    """Steps and final answer read from a Game of 24 response."""
+
+    lines: list[str]
+    """The response's lines."""
+    steps: list[Step] = field(default_factory=list)
+    """Step lines found."""
+    answer: str | None = None
+    """The final answer expression (left of ``=``), if any."""
+    answer_line: int | None = None
+    """Index of the answer line."""
+
+
+def _fractions(text: str) -> tuple[Fraction, ...]:
+    out = []
+    for t in _INT.findall(text):
+        try:
+            out.append(Fraction(t))
+        except (ValueError, ZeroDivisionError):
+            continue
+    return tuple(out)
+
+
+def parse_response(text: str) -> ParsedResponse:
+    """Read the steps and the final answer of a response (model output is data).
+
+    The answer is the text after the last ``Answer`` marker (``**Answer**:``,
+    ``Answer:``), cut at ``=``; ``<answer>`` tags and Markdown are ignored.
+
+    Args:
+        text: The response.
+
+    Returns:
+        The parsed response (missing parts are empty / ``None``).
+    """
+    clean = re.sub(r"</?answer>", "", text or "", flags=re.IGNORECASE)
+    lines = clean.splitlines()
+    steps: list[Step] = []
+    answer: str | None = None
+    answer_line: int | None = None
+    for i, line in enumerate(lines):
+        m = _STEP.search(line.replace("$", ""))
+        if m:
+            steps.append(
+                Step(i, m.group("lhs").strip(), m.group("res").strip(), _fractions(m.group("left")))
+            )
+            continue
+        a = _ANSWER_LINE.search(line.replace("$", ""))
+        if a and not re.match(r"\s*step", line, re.IGNORECASE):
+            expr = a.group("expr").split("=")[0].strip().strip("*").strip()
+            if expr:
+                answer, answer_line = expr, i
+    return ParsedResponse(lines=lines, steps=steps, answer=answer, answer_line=answer_line)
+
+
+def final_answer(text: str) -> str | None:
+    """The final answer expression of a response, whitespace removed (a vote key).
+
+    Args:
+        text: The response.
+
+    Returns:
+        The expression without spaces, or ``None``.
+    """
+    ans = parse_response(text).answer
+    if ans is None:
+        return None
+    key = re.sub(r"\s+", "", ans.translate(_MINUS)).replace("×", "*").replace("÷", "/")
+    return key or None
+
+
+def rule_step_rewards(parsed: ParsedResponse, numbers: Sequence[int]) -> list[float]:
+    """Score each step with the exact solver (ICRL's sure / likely / impossible scale).
+
+    A step scores 3 (sure) when its operands are among the numbers left, its arithmetic is
+    right, its ``left`` list is the true remainder and that remainder can still reach 24;
+    1 (likely) when the arithmetic is right and the *stated* ``left`` can reach 24 but the
+    bookkeeping is off; 0 (impossible) otherwise. Later steps are judged from the true
+    remainder when a step was right, else from the stated one.
+
+    Args:
+        parsed: The parsed response.
+        numbers: The puzzle's numbers.
+
+    Returns:
+        One score per step.
+    """
+    remaining: list[Fraction] = [Fraction(n) for n in numbers]
+    scores: list[float] = []
+    for step in parsed.steps:
+        try:
+            value, used = evaluate_expression(step.lhs)
+            stated = _fractions(step.result)
+            arith_ok = len(used) == 2 and len(stated) == 1 and stated[0] == value
+        except ExpressionError:
+            value, used, arith_ok = Fraction(0), [], False
+        pool = Counter(remaining)
+        operands_ok = arith_ok and all(pool[Fraction(u)] >= c for u, c in Counter(used).items())
+        true_left: list[Fraction] | None = None
+        if operands_ok:
+            pool.subtract(Counter(Fraction(u) for u in used))
+            true_left = sorted([*pool.elements(), value])
+        stated_left = sorted(step.left)
+        if true_left is not None and stated_left == true_left and is_solvable(true_left):
+            scores.append(SURE)
+        elif arith_ok and stated_left and is_solvable(stated_left):
+            scores.append(LIKELY)
+        else:
+            scores.append(IMPOSSIBLE)
+        remaining = true_left if true_left is not None else list(step.left)
+    return scores
