@@ -37,7 +37,7 @@ install: $(FULL_STAMP)
 # A short benchmark on the embedded defaults (no API key, no network): every task, every
 # method, 2 instances, 10 rollouts each; prints the table and writes demo_out/.
 demo: $(DEMO_STAMP)
-	$(BIN)/icpi bench --tasks all --methods icpi,random,bo,knn5,lknn20,cmaes \
+	$(BIN)/icpi --log-level WARNING bench --tasks all --methods icpi,random,bo,knn5,lknn20,cmaes \
 		--seeds 0-1 --iterations 10 --out demo_out
 
 lint: $(FULL_STAMP)

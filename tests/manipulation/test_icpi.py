@@ -279,3 +279,27 @@ def test_embedded_model_completes_20_iterations(task_id, tmp_path):
     replayed = [json.loads(x) for x in open(tmp_path / "replay" / "records.jsonl")]
     assert [r["theta"] for r in replayed] == [r["theta"] for r in records]
     assert [r["cost"] for r in replayed] == [r["cost"] for r in records]
+
+
+def test_chat_mode_through_an_openai_endpoint(tmp_path):
+    """Chat prompts: a system message and one user message; prose around the answer is read."""
+    from fake_openai import chat_body
+
+    fake = FakeOpenAI()
+    fake.set(Reply(body=chat_body("Correction: 3 -2 1", prompt_tokens=480)))
+    try:
+        proc = subprocess.run(
+            [ICPI, "run", "--task", "ball-roll-gc", "--seed", "1", "--iterations", "3",
+             "--out", str(tmp_path / "run"), "--mode", "chat", "--base-url", fake.base_url,
+             "--model", "fake", "--cache", str(tmp_path / "c.sqlite3")],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        bodies = [r["body"] for r in fake.requests if r["path"].endswith("/chat/completions")]
+    finally:
+        fake.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["sources"] == {"model": 2}
+    messages = bodies[0]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[1]["content"].rstrip().endswith("->")
+    assert len(example_lines(messages[1]["content"])) == 20
