@@ -1,0 +1,191 @@
+"""``icpi-arm-node``: the arm skill node (a thin rclpy adapter around :class:`SkillRunner`).
+
+Subscribes: ``joint_state_topic`` (sensor_msgs/JointState), ``ball_topic``
+(geometry_msgs/PointStamped or PoseStamped), ``request_topic`` (std_msgs/Float64MultiArray,
+see :mod:`icpi.robot.contract`), ``estop_topic`` (std_msgs/Bool, true engages).
+Publishes: ``trajectory_topic`` (trajectory_msgs/JointTrajectory), ``result_topic``
+(std_msgs/String JSON), ``state_topic`` (std_msgs/String, transient local).
+Services: ``~/estop``, ``~/clear_estop`` (std_srvs/Trigger).
+
+Trials run on a worker thread, one at a time; a request while one runs is answered
+``busy``. Malformed or out-of-range messages are logged (throttled) and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
+
+from geometry_msgs.msg import PointStamped, PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from icpi.robot.contract import ContractError, TrialRequest, TrialResult
+from icpi.robot.params import SkillNodeConfig, declare_config
+from icpi.robot.ros_common import run_node, trajectory_msg
+from icpi.robot.runner import SkillRunner
+from icpi.robot.skill import Plan
+
+log = logging.getLogger(__name__)
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
+class ArmSkillNode(Node):
+    """The skill node (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Declare the parameters, build the runner, wire the topics and services.
+
+        Args:
+            **kwargs: Passed to :class:`rclpy.node.Node`.
+
+        Raises:
+            ValueError: On invalid parameters.
+        """
+        super().__init__("icpi_arm", **kwargs)
+        self.cfg = declare_config(self, SkillNodeConfig)
+        cfg = self.cfg
+        if cfg.ball_msg_type not in ("point", "pose"):
+            raise ValueError(f"ball_msg_type must be point or pose, got {cfg.ball_msg_type!r}")
+        self.traj_pub = self.create_publisher(JointTrajectory, cfg.trajectory_topic, RELIABLE)
+        self.result_pub = self.create_publisher(String, cfg.result_topic, RELIABLE)
+        self.state_pub = self.create_publisher(String, cfg.state_topic, LATCHED)
+        self.runner = SkillRunner(cfg, self._send)
+        sensors = ReentrantCallbackGroup()
+        urgent = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(
+            JointState, cfg.joint_state_topic, self._on_joint_state, 20, callback_group=sensors
+        )
+        ball_type = PointStamped if cfg.ball_msg_type == "point" else PoseStamped
+        self.create_subscription(
+            ball_type,
+            cfg.ball_topic,
+            self._on_ball,
+            qos_profile_sensor_data,
+            callback_group=sensors,
+        )
+        self.create_subscription(
+            Float64MultiArray, cfg.request_topic, self._on_request, RELIABLE, callback_group=sensors
+        )
+        self.create_subscription(Bool, cfg.estop_topic, self._on_estop, 10, callback_group=urgent)
+        self.create_service(Trigger, "~/estop", self._srv_estop, callback_group=urgent)
+        self.create_service(Trigger, "~/clear_estop", self._srv_clear, callback_group=urgent)
+        self._jobs: queue.Queue[TrialRequest | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="icpi-arm-trials", daemon=True)
+        self._worker.start()
+        self._publish_state()
+        self.get_logger().info(
+            f"arm skill node ready: skill {cfg.skill}, joints {cfg.joint_names},"
+            f" requests on {cfg.request_topic}"
+        )
+
+    # ------------------------------------------------------------------ outputs
+    def _send(self, plan: Plan) -> None:
+        self.traj_pub.publish(trajectory_msg(plan, self.cfg.joint_names))
+
+    def _publish_result(self, result: TrialResult) -> None:
+        self.result_pub.publish(String(data=result.to_json()))
+
+    def _publish_state(self) -> None:
+        r = self.runner
+        state = "estopped" if r.estopped else "busy" if r.busy else "idle"
+        self.state_pub.publish(String(data=state))
+
+    def _warn(self, why: str) -> None:
+        self.get_logger().warning(f"ignored: {why}", throttle_duration_sec=1.0)
+
+    # ------------------------------------------------------------------ inputs
+    def _on_joint_state(self, msg: JointState) -> None:
+        why = self.runner.on_joint_state(list(msg.name), list(msg.position), list(msg.velocity))
+        if why:
+            self._warn(why)
+
+    def _on_ball(self, msg: Any) -> None:
+        p = msg.point if isinstance(msg, PointStamped) else msg.pose.position
+        why = self.runner.on_ball((p.x, p.y, p.z))
+        if why:
+            self._warn(why)
+
+    def _on_request(self, msg: Float64MultiArray) -> None:
+        try:
+            req = TrialRequest.decode(msg.data, self.runner.spec.dim, self.runner.goal_dim)
+        except (ContractError, TypeError, ValueError) as err:
+            self._warn(f"malformed trial request: {err}")
+            data = list(msg.data)
+            tid = data[0] if data else 0.0
+            ok_id = tid == tid and 0 < tid < 2**53 and tid == int(tid)
+            self._publish_result(TrialResult(int(tid) if ok_id else 0, "malformed", str(err)))
+            return
+        if self.runner.estopped:
+            self._publish_result(TrialResult(req.trial_id, "estopped", "e-stop engaged"))
+            return
+        if not self.runner.try_reserve():
+            self._publish_result(TrialResult(req.trial_id, "busy", "a trial is running"))
+            return
+        self._jobs.put(req)
+
+    def _on_estop(self, msg: Bool) -> None:
+        if msg.data:
+            self.runner.engage_estop("e-stop topic")
+            self._publish_state()
+
+    def _srv_estop(self, request: Any, response: Any) -> Any:
+        self.runner.engage_estop("e-stop service")
+        self._publish_state()
+        response.success = True
+        response.message = "e-stop engaged: arm halted, trials refused until cleared"
+        return response
+
+    def _srv_clear(self, request: Any, response: Any) -> Any:
+        self.runner.clear_estop()
+        self._publish_state()
+        response.success = True
+        response.message = "e-stop cleared; the next trial moves the arm home first"
+        return response
+
+    # ------------------------------------------------------------------ worker
+    def _work(self) -> None:
+        while True:
+            req = self._jobs.get()
+            if req is None:
+                return
+            self._publish_state()
+            result = self.runner.run(req)
+            self._publish_result(result)
+            self._publish_state()
+            self.get_logger().info(
+                f"trial {req.trial_id}: {result.status}"
+                + (f" cost {result.cost:.4f} m" if result.ok else f" ({result.reason})")
+            )
+
+    def close(self) -> None:
+        """Stop the worker thread (called before ``destroy_node``)."""
+        self._jobs.put(None)
+        self._worker.join(timeout=2.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``icpi-arm-node``.
+
+    Args:
+        args: Command-line arguments (default ``sys.argv``).
+
+    Returns:
+        Exit code.
+    """
+    return run_node(ArmSkillNode, threads=3, args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

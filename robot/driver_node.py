@@ -1,0 +1,262 @@
+"""``icpi-driver-node``: runs ICPI's loop (the very same as in simulation) against the arm.
+
+The run is :func:`icpi.manipulation.run.run_icpi` with an :class:`~icpi.robot.adapter.ArmTask`
+whose rollouts travel over ROS: a request on ``request_topic``
+(std_msgs/Float64MultiArray), the answer on ``result_topic`` (std_msgs/String JSON), see
+:mod:`icpi.robot.contract`. The run directory (``out``) is the one a simulated run
+writes. The loop runs on a worker thread, never on the executor; each rollout is published
+on ``progress_topic`` and the summary (or the error that ended the run) on
+``summary_topic`` (transient local). With ``relabel_out`` set, the run's rollouts are
+hindsight-relabelled into a dataset there at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray, String
+
+from icpi.robot.adapter import ArmRollout, ArmTask, TrialFailed, relabel_rollouts
+from icpi.robot.contract import ContractError, TrialRequest, TrialResult
+from icpi.robot.params import DriverConfig, declare_config
+from icpi.robot.ros_common import run_node
+
+log = logging.getLogger(__name__)
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+# Poll period while waiting for the arm to subscribe [s].
+_POLL_S = 0.05
+
+
+def nearest_example_sampler() -> Any:
+    """A model-free sampler: answers with the nearest shown example's Δθ* (KNN-1).
+
+    For dry runs of the whole graph without a language model.
+
+    Returns:
+        A :class:`~icpi.core.ScriptedSampler`.
+    """
+    from icpi.core import ScriptedSampler, find_numbers
+
+    def nearest(prompt: Any, n: int, seed: int | None) -> list[str]:
+        lines = [ln for ln in str(prompt).splitlines() if "->" in ln and ln.split("->")[1].strip()]
+        return [" " + " ".join(find_numbers(lines[-1].split("->")[1]))] * n
+
+    return ScriptedSampler(nearest)
+
+
+class RosTransport:
+    """Requests over the driver node's topics (an :class:`~icpi.robot.adapter.Transport`)."""
+
+    def __init__(self, node: DriverNode) -> None:
+        """Wire to the node's publisher; results arrive through :meth:`deliver`.
+
+        Args:
+            node: The driver node.
+        """
+        self.node = node
+        self._lock = threading.Lock()
+        self._waiting: dict[int, threading.Event] = {}
+        self._results: dict[int, TrialResult] = {}
+
+    def deliver(self, result: TrialResult) -> None:
+        """Hand over a result from the subscription callback.
+
+        Args:
+            result: A result; unknown trial ids are ignored.
+        """
+        with self._lock:
+            event = self._waiting.get(result.trial_id)
+            if event is None:
+                log.warning("result for unknown trial %d ignored", result.trial_id)
+                return
+            self._results[result.trial_id] = result
+        event.set()
+
+    def request(self, req: TrialRequest, timeout: float) -> TrialResult:
+        """Publish a request and wait for its result.
+
+        Args:
+            req: The request.
+            timeout: Longest wait [s], subscription matching included.
+
+        Returns:
+            The result.
+
+        Raises:
+            TimeoutError: If the arm does not subscribe or answer in time.
+        """
+        event = threading.Event()
+        with self._lock:
+            self._waiting[req.trial_id] = event
+        try:
+            pub = self.node.request_pub
+            waited = 0.0
+            while (
+                pub.get_subscription_count() == 0
+                or self.node.count_publishers(self.node.cfg.result_topic) == 0
+            ):
+                if waited >= timeout:
+                    raise TimeoutError("no arm skill node is connected to the request topic")
+                self.node.stop_event.wait(_POLL_S)
+                waited += _POLL_S
+            pub.publish(Float64MultiArray(data=req.encode()))
+            if not event.wait(max(0.0, timeout - waited)):
+                raise TimeoutError(f"trial {req.trial_id}: no result")
+            with self._lock:
+                return self._results.pop(req.trial_id)
+        finally:
+            with self._lock:
+                self._waiting.pop(req.trial_id, None)
+
+
+class DriverNode(Node):
+    """The ICPI driver (see the module docstring)."""
+
+    def __init__(self, sampler: Any = None, **kwargs: Any) -> None:
+        """Declare the parameters, wire the topics and start the run on a worker thread.
+
+        Args:
+            sampler: A sampler to use instead of the ``sampler`` parameter's (tests).
+            **kwargs: Passed to :class:`rclpy.node.Node`.
+
+        Raises:
+            ValueError: On invalid parameters.
+        """
+        super().__init__("icpi_driver", **kwargs)
+        self.cfg = declare_config(self, DriverConfig)
+        if self.cfg.sampler not in ("llm", "nearest"):
+            raise ValueError(f"sampler must be llm or nearest, got {self.cfg.sampler!r}")
+        self.done = False
+        self.exit_code = 0
+        self.summary: dict[str, Any] | None = None
+        self.stop_event = threading.Event()
+        self._sampler = sampler
+        group = ReentrantCallbackGroup()
+        self.request_pub = self.create_publisher(
+            Float64MultiArray, self.cfg.request_topic, RELIABLE
+        )
+        self.progress_pub = self.create_publisher(String, self.cfg.progress_topic, RELIABLE)
+        self.summary_pub = self.create_publisher(String, self.cfg.summary_topic, LATCHED)
+        self.transport = RosTransport(self)
+        self.create_subscription(
+            String, self.cfg.result_topic, self._on_result, RELIABLE, callback_group=group
+        )
+        self.task = ArmTask(
+            self.cfg.task,
+            self.transport,
+            goal=self.cfg.goal,
+            physics=self.cfg.physics,
+            trust_region=self.cfg.trust_region,
+            trial_timeout=self.cfg.trial_timeout,
+            on_rollout=self._on_rollout,
+        )
+        self._worker = threading.Thread(target=self._run, name="icpi-driver", daemon=True)
+        self._worker.start()
+
+    def _on_result(self, msg: String) -> None:
+        try:
+            result = TrialResult.from_json(msg.data)
+        except ContractError as err:
+            self.get_logger().warning(f"ignored malformed trial result: {err}")
+            return
+        self.transport.deliver(result)
+
+    def _on_rollout(self, r: ArmRollout) -> None:
+        body = {
+            "trial_id": r.trial_id,
+            "rollout": len(self.task.rollouts),
+            "theta": r.theta.tolist(),
+            "clipped": r.clipped,
+            "outcome": r.outcome.tolist(),
+            "e": r.e.tolist(),
+            "cost": r.cost,
+            "timing": r.timing,
+        }
+        self.progress_pub.publish(String(data=json.dumps(body)))
+        self.get_logger().info(f"rollout {body['rollout']}: cost {r.cost:.4f} m")
+
+    def _run(self) -> None:
+        from icpi.llm import LLMConfig
+        from icpi.manipulation.improver import ICPISettings
+        from icpi.manipulation.run import RunConfig, run_icpi
+
+        cfg = self.cfg
+        run = RunConfig(
+            task=cfg.task,
+            method=cfg.method,
+            seed=cfg.seed,
+            iterations=cfg.iterations,
+            theta0="random" if cfg.theta0 == "random" else "center",
+            dataset=cfg.dataset or None,
+            dataset_size=cfg.dataset_size or None,
+            icpi=ICPISettings(k=cfg.k),
+        )
+        llm = LLMConfig.from_sources(
+            overrides={
+                "base_url": cfg.llm_base_url or None,
+                "model": cfg.llm_model or None,
+                "mode": cfg.llm_mode,
+            }
+        )
+        sampler = self._sampler
+        if sampler is None and cfg.sampler == "nearest":
+            sampler = nearest_example_sampler()
+        summary: dict[str, Any]
+        try:
+            summary = run_icpi(
+                run,
+                Path(cfg.out),
+                llm=llm,
+                sampler=sampler,
+                task=self.task,
+                instance=self.task.instance,
+            )
+            summary["status"] = "done"
+            if cfg.relabel_out and len(self.task.rollouts) >= 2:
+                ds = relabel_rollouts(self.task, self.task.rollouts, Path(cfg.relabel_out))
+                summary["relabelled_examples"] = len(ds)
+        except TrialFailed as err:
+            self.get_logger().error(f"run stopped: {err} (resume by starting the driver again)")
+            summary = {"status": "failed", "error": str(err), "trial_status": err.status}
+            self.exit_code = 2
+        except Exception as err:
+            self.get_logger().error(f"run failed: {err}\n{traceback.format_exc()}")
+            summary = {"status": "failed", "error": str(err)}
+            self.exit_code = 1
+        summary["out"] = cfg.out
+        self.summary = summary
+        self.summary_pub.publish(String(data=json.dumps(summary, default=str)))
+        if cfg.exit_when_done:
+            self.done = True
+
+    def close(self) -> None:
+        """Unblock the worker (called before ``destroy_node``)."""
+        self.stop_event.set()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``icpi-driver-node``.
+
+    Args:
+        args: Command-line arguments (default ``sys.argv``).
+
+    Returns:
+        Exit code: 0 when the run finished, 2 when a trial failed, 1 on another error.
+    """
+    return run_node(DriverNode, threads=2, args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,254 @@
+"""Node parameters as typed dataclasses: one source of truth for the nodes, YAML and docs.
+
+Every field is a ROS parameter of the same name, declared with a descriptor that carries
+its description (and range where it has one) by :func:`declare_config`. The shipped
+``launch/params/*.yaml`` files set them; ``robot/README.md`` lists them. rclpy is imported
+only inside :func:`declare_config`.
+"""
+
+# ruff: noqa: RUF009  (_p returns a dataclasses.field, which ruff cannot see)
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from icpi.robot.skill import ArmModel, Limits, TrialTiming
+from icpi.robot.track import RestRule
+
+T = TypeVar("T")
+
+# Default arm: planar 2R, base 0.5 m behind the ball, 0.4 m links, home at (−0.25, 0) m.
+DEFAULT_HOME = (-1.25297262, 2.50594525)  # [rad]
+
+
+def _p(default: Any, help: str, lo: float | None = None, hi: float | None = None) -> Any:
+    meta: dict[str, Any] = {"help": help}
+    if lo is not None and hi is not None:
+        meta["range"] = (lo, hi)
+    if isinstance(default, list):
+        value = list(default)
+        return field(default_factory=lambda: list(value), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ArmConfig:
+    """Kinematics and home pose, shared by the skill node and the simulated arm."""
+
+    joint_names: list[str] = _p(["shoulder", "elbow"], "Joint names, in the arm model's order")
+    kinematics: str = _p("planar_2r", "Arm model: planar_2r or cartesian_xy")
+    base_xy: list[float] = _p([-0.5, 0.0], "Arm base in the task frame [m]")
+    link_lengths: list[float] = _p([0.4, 0.4], "Upper arm and forearm length [m] (planar_2r)")
+    elbow: int = _p(1, "Inverse-kinematics branch (+1 or -1)", -1, 1)
+    home: list[float] = _p(list(DEFAULT_HOME), "Home joint positions [rad or m]")
+
+    def arm(self) -> ArmModel:
+        """The arm model.
+
+        Returns:
+            The :class:`~icpi.robot.skill.ArmModel` of these values.
+
+        Raises:
+            ValueError: On malformed values.
+        """
+        if len(self.base_xy) != 2 or len(self.link_lengths) != 2:
+            raise ValueError("base_xy and link_lengths need 2 values each")
+        if len(self.joint_names) != 2 or len(self.home) != 2:
+            raise ValueError("joint_names and home need 2 values each (2-joint arm model)")
+        return ArmModel(
+            kinematics=self.kinematics,
+            base_xy=(float(self.base_xy[0]), float(self.base_xy[1])),
+            link_lengths=(float(self.link_lengths[0]), float(self.link_lengths[1])),
+            elbow=int(self.elbow),
+        )
+
+
+@dataclass
+class SkillNodeConfig(ArmConfig):
+    """Parameters of ``icpi-arm-node`` (the skill node)."""
+
+    skill: str = _p("ball-roll-gc", "Skill: ball-roll-gc, slide or slide-gc")
+    position_lower: list[float] = _p([-2.5, 0.1], "Lower joint position limits [rad or m]")
+    position_upper: list[float] = _p([1.0, 2.8], "Upper joint position limits [rad or m]")
+    velocity_limits: list[float] = _p([15.0, 15.0], "Joint speed limits [rad/s or m/s]")
+    workspace: list[float] = _p(
+        [-0.35, 0.35, -0.3, 0.3], "Effector box x_min, x_max, y_min, y_max in the task frame [m]"
+    )
+    trust_region: list[float] = _p(
+        [0.3, 0.05, 0.19], "Largest |Δθ| per parameter between trials (θ units; 0: unbounded)"
+    )
+    sample_dt: float = _p(0.01, "Spacing of trajectory points [s]", 0.001, 0.1)
+    approach_duration: float = _p(1.0, "Home to stroke start [s]", 0.05, 10.0)
+    dwell: float = _p(0.2, "Rest before the stroke [s]", 0.0, 5.0)
+    hold: float = _p(0.2, "Rest after the stroke [s]", 0.0, 5.0)
+    return_duration: float = _p(1.0, "Back home after a trial [s]", 0.05, 10.0)
+    stop_time: float = _p(0.05, "Time of the hold point sent on e-stop/abort [s]", 0.001, 1.0)
+    position_tolerance: float = _p(
+        0.02, "Joint error under which a target (home, stroke end) counts as reached", 1e-4, 1.0
+    )
+    joint_state_timeout: float = _p(0.5, "Watchdog: largest joint-state silence [s]", 0.01, 10.0)
+    ball_timeout: float = _p(1.0, "Watchdog: largest ball-track silence [s]", 0.01, 10.0)
+    motion_timeout: float = _p(
+        5.0, "Extra time beyond a trajectory's duration to reach its end [s]", 0.1, 60.0
+    )
+    settle_timeout: float = _p(10.0, "Longest wait for the ball to rest [s]", 0.1, 120.0)
+    rest_window: float = _p(0.3, "Rest detection window [s]", 0.01, 5.0)
+    rest_radius: float = _p(0.003, "Rest: every window point within this of the mean [m]", 0.0, 0.1)
+    rest_min_points: int = _p(5, "Rest: fewest points in the window", 2, 1000)
+    ball_box: list[float] = _p(
+        [-1.0, 2.0, -1.0, 1.0], "Plausible ball points x_min, x_max, y_min, y_max [m]"
+    )
+    joint_state_margin: float = _p(
+        0.5, "Joint states beyond the position limits by more than this are ignored", 0.0, 10.0
+    )
+    joint_state_topic: str = _p("joint_states", "sensor_msgs/JointState in")
+    trajectory_topic: str = _p(
+        "arm_controller/joint_trajectory", "trajectory_msgs/JointTrajectory out (controller)"
+    )
+    ball_topic: str = _p("ball/point", "Ball track in (geometry_msgs PointStamped or PoseStamped)")
+    ball_msg_type: str = _p("point", "point (PointStamped) or pose (PoseStamped)")
+    request_topic: str = _p("icpi/trial_request", "std_msgs/Float64MultiArray trial requests in")
+    result_topic: str = _p("icpi/trial_result", "std_msgs/String (JSON) trial results out")
+    estop_topic: str = _p("icpi/estop", "std_msgs/Bool in: true engages the e-stop")
+    state_topic: str = _p("icpi/arm_state", "std_msgs/String out: idle, busy or estopped")
+
+    def limits(self) -> Limits:
+        """The safety limits.
+
+        Returns:
+            The :class:`~icpi.robot.skill.Limits`.
+
+        Raises:
+            ValueError: On malformed values.
+        """
+        n = len(self.joint_names)
+        for name in ("position_lower", "position_upper", "velocity_limits"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} needs {n} values (one per joint)")
+        if len(self.workspace) != 4 or len(self.ball_box) != 4:
+            raise ValueError("workspace and ball_box need 4 values: x_min, x_max, y_min, y_max")
+        w = self.workspace
+        return Limits(
+            position_lower=tuple(self.position_lower),
+            position_upper=tuple(self.position_upper),
+            velocity=tuple(self.velocity_limits),
+            workspace=(w[0], w[1], w[2], w[3]),
+        )
+
+    def timing(self) -> TrialTiming:
+        """The trajectory timing."""
+        return TrialTiming(
+            sample_dt=self.sample_dt,
+            approach_duration=self.approach_duration,
+            dwell=self.dwell,
+            hold=self.hold,
+            return_duration=self.return_duration,
+        )
+
+    def rest_rule(self) -> RestRule:
+        """The rest rule."""
+        return RestRule(self.rest_window, self.rest_radius, self.rest_min_points)
+
+
+@dataclass
+class SimArmConfig(ArmConfig):
+    """Parameters of ``icpi-sim-arm-node`` (the MuJoCo twin)."""
+
+    skill: str = _p("ball-roll-gc", "Twin task: ball-roll-gc, slide or slide-gc")
+    physics: list[float] = _p(
+        [0.065, 0.0035], "Hidden physics in sorted name order (ball_mass, rolling_friction)"
+    )
+    time_scale: float = _p(1.0, "Simulated seconds per wall second", 0.01, 100.0)
+    joint_state_rate: float = _p(100.0, "Joint state rate [Hz]", 1.0, 1000.0)
+    camera_rate: float = _p(60.0, "Ball point rate [Hz]", 1.0, 1000.0)
+    camera_latency: float = _p(0.0, "Delay of each ball point [s]", 0.0, 5.0)
+    camera_noise: float = _p(0.0, "Std of the Gaussian noise on ball xy [m]", 0.0, 1.0)
+    camera_dropout: float = _p(0.0, "Probability that a ball point is dropped", 0.0, 1.0)
+    camera_fail_after: float = _p(
+        -1.0, "Camera goes silent this long after each trajectory starts [s] (<0: never)", -1.0, 1e6
+    )
+    seed: int = _p(0, "Seed of the camera noise and drop-outs", 0, 2**31 - 1)
+    reset_object_at_home: bool = _p(
+        True, "Put the ball back on its spot when a trajectory starts at home"
+    )
+    joint_state_topic: str = _p("joint_states", "sensor_msgs/JointState out")
+    trajectory_topic: str = _p("arm_controller/joint_trajectory", "JointTrajectory in")
+    ball_topic: str = _p("ball/point", "geometry_msgs/PointStamped out")
+    frame_id: str = _p("task", "frame_id of the ball points")
+
+
+@dataclass
+class DriverConfig:
+    """Parameters of ``icpi-driver-node`` (runs the ICPI loop against the arm)."""
+
+    task: str = _p("ball-roll-gc", "Task id of the skill (its dataset and θ spec)")
+    goal: list[float] = _p([0.7, 0.0], "Goal in the task frame [m]")
+    physics: list[float] = _p(
+        [0.065, 0.0035],
+        "Nominal hidden physics (sorted names) recorded with the run; unknown on hardware",
+    )
+    method: str = _p("icpi", "Improvement method, as in simulation (icpi or a baseline)")
+    out: str = _p("runs/real_arm", "Run directory (resumed when it holds the same run)")
+    iterations: int = _p(20, "Rollouts in total, θ0 included", 1, 1000)
+    seed: int = _p(0, "Run seed", 0, 2**31 - 1)
+    theta0: str = _p("center", "Initial θ: center or random")
+    dataset: str = _p("", "Dataset directory ('' : the shipped default)")
+    dataset_size: int = _p(0, "Use a seeded subset of this many examples (0: all)", 0, 100000)
+    k: int = _p(20, "Neighbours shown in the prompt", 1, 1000)
+    sampler: str = _p("llm", "llm (endpoint below or the embedded model) or nearest (no model)")
+    llm_base_url: str = _p("", "OpenAI-compatible endpoint ('' : env or embedded)")
+    llm_model: str = _p("", "Model name ('' : default)")
+    llm_mode: str = _p("completion", "completion or chat")
+    trust_region: list[float] = _p(
+        [0.3, 0.05, 0.19], "Largest |Δθ| per parameter the driver sends (θ units; 0: unbounded)"
+    )
+    trial_timeout: float = _p(60.0, "Longest wait for one trial's result [s]", 0.1, 3600.0)
+    relabel_out: str = _p("", "Save the run's rollouts, hindsight-relabelled, here ('' : off)")
+    request_topic: str = _p("icpi/trial_request", "std_msgs/Float64MultiArray out")
+    result_topic: str = _p("icpi/trial_result", "std_msgs/String (JSON) in")
+    progress_topic: str = _p("icpi/progress", "std_msgs/String (JSON) out, one per rollout")
+    summary_topic: str = _p("icpi/summary", "std_msgs/String (JSON) out, transient local")
+    exit_when_done: bool = _p(True, "Shut the node down when the run ends")
+
+
+def config_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    """The parameter fields of a config class (inherited ones included)."""
+    return list(dataclasses.fields(cls))
+
+
+def declare_config(node: Any, cls: type[T]) -> T:
+    """Declare every field of a config class as a parameter and read the values back.
+
+    Args:
+        node: The rclpy node.
+        cls: A config dataclass of this module.
+
+    Returns:
+        The config with the node's values (defaults overridden by YAML / ``-p``).
+
+    Raises:
+        ValueError: If the values do not make a valid config.
+    """
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    values: dict[str, Any] = {}
+    for f in config_fields(cls):
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        desc = ParameterDescriptor(description=str(f.metadata.get("help", "")), read_only=True)
+        bounds = f.metadata.get("range")
+        if bounds is not None and isinstance(default, bool):
+            pass
+        elif bounds is not None and isinstance(default, int):
+            desc.integer_range = [IntegerRange(from_value=int(bounds[0]), to_value=int(bounds[1]))]
+        elif bounds is not None and isinstance(default, float):
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=float(bounds[0]), to_value=float(bounds[1]))
+            ]
+        node.declare_parameter(f.name, default, desc)
+        value = node.get_parameter(f.name).value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"parameter {f.name} must be finite")
+        values[f.name] = list(value) if isinstance(default, list) else value
+    return cls(**values)

@@ -1,0 +1,115 @@
+"""Small rclpy helpers shared by the nodes (imports rclpy: only the nodes import this)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import rclpy
+from builtin_interfaces.msg import Duration
+from rclpy.node import Node
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from icpi.robot.skill import Plan
+
+
+def duration_msg(seconds: float) -> Duration:
+    """A ``builtin_interfaces/Duration`` of ``seconds`` (≥ 0)."""
+    ns = round(max(0.0, seconds) * 1e9)
+    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def duration_s(d: Any) -> float:
+    """Seconds of a ``builtin_interfaces/Duration``."""
+    return float(d.sec) + 1e-9 * float(d.nanosec)
+
+
+def trajectory_msg(plan: Plan, joint_names: Sequence[str]) -> JointTrajectory:
+    """A JointTrajectory of a plan (header stamp zero: the controller starts it now).
+
+    Args:
+        plan: The plan.
+        joint_names: Joint names, in the plan's column order.
+
+    Returns:
+        The message.
+    """
+    msg = JointTrajectory()
+    msg.joint_names = list(joint_names)
+    pos = plan.positions.tolist()
+    vel = plan.velocities.tolist()
+    msg.points = [
+        JointTrajectoryPoint(
+            positions=pos[i], velocities=vel[i], time_from_start=duration_msg(float(t))
+        )
+        for i, t in enumerate(plan.times)
+    ]
+    return msg
+
+
+class RosLogHandler(logging.Handler):
+    """Forwards the library's ``logging`` records to the node's rclpy logger."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Send one record to the rclpy logger."""
+        logger = self.node.get_logger()
+        text = self.format(record)
+        if record.levelno >= logging.ERROR:
+            logger.error(text)
+        elif record.levelno >= logging.WARNING:
+            logger.warning(text)
+        elif record.levelno >= logging.INFO:
+            logger.info(text)
+        else:
+            logger.debug(text)
+
+
+def run_node(make: Callable[[], Node], threads: int = 2, args: list[str] | None = None) -> int:
+    """The ``rclpy.init()`` / spin / ``destroy_node()`` / ``rclpy.shutdown()`` form.
+
+    Spins until shutdown (Ctrl-C, SIGTERM) or until the node sets ``done``.
+
+    Args:
+        make: Builds the node (after ``rclpy.init``).
+        threads: Executor threads.
+        args: Command-line arguments (default ``sys.argv``).
+
+    Returns:
+        The process exit code (1 when the node could not be built).
+    """
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    code = 0
+    try:
+        node = make()
+        handler = RosLogHandler(node)
+        logging.getLogger("icpi").addHandler(handler)
+        logging.getLogger("icpi").setLevel(logging.INFO)
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        while rclpy.ok() and not getattr(node, "done", False):
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as err:  # a bad parameter: say so and exit non-zero
+        logging.getLogger("icpi").error("%s", err)
+        sys.stderr.write(f"error: {err}\n")
+        code = 1
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    code = max(code, int(getattr(node, "exit_code", 0) or 0))
+    return code

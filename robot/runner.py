@@ -1,0 +1,385 @@
+"""One trial from request to result: the skill node's logic, without ROS.
+
+:class:`SkillRunner` receives joint states, ball points and e-stop events from any thread
+(the node's callbacks) and runs one trial at a time on the caller's thread (the node's
+worker thread):
+
+1. refuse when the e-stop is engaged, θ is outside its bounds (the arm never clips), or
+   Δθ from the last completed trial leaves the trust region;
+2. wait for fresh joint states; if the arm is not home, move it home first (checked);
+3. plan the trial trajectory and check it against joint, speed and workspace limits;
+   refuse it on any violation; abort without moving when the camera is stale;
+4. send it, then watch: the e-stop halts at once (a hold-in-place trajectory) and the
+   trial ends ``estopped``; stale joint states or a stale ball track abort it (hold,
+   ``aborted``); a trajectory whose end is not reached in time aborts it;
+5. wait for the ball to rest; outcome = mean rest position, e = outcome − goal,
+   cost = ‖e‖;
+6. return home (checked like every trajectory) and report.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from icpi.robot.contract import TrialRequest, TrialResult
+from icpi.robot.params import SkillNodeConfig
+from icpi.robot.skill import (
+    Plan,
+    Unreachable,
+    hold_plan,
+    plan_move,
+    plan_trial,
+    skill_spec,
+    trust_region_violation,
+)
+from icpi.robot.track import BallTrack, Watchdog
+
+log = logging.getLogger(__name__)
+
+JOINTS = "joint_states"
+BALL = "ball_track"
+# Poll period of the trial thread [s].
+POLL_S = 0.005
+# Consecutive joint states within tolerance for a target to count as reached.
+REACHED_COUNT = 3
+
+
+class TrialStop(Exception):
+    """A trial ends early; carries the result status and reason."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class SkillRunner:
+    """Runs trials on an arm reached through ``send`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: SkillNodeConfig,
+        send: Callable[[Plan], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Set up the runner.
+
+        Args:
+            cfg: Skill node parameters.
+            send: Sends a joint trajectory to the arm's controller.
+            clock: Monotonic clock [s].
+
+        Raises:
+            ValueError: On an inconsistent configuration.
+        """
+        self.cfg = cfg
+        self.arm = cfg.arm()
+        self.limits = cfg.limits()
+        self.timing = cfg.timing()
+        self.spec = skill_spec(cfg.skill)
+        if len(cfg.trust_region) != self.spec.dim:
+            raise ValueError(f"trust_region needs {self.spec.dim} values (one per θ)")
+        self.home = np.asarray(cfg.home, dtype=np.float64)
+        self.goal_dim = 2
+        self._send = send
+        self.clock = clock
+        self.track = BallTrack(cfg.rest_rule())
+        self.watchdog = Watchdog({JOINTS: cfg.joint_state_timeout, BALL: cfg.ball_timeout})
+        self._cond = threading.Condition()
+        self._q: np.ndarray | None = None
+        self._q_seq = 0
+        self._estop = False
+        self._estop_reason = ""
+        self._busy = False
+        self.last_theta: np.ndarray | None = None
+        self.ignored = 0
+        self.trials = 0
+
+    # ------------------------------------------------------------------ inputs
+    def on_joint_state(
+        self, names: Sequence[str], positions: Sequence[float], velocities: Sequence[float]
+    ) -> str | None:
+        """Take a joint state (any thread).
+
+        Args:
+            names: Joint names of the message.
+            positions: Positions, one per name.
+            velocities: Velocities, one per name, or empty.
+
+        Returns:
+            Why the message was ignored, or ``None`` when it was used.
+        """
+        if len(positions) != len(names) or (velocities and len(velocities) != len(names)):
+            return self._ignore(
+                f"joint state arrays disagree: {len(names)} names,"
+                f" {len(positions)} positions, {len(velocities)} velocities"
+            )
+        index = {n: i for i, n in enumerate(names)}
+        missing = [n for n in self.cfg.joint_names if n not in index]
+        if missing:
+            return self._ignore(f"joint state lacks joints {missing}")
+        q = np.array([float(positions[index[n]]) for n in self.cfg.joint_names])
+        if not np.all(np.isfinite(q)):
+            return self._ignore(f"joint state holds NaN or inf: {q.tolist()}")
+        m = self.cfg.joint_state_margin
+        lo = np.asarray(self.limits.position_lower) - m
+        hi = np.asarray(self.limits.position_upper) + m
+        if np.any(q < lo) or np.any(q > hi):
+            return self._ignore(f"joint state {q.tolist()} is out of range")
+        with self._cond:
+            self._q = q
+            self._q_seq += 1
+            self.watchdog.feed(JOINTS, self.clock())
+            self._cond.notify_all()
+        return None
+
+    def on_ball(self, xyz: Sequence[float]) -> str | None:
+        """Take a ball point from the camera (any thread).
+
+        Args:
+            xyz: Ball position in the task frame [m].
+
+        Returns:
+            Why the point was ignored, or ``None`` when it was used.
+        """
+        p = [float(v) for v in xyz]
+        if len(p) != 3 or not all(math.isfinite(v) for v in p):
+            return self._ignore(f"ball point is not 3 finite numbers: {p}")
+        x0, x1, y0, y1 = self.cfg.ball_box
+        if not (x0 <= p[0] <= x1 and y0 <= p[1] <= y1):
+            return self._ignore(f"ball point ({p[0]:.3f}, {p[1]:.3f}) is outside ball_box")
+        now = self.clock()
+        self.track.add(now, p)
+        self.watchdog.feed(BALL, now)
+        return None
+
+    def _ignore(self, why: str) -> str:
+        self.ignored += 1
+        return why
+
+    # ------------------------------------------------------------------ e-stop
+    @property
+    def estopped(self) -> bool:
+        """Whether the e-stop is engaged."""
+        return self._estop
+
+    @property
+    def busy(self) -> bool:
+        """Whether a trial is running."""
+        return self._busy
+
+    def engage_estop(self, reason: str = "e-stop") -> None:
+        """Halt the arm at once and refuse trials until :meth:`clear_estop` (any thread).
+
+        Args:
+            reason: Recorded in the results of the stopped and refused trials.
+        """
+        with self._cond:
+            first = not self._estop
+            self._estop = True
+            self._estop_reason = reason
+            q = self._q
+            self._cond.notify_all()
+        if q is not None:
+            self._send(hold_plan(q, self.arm, self.cfg.stop_time))
+        if first:
+            log.warning("e-stop engaged (%s): arm halted, trials refused until cleared", reason)
+
+    def clear_estop(self) -> None:
+        """Allow trials again (the next trial first moves the arm home)."""
+        with self._cond:
+            self._estop = False
+            self._estop_reason = ""
+        log.info("e-stop cleared")
+
+    # ------------------------------------------------------------------ trials
+    def try_reserve(self) -> bool:
+        """Claim the runner for one trial; ``False`` when a trial is already running."""
+        with self._cond:
+            if self._busy:
+                return False
+            self._busy = True
+            return True
+
+    def run(self, req: TrialRequest) -> TrialResult:
+        """Run one trial (blocking; call :meth:`try_reserve` first).
+
+        Args:
+            req: The request.
+
+        Returns:
+            The result (never raises for trial failures: they become a status).
+        """
+        t0 = self.clock()
+        timing: dict[str, float] = {}
+        base = TrialResult(req.trial_id, "ok", theta=list(req.theta), goal=list(req.goal))
+        try:
+            result = self._run(req, base, timing)
+        except TrialStop as stop:
+            base.status, base.reason = stop.status, stop.reason
+            if stop.status != "refused":
+                log.warning("trial %d %s: %s", req.trial_id, stop.status, stop.reason)
+            else:
+                log.info("trial %d refused: %s", req.trial_id, stop.reason)
+            result = base
+        except Exception as err:  # a bug must not kill the node: report and carry on
+            log.exception("trial %d failed", req.trial_id)
+            self._halt()
+            base.status, base.reason = "aborted", f"internal error: {err}"
+            result = base
+        finally:
+            with self._cond:
+                self._busy = False
+        timing["total_s"] = self.clock() - t0
+        result.timing = timing
+        self.trials += 1
+        return result
+
+    def _run(self, req: TrialRequest, res: TrialResult, timing: dict[str, float]) -> TrialResult:
+        self._check_estop()
+        theta, clipped = self.spec.validate(req.theta)
+        if clipped:
+            raise TrialStop(
+                "refused",
+                f"θ {list(req.theta)} is outside its bounds {list(self.spec.low)}.."
+                f"{list(self.spec.high)} (the arm never clips θ)",
+            )
+        if len(req.goal) != self.goal_dim:
+            raise TrialStop("malformed", f"goal must have {self.goal_dim} numbers")
+        why = trust_region_violation(theta, self.last_theta, self.cfg.trust_region)
+        if why:
+            raise TrialStop("refused", why)
+        t = self.clock()
+        q = self._fresh_joints()
+        if float(np.max(np.abs(q - self.home))) > self.cfg.position_tolerance:
+            self._move_home(q, "before the trial")
+        timing["home_before_s"] = self.clock() - t
+        try:
+            plan = plan_trial(self.cfg.skill, theta, self.arm, self.home, self.timing)
+        except Unreachable as err:
+            raise TrialStop("refused", f"stroke out of reach: {err}") from err
+        q = self._fresh_joints()
+        violations = self.limits.check(self.arm, plan.times, plan.positions, q)
+        if violations:
+            raise TrialStop("refused", "trajectory violates limits: " + "; ".join(violations))
+        stale = self.watchdog.stale(self.clock(), [BALL])
+        if stale:
+            raise TrialStop("aborted", "camera stale before the trial: " + "; ".join(stale))
+        # ---- motion
+        self.track.clear()
+        t_send = self.clock()
+        self._check_estop()
+        self._send(plan)
+        self._wait_reached(plan, watch_ball=True)
+        t_motion = self.clock()
+        timing["motion_s"] = t_motion - t_send
+        # ---- settle
+        deadline = t_motion + self.cfg.settle_timeout
+        rest = None
+        while rest is None:
+            self._wait(POLL_S)
+            self._check_all(watch_ball=True)
+            now = self.clock()
+            rest = self.track.rest_position(now)
+            if rest is None and now > deadline:
+                self._halt()
+                raise TrialStop(
+                    "aborted", f"the ball did not come to rest within {self.cfg.settle_timeout} s"
+                )
+        timing["settle_s"] = self.clock() - t_motion
+        outcome = rest[:2]
+        goal = np.asarray(req.goal, dtype=np.float64)
+        error = outcome - goal
+        tt, pp = self.track.array(since=t_send)
+        rows = np.column_stack([tt - t_send, pp]).tolist()
+        rows.append([self.clock() - t_send, *rest.tolist()])
+        res.outcome, res.e = outcome.tolist(), error.tolist()
+        res.cost = float(np.linalg.norm(error))
+        res.track = rows
+        self.last_theta = theta
+        # ---- home
+        t = self.clock()
+        try:
+            self._move_home(self._fresh_joints(), "after the trial")
+        except TrialStop as stop:
+            # The trial is scored; the next one moves home first.
+            log.warning("trial %d: return home failed (%s)", req.trial_id, stop.reason)
+            if stop.status == "estopped":
+                raise
+        timing["home_after_s"] = self.clock() - t
+        return res
+
+    # ------------------------------------------------------------------ helpers
+    def _wait(self, seconds: float) -> None:
+        with self._cond:
+            self._cond.wait(timeout=seconds)
+
+    def _check_estop(self) -> None:
+        if self._estop:
+            raise TrialStop("estopped", f"e-stop engaged ({self._estop_reason})")
+
+    def _check_all(self, watch_ball: bool) -> None:
+        self._check_estop()
+        names = [JOINTS, BALL] if watch_ball else [JOINTS]
+        stale = self.watchdog.stale(self.clock(), names)
+        if stale:
+            self._halt()
+            raise TrialStop("aborted", "watchdog: " + "; ".join(stale))
+
+    def _halt(self) -> None:
+        with self._cond:
+            q = self._q
+        if q is not None:
+            self._send(hold_plan(q, self.arm, self.cfg.stop_time))
+
+    def _fresh_joints(self) -> np.ndarray:
+        deadline = self.clock() + self.cfg.joint_state_timeout
+        while True:
+            self._check_estop()
+            with self._cond:
+                q = self._q
+            if q is not None and not self.watchdog.stale(self.clock(), [JOINTS]):
+                return q.copy()
+            if self.clock() > deadline:
+                stale = self.watchdog.stale(self.clock(), [JOINTS])
+                raise TrialStop("aborted", "no fresh joint states: " + "; ".join(stale))
+            self._wait(POLL_S)
+
+    def _move_home(self, q: np.ndarray, when: str) -> None:
+        plan = plan_move(q, self.home, self.arm, self.timing.return_duration, self.timing.sample_dt)
+        violations = self.limits.check(self.arm, plan.times, plan.positions, q)
+        if violations:
+            raise TrialStop(
+                "refused", f"the move home {when} violates limits: " + "; ".join(violations)
+            )
+        self._check_estop()
+        self._send(plan)
+        self._wait_reached(plan, watch_ball=False)
+
+    def _wait_reached(self, plan: Plan, watch_ball: bool) -> None:
+        target = plan.positions[-1]
+        deadline = self.clock() + plan.duration + self.cfg.motion_timeout
+        seen = self._q_seq
+        count = 0
+        while count < REACHED_COUNT:
+            self._wait(POLL_S)
+            self._check_all(watch_ball)
+            with self._cond:
+                q, seq = self._q, self._q_seq
+            if q is not None and seq != seen:
+                seen = seq
+                near = float(np.max(np.abs(q - target))) <= self.cfg.position_tolerance
+                count = count + 1 if near else 0
+            if self.clock() > deadline:
+                self._halt()
+                raise TrialStop(
+                    "aborted",
+                    f"the arm did not reach the trajectory's end within"
+                    f" {plan.duration + self.cfg.motion_timeout:.1f} s",
+                )

@@ -1,0 +1,154 @@
+"""``icpi-sim-arm-node``: the MuJoCo ball-roll twin behind the arm's topics.
+
+Subscribes ``trajectory_topic`` (trajectory_msgs/JointTrajectory: a new one replaces the
+running one, starting from the current joint positions). Publishes ``joint_state_topic``
+(sensor_msgs/JointState at ``joint_state_rate``) and ``ball_topic``
+(geometry_msgs/PointStamped at ``camera_rate``, with ``camera_latency``, Gaussian
+``camera_noise``, ``camera_dropout`` and an optional ``camera_fail_after``).
+
+The physics runs on a worker thread at ``time_scale`` simulated seconds per wall second;
+see :mod:`icpi.robot.twin` for how a trajectory drives the effector.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import Point, PointStamped
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from icpi.robot.params import SimArmConfig, declare_config
+from icpi.robot.ros_common import duration_s, run_node
+from icpi.robot.twin import Twin
+
+# Worker tick [s].
+TICK_S = 0.002
+
+
+class SimArmNode(Node):
+    """The simulated arm (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Declare the parameters, build the twin and start the physics thread.
+
+        Args:
+            **kwargs: Passed to :class:`rclpy.node.Node`.
+
+        Raises:
+            ValueError: On invalid parameters.
+        """
+        super().__init__("icpi_sim_arm", **kwargs)
+        self.cfg = declare_config(self, SimArmConfig)
+        cfg = self.cfg
+        self.twin = Twin(cfg.skill, cfg.arm(), cfg.home, cfg.physics)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.js_pub = self.create_publisher(JointState, cfg.joint_state_topic, 20)
+        self.ball_pub = self.create_publisher(PointStamped, cfg.ball_topic, qos_profile_sensor_data)
+        self.create_subscription(
+            JointTrajectory,
+            cfg.trajectory_topic,
+            self._on_trajectory,
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+        )
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._traj_wall: float | None = None
+        self._pending: collections.deque[tuple[float, Any, np.ndarray]] = collections.deque()
+        self._thread = threading.Thread(target=self._loop, name="icpi-sim-arm", daemon=True)
+        self._thread.start()
+        self.get_logger().info(
+            f"simulated arm ready: {cfg.skill}, physics {cfg.physics}, time_scale {cfg.time_scale}"
+        )
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        names = list(msg.joint_names)
+        if sorted(names) != sorted(self.cfg.joint_names) or not msg.points:
+            self.get_logger().warning(
+                f"ignored trajectory for joints {names} with {len(msg.points)} points",
+                throttle_duration_sec=1.0,
+            )
+            return
+        order = [names.index(n) for n in self.cfg.joint_names]
+        try:
+            times = [duration_s(p.time_from_start) for p in msg.points]
+            pos = np.array([[float(p.positions[j]) for j in order] for p in msg.points])
+            with self._lock:
+                self.twin.command(times, pos, reset_at_home_tol=self._reset_tol())
+                self._traj_wall = time.monotonic()
+        except (IndexError, ValueError) as err:
+            self.get_logger().warning(f"ignored malformed trajectory: {err}")
+
+    def _reset_tol(self) -> float | None:
+        return 0.02 if self.cfg.reset_object_at_home else None
+
+    def _loop(self) -> None:
+        cfg = self.cfg
+        dt = self.twin.dt
+        wall0 = time.monotonic()
+        sim0 = self.twin.time
+        next_js = next_cam = wall0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            target = sim0 + (now - wall0) * cfg.time_scale
+            with self._lock:
+                n = int((target - self.twin.time) / dt)
+                if n > 0:
+                    self.twin.step(n)
+                q, qdot = self.twin.joint_state()
+                ball = self.twin.object_xyz()
+                traj_wall = self._traj_wall
+            stamp = self.get_clock().now().to_msg()
+            if now >= next_js:
+                next_js = max(next_js + 1.0 / cfg.joint_state_rate, now)
+                js = JointState(name=list(cfg.joint_names))
+                js.header.stamp = stamp
+                js.position = q.tolist()
+                js.velocity = qdot.tolist()
+                self.js_pub.publish(js)
+            if now >= next_cam:
+                next_cam = max(next_cam + 1.0 / cfg.camera_rate, now)
+                failed = (
+                    cfg.camera_fail_after >= 0
+                    and traj_wall is not None
+                    and now - traj_wall > cfg.camera_fail_after
+                )
+                if not failed and self.rng.random() >= cfg.camera_dropout:
+                    noisy = ball.copy()
+                    if cfg.camera_noise > 0:
+                        noisy[:2] += self.rng.normal(0.0, cfg.camera_noise, size=2)
+                    self._pending.append((now + cfg.camera_latency, stamp, noisy))
+            while self._pending and self._pending[0][0] <= now:
+                _, st, p = self._pending.popleft()
+                msg = PointStamped(point=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])))
+                msg.header.stamp = st
+                msg.header.frame_id = cfg.frame_id
+                self.ball_pub.publish(msg)
+            self._stop.wait(TICK_S)
+
+    def close(self) -> None:
+        """Stop the physics thread (called before ``destroy_node``)."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``icpi-sim-arm-node``.
+
+    Args:
+        args: Command-line arguments (default ``sys.argv``).
+
+    Returns:
+        Exit code.
+    """
+    return run_node(SimArmNode, threads=2, args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

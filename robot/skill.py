@@ -1,0 +1,413 @@
+"""θ → joint trajectory for the arm, and the checks every trajectory must pass before it is sent.
+
+## Arm model
+The effector moves in the table plane, in the *task frame*: its origin is the ball's (or
+puck's) start spot, x points along the nominal strike, z is up; the goal, the camera's
+ball points and the outcome are all in this frame. Two kinematic models are offered:
+
+| ``kinematics`` | joints | forward kinematics |
+|---|---|---|
+| ``planar_2r`` | shoulder q1, elbow q2 [rad] | p = b + l1·u(q1) + l2·u(q1+q2) |
+| ``cartesian_xy`` | x, y prismatic [m] (a gantry) | p = b + (q1, q2) |
+
+with u(a) = (cos a, sin a), b = ``base_xy`` [m] and l1, l2 = ``link_lengths`` [m];
+``elbow`` (+1 / −1) picks the inverse-kinematics branch. A 6-DoF arm holding its wrist
+at constant height and orientation reduces to one of these for planar strikes; anything
+else needs its own :class:`ArmModel`.
+
+## Skill → stroke
+Each skill is a straight minimum-jerk stroke of the effector, exactly as in the MuJoCo
+twin (:func:`icpi.envs.base.straight_stroke`):
+
+| skill | θ | setback behind the object [m] | travel [m] | duration [s] |
+|---|---|---|---|---|
+| ``ball-roll-gc`` | angle, backswing b, T | r_ball + r_striker + b | 2b | T |
+| ``slide``, ``slide-gc`` | angle, distance d, T | r_puck + r_pusher + gap | d | T |
+
+## Trial trajectory
+Sampled every ``sample_dt`` on a uniform grid t_k = k·dt, k ≥ 1 (the controller
+starts from the current state at t = 0): a joint-space minimum-jerk approach from home to
+the stroke start (``approach_duration``), a ``dwell`` at rest, the stroke and a ``hold``
+at its end. Approach + dwell is rounded up to a whole number of samples so that the
+stroke's samples fall on the twin's physics steps when ``sample_dt`` equals them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from icpi.envs.base import ThetaSpec, min_jerk, straight_stroke
+
+KINEMATICS = ("planar_2r", "cartesian_xy")
+SKILLS = ("ball-roll-gc", "slide", "slide-gc")
+# Tolerance of the time grid [s].
+_TIME_EPS = 1e-9
+
+
+class Unreachable(ValueError):
+    """A point of the stroke lies outside the arm's reach."""
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """Kinematics of the effector in the table plane (see the module docstring)."""
+
+    kinematics: str = "planar_2r"
+    """``planar_2r`` or ``cartesian_xy``."""
+    base_xy: tuple[float, float] = (-0.5, 0.0)
+    """Arm base (planar) or gantry origin (cartesian) in the task frame [m]."""
+    link_lengths: tuple[float, float] = (0.35, 0.35)
+    """Upper arm and forearm length [m] (planar only)."""
+    elbow: int = 1
+    """Inverse-kinematics branch: +1 elbow left of the base→effector line, −1 right."""
+
+    def __post_init__(self) -> None:
+        if self.kinematics not in KINEMATICS:
+            raise ValueError(f"kinematics must be one of {KINEMATICS}, got {self.kinematics!r}")
+        if self.elbow not in (1, -1):
+            raise ValueError(f"elbow must be +1 or -1, got {self.elbow}")
+        if self.kinematics == "planar_2r" and min(self.link_lengths) <= 0:
+            raise ValueError(f"link lengths must be positive, got {self.link_lengths}")
+
+    @property
+    def n_joints(self) -> int:
+        """Number of joints (2 for both models)."""
+        return 2
+
+    def fk(self, q: np.ndarray) -> np.ndarray:
+        """Effector position of joint positions.
+
+        Args:
+            q: Joint positions, shape (2,) or (N, 2).
+
+        Returns:
+            Effector xy in the task frame [m], same leading shape.
+        """
+        q = np.asarray(q, dtype=np.float64)
+        base = np.asarray(self.base_xy, dtype=np.float64)
+        if self.kinematics == "cartesian_xy":
+            return base + q
+        l1, l2 = self.link_lengths
+        q1, q12 = q[..., 0], q[..., 0] + q[..., 1]
+        x = l1 * np.cos(q1) + l2 * np.cos(q12)
+        y = l1 * np.sin(q1) + l2 * np.sin(q12)
+        return base + np.stack([x, y], axis=-1)
+
+    def ik(self, xy: np.ndarray) -> np.ndarray:
+        """Joint positions that put the effector at xy (closed form).
+
+        Args:
+            xy: Effector positions in the task frame [m], shape (2,) or (N, 2).
+
+        Returns:
+            Joint positions, same leading shape.
+
+        Raises:
+            Unreachable: If a point is out of reach (planar arm).
+        """
+        p = np.asarray(xy, dtype=np.float64) - np.asarray(self.base_xy, dtype=np.float64)
+        if self.kinematics == "cartesian_xy":
+            return p.copy()
+        l1, l2 = self.link_lengths
+        r2 = np.sum(p * p, axis=-1)
+        c2 = (r2 - l1 * l1 - l2 * l2) / (2.0 * l1 * l2)
+        if np.any(np.abs(c2) > 1.0) or np.any(~np.isfinite(c2)):
+            worst = float(np.sqrt(np.max(r2)))
+            raise Unreachable(
+                f"effector point at {worst:.3f} m from the base is outside the reach"
+                f" [{abs(l1 - l2):.3f}, {l1 + l2:.3f}] m"
+            )
+        q2 = self.elbow * np.arccos(c2)
+        q1 = np.arctan2(p[..., 1], p[..., 0]) - np.arctan2(l2 * np.sin(q2), l1 + l2 * np.cos(q2))
+        return np.stack([q1, q2], axis=-1)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the arm may do; a trajectory that breaks any of these is refused."""
+
+    position_lower: tuple[float, ...]
+    """Lower joint position limit per joint [rad or m]."""
+    position_upper: tuple[float, ...]
+    """Upper joint position limit per joint [rad or m]."""
+    velocity: tuple[float, ...]
+    """Joint speed limit per joint [rad/s or m/s]."""
+    workspace: tuple[float, float, float, float]
+    """Box the effector must stay inside: x_min, x_max, y_min, y_max in the task frame [m]."""
+
+    def check(
+        self, arm: ArmModel, times: np.ndarray, positions: np.ndarray, start: np.ndarray
+    ) -> list[str]:
+        """Every violation of a sampled joint trajectory.
+
+        Speeds are checked as the controller will see them: finite differences between
+        consecutive points, the first one from ``start`` at t = 0.
+
+        Args:
+            arm: The arm model (for the effector path).
+            times: Time of each point from the start [s], shape (N,).
+            positions: Joint positions, shape (N, J).
+            start: Joint positions at t = 0, shape (J,).
+
+        Returns:
+            Human-readable violations; empty when the trajectory is safe.
+        """
+        out: list[str] = []
+        times = np.asarray(times, dtype=np.float64)
+        positions = np.asarray(positions, dtype=np.float64)
+        start = np.asarray(start, dtype=np.float64)
+        n_j = len(self.velocity)
+        if positions.ndim != 2 or positions.shape[1] != n_j or len(times) != len(positions):
+            return [f"trajectory shape {positions.shape} does not match {n_j} joints"]
+        if len(times) == 0:
+            return ["empty trajectory"]
+        if not (np.all(np.isfinite(times)) and np.all(np.isfinite(positions))):
+            return ["trajectory holds NaN or inf"]
+        all_t = np.concatenate([[0.0], times])
+        if np.any(np.diff(all_t) <= _TIME_EPS):
+            return ["trajectory times must increase strictly from 0"]
+        lo, hi = np.asarray(self.position_lower), np.asarray(self.position_upper)
+        for j in range(n_j):
+            below, above = positions[:, j] < lo[j], positions[:, j] > hi[j]
+            if np.any(below) or np.any(above):
+                k = int(np.argmax(below | above))
+                out.append(
+                    f"joint {j} position {positions[k, j]:.4f} at t={times[k]:.3f} s is outside"
+                    f" [{lo[j]:.4f}, {hi[j]:.4f}]"
+                )
+        path = np.vstack([start, positions])
+        speed = np.abs(np.diff(path, axis=0)) / np.diff(all_t)[:, None]
+        vmax = np.asarray(self.velocity)
+        for j in range(n_j):
+            if np.any(speed[:, j] > vmax[j]):
+                k = int(np.argmax(speed[:, j]))
+                out.append(
+                    f"joint {j} speed {speed[k, j]:.3f} at t={times[k]:.3f} s exceeds {vmax[j]:.3f}"
+                )
+        xy = arm.fk(positions)
+        x0, x1, y0, y1 = self.workspace
+        outside = (xy[:, 0] < x0) | (xy[:, 0] > x1) | (xy[:, 1] < y0) | (xy[:, 1] > y1)
+        if np.any(outside):
+            k = int(np.argmax(outside))
+            out.append(
+                f"effector ({xy[k, 0]:.3f}, {xy[k, 1]:.3f}) m at t={times[k]:.3f} s leaves the"
+                f" workspace x∈[{x0}, {x1}], y∈[{y0}, {y1}]"
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class TrialTiming:
+    """Timing of the trial and return-home trajectories."""
+
+    sample_dt: float = 0.01
+    """Spacing of the trajectory points [s]."""
+    approach_duration: float = 1.0
+    """Home → stroke start [s]."""
+    dwell: float = 0.2
+    """Rest at the stroke start before striking [s]."""
+    hold: float = 0.2
+    """Rest at the stroke end [s]."""
+    return_duration: float = 1.0
+    """Back home after the trial [s]."""
+
+
+@dataclass
+class Plan:
+    """A sampled joint trajectory (points from t = dt on; t = 0 is the current state)."""
+
+    times: np.ndarray
+    """Time of each point from the trajectory start [s], (N,)."""
+    positions: np.ndarray
+    """Joint positions, (N, J)."""
+    velocities: np.ndarray
+    """Joint velocities, (N, J) (zero at the last point)."""
+    effector: np.ndarray
+    """Effector xy per point in the task frame [m], (N, 2)."""
+    stroke_start: float = 0.0
+    """When the stroke begins [s] (0 for a plain move)."""
+
+    @property
+    def duration(self) -> float:
+        """Time of the last point [s]."""
+        return float(self.times[-1])
+
+
+def skill_spec(skill: str) -> ThetaSpec:
+    """θ names, units and bounds of a skill (those of its MuJoCo twin).
+
+    Args:
+        skill: One of :data:`SKILLS`.
+
+    Returns:
+        The θ spec.
+
+    Raises:
+        ValueError: On an unknown skill.
+    """
+    if skill == "ball-roll-gc":
+        from icpi.envs.ball_roll import BallRollGCTask
+
+        return BallRollGCTask.theta_spec
+    if skill in ("slide", "slide-gc"):
+        from icpi.envs.slide import SlideTask
+
+        return SlideTask.theta_spec
+    raise ValueError(f"skill must be one of {SKILLS}, got {skill!r}")
+
+
+def stroke_geometry(skill: str, theta: ArrayLike) -> tuple[float, float, float, float]:
+    """The stroke of a skill's θ (see the module docstring).
+
+    Args:
+        skill: One of :data:`SKILLS`.
+        theta: θ in physical units.
+
+    Returns:
+        ``(angle [rad], setback [m], travel [m], duration [s])``.
+
+    Raises:
+        ValueError: On an unknown skill.
+    """
+    a, b, c = (float(v) for v in np.asarray(theta, dtype=np.float64))
+    if skill == "ball-roll-gc":
+        from icpi.envs.ball_roll import BALL_RADIUS, STRIKER_RADIUS
+
+        return a, BALL_RADIUS + STRIKER_RADIUS + b, 2.0 * b, c
+    if skill in ("slide", "slide-gc"):
+        from icpi.envs.slide import CONTACT_GAP, PUCK_RADIUS, PUSHER_RADIUS
+
+        return a, PUCK_RADIUS + PUSHER_RADIUS + CONTACT_GAP, b, c
+    raise ValueError(f"skill must be one of {SKILLS}, got {skill!r}")
+
+
+def _finish(times: np.ndarray, positions: np.ndarray, arm: ArmModel, start: float) -> Plan:
+    dt = float(times[1] - times[0]) if len(times) > 1 else float(times[0])
+    velocities = np.gradient(positions, dt, axis=0) if len(times) > 2 else np.zeros_like(positions)
+    velocities[-1] = 0.0
+    return Plan(times, positions, velocities, arm.fk(positions), start)
+
+
+def plan_trial(
+    skill: str, theta: ArrayLike, arm: ArmModel, home: ArrayLike, timing: TrialTiming
+) -> Plan:
+    """The joint trajectory of one trial of θ, starting at the home pose.
+
+    Args:
+        skill: One of :data:`SKILLS`.
+        theta: θ (already checked against its bounds).
+        arm: The arm model.
+        home: Home joint positions.
+        timing: Trajectory timing.
+
+    Returns:
+        The plan.
+
+    Raises:
+        Unreachable: If part of the stroke is out of the arm's reach.
+        ValueError: On an unknown skill or a non-positive sample spacing.
+    """
+    dt = timing.sample_dt
+    if not dt > 0:
+        raise ValueError(f"sample_dt must be positive, got {dt}")
+    angle, setback, travel, duration = stroke_geometry(skill, theta)
+    home_q = np.asarray(home, dtype=np.float64)
+    # Stroke reference on the grid, relative to its own start (step index only).
+    n_stroke = math.ceil((duration + timing.hold) / dt - _TIME_EPS) + 1
+    start_xy, ref = straight_stroke(angle, setback, travel, duration, n_stroke, dt)
+    q_stroke = arm.ik(ref)
+    q_start = arm.ik(start_xy)
+    n_approach = max(1, math.ceil(timing.approach_duration / dt - _TIME_EPS))
+    n0 = max(n_approach, math.ceil((timing.approach_duration + timing.dwell) / dt - _TIME_EPS))
+    k = np.arange(1, n0 + 1, dtype=np.float64)
+    s = min_jerk(k / n_approach)[:, None]
+    q_pre = home_q + s * (q_start - home_q)
+    positions = np.vstack([q_pre, q_stroke])
+    times = np.arange(1, len(positions) + 1, dtype=np.float64) * dt
+    return _finish(times, positions, arm, start=(n0 + 1) * dt)
+
+
+def plan_move(start: ArrayLike, goal: ArrayLike, arm: ArmModel, duration: float, dt: float) -> Plan:
+    """A joint-space minimum-jerk move (used to return home).
+
+    Args:
+        start: Current joint positions.
+        goal: Target joint positions.
+        arm: The arm model.
+        duration: Move time [s].
+        dt: Point spacing [s].
+
+    Returns:
+        The plan.
+    """
+    q0 = np.asarray(start, dtype=np.float64)
+    q1 = np.asarray(goal, dtype=np.float64)
+    n = max(2, math.ceil(duration / dt - _TIME_EPS))
+    k = np.arange(1, n + 1, dtype=np.float64)
+    s = min_jerk(k / n)[:, None]
+    return _finish(k * dt, q0 + s * (q1 - q0), arm, start=0.0)
+
+
+def hold_plan(current: ArrayLike, arm: ArmModel, stop_time: float) -> Plan:
+    """A one-point trajectory that holds the current position (the e-stop / abort command).
+
+    Args:
+        current: Current joint positions.
+        arm: The arm model.
+        stop_time: Time of the single point [s] (small: the controller stops at once).
+
+    Returns:
+        The plan.
+    """
+    q = np.asarray(current, dtype=np.float64)[None, :]
+    return Plan(np.array([stop_time]), q, np.zeros_like(q), arm.fk(q), 0.0)
+
+
+def trust_region_violation(
+    theta: ArrayLike, last: ArrayLike | None, max_step: ArrayLike
+) -> str | None:
+    """Check a step Δθ = θ − θ_last against the trust region (a box; 0 disables an axis).
+
+    Args:
+        theta: The requested θ.
+        last: The last executed θ (``None`` before the first trial: no bound).
+        max_step: Largest |Δθ| per parameter (θ units); 0 or less means unbounded.
+
+    Returns:
+        A description of the violation, or ``None``.
+    """
+    if last is None:
+        return None
+    step = np.asarray(theta, dtype=np.float64) - np.asarray(last, dtype=np.float64)
+    bound = np.asarray(max_step, dtype=np.float64)
+    bad = (bound > 0) & (np.abs(step) > bound + 1e-12)
+    if not np.any(bad):
+        return None
+    j = int(np.argmax(bad))
+    return f"Δθ[{j}] = {step[j]:.4f} exceeds the trust region ±{bound[j]:.4f}"
+
+
+def clip_to_trust_region(
+    theta: np.ndarray, last: np.ndarray | None, max_step: ArrayLike
+) -> np.ndarray:
+    """Clip Δθ into the trust region (the driver side; the arm only refuses).
+
+    Args:
+        theta: The proposed θ.
+        last: The last executed θ (``None``: unchanged).
+        max_step: Largest |Δθ| per parameter; 0 or less means unbounded.
+
+    Returns:
+        The clipped θ.
+    """
+    if last is None:
+        return np.asarray(theta, dtype=np.float64).copy()
+    bound = np.asarray(max_step, dtype=np.float64)
+    bound = np.where(bound > 0, bound, np.inf)
+    step = np.clip(np.asarray(theta, dtype=np.float64) - last, -bound, bound)
+    out: np.ndarray = last + step
+    return out

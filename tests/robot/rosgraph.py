@@ -1,0 +1,181 @@
+"""Helpers of the multi-process ROS tests: private domain, node processes, a probe node."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PARAMS = ROOT / "launch" / "params" / "sim_arm.yaml"
+# One ROS domain per test process (1..100), from the pid; namespaces separate the tests.
+DOMAIN = str(1 + os.getpid() % 100)
+_ns = itertools.count(1)
+
+
+def ros_env() -> dict[str, str]:
+    env = os.environ.copy()
+    env["ROS_DOMAIN_ID"] = DOMAIN
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("MUJOCO_GL", "egl")
+    return env
+
+
+def new_namespace() -> str:
+    return f"/t{os.getpid()}_{next(_ns)}"
+
+
+# Fast settings of the graph for tests: 4x faster physics, short moves.
+FAST_SIM = {"time_scale": "4.0", "camera_noise": "0.0", "camera_dropout": "0.0"}
+FAST_ARM = {"approach_duration": "0.5", "return_duration": "0.5", "dwell": "0.1"}
+
+
+class NodeProcess:
+    """One node in its own process (killed on close)."""
+
+    def __init__(self, module: str, ns: str, params: dict[str, str], log: Path) -> None:
+        args = [sys.executable, "-m", f"icpi.robot.{module}", "--ros-args"]
+        args += ["--params-file", str(PARAMS), "-r", f"__ns:={ns}"]
+        for k, v in params.items():
+            args += ["-p", f"{k}:={v}"]
+        self.log = log
+        self._fh = open(log, "w")
+        self.proc = subprocess.Popen(
+            args, env=ros_env(), stdout=self._fh, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def text(self) -> str:
+        self._fh.flush()
+        return self.log.read_text()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._fh.close()
+
+
+class Probe:
+    """An in-test rclpy node on its own context: sends requests and e-stops, records."""
+
+    def __init__(self, ns: str) -> None:
+        os.environ["ROS_DOMAIN_ID"] = DOMAIN
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Bool, Float64MultiArray, String
+        from trajectory_msgs.msg import JointTrajectory
+
+        self.rclpy = rclpy
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node("probe", namespace=ns, context=self.ctx)
+        self.lock = threading.Lock()
+        self.results: list[dict] = []
+        self.joint_states: list[tuple[float, list[float]]] = []
+        self.trajectories: list[JointTrajectory] = []
+        n = self.node
+        self.request_pub = n.create_publisher(Float64MultiArray, "icpi/trial_request", 10)
+        self.estop_pub = n.create_publisher(Bool, "icpi/estop", 10)
+        self.raw_pubs: dict[str, object] = {}
+        n.create_subscription(String, "icpi/trial_result", self._on_result, 10)
+        n.create_subscription(JointState, "joint_states", self._on_js, 50)
+        n.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self._on_traj, 10)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(n)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self.ctx.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:
+                return
+
+    def _on_result(self, msg) -> None:
+        with self.lock:
+            self.results.append(json.loads(msg.data))
+
+    def _on_js(self, msg) -> None:
+        with self.lock:
+            self.joint_states.append((time.monotonic(), list(msg.position)))
+
+    def _on_traj(self, msg) -> None:
+        with self.lock:
+            self.trajectories.append(msg)
+
+    def publisher(self, msg_type, topic: str):
+        if topic not in self.raw_pubs:
+            self.raw_pubs[topic] = self.node.create_publisher(msg_type, topic, 10)
+        return self.raw_pubs[topic]
+
+    def wait_for(self, predicate, timeout: float, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                value = predicate()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def wait_matched(self, timeout: float = 15.0) -> None:
+        """Wait until the arm node subscribes to requests and publishes results."""
+        self.wait_for(
+            lambda: (
+                self.request_pub.get_subscription_count() > 0
+                and self.node.count_publishers("icpi/trial_result") > 0
+            ),
+            timeout,
+            "the arm node",
+        )
+        self.wait_for(lambda: len(self.joint_states) > 5, timeout, "joint states")
+
+    def request(self, trial_id: int, theta, goal=(0.7, 0.0)) -> None:
+        from std_msgs.msg import Float64MultiArray
+
+        data = [float(trial_id), *map(float, theta), *map(float, goal)]
+        self.request_pub.publish(Float64MultiArray(data=data))
+
+    def result(self, trial_id: int, timeout: float) -> dict:
+        return self.wait_for(
+            lambda: next((r for r in self.results if r["trial_id"] == trial_id), None),
+            timeout,
+            f"result of trial {trial_id}",
+        )
+
+    def call_trigger(self, name: str, timeout: float = 10.0):
+        from std_srvs.srv import Trigger
+
+        client = self.node.create_client(Trigger, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise AssertionError(f"service {name} not available")
+        future = client.call_async(Trigger.Request())
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert future.done(), f"service {name} did not answer"
+        return future.result()
+
+    def close(self) -> None:
+        self.ctx.try_shutdown()
+        self._thread.join(timeout=2)
+        self.node.destroy_node()

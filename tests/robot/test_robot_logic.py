@@ -1,0 +1,344 @@
+"""The real-arm logic without ROS: kinematics, limits, contract, rest detection, twin, adapter."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from icpi.envs import make_task
+from icpi.envs.base import straight_stroke
+from icpi.robot.adapter import ArmTask, TrialFailed, relabel_rollouts
+from icpi.robot.contract import ContractError, TrialRequest, TrialResult
+from icpi.robot.params import SkillNodeConfig
+from icpi.robot.runner import SkillRunner
+from icpi.robot.skill import (
+    ArmModel,
+    Limits,
+    TrialTiming,
+    Unreachable,
+    clip_to_trust_region,
+    plan_move,
+    plan_trial,
+    skill_spec,
+    stroke_geometry,
+    trust_region_violation,
+)
+from icpi.robot.track import BallTrack, RestRule, Watchdog
+from icpi.robot.twin import Twin
+
+
+def test_import_icpi_robot_stays_light():
+    code = (
+        "import sys, icpi, icpi.robot, icpi.robot.skill, icpi.robot.adapter;"
+        "print(any(m == 'rclpy' or m.startswith('rclpy.') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- kinematics
+@pytest.mark.parametrize("kin", ["planar_2r", "cartesian_xy"])
+@pytest.mark.parametrize("elbow", [1, -1])
+def test_ik_inverts_fk(kin, elbow):
+    arm = ArmModel(kinematics=kin, elbow=elbow, link_lengths=(0.4, 0.4))
+    xy = np.random.default_rng(0).uniform([-0.3, -0.3], [0.2, 0.3], size=(50, 2))
+    np.testing.assert_allclose(arm.fk(arm.ik(xy)), xy, atol=1e-12)
+
+
+def test_unreachable_and_bad_models():
+    arm = ArmModel(link_lengths=(0.2, 0.2))
+    with pytest.raises(Unreachable, match="reach"):
+        arm.ik(np.array([0.5, 0.0]))
+    with pytest.raises(ValueError):
+        ArmModel(kinematics="scara")
+    with pytest.raises(ValueError):
+        ArmModel(elbow=0)
+
+
+@pytest.mark.parametrize("skill", ["ball-roll-gc", "slide"])
+def test_trial_plan_follows_the_twin_stroke(skill):
+    cfg = SkillNodeConfig()
+    arm = cfg.arm()
+    spec = skill_spec(skill)
+    theta = 0.5 * (spec.low_array + spec.high_array)
+    timing = TrialTiming(sample_dt=0.002, approach_duration=0.5, dwell=0.1, hold=0.1)
+    plan = plan_trial(skill, theta, arm, cfg.home, timing)
+    assert np.all(np.diff(plan.times) > 0) and plan.times[0] == pytest.approx(0.002)
+    angle, setback, travel, duration = stroke_geometry(skill, theta)
+    n = round((duration + 0.1) / 0.002) + 1
+    _start, ref = straight_stroke(angle, setback, travel, duration, n, 0.002)
+    k0 = round(plan.stroke_start / 0.002) - 1  # index of the stroke's first point
+    np.testing.assert_allclose(plan.effector[k0:], ref, atol=1e-12)
+    np.testing.assert_allclose(plan.effector[0], arm.fk(np.asarray(cfg.home)), atol=1e-3)
+    np.testing.assert_array_equal(plan.velocities[-1], 0.0)
+    # The shipped limits admit the whole θ box of both skills.
+    assert cfg.limits().check(arm, plan.times, plan.positions, np.asarray(cfg.home)) == []
+
+
+def test_limits_refuse_each_kind_of_violation():
+    cfg = SkillNodeConfig()
+    arm, home = cfg.arm(), np.asarray(cfg.home)
+    theta = [0.5, 0.12, 0.12]  # fastest, widest stroke
+    plan = plan_trial("ball-roll-gc", theta, arm, home, cfg.timing())
+    ok = cfg.limits()
+    assert ok.check(arm, plan.times, plan.positions, home) == []
+
+    def with_(**kw):
+        base = dict(
+            position_lower=ok.position_lower,
+            position_upper=ok.position_upper,
+            velocity=ok.velocity,
+            workspace=ok.workspace,
+        )
+        base.update(kw)
+        return Limits(**base).check(arm, plan.times, plan.positions, home)
+
+    assert "outside" in with_(position_upper=(1.0, 2.4))[0]
+    assert "speed" in with_(velocity=(3.0, 3.0))[0]
+    assert "workspace" in with_(workspace=(-0.35, 0.0, -0.3, 0.3))[0]
+    bad = plan.positions.copy()
+    bad[3, 0] = math.nan
+    assert ok.check(arm, plan.times, bad, home) == ["trajectory holds NaN or inf"]
+    assert "increase" in ok.check(arm, plan.times[::-1], plan.positions, home)[0]
+    back = plan_move(plan.positions[-1], home, arm, 1.0, 0.01)
+    assert ok.check(arm, back.times, back.positions, plan.positions[-1]) == []
+
+
+def test_trust_region_refuses_at_the_arm_and_clips_at_the_driver():
+    box = [0.1, 0.01, 0.0]
+    assert trust_region_violation([0.2, 0.05, 0.5], None, box) is None
+    assert trust_region_violation([0.05, 0.055, 0.1], [0.0, 0.05, 0.5], box) is None
+    assert "Δθ[0]" in trust_region_violation([0.3, 0.05, 0.5], [0.0, 0.05, 0.5], box)
+    clipped = clip_to_trust_region(np.array([0.3, 0.0, 0.1]), np.array([0.0, 0.05, 0.5]), box)
+    np.testing.assert_allclose(clipped, [0.1, 0.04, 0.1])
+
+
+# ---------------------------------------------------------------- contract
+def test_contract_round_trip_and_rejections():
+    req = TrialRequest(7, (0.1, 0.05, 0.3), (0.7, 0.0))
+    assert TrialRequest.decode(req.encode(), 3, 2) == req
+    for bad in ([7.0, 0.1], [7.5, 0.1, 0.05, 0.3, 0.7, 0.0], [7.0, math.nan, 0, 0, 0, 0]):
+        with pytest.raises(ContractError):
+            TrialRequest.decode(bad, 3, 2)
+    with pytest.raises(ContractError):
+        TrialRequest.decode([-1.0, 0, 0, 0, 0, 0], 3, 2)
+    res = TrialResult(7, "ok", theta=[0.1], outcome=[0.6, 0.1], e=[-0.1, 0.1], cost=0.1414)
+    res.track = [[0.0, 0.0, 0.0, 0.03], [1.0, 0.6, 0.1, 0.03]]
+    back = TrialResult.from_json(res.to_json())
+    assert back.ok and back.cost == pytest.approx(0.1414)
+    np.testing.assert_allclose(back.trajectory()[-1], [0.6, 0.1, 0.03])
+    refused = TrialResult.from_json(TrialResult(3, "refused", "limits").to_json())
+    assert not refused.ok and math.isnan(refused.cost)
+    for text in ("nope", "[]", json.dumps({"trial_id": 1, "status": "weird"})):
+        with pytest.raises(ContractError):
+            TrialResult.from_json(text)
+
+
+# ---------------------------------------------------------------- tracking
+def test_rest_detection_and_watchdog():
+    track = BallTrack(RestRule(window=0.3, radius=0.003, min_points=5))
+    for k in range(60):  # rolls for 0.5 s at 1 m/s, then sits still
+        t = k / 60
+        track.add(t, (min(t, 0.5), 0.0, 0.03))
+        rest = track.rest_position(t)
+        if t < 0.5 + 0.3:
+            assert rest is None
+    assert rest is not None and rest[0] == pytest.approx(0.5)
+    sparse = BallTrack(RestRule(window=0.3, radius=0.003, min_points=5))
+    sparse.add(0.0, (0, 0, 0))
+    sparse.add(0.29, (0, 0, 0))
+    assert sparse.rest_position(0.3) is None  # too few points: no decision
+    dog = Watchdog({"a": 0.5, "b": 1.0})
+    assert len(dog.stale(0.0)) == 2
+    dog.feed("a", 0.0)
+    dog.feed("b", 0.0)
+    assert dog.stale(0.4) == []
+    assert dog.stale(0.7)[0].startswith("a: silent")
+
+
+# ---------------------------------------------------------------- twin
+def test_twin_matches_the_in_process_rollout():
+    cfg = SkillNodeConfig()
+    twin = Twin("ball-roll-gc", cfg.arm(), cfg.home, [0.05, 0.004])
+    task = twin.task
+    theta = np.array([0.25, 0.08, 0.3])
+    plan = plan_trial("ball-roll-gc", theta, cfg.arm(), cfg.home, TrialTiming(sample_dt=0.002))
+    twin.command(plan.times, plan.positions, reset_at_home_tol=0.01)
+    twin.step(round(plan.stroke_start / twin.dt) + task.nstep)
+    expected = task.rollout(twin.instance, theta).outcome
+    np.testing.assert_allclose(twin.object_xyz()[:2], expected, atol=1e-4)
+    q, _ = twin.joint_state()
+    np.testing.assert_allclose(q, plan.positions[-1], atol=1e-3)
+    with pytest.raises(ValueError):
+        twin.command([0.1, 0.05], plan.positions[:2], None)
+
+
+# ---------------------------------------------------------------- runner on the twin
+class TwinArm:
+    """The twin stepped in real time on a thread, wired straight to a SkillRunner."""
+
+    def __init__(self, cfg: SkillNodeConfig, time_scale: float = 8.0):
+        self.cfg = cfg
+        self.twin = Twin(cfg.skill, cfg.arm(), cfg.home, [0.065, 0.0035])
+        self.runner = SkillRunner(cfg, self.send)
+        self.lock = threading.Lock()
+        self.sent = []
+        self.camera = True
+        self.stop = threading.Event()
+        self.scale = time_scale
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def send(self, plan):
+        with self.lock:
+            self.sent.append(plan)
+            self.twin.command(plan.times, plan.positions, reset_at_home_tol=0.02)
+
+    def loop(self):
+        wall0, sim0 = time.monotonic(), self.twin.time
+        while not self.stop.is_set():
+            with self.lock:
+                n = int((sim0 + (time.monotonic() - wall0) * self.scale - self.twin.time) / 0.002)
+                self.twin.step(max(n, 0))
+                q, qd = self.twin.joint_state()
+                ball = self.twin.object_xyz()
+            self.runner.on_joint_state(self.cfg.joint_names, q.tolist(), qd.tolist())
+            if self.camera:
+                self.runner.on_ball(ball.tolist())
+            time.sleep(0.01)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=2)
+
+
+def fast_cfg(**kw):
+    cfg = SkillNodeConfig(
+        sample_dt=0.002, approach_duration=0.3, dwell=0.05, return_duration=0.3, rest_window=0.2
+    )
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.mark.timeout(60)
+def test_runner_scores_a_trial_like_the_in_process_rollout():
+    arm = TwinArm(fast_cfg())
+    try:
+        theta = (0.2, 0.07, 0.3)
+        assert arm.runner.try_reserve()
+        res = arm.runner.run(TrialRequest(1, theta, (0.7, 0.1)))
+        assert res.ok, res.reason
+        expected = arm.twin.task.rollout(arm.twin.instance, theta).outcome
+        np.testing.assert_allclose(res.outcome, expected, atol=2e-3)
+        np.testing.assert_allclose(res.e, np.asarray(res.outcome) - [0.7, 0.1])
+        assert res.trajectory().shape[1] == 3
+        np.testing.assert_allclose(arm.twin.joint_state()[0], arm.cfg.home, atol=0.02)
+        # Refusals never move the arm: θ out of bounds, a Δθ beyond the trust region.
+        n_sent = len(arm.sent)
+        for tid, bad in ((2, (0.9, 0.07, 0.3)), (3, (0.2, 0.07 + 0.06, 0.3))):
+            assert arm.runner.try_reserve()
+            res = arm.runner.run(TrialRequest(tid, bad, (0.7, 0.1)))
+            assert res.status == "refused", res
+        assert len(arm.sent) == n_sent
+        # A stale camera aborts the trial and halts the arm.
+        arm.camera = False
+        time.sleep(arm.cfg.ball_timeout + 0.1)
+        assert arm.runner.try_reserve()
+        res = arm.runner.run(TrialRequest(4, theta, (0.7, 0.1)))
+        assert res.status == "aborted" and "camera" in res.reason
+        # The e-stop refuses trials until cleared.
+        arm.camera = True
+        arm.runner.engage_estop("test")
+        assert arm.runner.try_reserve()
+        assert arm.runner.run(TrialRequest(5, theta, (0.7, 0.1))).status == "estopped"
+        arm.runner.clear_estop()
+        time.sleep(0.1)  # the camera is back
+        assert arm.runner.try_reserve()
+        assert arm.runner.run(TrialRequest(6, theta, (0.7, 0.1))).ok
+    finally:
+        arm.close()
+
+
+# ---------------------------------------------------------------- adapter
+class InProcessTransport:
+    """Answers requests with the in-process MuJoCo rollout (the graph's stand-in)."""
+
+    def __init__(self, fail: str | None = None):
+        self.task = make_task("ball-roll-gc")
+        self.requests = []
+        self.fail = fail
+
+    def request(self, req, timeout):
+        self.requests.append(req)
+        if self.fail == "timeout":
+            raise TimeoutError("nobody home")
+        if self.fail:
+            return TrialResult(req.trial_id, self.fail, "because")
+        inst = self.task.make_instance(goal=req.goal, physics={"ball_mass": 0.065})
+        r = self.task.rollout(inst, req.theta)
+        track = [[0.0, *row] for row in r.trajectory[::50].tolist()]
+        track.append([0.0, *r.trajectory[-1].tolist()])
+        return TrialResult(
+            req.trial_id,
+            "ok",
+            theta=list(req.theta),
+            goal=list(req.goal),
+            outcome=r.outcome.tolist(),
+            e=r.e.tolist(),
+            cost=r.cost,
+            track=track,
+        )
+
+
+def test_adapter_clips_and_reports_failures():
+    task = ArmTask("ball-roll-gc", InProcessTransport(), goal=(0.7, 0.1), trust_region=[0.1, 0, 0])
+    first = task.rollout(task.instance, [2.0, 0.05, 0.3])
+    assert first.clipped and first.theta[0] == pytest.approx(0.6)
+    second = task.rollout(task.instance, [-0.6, 0.05, 0.3])
+    assert second.clipped and second.theta[0] == pytest.approx(0.5)
+    np.testing.assert_allclose(
+        task.outcome(second.trajectory, task.instance.goal_array), second.outcome
+    )
+    for fail in ("refused", "estopped", "aborted", "timeout"):
+        bad = ArmTask("ball-roll-gc", InProcessTransport(fail), goal=(0.7, 0.1))
+        with pytest.raises(TrialFailed, match=fail):
+            bad.rollout(bad.instance, [0.0, 0.05, 0.3])
+
+
+def test_driver_loop_is_the_simulation_loop(tmp_path):
+    """run_icpi on the adapter (in-process transport) = run_icpi on the MuJoCo task."""
+    from icpi.core import ScriptedSampler
+    from icpi.manipulation.dataset import ImprovementDataset
+    from icpi.manipulation.run import RunConfig, run_icpi
+    from icpi.robot.driver_node import nearest_example_sampler
+
+    cfg = RunConfig(task="ball-roll-gc", seed=0, iterations=4, dataset_size=60)
+    task = ArmTask("ball-roll-gc", InProcessTransport(), goal=(0.7, 0.1), physics=[0.065, 0.0035])
+    s_arm = run_icpi(
+        cfg, tmp_path / "arm", sampler=nearest_example_sampler(), task=task, instance=task.instance
+    )
+    sim = make_task("ball-roll-gc")
+    s_sim = run_icpi(
+        cfg, tmp_path / "sim", sampler=nearest_example_sampler(), task=sim, instance=task.instance
+    )
+    assert isinstance(nearest_example_sampler(), ScriptedSampler)
+    arm_rec = [json.loads(x) for x in open(tmp_path / "arm" / "records.jsonl")]
+    sim_rec = [json.loads(x) for x in open(tmp_path / "sim" / "records.jsonl")]
+    assert [r["theta"] for r in arm_rec] == [r["theta"] for r in sim_rec]
+    assert s_arm["final_cost"] == pytest.approx(s_sim["final_cost"])
+    assert sorted(p.name for p in (tmp_path / "arm").iterdir()) == sorted(
+        p.name for p in (tmp_path / "sim").iterdir()
+    )
+    ds = relabel_rollouts(task, task.rollouts, tmp_path / "relabelled")
+    loaded = ImprovementDataset.load(tmp_path / "relabelled", task_id="ball-roll-gc")
+    assert len(loaded) == len(ds) > 0 and loaded.meta["source"] == "real-arm"
+    with pytest.raises(ValueError):
+        relabel_rollouts(task, task.rollouts[:1])
