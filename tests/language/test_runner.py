@@ -1,0 +1,159 @@
+"""The run directory of ``icpi lang``: records, summary, resume, config guard, CLI."""
+
+import json
+
+import pytest
+from conftest import SOLUTION_3457
+
+from icpi.cli.main import main
+from icpi.core import ScriptedSampler
+from icpi.language.runner import LangConfig, run_language, summarise_rounds
+from icpi.language.tasks import GAME24_TASK
+
+
+def model_solving(numbers_text, solution):
+    """Answers the puzzle ``numbers_text`` right on odd seeds, else wrongly."""
+
+    def model(prompt, n, seed):
+        right = f"Input: {numbers_text}" in prompt.splitlines()[-1] and seed % 2 == 1
+        return [solution if right else "Step1: 1 + 1 = 2 (left: 2)\nAnswer: 1 + 1 = 2"] * n
+
+    return model
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_records_summary_and_resume(tmp_path):
+    cfg = LangConfig(task="game24", method="icrl-preset", problems=3, rounds=3)
+    calls = []
+    die_at = [5]
+
+    def dying(prompt, n, seed):
+        calls.append(seed)
+        if len(calls) == die_at[0]:
+            raise Killed("killed mid-run")
+        return ["Step1: 1 + 1 = 2 (left: 2)\nAnswer: 1 + 1 = 2"] * n
+
+    with pytest.raises(Killed):
+        run_language(cfg, tmp_path / "run", sampler=ScriptedSampler(dying))
+    lines = (tmp_path / "run" / "attempts" / "001.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 1  # header + the one finished round of problem 1
+    calls.clear()
+    die_at[0] = -1
+    summary = run_language(cfg, tmp_path / "run", sampler=ScriptedSampler(dying))
+    assert len(calls) == 9 - 4  # only the unfinished rounds ran
+    records = [json.loads(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert [(r["problem"], r["round"]) for r in records] == [
+        (p, r) for p in range(3) for r in range(3)
+    ]
+    assert summary["success_rate"] == [0.0, 0.0, 0.0] and summary["problems"] == 3
+    assert len(summary["tokens_per_round"]) == 3 and all(t > 0 for t in summary["tokens_per_round"])
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["method"] == "icrl-preset"
+    for name in ("config.json", "meta.json"):
+        assert (tmp_path / "run" / name).exists()
+    # A finished run reopened does no new work.
+    calls.clear()
+    run_language(cfg, tmp_path / "run", sampler=ScriptedSampler(dying))
+    assert calls == []
+
+
+def test_another_config_is_refused(tmp_path):
+    sampler = ScriptedSampler(["x"])
+    run_language(LangConfig(problems=1, rounds=1), tmp_path / "run", sampler=sampler)
+    with pytest.raises(ValueError, match="another configuration"):
+        run_language(LangConfig(problems=1, rounds=2), tmp_path / "run", sampler=sampler)
+
+
+def test_success_and_running_max(tmp_path):
+    from icpi.language.tasks import Game24Task
+
+    first = Game24Task().problems(1, 0)[0]
+    solution = first.data["solution"]
+    text = " ".join(map(str, first.data["numbers"]))
+    sampler = ScriptedSampler(model_solving(text, f"Answer: {solution} = 24"))
+    summary = run_language(
+        LangConfig(method="best-of-n", problems=2, rounds=4), tmp_path / "r", sampler=sampler
+    )
+    rates, running = summary["success_rate"], summary["running_max_success"]
+    assert all(0.0 <= x <= 0.5 for x in rates) and max(rates) == 0.5
+    assert running == sorted(running) and running[-1] == 0.5 == summary["final_success"]
+
+
+def test_me_icpo_run_writes_final_samples(tmp_path):
+    sampler = ScriptedSampler([SOLUTION_3457, "Answer: 1 + 2 = 3", "junk"])
+    cfg = LangConfig(method="me-icpo", problems=2, rounds=2, k=3, entropy_k=2, final_k=3)
+    summary = run_language(cfg, tmp_path / "me", sampler=sampler)
+    assert 0.0 <= summary["mean_at_k"] <= 1.0 and summary["final_k"] == 3
+    final = json.loads((tmp_path / "me" / "attempts" / "000.final.json").read_text())
+    assert len(final["answers"]) == 3
+    roles = [json.loads(x)["usage"]["by_role"] for x in (tmp_path / "me" / "records.jsonl").open()]
+    assert any("helper" in r for r in roles)  # summaries counted in the round's tokens
+
+
+def test_summarise_rounds_counts_only_reached_rounds():
+    recs = [
+        {
+            "round": 0,
+            "success": False,
+            "running_success": False,
+            "reward": 0.0,
+            "usage": {"tokens": 10},
+        },
+        {
+            "round": 0,
+            "success": True,
+            "running_success": True,
+            "reward": 19.0,
+            "usage": {"tokens": 30},
+        },
+        {
+            "round": 1,
+            "success": False,
+            "running_success": True,
+            "reward": 3.0,
+            "usage": {"tokens": 50},
+        },
+    ]
+    out = summarise_rounds(recs, 3)
+    assert [r["problems"] for r in out] == [2, 1]
+    assert out[0]["success_rate"] == 0.5 and out[0]["tokens_mean"] == 20
+    assert out[1]["running_max_success"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"method": "nope"},
+        {"task": "chess"},
+        {"method": "best-of-n", "ablation": "zero-reward"},
+        {"method": "me-icpo", "ablation": "short-context"},
+        {"method": "icrl-preset", "ablation": "oracle"},
+        {"rounds": 0},
+    ],
+)
+def test_bad_configs(kwargs):
+    with pytest.raises(ValueError):
+        LangConfig(**kwargs)
+
+
+def test_cli_rejects_bad_combination(tmp_path, capsys):
+    code = main(
+        ["lang", "--task", "game24", "--method", "best-of-n", "--ablation", "no-reward",
+         "--out", str(tmp_path / "x")]
+    )  # fmt: skip
+    assert code == 2 and "does not apply" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_help_lists_the_verb(capsys):
+    with pytest.raises(SystemExit):
+        main(["lang", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--k", "--entropy-k", "--max-tokens", "--ablation", "--step-judge", "--math-file"):
+        assert flag in out
+
+
+def test_task_text_mentions_the_format():
+    assert "Answer" in GAME24_TASK and "{numbers}" in GAME24_TASK
