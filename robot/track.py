@@ -87,8 +87,8 @@ class BallTrack:
             now: Current time [s].
 
         Returns:
-            Mean position over the window (3,) [m], or ``None`` while the ball moves or
-            too few points came in.
+            Mean of the window's newest ``min_points`` positions (3,) [m], or ``None``
+            while the ball moves or too few points came in.
         """
         t, p = self.array(since=now - self.rule.window)
         if len(t) < self.rule.min_points or t[-1] - t[0] < 0.6 * self.rule.window:
@@ -96,7 +96,9 @@ class BallTrack:
         mean = p.mean(axis=0)
         if float(np.max(np.linalg.norm(p[:, :2] - mean[:2], axis=1))) > self.rule.radius:
             return None
-        out: np.ndarray = mean
+        # The window may still hold the last millimetres of creep: the estimate averages
+        # only its newest ``min_points`` points (noise still averages out).
+        out: np.ndarray = p[-self.rule.min_points :].mean(axis=0)
         return out
 
 
