@@ -43,7 +43,7 @@ def add_parser(subparsers: Any) -> None:
     )
     g.add_argument("--dataset", help="Dataset directory (default: the shipped one).")
     g.add_argument("--dataset-size", type=int, help="Use a seeded subset of this many examples.")
-    g.add_argument("--max-resamples", type=int, default=2, help="Re-queries before the fallback.")
+    g.add_argument("--max-resamples", type=int, default=1, help="Re-queries before the fallback.")
     g.add_argument(
         "--online-relabel",
         action="store_true",

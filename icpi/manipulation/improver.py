@@ -95,7 +95,7 @@ class ICPISettings:
     """Error feature: ``e`` (relative error, the paper's choice) or ``raw`` (s_T, τ_g)."""
     n_samples: int = 1
     """Completions per query; above 1 their element-wise median is taken (consensus)."""
-    max_resamples: int = 2
+    max_resamples: int = 1
     """Extra queries when no completion parses, before the fallback."""
     online_relabel: bool = False
     """Add the run's own rollouts, relabelled in hindsight, to the retrieval set."""
