@@ -21,13 +21,53 @@ Usage: ``python benchmarks/bench_language.py [--puzzles 20] [--rounds 2] [--out 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import time
 from pathlib import Path
 
+from icpi.core import Attempt
 from icpi.language import METHODS, LangConfig, run_language
-from icpi.llm import LLMConfig, stop_shared_server
+from icpi.language.runner import round_records, summarise_rounds
+from icpi.language.tasks import Problem
+from icpi.llm import LLMConfig, LLMUnavailableError, stop_shared_server
+
+
+def report(out: Path, methods: list[str]) -> list[dict]:
+    """Read each method's run directory (finished or not) into one table row."""
+    rows = []
+    for method in methods:
+        d = out / method
+        if not (d / "config.json").exists():
+            continue
+        cfg = json.loads((d / "config.json").read_text())["run"]
+        recs = []
+        for f in sorted((d / "attempts").glob("[0-9][0-9][0-9].jsonl")):
+            lines = f.read_text().splitlines()[1:]
+            atts = [Attempt.from_dict(json.loads(x)["attempt"]) for x in lines if x.strip()]
+            index = int(f.stem)
+            recs += round_records(Problem(index, str(index)), atts)
+        done = len({r["problem"] for r in recs if r["round"] == cfg["rounds"] - 1})
+        per_round = summarise_rounds([r for r in recs], cfg["rounds"])
+        finals = [json.loads(f.read_text()) for f in sorted((d / "attempts").glob("*.final.json"))]
+        live = [json.loads(x) for x in (d / "llm_calls.jsonl").read_text().splitlines() if x]
+        rows.append(
+            {
+                "method": method,
+                "puzzles_done": done,
+                "puzzles": cfg["problems"],
+                "success_rate": [r["success_rate"] for r in per_round],
+                "running_max_success": [r["running_max_success"] for r in per_round],
+                "tokens_per_round": [r["tokens_mean"] for r in per_round],
+                "tokens_total": sum(r["usage"].get("tokens", 0) for r in recs)
+                + sum(f["usage"].get("tokens", 0) for f in finals),
+                "model_s": sum(c["latency_s"] for c in live if not c.get("cached")),
+                "finals": finals,
+                "final_k": cfg["final_k"],
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -44,44 +84,52 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("/tmp/icpi-bench-language"))
     ap.add_argument("--cache", help="LLM cache file (default: the user cache)")
+    ap.add_argument("--report-only", action="store_true", help="Only print what the run dirs hold")
     ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s: %(message)s")
     llm = LLMConfig.from_sources({"cache_path": args.cache, "mode": "completion"}, env={})
-    rows = []
+    methods = args.methods.split(",")
     t_all = time.perf_counter()
-    try:
-        for method in args.methods.split(","):
-            me = method == "me-icpo"
-            cfg = LangConfig(
-                task="game24",
-                method=method,
-                problems=args.puzzles,
-                rounds=args.me_rounds if me else args.rounds,
-                seed=args.seed,
-                max_tokens=args.max_tokens,
-                helper_tokens=args.helper_tokens,
-                k=args.k,
-                entropy_k=args.entropy_k,
-                final_k=args.final_k,
-            )
-            t0 = time.perf_counter()
-            summary = run_language(cfg, args.out / method, llm=llm)
-            summary["bench_wall_s"] = time.perf_counter() - t0
-            rows.append(summary)
-            print(f"done {method} in {summary['bench_wall_s']:.0f} s", flush=True)
-    finally:
-        stop_shared_server()
+    if not args.report_only:
+        try:
+            for method in methods:
+                me = method == "me-icpo"
+                cfg = LangConfig(
+                    task="game24",
+                    method=method,
+                    problems=args.puzzles,
+                    rounds=args.me_rounds if me else args.rounds,
+                    seed=args.seed,
+                    max_tokens=args.max_tokens,
+                    helper_tokens=args.helper_tokens,
+                    k=args.k,
+                    entropy_k=args.entropy_k,
+                    final_k=args.final_k,
+                )
+                t0 = time.perf_counter()
+                for _try in range(5):  # a killed server stops the run; resume on a new one
+                    try:
+                        run_language(cfg, args.out / method, llm=llm)
+                        break
+                    except LLMUnavailableError as exc:
+                        print(f"{method}: model unavailable ({exc}); resuming", flush=True)
+                        stop_shared_server()
+                print(f"done {method} in {time.perf_counter() - t0:.0f} s", flush=True)
+        finally:
+            stop_shared_server()
+    rows = report(args.out, methods)
     print()
     print(
         f"Game of 24, {args.puzzles} solvable puzzles (seed {args.seed}), embedded "
         f"SmolLM2-135M-Instruct, completion mode, temperature 0.6, top_p 0.95, "
-        f"max_tokens {args.max_tokens}; ME-ICPO k={args.k} entropy_k={args.entropy_k} "
-        f"final_k={args.final_k}; load average {os.getloadavg()[0]:.2f}"
+        f"max_tokens {args.max_tokens}, {args.rounds} rounds (ME-ICPO {args.me_rounds} round, "
+        f"k={args.k} entropy_k={args.entropy_k} final_k={args.final_k}); "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     header = (
-        f"{'method':<16} {'success/round':<18} {'running max':<18} {'tokens/round':<22} "
-        f"{'tokens':>8} {'wall s':>7}"
+        f"{'method':<16} {'done':>5} {'success/round':<16} {'running max':<16} "
+        f"{'tokens/round':<14} {'tokens':>7} {'model s':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -90,15 +138,20 @@ def main() -> None:
         run = " ".join(f"{x:.2f}" for x in s["running_max_success"])
         tok = " ".join(f"{x:.0f}" for x in s["tokens_per_round"])
         extra = ""
-        if "mean_at_k" in s:
-            extra = (
-                f"  Mean@{s['final_k']} {s['mean_at_k']:.2f} Maj@{s['final_k']} {s['maj_at_k']:.2f}"
-            )
+        if s["finals"]:
+            k, n = s["final_k"], len(s["finals"])
+            mean = sum(f["mean_at_k"] for f in s["finals"]) / n
+            maj = sum(bool(f["maj_at_k"]) for f in s["finals"]) / n
+            extra = f"  Mean@{k} {mean:.2f} Maj@{k} {maj:.2f}"
         print(
-            f"{s['method']:<16} {succ:<18} {run:<18} {tok:<22} {s['tokens_total']:>8} "
-            f"{s['bench_wall_s']:>7.0f}{extra}"
+            f"{s['method']:<16} {s['puzzles_done']:>2}/{s['puzzles']:<2} {succ:<16} {run:<16} "
+            f"{tok:<14} {s['tokens_total']:>7} {s['model_s']:>8.0f}{extra}"
         )
-    print(f"\ntotal wall time {time.perf_counter() - t_all:.0f} s; run directories in {args.out}")
+    print(
+        "\ndone: puzzles with every round finished; tokens/round: mean per puzzle (policy, "
+        "judge, critiques, reflections, summaries, entropy samples); model s: live model time"
+    )
+    print(f"total wall time {time.perf_counter() - t_all:.0f} s; run directories in {args.out}")
 
 
 if __name__ == "__main__":

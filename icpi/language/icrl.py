@@ -44,7 +44,7 @@ from icpi.core import (
 )
 from icpi.language.common import ResponseParser, RoundUsage, Samplers
 from icpi.language.tasks import LanguageTask, Problem, reward_tag
-from icpi.llm.errors import LLMEmptyResponseError, LLMUnavailableError
+from icpi.llm.errors import LLMEmptyResponseError
 
 log = logging.getLogger(__name__)
 
@@ -438,6 +438,7 @@ def build_icrl_loop(
         task={"task_text": task_text, "problem": problem.id, **problem.data},
         buffer=buffer,
         seed=seed,
-        model_errors=(LLMUnavailableError, LLMEmptyResponseError),
+        # An empty answer is a failed attempt; an unreachable model stops the run (resumable).
+        model_errors=(LLMEmptyResponseError,),
     )
     return loop, usage

@@ -45,7 +45,7 @@ from icpi.core import (
 )
 from icpi.language.common import RoundUsage, Samplers
 from icpi.language.tasks import LanguageTask, Problem
-from icpi.llm.errors import LLMEmptyResponseError, LLMUnavailableError
+from icpi.llm.errors import LLMEmptyResponseError
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +381,8 @@ def build_me_icpo_loop(
         task={"task_text": task.describe(problem), "problem": problem.id},
         buffer=buffer,
         seed=seed,
-        model_errors=(LLMUnavailableError, LLMEmptyResponseError),
+        # An empty answer is a failed attempt; an unreachable model stops the run (resumable).
+        model_errors=(LLMEmptyResponseError,),
     )
     return loop, usage
 

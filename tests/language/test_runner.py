@@ -157,3 +157,23 @@ def test_cli_help_lists_the_verb(capsys):
 
 def test_task_text_mentions_the_format():
     assert "Answer" in GAME24_TASK and "{numbers}" in GAME24_TASK
+
+
+def test_unreachable_model_stops_the_run_but_empty_answers_do_not(tmp_path):
+    from icpi.llm.errors import LLMEmptyResponseError, LLMUnavailableError
+
+    def down(prompt, n, seed):
+        raise LLMUnavailableError("server gone")
+
+    cfg = LangConfig(problems=1, rounds=2)
+    with pytest.raises(LLMUnavailableError):
+        run_language(cfg, tmp_path / "r", sampler=ScriptedSampler(down))
+    assert len((tmp_path / "r" / "attempts" / "000.jsonl").read_text().splitlines()) == 1
+
+    def empty(prompt, n, seed):
+        raise LLMEmptyResponseError("only empty samples")
+
+    summary = run_language(cfg, tmp_path / "r", sampler=ScriptedSampler(empty))
+    assert summary["success_rate"] == [0.0, 0.0]
+    recs = [json.loads(x) for x in (tmp_path / "r" / "records.jsonl").open()]
+    assert [r["source"] for r in recs] == ["fallback", "fallback"]
