@@ -177,3 +177,46 @@ def test_unreachable_model_stops_the_run_but_empty_answers_do_not(tmp_path):
     assert summary["success_rate"] == [0.0, 0.0]
     recs = [json.loads(x) for x in (tmp_path / "r" / "records.jsonl").open()]
     assert [r["source"] for r in recs] == ["fallback", "fallback"]
+
+
+def test_writing_and_math_runs(tmp_path):
+    def model(prompt, n, seed):
+        if "Coherence score:" in prompt:
+            return ["Coherence score: 8"]
+        return ["Plan: p\nPassage: text <answer>42</answer>"] * n
+
+    w = run_language(
+        LangConfig(task="writing", method="icrl-autonomous", problems=1, rounds=2),
+        tmp_path / "w",
+        sampler=ScriptedSampler(model),
+    )
+    assert w["success_rate"] == [1.0, 1.0] and w["per_round"][0]["mean_reward"] == 8.0
+    f = tmp_path / "q.jsonl"
+    f.write_text('{"question": "6 * 7?", "answer": "42"}\n{"question": "1 + 1?", "answer": "2"}\n')
+    m = run_language(
+        LangConfig(task="math", method="me-icpo", problems=2, rounds=1, k=2, entropy_k=2,
+                   final_k=2, math_file=str(f)),
+        tmp_path / "m",
+        sampler=ScriptedSampler(model),
+    )  # fmt: skip
+    assert m["success_rate"] == [0.5] and m["mean_at_k"] == 0.5 and m["maj_at_k"] == 0.5
+
+
+def test_math_icrl_context_is_sorted_by_reward(tmp_path, puzzle):
+    from icpi.core import Budget
+    from icpi.language.common import Samplers
+    from icpi.language.icrl import build_icrl_loop
+    from icpi.language.tasks import MathTask, Problem
+
+    answers = iter(
+        ["<answer>1</answer> first", "<answer>42</answer> right", "<answer>3</answer> x"]
+    )
+    sampler = ScriptedSampler(lambda prompt, n, seed: [next(answers, "none")])
+    task = MathTask(str(tmp_path / "unused.jsonl"))
+    problem = Problem(0, "math:0", {"question": "6 * 7?", "answer": "42"})
+    loop, _ = build_icrl_loop("icrl-preset", task, problem, Samplers.build(lambda r: sampler))
+    loop.run(Budget(max_iterations=4))
+    last = sampler.calls[-1][0]
+    # Best attempt last (nearest the task), the others before it.
+    assert last.index("first") < last.index("right") and last.index(" x\n") < last.index("right")
+    assert last.index("right") < last.index("Problem: 6 * 7?")
