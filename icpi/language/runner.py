@@ -117,6 +117,10 @@ class LangConfig:
         allowed = ME_ABLATIONS if self.method == "me-icpo" else ICRL_ABLATIONS
         if self.ablation is not None and (self.ablation not in allowed or self.method in BASELINES):
             raise ValueError(f"ablation {self.ablation!r} does not apply to {self.method}")
+        if self.method == "me-icpo" and self.task == "writing":
+            raise ValueError("ME-ICPO votes on final answers; the writing task has none")
+        if self.task == "math" and not self.math_file:
+            raise ValueError("the math task needs a math_file (JSONL with question, answer)")
         if min(self.problems, self.rounds, self.k, self.entropy_k, self.final_k) < 1:
             raise ValueError("problems, rounds, k, entropy_k and final_k must be >= 1")
 

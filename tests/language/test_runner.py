@@ -131,6 +131,8 @@ def test_summarise_rounds_counts_only_reached_rounds():
         {"method": "me-icpo", "ablation": "short-context"},
         {"method": "icrl-preset", "ablation": "oracle"},
         {"rounds": 0},
+        {"task": "writing", "method": "me-icpo"},
+        {"task": "math"},
     ],
 )
 def test_bad_configs(kwargs):
