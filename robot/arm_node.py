@@ -4,7 +4,8 @@ Subscribes: ``joint_state_topic`` (sensor_msgs/JointState), ``ball_topic``
 (geometry_msgs/PointStamped or PoseStamped), ``request_topic`` (std_msgs/Float64MultiArray,
 see :mod:`icpi.robot.contract`), ``estop_topic`` (std_msgs/Bool, true engages).
 Publishes: ``trajectory_topic`` (trajectory_msgs/JointTrajectory), ``result_topic``
-(std_msgs/String JSON), ``state_topic`` (std_msgs/String, transient local).
+(std_msgs/String JSON), ``state_topic`` (std_msgs/String, transient local, on change:
+``idle``, ``busy``, ``estopped``, ``no_joint_states`` or ``no_camera``).
 Services: ``~/estop``, ``~/clear_estop`` (std_srvs/Trigger).
 
 Trials run on a worker thread, one at a time; a request while one runs is answered
@@ -84,7 +85,10 @@ class ArmSkillNode(Node):
         self._jobs: queue.Queue[TrialRequest | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="icpi-arm-trials", daemon=True)
         self._worker.start()
+        self._state = ""
+        self._state_lock = threading.Lock()
         self._publish_state()
+        self.create_timer(0.2, self._publish_state, callback_group=urgent)
         self.get_logger().info(
             f"arm skill node ready: skill {cfg.skill}, joints {cfg.joint_names},"
             f" requests on {cfg.request_topic}"
@@ -98,9 +102,11 @@ class ArmSkillNode(Node):
         self.result_pub.publish(String(data=result.to_json()))
 
     def _publish_state(self) -> None:
-        r = self.runner
-        state = "estopped" if r.estopped else "busy" if r.busy else "idle"
-        self.state_pub.publish(String(data=state))
+        with self._state_lock:
+            state = self.runner.state()
+            if state != self._state:
+                self._state = state
+                self.state_pub.publish(String(data=state))
 
     def _warn(self, why: str) -> None:
         self.get_logger().warning(f"ignored: {why}", throttle_duration_sec=1.0)

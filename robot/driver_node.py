@@ -37,6 +37,8 @@ LATCHED = QoSProfile(
 )
 # Poll period while waiting for the arm to subscribe [s].
 _POLL_S = 0.05
+# Arm states in which a request is held back (an e-stopped arm answers at once).
+_NOT_READY = ("", "no_joint_states", "no_camera", "busy")
 
 
 def nearest_example_sampler() -> Any:
@@ -103,12 +105,17 @@ class RosTransport:
         try:
             pub = self.node.request_pub
             waited = 0.0
+            # Wait for the arm: connected both ways, with joint states and camera flowing.
             while (
                 pub.get_subscription_count() == 0
                 or self.node.count_publishers(self.node.cfg.result_topic) == 0
+                or self.node.arm_state in _NOT_READY
             ):
                 if waited >= timeout:
-                    raise TimeoutError("no arm skill node is connected to the request topic")
+                    raise TimeoutError(
+                        "the arm skill node is not ready"
+                        f" (state {self.node.arm_state or 'unknown'!r})"
+                    )
                 self.node.stop_event.wait(_POLL_S)
                 waited += _POLL_S
             pub.publish(Float64MultiArray(data=req.encode()))
@@ -150,6 +157,10 @@ class DriverNode(Node):
         self.progress_pub = self.create_publisher(String, self.cfg.progress_topic, RELIABLE)
         self.summary_pub = self.create_publisher(String, self.cfg.summary_topic, LATCHED)
         self.transport = RosTransport(self)
+        self.arm_state = ""
+        self.create_subscription(
+            String, self.cfg.arm_state_topic, self._on_arm_state, LATCHED, callback_group=group
+        )
         self.create_subscription(
             String, self.cfg.result_topic, self._on_result, RELIABLE, callback_group=group
         )
@@ -172,6 +183,9 @@ class DriverNode(Node):
             self.get_logger().warning(f"ignored malformed trial result: {err}")
             return
         self.transport.deliver(result)
+
+    def _on_arm_state(self, msg: String) -> None:
+        self.arm_state = str(msg.data)
 
     def _on_rollout(self, r: ArmRollout) -> None:
         body = {

@@ -112,7 +112,7 @@ class SkillNodeConfig(ArmConfig):
     request_topic: str = _p("icpi/trial_request", "std_msgs/Float64MultiArray trial requests in")
     result_topic: str = _p("icpi/trial_result", "std_msgs/String (JSON) trial results out")
     estop_topic: str = _p("icpi/estop", "std_msgs/Bool in: true engages the e-stop")
-    state_topic: str = _p("icpi/arm_state", "std_msgs/String out: idle, busy or estopped")
+    state_topic: str = _p("icpi/arm_state", "std_msgs/String out: the arm node's state")
 
     def limits(self) -> Limits:
         """The safety limits.
@@ -208,6 +208,7 @@ class DriverConfig:
     relabel_out: str = _p("", "Save the run's rollouts, hindsight-relabelled, here ('' : off)")
     request_topic: str = _p("icpi/trial_request", "std_msgs/Float64MultiArray out")
     result_topic: str = _p("icpi/trial_result", "std_msgs/String (JSON) in")
+    arm_state_topic: str = _p("icpi/arm_state", "std_msgs/String in: the arm node's state")
     progress_topic: str = _p("icpi/progress", "std_msgs/String (JSON) out, one per rollout")
     summary_topic: str = _p("icpi/summary", "std_msgs/String (JSON) out, transient local")
     exit_when_done: bool = _p(True, "Shut the node down when the run ends")

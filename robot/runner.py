@@ -174,6 +174,19 @@ class SkillRunner:
         """Whether a trial is running."""
         return self._busy
 
+    def state(self) -> str:
+        """``estopped``, ``busy``, ``no_joint_states``, ``no_camera`` or ``idle`` (ready)."""
+        if self._estop:
+            return "estopped"
+        if self._busy:
+            return "busy"
+        now = self.clock()
+        if self.watchdog.stale(now, [JOINTS]):
+            return "no_joint_states"
+        if self.watchdog.stale(now, [BALL]):
+            return "no_camera"
+        return "idle"
+
     def engage_estop(self, reason: str = "e-stop") -> None:
         """Halt the arm at once and refuse trials until :meth:`clear_estop` (any thread).
 

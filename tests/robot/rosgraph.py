@@ -33,7 +33,12 @@ def new_namespace() -> str:
 
 # Fast settings of the graph for tests: 4x faster physics, short moves.
 FAST_SIM = {"time_scale": "4.0", "camera_noise": "0.0", "camera_dropout": "0.0"}
-FAST_ARM = {"approach_duration": "0.5", "return_duration": "0.5", "dwell": "0.1"}
+FAST_ARM = {
+    "approach_duration": "0.5",
+    "return_duration": "0.5",
+    "dwell": "0.1",
+    "joint_state_timeout": "1.0",  # busy CI cores
+}
 
 
 class NodeProcess:
@@ -96,6 +101,11 @@ class Probe:
         self.estop_pub = n.create_publisher(Bool, "icpi/estop", 10)
         self.raw_pubs: dict[str, object] = {}
         n.create_subscription(String, "icpi/trial_result", self._on_result, 10)
+        from rclpy.qos import DurabilityPolicy, QoSProfile
+
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.arm_state = ""
+        n.create_subscription(String, "icpi/arm_state", self._on_state, latched)
         n.create_subscription(JointState, "joint_states", self._on_js, 50)
         n.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self._on_traj, 10)
         self.executor = SingleThreadedExecutor(context=self.ctx)
@@ -113,6 +123,10 @@ class Probe:
     def _on_result(self, msg) -> None:
         with self.lock:
             self.results.append(json.loads(msg.data))
+
+    def _on_state(self, msg) -> None:
+        with self.lock:
+            self.arm_state = msg.data
 
     def _on_js(self, msg) -> None:
         with self.lock:
@@ -148,6 +162,7 @@ class Probe:
             "the arm node",
         )
         self.wait_for(lambda: len(self.joint_states) > 5, timeout, "joint states")
+        self.wait_for(lambda: self.arm_state == "idle", timeout, "the arm node to be idle")
 
     def request(self, trial_id: int, theta, goal=(0.7, 0.0)) -> None:
         from std_msgs.msg import Float64MultiArray

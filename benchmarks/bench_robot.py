@@ -1,0 +1,178 @@
+"""Trial round-trip time through the ROS 2 graph vs the same rollout in-process.
+
+Starts the simulated arm and the arm skill node as separate processes on a private
+ROS_DOMAIN_ID (loopback only), sends the same θ as trial requests from this process (as the
+driver does) and measures, per trial, the wall time from request to result. The same θ is
+rolled out in-process with ``Task.rollout`` for comparison, and the outcomes are compared.
+
+A trial through the graph runs in (scaled) real time: approach, dwell, stroke, hold, the
+ball rolling to rest, the rest window and the move home. ``time_scale`` 1 is what the real
+arm costs; larger scales show the floor set by the graph itself. ``messaging`` is the
+round trip minus the time the arm node spent inside the trial (DDS, JSON, scheduling).
+
+    .venv/bin/python benchmarks/bench_robot.py [--trials 5] [--scales 1 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "launch" / "params" / "sim_arm.yaml"
+THETAS = [(0.0, 0.07, 0.31), (0.15, 0.05, 0.2), (0.0, 0.09, 0.35), (0.1, 0.06, 0.3)]  # small Δθ
+GOAL = (0.7, 0.0)
+
+
+def start(module: str, ns: str, params: dict[str, str], env: dict[str, str], log: Path):
+    args = [sys.executable, "-m", f"icpi.robot.{module}", "--ros-args"]
+    args += ["--params-file", str(PARAMS), "-r", f"__ns:={ns}"]
+    for k, v in params.items():
+        args += ["-p", f"{k}:={v}"]
+    return subprocess.Popen(args, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def in_process(n: int) -> tuple[float, list[np.ndarray]]:
+    from icpi.envs import make_task
+
+    task = make_task("ball-roll-gc")
+    inst = task.make_instance(goal=GOAL, physics={"ball_mass": 0.065, "rolling_friction": 0.0035})
+    task.rollout(inst, THETAS[0])  # compile + warm up
+    times, outcomes = [], []
+    for i in range(n):
+        t0 = time.perf_counter()
+        r = task.rollout(inst, THETAS[i % len(THETAS)])
+        times.append(time.perf_counter() - t0)
+        outcomes.append(r.outcome)
+    return statistics.median(times), outcomes
+
+
+def through_graph(scale: float, n: int, domain: str, tmp: Path) -> dict:
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from std_msgs.msg import Float64MultiArray, String
+
+    env = os.environ.copy()
+    env.update(ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    os.environ.update(ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    ns = f"/bench{os.getpid()}_{int(scale * 100)}"
+    sim_params = {"time_scale": str(float(scale)), "camera_noise": "0.0", "camera_dropout": "0.0"}
+    procs = [
+        start("sim_arm_node", ns, sim_params, env, tmp / f"sim{scale}.log"),
+        start("arm_node", ns, {}, env, tmp / f"arm{scale}.log"),
+    ]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("bench", namespace=ns, context=ctx)
+    results: dict[int, tuple[float, dict]] = {}
+    cond = threading.Condition()
+
+    def on_result(msg):
+        with cond:
+            body = json.loads(msg.data)
+            results[body["trial_id"]] = (time.perf_counter(), body)
+            cond.notify_all()
+
+    seen = {"state": ""}
+
+    def on_state(msg):
+        seen["state"] = msg.data
+
+    pub = node.create_publisher(Float64MultiArray, "icpi/trial_request", 10)
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(String, "icpi/arm_state", on_state, latched)
+    node.create_subscription(String, "icpi/trial_result", on_result, 10)
+    stop = threading.Event()
+
+    from rclpy.executors import SingleThreadedExecutor
+
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+
+    def spin():
+        while not stop.is_set():
+            ex.spin_once(timeout_sec=0.05)
+
+    th = threading.Thread(target=spin)
+    th.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            pub.get_subscription_count() == 0
+            or node.count_publishers("icpi/trial_result") == 0
+            or seen["state"] != "idle"
+        ):
+            assert time.monotonic() < deadline, "the arm or the simulated arm did not come up"
+            time.sleep(0.05)
+        rows = []
+        for i in range(n):
+            theta = THETAS[i % len(THETAS)]
+            t0 = time.perf_counter()
+            pub.publish(Float64MultiArray(data=[float(i + 1), *theta, *GOAL]))
+            with cond:
+                assert cond.wait_for(lambda i=i: i + 1 in results, timeout=120), "no result"
+            t1, body = results[i + 1]
+            assert body["status"] == "ok", body
+            rows.append((t1 - t0, body))
+        rt = [r for r, _ in rows]
+        phases = {
+            k: statistics.median(b["timing"].get(k, 0.0) for _, b in rows)
+            for k in ("motion_s", "settle_s", "home_after_s", "total_s")
+        }
+        return {
+            "round_trip_s": statistics.median(rt),
+            "round_trip_min_s": min(rt),
+            "messaging_s": statistics.median(r - b["timing"]["total_s"] for r, b in rows),
+            "phases": phases,
+            "outcomes": [np.asarray(b["outcome"]) for _, b in rows],
+        }
+    finally:
+        stop.set()
+        th.join(timeout=2)
+        node.destroy_node()
+        ctx.try_shutdown()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 10.0])
+    args = ap.parse_args()
+    domain = str(1 + os.getpid() % 100)
+    t_proc, out_proc = in_process(max(args.trials, 20))
+    print(f"load average {os.getloadavg()[0]:.2f}; {args.trials} trials per setting")
+    print(f"in-process Task.rollout (3 s of physics): {1e3 * t_proc:8.1f} ms median")
+    with tempfile.TemporaryDirectory(prefix="bench_robot_") as tmp:
+        for scale in args.scales:
+            g = through_graph(scale, args.trials, domain, Path(os.environ.get("BENCH_LOGS", tmp)))
+            diff = max(float(np.max(np.abs(o - out_proc[i]))) for i, o in enumerate(g["outcomes"]))
+            ph = g["phases"]
+            print(
+                f"graph, time_scale {scale:5.1f}: round trip {g['round_trip_s']:6.2f} s median"
+                f" (min {g['round_trip_min_s']:.2f}) = motion {ph['motion_s']:.2f}"
+                f" + settle {ph['settle_s']:.2f} + home {ph['home_after_s']:.2f}"
+                f" + messaging {1e3 * g['messaging_s']:.1f} ms;"
+                f" {g['round_trip_s'] / t_proc:6.0f}x in-process;"
+                f" outcome vs in-process ≤ {1e3 * diff:.3f} mm"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Launch files cannot run here (no `launch` on PyPI): check what they name instead.
+
+Every executable a launch file starts is one of our console scripts with a ``main``; every
+parameter its YAML sets is declared by that node, with the YAML's type; package.xml is an
+ament_python manifest.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from icpi.robot.params import DriverConfig, SimArmConfig, SkillNodeConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = ROOT / "launch"
+# The [project.scripts] entries of the nodes.
+SCRIPTS = {
+    "icpi-arm-node": "icpi.robot.arm_node:main",
+    "icpi-driver-node": "icpi.robot.driver_node:main",
+    "icpi-sim-arm-node": "icpi.robot.sim_arm_node:main",
+}
+CONFIGS = {"icpi_arm": SkillNodeConfig, "icpi_sim_arm": SimArmConfig, "icpi_driver": DriverConfig}
+EXECUTABLE_OF = {
+    "icpi_arm": "icpi-arm-node",
+    "icpi_sim_arm": "icpi-sim-arm-node",
+    "icpi_driver": "icpi-driver-node",
+}
+
+
+def launch_nodes(path: Path) -> tuple[list[dict[str, str]], str]:
+    """The Node(...) calls of a launch file (keyword constants) and its params YAML name."""
+    tree = ast.parse(path.read_text())
+    nodes, yaml_name = [], None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Node":
+            nodes.append(
+                {
+                    k.arg: k.value.value
+                    for k in node.keywords
+                    if isinstance(k.value, ast.Constant) and k.arg
+                }
+            )
+        if isinstance(node, ast.Constant) and str(node.value).endswith(".yaml"):
+            yaml_name = node.value
+    assert yaml_name, f"{path.name} names no params YAML"
+    return nodes, yaml_name
+
+
+def sections(yaml_path: Path) -> dict[str, dict]:
+    data = yaml.safe_load(yaml_path.read_text())
+    out = {}
+    for key, body in data.items():
+        assert key.startswith("/**/"), f"{yaml_path.name}: key {key} should be /**/<node>"
+        out[key[4:]] = body["ros__parameters"]
+    return out
+
+
+LAUNCH_FILES = sorted(LAUNCH.glob("*.launch.py"))
+
+
+def test_both_launch_files_exist():
+    assert {p.name for p in LAUNCH_FILES} == {"sim_arm.launch.py", "hardware.launch.py"}
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_names_real_executables_and_declared_parameters(path):
+    nodes, yaml_name = launch_nodes(path)
+    params = sections(LAUNCH / "params" / yaml_name)
+    assert {n["name"] for n in nodes} == set(params)
+    for n in nodes:
+        assert n["package"] == "icpi"
+        assert n["executable"] in SCRIPTS, n
+        assert EXECUTABLE_OF[n["name"]] == n["executable"]
+        module, _, func = SCRIPTS[n["executable"]].partition(":")
+        assert callable(getattr(importlib.import_module(module), func))
+        declared = {f.name for f in dataclasses.fields(CONFIGS[n["name"]])}
+        unknown = set(params[n["name"]]) - declared
+        assert not unknown, f"{yaml_name}: {n['name']} does not declare {sorted(unknown)}"
+
+
+def test_sim_yaml_sets_every_parameter_and_shares_the_arm_geometry():
+    params = sections(LAUNCH / "params" / "sim_arm.yaml")
+    for name, cls in CONFIGS.items():
+        assert set(params[name]) == {f.name for f in dataclasses.fields(cls)}, name
+    for key in ("joint_names", "kinematics", "base_xy", "link_lengths", "elbow", "home"):
+        assert params["icpi_sim_arm"][key] == params["icpi_arm"][key], key
+
+
+def test_node_modules_run_as_scripts():
+    for target in SCRIPTS.values():
+        module = target.partition(":")[0]
+        source = (ROOT / "robot" / (module.rsplit(".", 1)[1] + ".py")).read_text()
+        assert 'if __name__ == "__main__":' in source, module
+
+
+@pytest.mark.parametrize("yaml_name", ["sim_arm.yaml", "hardware.yaml"])
+def test_nodes_declare_the_yaml_parameters_with_their_types(yaml_name):
+    """Load the YAML into real rclpy nodes: types and ranges are enforced by rclpy."""
+    rclpy = pytest.importorskip("rclpy")
+    from icpi.robot.params import declare_config
+
+    path = LAUNCH / "params" / yaml_name
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=["--ros-args", "--params-file", str(path)])
+    try:
+        for name, values in sections(path).items():
+            node = rclpy.create_node(name, context=ctx)
+            try:
+                cfg = declare_config(node, CONFIGS[name])
+                for key, value in values.items():
+                    assert node.has_parameter(key), (name, key)
+                    assert getattr(cfg, key) == value, (name, key)
+                if name == "icpi_arm":
+                    assert cfg.limits() and cfg.arm() and cfg.timing()
+            finally:
+                node.destroy_node()
+    finally:
+        ctx.try_shutdown()
+
+
+def test_package_xml_is_an_ament_python_manifest():
+    root = ET.parse(ROOT / "package.xml").getroot()
+    assert root.get("format") == "3"
+    assert root.findtext("name") == "icpi"
+    assert root.find("export/build_type").text == "ament_python"
+    deps = {e.text for e in root.findall("exec_depend")}
+    assert {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "trajectory_msgs"} <= deps
+    assert (ROOT / "resource" / "icpi").is_file()
