@@ -12,8 +12,9 @@ worker thread):
 4. send it, then watch: the e-stop halts at once (a hold-in-place trajectory) and the
    trial ends ``estopped``; stale joint states or a stale ball track abort it (hold,
    ``aborted``); a trajectory whose end is not reached in time aborts it;
-5. wait for the ball to rest; outcome = mean rest position, e = outcome − goal,
-   cost = ‖e‖;
+5. wait for the ball to rest, judged on ball points received after the motion ended
+   (a lagging camera cannot report the start spot); outcome = rest position,
+   e = outcome − goal, cost = ‖e‖;
 6. return home (checked like every trajectory) and report.
 """
 
@@ -299,7 +300,7 @@ class SkillRunner:
             self._wait(POLL_S)
             self._check_all(watch_ball=True)
             now = self.clock()
-            rest = self.track.rest_position(now)
+            rest = self.track.rest_position(now, since=t_motion)
             if rest is None and now > deadline:
                 self._halt()
                 raise TrialStop(

@@ -80,17 +80,19 @@ class BallTrack:
         keep = t >= since
         return t[keep], p[keep]
 
-    def rest_position(self, now: float) -> np.ndarray | None:
+    def rest_position(self, now: float, since: float = -math.inf) -> np.ndarray | None:
         """The ball's rest position if it has been at rest over the last window.
 
         Args:
             now: Current time [s].
+            since: Ignore points before this time [s] (e.g. the end of the motion, so
+                that a camera lagging behind the strike cannot report the start spot).
 
         Returns:
             Mean of the window's newest ``min_points`` positions (3,) [m], or ``None``
             while the ball moves or too few points came in.
         """
-        t, p = self.array(since=now - self.rule.window)
+        t, p = self.array(since=max(now - self.rule.window, since))
         if len(t) < self.rule.min_points or t[-1] - t[0] < 0.6 * self.rule.window:
             return None
         mean = p.mean(axis=0)

@@ -155,6 +155,7 @@ def test_rest_detection_and_watchdog():
     sparse.add(0.0, (0, 0, 0))
     sparse.add(0.29, (0, 0, 0))
     assert sparse.rest_position(0.3) is None  # too few points: no decision
+    assert track.rest_position(1.0, since=0.9) is None  # only points after `since` count
     dog = Watchdog({"a": 0.5, "b": 1.0})
     assert len(dog.stale(0.0)) == 2
     dog.feed("a", 0.0)
