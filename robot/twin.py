@@ -5,8 +5,9 @@ an arm: a joint trajectory is interpolated linearly in joint space at every phys
 (from the step index, as the in-process tasks do), mapped through the arm's forward
 kinematics and fed to the effector's position actuators. So the same θ, planned by
 :func:`icpi.robot.skill.plan_trial` with ``sample_dt`` equal to the physics step, gives the
-same ball path as :meth:`icpi.envs.base.Task.rollout` (up to the ball settling during the
-approach, well under a millimetre).
+same ball path as :meth:`icpi.envs.base.Task.rollout`: within micrometres for the ball
+roll; within about a millimetre for the slide, whose puck settles on the table during the
+approach (in-process it starts unsettled) and slides under Coulomb friction.
 
 The joint state read back is the inverse kinematics of the effector's actual position,
 and its velocity the Jacobian-inverse of the effector's velocity (finite difference).

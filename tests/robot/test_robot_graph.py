@@ -117,6 +117,18 @@ def test_estop_mid_trajectory_halts_and_blocks_until_cleared(tmp_path):
         assert np.max(np.abs(q1 - home)) > 0.01, "the e-stop came too late to test anything"
         probe.request(2, THETA)
         assert probe.result(2, 10)["status"] == "estopped"
+        # A driver against the e-stopped arm stops with a clear error (exit code 2).
+        out = tmp_path / "run"
+        driver = NodeProcess(
+            "driver_node",
+            ns,
+            {"sampler": "nearest", "iterations": "2", "dataset_size": "30", "out": str(out)},
+            tmp_path / "driver.log",
+        )
+        procs["driver"] = driver
+        assert driver.wait(timeout=60) == 2, driver.text()
+        assert "estopped" in driver.text()
+        assert not (out / "summary.json").exists()
         # The service form engages too, and clearing lets trials run again (from home).
         assert probe.call_trigger(f"{ns}/icpi_arm/estop").success
         assert probe.call_trigger(f"{ns}/icpi_arm/clear_estop").success
