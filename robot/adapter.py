@@ -85,6 +85,7 @@ class ArmTask:
         trust_region: Sequence[float] | None = None,
         trial_timeout: float = 60.0,
         on_rollout: Callable[[ArmRollout], None] | None = None,
+        first_trial_id: int = 1,
     ) -> None:
         """Wrap the arm.
 
@@ -96,6 +97,7 @@ class ArmTask:
             trust_region: Largest |Δθ| per parameter (0: unbounded); ``None``: none.
             trial_timeout: Longest wait per rollout [s].
             on_rollout: Called with every scored rollout (progress reporting).
+            first_trial_id: Id of the first request (then counting up).
 
         Raises:
             ValueError: On a goal outside the task's goal region or malformed values.
@@ -113,7 +115,7 @@ class ArmTask:
         self.on_rollout = on_rollout
         self.last_theta: np.ndarray | None = None
         self.rollouts: list[ArmRollout] = []
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(first_trial_id)
         self._lock = threading.Lock()
 
     @property

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,8 @@ class DriverNode(Node):
             trust_region=self.cfg.trust_region,
             trial_timeout=self.cfg.trial_timeout,
             on_rollout=self._on_rollout,
+            # Unique across restarts: the wall-clock millisecond at start, then counting up.
+            first_trial_id=int(time.time() * 1000),
         )
         self._worker = threading.Thread(target=self._run, name="icpi-driver", daemon=True)
         self._worker.start()
