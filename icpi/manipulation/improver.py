@@ -107,12 +107,12 @@ class ICPISettings:
     """Metres per integer step of e in the prompt (0.01: centimetres)."""
 
 
-HEADER = "Parameters (% of range) and error (cm), then the correction (% of range) that fixes it:"
+HEADER = "Parameters ({theta}) and error ({length}), then the correction ({theta}) that fixes it:"
 SYSTEM = (
-    "You improve a robot skill. Each example line gives the skill parameters (percent of "
-    "their range), the error of the outcome in centimetres, and after '->' the correction "
-    "of the parameters that removes that error. Answer with the correction for the last "
-    "line only: {d} integers separated by spaces, nothing else."
+    "You improve a robot skill. Each example line gives the skill parameters ({theta}), "
+    "the error of the outcome ({length}), and after '->' the correction of the parameters "
+    "({theta}) that removes that error. Answer with the correction for the last line only: "
+    "{d} integers separated by spaces, nothing else."
 )
 
 
@@ -171,11 +171,12 @@ class ICPIImprover:
             scale="std",
             nearest_last=True,
         )
+        units = {"theta": self.fmt.theta_unit, "length": self.fmt.length_unit, "d": self.dim}
         self.prompt = PromptTemplate(
-            header="" if s.chat else HEADER,
+            header="" if s.chat else HEADER.format(**units),
             example=lambda ex: str(ex["line"]),
             query=lambda q: str(q["query"]),
-            system=SYSTEM.format(d=self.dim) if s.chat else None,
+            system=SYSTEM.format(**units) if s.chat else None,
             chat=s.chat,
             query_fields=self._query_fields,
         )

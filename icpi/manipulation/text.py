@@ -62,6 +62,18 @@ class NumberFormat:
         out: Vec = np.asarray(values, float) / self.theta_steps * self.span
         return out
 
+    @property
+    def theta_unit(self) -> str:
+        """How θ and Δθ integers read, for prompts (e.g. ``percent of range``)."""
+        names = {100: "percent of range", 1000: "permille of range"}
+        return names.get(self.theta_steps, f"1/{self.theta_steps} of range")
+
+    @property
+    def length_unit(self) -> str:
+        """How error integers read, for prompts (e.g. ``cm``)."""
+        names = {0.01: "cm", 0.001: "mm", 1.0: "m"}
+        return names.get(self.e_unit, f"units of {self.e_unit:g} m")
+
     def length_to_int(self, values: ArrayLike) -> list[int]:
         """Encode lengths [m] (e, outcome, goal) as integers of ``e_unit``, clipped."""
         z = np.rint(np.asarray(values, float) / self.e_unit)
