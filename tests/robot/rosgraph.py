@@ -101,6 +101,10 @@ class Probe:
         self.estop_pub = n.create_publisher(Bool, "icpi/estop", 10)
         self.raw_pubs: dict[str, object] = {}
         n.create_subscription(String, "icpi/trial_result", self._on_result, 10)
+        self.progress: list[dict] = []
+        n.create_subscription(
+            String, "icpi/progress", lambda m: self.progress.append(json.loads(m.data)), 10
+        )
         from rclpy.qos import DurabilityPolicy, QoSProfile
 
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -81,6 +81,9 @@ def test_icpi_run_through_driver_arm_and_simulated_arm(tmp_path):
         # Each trial was answered exactly once.
         ids = [r["trial_id"] for r in probe.results]
         assert sorted(set(ids)) == ids and len(ids) >= 2
+        # Progress is published per rollout (the first may precede the probe's discovery).
+        assert 2 <= len(probe.progress) <= 3
+        assert probe.progress[-1]["cost"] == pytest.approx(records[-1]["cost"])
     finally:
         close_all(procs, probe)
 

@@ -206,6 +206,7 @@ class TwinArm:
         self.lock = threading.Lock()
         self.sent = []
         self.camera = True
+        self.joints = True
         self.stop = threading.Event()
         self.scale = time_scale
         self.thread = threading.Thread(target=self.loop, daemon=True)
@@ -224,7 +225,8 @@ class TwinArm:
                 self.twin.step(max(n, 0))
                 q, qd = self.twin.joint_state()
                 ball = self.twin.object_xyz()
-            self.runner.on_joint_state(self.cfg.joint_names, q.tolist(), qd.tolist())
+            if self.joints:
+                self.runner.on_joint_state(self.cfg.joint_names, q.tolist(), qd.tolist())
             if self.camera:
                 self.runner.on_ball(ball.tolist())
             time.sleep(0.01)
@@ -278,6 +280,22 @@ def test_runner_scores_a_trial_like_the_in_process_rollout():
         time.sleep(0.1)  # the camera is back
         assert arm.runner.try_reserve()
         assert arm.runner.run(TrialRequest(6, theta, (0.7, 0.1))).ok
+        # Joint states that stop mid-trajectory abort the trial; a second request is busy.
+        assert arm.runner.try_reserve()
+        assert not arm.runner.try_reserve()
+        out = {}
+        worker = threading.Thread(
+            target=lambda: out.update(r=arm.runner.run(TrialRequest(7, theta, (0.7, 0.1))))
+        )
+        n_sent = len(arm.sent)
+        worker.start()
+        deadline = time.monotonic() + 10
+        while len(arm.sent) == n_sent and time.monotonic() < deadline:
+            time.sleep(0.005)
+        arm.joints = False
+        worker.join(timeout=10)
+        assert out["r"].status == "aborted" and "joint_states" in out["r"].reason, out
+        assert arm.runner.state() == "no_joint_states"
     finally:
         arm.close()
 
