@@ -194,14 +194,13 @@ class SkillRunner:
         Args:
             reason: Recorded in the results of the stopped and refused trials.
         """
-        with self._cond:
+        with self._cond:  # under the lock: no trajectory can slip out after the hold
             first = not self._estop
             self._estop = True
             self._estop_reason = reason
-            q = self._q
+            if self._q is not None:
+                self._send(hold_plan(self._q, self.arm, self.cfg.stop_time))
             self._cond.notify_all()
-        if q is not None:
-            self._send(hold_plan(q, self.arm, self.cfg.stop_time))
         if first:
             log.warning("e-stop engaged (%s): arm halted, trials refused until cleared", reason)
 
@@ -288,8 +287,7 @@ class SkillRunner:
         # ---- motion
         self.track.clear()
         t_send = self.clock()
-        self._check_estop()
-        self._send(plan)
+        self._send_unless_estopped(plan)
         self._wait_reached(plan, watch_ball=True)
         t_motion = self.clock()
         timing["motion_s"] = t_motion - t_send
@@ -334,6 +332,11 @@ class SkillRunner:
         with self._cond:
             self._cond.wait(timeout=seconds)
 
+    def _send_unless_estopped(self, plan: Plan) -> None:
+        with self._cond:  # atomic with engage_estop: sent before its hold, or not at all
+            self._check_estop()
+            self._send(plan)
+
     def _check_estop(self) -> None:
         if self._estop:
             raise TrialStop("estopped", f"e-stop engaged ({self._estop_reason})")
@@ -372,8 +375,7 @@ class SkillRunner:
             raise TrialStop(
                 "refused", f"the move home {when} violates limits: " + "; ".join(violations)
             )
-        self._check_estop()
-        self._send(plan)
+        self._send_unless_estopped(plan)
         self._wait_reached(plan, watch_ball=False)
 
     def _wait_reached(self, plan: Plan, watch_ball: bool) -> None:
