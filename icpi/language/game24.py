@@ -456,6 +456,9 @@ def parse_response(text: str) -> ParsedResponse:
 def final_answer(text: str) -> str | None:
     """The final answer expression of a response, whitespace removed (a vote key).
 
+    Only a well-formed arithmetic expression counts as an answer (right or wrong); prose
+    or a truncated expression after ``Answer:`` is no answer.
+
     Args:
         text: The response.
 
@@ -466,7 +469,11 @@ def final_answer(text: str) -> str | None:
     if ans is None:
         return None
     key = re.sub(r"\s+", "", ans.translate(_MINUS)).replace("×", "*").replace("÷", "/")
-    return key or None
+    try:
+        evaluate_expression(key)
+    except ExpressionError:
+        return None
+    return key
 
 
 def rule_step_rewards(parsed: ParsedResponse, numbers: Sequence[int]) -> list[float]:

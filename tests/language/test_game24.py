@@ -174,3 +174,5 @@ def test_parse_response_tolerates_junk():
     assert parsed.steps == []
     assert check_answer(parsed.answer, (1, 2, 3, 4)).ok is False
     assert final_answer("") is None
+    assert final_answer("Answer: will do it") is None and final_answer("Answer: (3 * ") is None
+    assert final_answer("Answer: 1 + 2 = 3") == "1+2"  # wrong, but an answer
