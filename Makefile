@@ -41,8 +41,8 @@ demo: $(DEMO_STAMP)
 		--seeds 0-1 --iterations 10 --out demo_out
 
 lint: $(FULL_STAMP)
-	$(BIN)/ruff check icpi envs robot tests benchmarks datasets
-	$(BIN)/ruff format --check icpi envs robot tests benchmarks datasets
+	$(BIN)/ruff check icpi envs robot launch tests benchmarks datasets
+	$(BIN)/ruff format --check icpi envs robot launch tests benchmarks datasets
 
 typecheck: $(FULL_STAMP)
 	$(BIN)/mypy
