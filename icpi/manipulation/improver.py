@@ -98,7 +98,8 @@ class ICPISettings:
     max_resamples: int = 1
     """Extra queries when no completion parses, before the fallback."""
     online_relabel: bool = False
-    """Add the run's own rollouts, relabelled in hindsight, to the retrieval set."""
+    """Add the run's own rollouts, relabelled in hindsight, to the retrieval set (their
+    trajectories are then kept in the experience buffer, so a resume re-runs nothing)."""
     chat: bool = False
     """Chat prompt (system + user message) instead of plain completion."""
     theta_steps: int = 100
@@ -159,8 +160,6 @@ class ICPIImprover:
             low=tuple(spec.low), high=tuple(spec.high), theta_steps=s.theta_steps, e_unit=s.e_unit
         )
         self.examples = [self._example(dataset, i) for i in range(len(dataset))]
-        # Trajectories of the run's rollouts by θ, for online relabelling (in memory only).
-        self._paths: dict[tuple[float, ...], Vec] = {}
         self._pending: Proposal | None = None
         self.context = KNearest(
             self.examples,
@@ -268,7 +267,7 @@ class ICPIImprover:
         out = []
         for a in own:
             theta_a = np.asarray(a.info["theta"], float)
-            path_a = self._path(theta_a)
+            path_a = np.asarray(a.info["trajectory"], float)
             for b in own:
                 if b is a:
                     continue
@@ -283,12 +282,6 @@ class ICPIImprover:
                 }
                 out.append(self._with_line(ex))
         return out
-
-    def _path(self, theta: Vec) -> Vec:
-        key = tuple(float(v) for v in theta)
-        if key not in self._paths:  # after a resume: re-run (rollouts are exact)
-            self._paths[key] = self.task.rollout(self.instance, theta).trajectory
-        return self._paths[key]
 
     # ------------------------------------------------------------------ actions
     def _to_action(self, dtheta_int: ArrayLike, state: LoopState) -> list[float]:
@@ -311,18 +304,19 @@ class ICPIImprover:
     def _evaluate(self, action: Any) -> tuple[float, dict[str, Any]]:
         """Reward of :meth:`ImprovementLoop.step` (the loop used on its own)."""
         result = self.task.rollout(self.instance, action)
-        self._paths[tuple(float(v) for v in result.theta)] = result.trajectory
         return -result.cost, self._info(result)
 
-    @staticmethod
-    def _info(result: SkillRollout) -> dict[str, Any]:
-        return {
+    def _info(self, result: SkillRollout) -> dict[str, Any]:
+        info = {
             "theta": np.asarray(result.theta, float).tolist(),
             "clipped": bool(result.clipped),
             "e": np.asarray(result.e, float).tolist(),
             "outcome": np.asarray(result.outcome, float).tolist(),
             "cost": float(result.cost),
         }
+        if self.settings.online_relabel:  # kept in the buffer: a resume re-runs nothing
+            info["trajectory"] = np.asarray(result.trajectory, float).tolist()
+        return info
 
     # ------------------------------------------------------------------ ask / tell
     def ask(self) -> Vec:
@@ -351,7 +345,6 @@ class ICPIImprover:
         if self._pending is None:
             raise RuntimeError("tell() without ask()")
         proposal, self._pending = self._pending, None
-        self._paths[tuple(float(v) for v in rollout.theta)] = rollout.trajectory
         attempt = self.loop.complete(proposal, Feedback(-rollout.cost, self._info(rollout)))
         self.loop.buffer.append(attempt)
         return record_of(attempt)

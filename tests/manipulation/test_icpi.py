@@ -187,6 +187,19 @@ def test_online_relabel_shows_own_rollouts(tmp_path):
     np.testing.assert_allclose(ex["e"], ex["outcome"] - ex["goal"])
     shown = imp.build(state)
     assert len(shown) == 20
+    # the trajectories live in the buffer: a resumed run relabels without re-running
+    resumed = ICPIImprover(
+        imp.task,
+        imp.instance,
+        load_default_dataset("ball-roll-gc"),
+        ScriptedSampler(nearest_copy),
+        imp.theta0,
+        settings=imp.settings,
+        buffer=imp.loop.buffer,
+    )
+    calls = []
+    resumed.task = type("Spy", (), {"outcome": imp.task.outcome, "rollout": calls.append})()
+    assert len(resumed._relabelled_history(resumed.loop.state())) == 30 and calls == []
 
 
 def test_run_directory_explains_itself_and_resumes(tmp_path):
