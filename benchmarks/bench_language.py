@@ -60,6 +60,7 @@ def report(out: Path, methods: list[str]) -> list[dict]:
                 "success_rate": [r["success_rate"] for r in per_round],
                 "running_max_success": [r["running_max_success"] for r in per_round],
                 "tokens_per_round": [r["tokens_mean"] for r in per_round],
+                "reward_per_round": [r["mean_reward"] or 0.0 for r in per_round],
                 "tokens_total": sum(r["usage"].get("tokens", 0) for r in recs)
                 + sum(f["usage"].get("tokens", 0) for f in finals),
                 "model_s": sum(c["latency_s"] for c in live if not c.get("cached")),
@@ -129,7 +130,7 @@ def main() -> None:
     )
     header = (
         f"{'method':<16} {'done':>5} {'success/round':<16} {'running max':<16} "
-        f"{'tokens/round':<14} {'tokens':>7} {'model s':>8}"
+        f"{'reward/round':<13} {'tokens/round':<14} {'tokens':>7} {'model s':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -137,6 +138,7 @@ def main() -> None:
         succ = " ".join(f"{x:.2f}" for x in s["success_rate"])
         run = " ".join(f"{x:.2f}" for x in s["running_max_success"])
         tok = " ".join(f"{x:.0f}" for x in s["tokens_per_round"])
+        rew = " ".join(f"{x:.2f}" for x in s["reward_per_round"])
         extra = ""
         if s["finals"]:
             k, n = s["final_k"], len(s["finals"])
@@ -145,10 +147,11 @@ def main() -> None:
             extra = f"  Mean@{k} {mean:.2f} Maj@{k} {maj:.2f}"
         print(
             f"{s['method']:<16} {s['puzzles_done']:>2}/{s['puzzles']:<2} {succ:<16} {run:<16} "
-            f"{tok:<14} {s['tokens_total']:>7} {s['model_s']:>8.0f}{extra}"
+            f"{rew:<13} {tok:<14} {s['tokens_total']:>7} {s['model_s']:>8.0f}{extra}"
         )
     print(
-        "\ndone: puzzles with every round finished; tokens/round: mean per puzzle (policy, "
+        "\ndone: puzzles with every round finished; reward: mean step reward + 10 per valid "
+        "equation (ME-ICPO: majority-vote self-reward); tokens/round: mean per puzzle (policy, "
         "judge, critiques, reflections, summaries, entropy samples); model s: live model time"
     )
     print(f"total wall time {time.perf_counter() - t_all:.0f} s; run directories in {args.out}")
