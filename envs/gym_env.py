@@ -45,12 +45,11 @@ class TaskEnv(gym.Env[np.ndarray, np.ndarray]):
         self._size = (height, width)
         spec = self.task.theta_spec
         self.action_space = gym.spaces.Box(spec.low_array, spec.high_array, dtype=np.float64)
-        goal_low = self.task.goal_low if self.task.goal_conditioned else self.task.fixed_goal
-        goal_high = self.task.goal_high if self.task.goal_conditioned else self.task.fixed_goal
+        # The goal part spans the goal region (the fixed goal of a fixed-goal task lies in it).
         e_limit = np.full(self.task.goal_dim, E_LIMIT)
         self.observation_space = gym.spaces.Box(
-            np.concatenate([goal_low, -e_limit]),
-            np.concatenate([goal_high, e_limit]),
+            np.concatenate([self.task.goal_low, -e_limit]),
+            np.concatenate([self.task.goal_high, e_limit]),
             dtype=np.float64,
         )
         self.instance: Instance | None = None
