@@ -18,7 +18,7 @@ Pieces: a context builder (:class:`~icpi.core.context.AllAttempts`,
 :class:`ReflexionMemory`) + a :class:`~icpi.core.prompts.PromptTemplate` with a per-round
 instruction + :class:`~icpi.language.common.ResponseParser` +
 :class:`~icpi.core.selectors.FirstValid` + the task's reward provider (wrapped by
-:class:`SelfCritique` or :class:`Reflection` for the baselines).
+:func:`self_critique` or :func:`reflection` for the baselines).
 """
 
 from __future__ import annotations
@@ -256,77 +256,81 @@ REFLEXION_INSTRUCTION = (
 )
 
 
-class SelfCritique:
-    """Self-Refine: evaluate (hidden from the model), then ask the model for feedback."""
+class ModelCommentary:
+    """Evaluate with the task's reward, then ask the model to comment on the response.
+
+    Self-Refine's critique (after every attempt) and Reflexion's reflection (after a
+    failure only) are both this reward wrapper: the task's reward is recorded but not shown,
+    and the comment is stored under ``info[key]`` for the context builder to show.
+    """
 
     def __init__(
-        self, inner: RewardProvider, helper: Sampler, task_text: str, seed: int = 0
+        self,
+        inner: RewardProvider,
+        helper: Sampler,
+        task_text: str,
+        *,
+        prompt: str,
+        key: str,
+        only_after_failure: bool,
+        seed: int = 0,
     ) -> None:
         """Wrap the task's reward.
 
         Args:
-            inner: The task's reward provider (its reward is recorded, not shown).
-            helper: Sampler writing the critique.
+            inner: The task's reward provider (its ``success`` flags a failure).
+            helper: Sampler writing the comment.
             task_text: The task text.
-            seed: Seed of the critique calls (offset by iteration).
+            prompt: Template with ``{task_text}`` and ``{response}``.
+            key: Info key of the comment (``feedback`` or ``reflection``).
+            only_after_failure: Comment only when the attempt did not succeed.
+            seed: Seed of the comment calls (offset by iteration).
         """
         self.inner = inner
         self.helper = helper
         self.task_text = task_text
+        self.prompt = prompt
+        self.key = key
+        self.only_after_failure = only_after_failure
         self.seed = seed
 
     def __call__(self, action: Any, state: LoopState) -> Feedback:
-        """Evaluate and add ``info["feedback"]``.
+        """Evaluate and add the comment (empty when none was asked for).
 
         Args:
             action: The response.
             state: The loop state.
 
         Returns:
-            The inner feedback plus the model's critique.
+            The inner feedback plus ``info[key]``.
         """
         fb = self.inner(action, state)
-        prompt = CRITIQUE_PROMPT.format(task_text=self.task_text, response=str(action or ""))
-        batch = self.helper.sample(prompt, 1, self.seed + state.iteration)
-        return Feedback(fb.reward, {**fb.info, "feedback": (batch.texts or [""])[0].strip()})
-
-
-class Reflection:
-    """Reflexion: evaluate; after a failure, ask the model for a reflection."""
-
-    def __init__(
-        self, inner: RewardProvider, helper: Sampler, task_text: str, seed: int = 0
-    ) -> None:
-        """Wrap the task's reward.
-
-        Args:
-            inner: The task's reward provider (its ``success`` is the binary signal).
-            helper: Sampler writing the reflection.
-            task_text: The task text.
-            seed: Seed of the reflection calls (offset by iteration).
-        """
-        self.inner = inner
-        self.helper = helper
-        self.task_text = task_text
-        self.seed = seed
-
-    def __call__(self, action: Any, state: LoopState) -> Feedback:
-        """Evaluate and, after a failure, add ``info["reflection"]``.
-
-        Args:
-            action: The response.
-            state: The loop state.
-
-        Returns:
-            The inner feedback plus the reflection (empty after a success).
-        """
-        fb = self.inner(action, state)
-        reflection = ""
-        if not fb.info.get("success"):
-            prompt = REFLECT_PROMPT.format(task_text=self.task_text, response=str(action or ""))
+        comment = ""
+        if not (self.only_after_failure and fb.info.get("success")):
+            prompt = self.prompt.format(task_text=self.task_text, response=str(action or ""))
             batch = self.helper.sample(prompt, 1, self.seed + state.iteration)
-            reflection = (batch.texts or [""])[0].strip()
-        return Feedback(fb.reward, {**fb.info, "reflection": reflection})
+            comment = (batch.texts or [""])[0].strip()
+        return Feedback(fb.reward, {**fb.info, self.key: comment})
+
+
+def self_critique(
+    inner: RewardProvider, helper: Sampler, task_text: str, seed: int = 0
+) -> ModelCommentary:
+    """Self-Refine's reward: a critique of every response (stored as ``feedback``)."""
+    return ModelCommentary(
+        inner, helper, task_text, prompt=CRITIQUE_PROMPT, key="feedback",
+        only_after_failure=False, seed=seed,
+    )  # fmt: skip
+
+
+def reflection(
+    inner: RewardProvider, helper: Sampler, task_text: str, seed: int = 0
+) -> ModelCommentary:
+    """Reflexion's reward: a reflection after each failure (stored as ``reflection``)."""
+    return ModelCommentary(
+        inner, helper, task_text, prompt=REFLECT_PROMPT, key="reflection",
+        only_after_failure=True, seed=seed,
+    )  # fmt: skip
 
 
 def _refine_view(attempt: Attempt) -> Mapping[str, Any]:
@@ -417,11 +421,11 @@ def build_icrl_loop(
     elif method == "self-refine":
         context = AllAttempts(view=_refine_view)
         prompt = _baseline_prompt(REFINE_INSTRUCTION, chat)
-        reward = SelfCritique(base, samplers.helper, task_text, seed)
+        reward = self_critique(base, samplers.helper, task_text, seed)
     elif method == "reflexion":
         context = ReflexionMemory()
         prompt = _baseline_prompt(REFLEXION_INSTRUCTION, chat)
-        reward = Reflection(base, samplers.helper, task_text, seed)
+        reward = reflection(base, samplers.helper, task_text, seed)
     else:
         raise ValueError(f"unknown method {method!r}")
     usage = RoundUsage(reward, samplers.meter)
