@@ -16,10 +16,11 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import os
 import platform
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,11 @@ class RunDir:
         return self.path / "attempts.jsonl"
 
     @property
+    def records_file(self) -> Path:
+        """``records.jsonl`` (one line per finished iteration, appended as it happens)."""
+        return self.path / "records.jsonl"
+
+    @property
     def llm_log_file(self) -> Path:
         """``llm_calls.jsonl`` (pass as the LLM config's ``log_path``)."""
         return self.path / "llm_calls.jsonl"
@@ -175,3 +181,50 @@ class RunDir:
         """
         config = json.loads(self.config_file.read_text())
         return ExperienceBuffer(self.attempts_file, fingerprint=config, fsync=fsync)
+
+
+def _json_line(record: Mapping[str, Any]) -> str:
+    return json.dumps(jsonable(dict(record)), sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Atomically replace a JSON-lines file.
+
+    Args:
+        path: The file.
+        records: All its records.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(_json_line(r) for r in records), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one record to a JSON-lines file (written through before returning).
+
+    Args:
+        path: The file.
+        record: The record.
+    """
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(_json_line(record))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines file; a torn last line (from a kill) is dropped.
+
+    Args:
+        path: The file (missing: no records).
+
+    Returns:
+        The records.
+    """
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +37,7 @@ from icpi.core import (
     Sampler,
 )
 from icpi.core.records import jsonable
+from icpi.core.rundir import append_jsonl, write_jsonl
 from icpi.language.common import RoundUsage, Samplers
 from icpi.language.icrl import BASELINES, ICRL_ABLATIONS, ICRL_METHODS, build_icrl_loop
 from icpi.language.me_icpo import (
@@ -123,21 +124,6 @@ class LangConfig:
             raise ValueError("the math task needs a math_file (JSONL with question, answer)")
         if min(self.problems, self.rounds, self.k, self.entropy_k, self.final_k) < 1:
             raise ValueError("problems, rounds, k, entropy_k and final_k must be >= 1")
-
-
-def _json_line(record: Mapping[str, Any]) -> str:
-    return json.dumps(jsonable(dict(record)), sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def _write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(_json_line(r) for r in records), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(_json_line(record))
 
 
 def attempt_usage(attempt: Attempt) -> dict[str, Any]:
@@ -336,7 +322,7 @@ def run_language(
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
     finals: list[dict[str, Any]] = []
-    _write_jsonl(records_path, [])
+    write_jsonl(records_path, [])
     try:
         for problem in problems:
             seed = problem_seed(cfg.seed, problem.index)
@@ -347,12 +333,12 @@ def run_language(
             loop, usage = _build_loop(cfg, task, problem, samplers, buffer, seed)
             done = len(buffer)
             for rec in round_records(problem, buffer.attempts):
-                _append_jsonl(records_path, rec)
+                append_jsonl(records_path, rec)
             for r in range(done, cfg.rounds):
                 usage.start_round()
                 loop.run(Budget(max_iterations=r + 1))
                 rec = round_records(problem, buffer.attempts)[-1]
-                _append_jsonl(records_path, rec)
+                append_jsonl(records_path, rec)
                 log.info(
                     "%s %s round %d: reward %.3g, success %s, %d tokens",
                     cfg.method,
@@ -368,7 +354,7 @@ def run_language(
     finally:
         if client is not None:
             client.close()
-    _write_jsonl(records_path, records)
+    write_jsonl(records_path, records)
     summary = _summary(cfg, problems, records, finals, time.perf_counter() - t0)
     (run_dir.path / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
     return summary

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from icpi.core.rundir import read_jsonl
 from icpi.envs import TASKS
 from icpi.llm import LLMConfig
 from icpi.manipulation.improver import ICPISettings
 from icpi.manipulation.methods import METHODS
-from icpi.manipulation.run import RunConfig, read_records, run_icpi
+from icpi.manipulation.run import RunConfig, run_icpi
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +294,7 @@ def collect_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
     rows = []
     for job in jobs:
         best = math.inf
-        for rec in read_records(job.out / "records.jsonl")[: job.iterations]:
+        for rec in read_jsonl(job.out / "records.jsonl")[: job.iterations]:
             best = min(best, rec["cost"])
             rows.append(
                 {

@@ -6,9 +6,7 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +15,7 @@ import numpy as np
 
 from icpi.core import LLMSampler, Sampler
 from icpi.core.records import jsonable
-from icpi.core.rundir import RunDir
+from icpi.core.rundir import RunDir, append_jsonl, read_jsonl, write_jsonl
 from icpi.envs import make_task
 from icpi.envs.base import SUCCESS_TOLERANCE
 from icpi.llm import LLMClient, LLMConfig
@@ -102,33 +100,6 @@ def load_dataset(cfg: RunConfig) -> ImprovementDataset:
     return ds
 
 
-def _json_line(record: Mapping[str, Any]) -> str:
-    return json.dumps(jsonable(dict(record)), sort_keys=True) + "\n"
-
-
-def write_records(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Atomically replace a ``records.jsonl`` file.
-
-    Args:
-        path: The file.
-        records: All records.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(_json_line(r) for r in records))
-    os.replace(tmp, path)
-
-
-def append_record(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one record to a ``records.jsonl`` file (flushed before returning).
-
-    Args:
-        path: The file.
-        record: The record.
-    """
-    with open(path, "a") as fh:
-        fh.write(_json_line(record))
-
-
 def run_icpi(
     cfg: RunConfig,
     out: Path,
@@ -174,7 +145,7 @@ def run_icpi(
         "theta_units": task.theta_spec.units,
     }
     run_dir = RunDir.open(out, config, seed=cfg.seed)
-    records_file = run_dir.path / "records.jsonl"
+    records_file = run_dir.records_file
     client = None
     if uses_llm:
         client = LLMClient(dataclasses.replace(llm, log_path=run_dir.llm_log_file))
@@ -182,20 +153,20 @@ def run_icpi(
             client, max_tokens=ANSWER_MAX_TOKENS, stop=["\n"], resample_temperature=0.7
         )
     improver = make_improver(cfg, task, instance, theta0, sampler, run_dir)
-    previous = read_records(records_file)
+    previous = read_jsonl(records_file)
     t0 = time.perf_counter()
     try:
         kept = improver.restore(previous)
         if kept:
             log.info("resuming %s at iteration %d", run_dir.path, len(kept))
-        write_records(records_file, kept)  # drops a torn line, or adds what the buffer holds
+        write_jsonl(records_file, kept)  # drops a torn line, or adds what the buffer holds
         records = drive(
             improver,
             task,
             instance,
             cfg.iterations,
             done=kept,
-            on_record=lambda r: append_record(records_file, r),
+            on_record=lambda r: append_jsonl(records_file, r),
         )
     finally:
         if client is not None:
@@ -255,26 +226,6 @@ def make_improver(
             task, theta0, load_dataset(cfg), k=k, linear=linear, feature=cfg.icpi.feature
         )
     raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Read a ``records.jsonl`` file; a torn last line (from a kill) is dropped.
-
-    Args:
-        path: The file (missing: no records).
-
-    Returns:
-        The records.
-    """
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return out
 
 
 def summarise_records(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
