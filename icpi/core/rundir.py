@@ -56,14 +56,17 @@ def redact(config: Any) -> Any:
     return config
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
     """Return the installed versions of the packages a run depends on.
+
+    Args:
+        names: Distribution names.
 
     Returns:
         ``{distribution: version or None}``.
     """
     out: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import json
 import logging
 import math
@@ -54,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from icpi.core import rundir
 from icpi.envs import TASKS, make_task
 from icpi.envs.base import SUCCESS_TOLERANCE, Instance, Task
 
@@ -880,15 +880,9 @@ def _select(
 
 
 # ---------------------------------------------------------------------------- sidecar
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape a dataset's bytes."""
-    out = {}
-    for name in ("icpi", "numpy", "mujoco", "pyarrow"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+def package_versions() -> dict[str, str | None]:
+    """Versions of the packages that shape a dataset's bytes (all are dependencies)."""
+    return rundir.package_versions(("icpi", "numpy", "mujoco", "pyarrow"))
 
 
 def _build_meta(
