@@ -5,7 +5,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from icpi.envs.base import Instance, Task, ThetaSpec, set_joint_positions, straight_stroke
+from icpi.envs.base import Instance, Stroke, Task, ThetaSpec
 from icpi.envs.gym_env import TaskEnv
 
 BALL_RADIUS = 0.03  # [m]
@@ -63,6 +63,7 @@ class BallRollGCTask(Task):
     physics_ranges = {"ball_mass": (0.03, 0.1), "rolling_friction": (0.002, 0.005)}
     horizon = 3.0
     tracked_sensor = "ball_pos"
+    effector_joints = ("striker_x", "striker_y")
 
     def _apply_instance(self, spec: mujoco.MjSpec, instance: Instance) -> None:
         physics = instance.physics_dict
@@ -70,15 +71,10 @@ class BallRollGCTask(Task):
         ball.mass = physics["ball_mass"]
         ball.friction[2] = physics["rolling_friction"]
 
-    def _plan(self, theta: np.ndarray, model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
+    def stroke(self, theta: np.ndarray) -> Stroke:
+        """See :meth:`Task.stroke`."""
         angle, backswing, duration = (float(v) for v in theta)
-        setback = BALL_RADIUS + STRIKER_RADIUS + backswing
-        start, ctrl = straight_stroke(
-            angle, setback, 2.0 * backswing, duration, self.nstep, self.timestep
-        )
-        qpos0 = model.qpos0.copy()
-        set_joint_positions(model, qpos0, {"striker_x": start[0], "striker_y": start[1]})
-        return qpos0, ctrl
+        return Stroke(angle, BALL_RADIUS + STRIKER_RADIUS + backswing, 2.0 * backswing, duration)
 
 
 class BallRollGCEnv(TaskEnv):

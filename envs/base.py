@@ -118,6 +118,40 @@ class Instance:
         return dict(self.physics)
 
 
+@dataclass(frozen=True)
+class Stroke:
+    """One straight minimum-jerk stroke of the effector in the task's table plane.
+
+    The frame is the task frame: origin at the object's start spot, x along the nominal
+    push or swing, z up. The MuJoCo scene and the real arm (:mod:`icpi.robot.skill`)
+    execute the same stroke, so a task's θ → stroke mapping is written once, in
+    :meth:`Task.stroke`.
+    """
+
+    angle: float
+    """Direction of the stroke from the +x axis [rad]."""
+    setback: float
+    """Start distance behind the origin, along the stroke line [m]."""
+    distance: float
+    """Travel [m]."""
+    duration: float
+    """Travel time [s]."""
+
+    def reference(self, nstep: int, timestep: float) -> tuple[np.ndarray, np.ndarray]:
+        """The start point and the per-step xy reference (see :func:`straight_stroke`).
+
+        Args:
+            nstep: Number of samples.
+            timestep: Sample period [s].
+
+        Returns:
+            The start point (2,) and the reference (nstep, 2) [m].
+        """
+        return straight_stroke(
+            self.angle, self.setback, self.distance, self.duration, nstep, timestep
+        )
+
+
 @dataclass
 class Rollout:
     """The result of running θ once on an instance."""
@@ -142,7 +176,7 @@ class Task(ABC):
     """Base class of a MuJoCo parametric-skill task.
 
     Subclasses set the class attributes and implement :meth:`_apply_instance` and
-    :meth:`_plan`; :meth:`outcome` defaults to the tracked point's final xy position.
+    :meth:`stroke`; :meth:`outcome` defaults to the tracked point's final xy position.
     """
 
     task_id: ClassVar[str]
@@ -165,6 +199,8 @@ class Task(ABC):
     """Rollout duration [s]."""
     tracked_sensor: ClassVar[str] = "tracked"
     """Name of the framepos sensor of the point whose outcome is scored."""
+    effector_joints: ClassVar[tuple[str, str]]
+    """The effector's x and y slide joints, in actuator order (the stroke drives them)."""
 
     def __init__(self) -> None:
         self._base_spec = mujoco.MjSpec.from_file(str(ASSETS / self.asset))
@@ -285,12 +321,26 @@ class Task(ABC):
         """Write the instance's physical parameters into the spec."""
 
     @abstractmethod
+    def stroke(self, theta: np.ndarray) -> Stroke:
+        """The effector stroke of θ (shared by the MuJoCo scene and the real arm).
+
+        Args:
+            theta: θ in physical units (already validated).
+
+        Returns:
+            The stroke.
+        """
+
     def _plan(self, theta: np.ndarray, model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
         """Turn θ into ``(qpos0, ctrl)``: the initial joint positions and a control per step.
 
-        Controls must be computed from the step index alone (not accumulated time), so
-        that the same θ gives bit-identical controls everywhere.
+        Controls are computed from the step index alone (not accumulated time), so that
+        the same θ gives bit-identical controls everywhere.
         """
+        start, ctrl = self.stroke(theta).reference(self.nstep, self.timestep)
+        qpos0 = model.qpos0.copy()
+        set_joint_positions(model, qpos0, dict(zip(self.effector_joints, start, strict=True)))
+        return qpos0, ctrl
 
     def outcome(self, trajectory: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """Outcome of a path for a goal; the default is the path's final xy position.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from icpi.envs.base import Instance, Task, ThetaSpec, set_joint_positions, straight_stroke
+from icpi.envs.base import Instance, Stroke, Task, ThetaSpec
 from icpi.envs.gym_env import TaskEnv
 
 ROPE_SEGMENTS = 10  # capsules in the chain (same for every instance)
@@ -63,6 +63,7 @@ class RopeSwingTask(Task):
     physics_ranges = {"rope_length": (0.4, 0.6), "rope_density": (0.05, 0.2)}
     horizon = 2.0
     tracked_sensor = "tip_pos"
+    effector_joints = ("effector_x", "effector_y")
 
     def _apply_instance(self, spec: mujoco.MjSpec, instance: Instance) -> None:
         physics = instance.physics_dict
@@ -87,12 +88,10 @@ class RopeSwingTask(Task):
             objname="tip",
         )
 
-    def _plan(self, theta: np.ndarray, model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
+    def stroke(self, theta: np.ndarray) -> Stroke:
+        """See :meth:`Task.stroke`."""
         angle, length, duration = (float(v) for v in theta)
-        start, ctrl = straight_stroke(angle, 0.0, length, duration, self.nstep, self.timestep)
-        qpos0 = model.qpos0.copy()
-        set_joint_positions(model, qpos0, {"effector_x": start[0], "effector_y": start[1]})
-        return qpos0, ctrl
+        return Stroke(angle, 0.0, length, duration)
 
     def outcome(self, trajectory: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """The point of the tip's path closest to the goal (see :meth:`Task.outcome`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from icpi.envs.base import Instance, Task, ThetaSpec, set_joint_positions, straight_stroke
+from icpi.envs.base import Instance, Stroke, Task, ThetaSpec
 from icpi.envs.gym_env import TaskEnv
 
 PUCK_RADIUS = 0.04  # [m]
@@ -62,6 +62,7 @@ class SlideTask(Task):
     physics_ranges = {"friction": (0.15, 0.30), "puck_mass": (0.1, 0.3)}
     horizon = 2.5
     tracked_sensor = "puck_pos"
+    effector_joints = ("pusher_x", "pusher_y")
 
     def _apply_instance(self, spec: mujoco.MjSpec, instance: Instance) -> None:
         physics = instance.physics_dict
@@ -69,13 +70,10 @@ class SlideTask(Task):
         puck.friction[0] = physics["friction"]
         puck.mass = physics["puck_mass"]
 
-    def _plan(self, theta: np.ndarray, model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
+    def stroke(self, theta: np.ndarray) -> Stroke:
+        """See :meth:`Task.stroke`."""
         angle, distance, duration = (float(v) for v in theta)
-        setback = PUCK_RADIUS + PUSHER_RADIUS + CONTACT_GAP
-        start, ctrl = straight_stroke(angle, setback, distance, duration, self.nstep, self.timestep)
-        qpos0 = model.qpos0.copy()
-        set_joint_positions(model, qpos0, {"pusher_x": start[0], "pusher_y": start[1]})
-        return qpos0, ctrl
+        return Stroke(angle, PUCK_RADIUS + PUSHER_RADIUS + CONTACT_GAP, distance, duration)
 
 
 class SlideGCTask(SlideTask):

@@ -36,7 +36,7 @@ from icpi.robot.skill import (
     hold_plan,
     plan_move,
     plan_trial,
-    skill_spec,
+    skill_task,
     trust_region_violation,
 )
 from icpi.robot.track import BallTrack, Watchdog
@@ -83,7 +83,7 @@ class SkillRunner:
         self.arm = cfg.arm()
         self.limits = cfg.limits()
         self.timing = cfg.timing()
-        self.spec = skill_spec(cfg.skill)
+        self.spec = skill_task(cfg.skill).theta_spec
         if len(cfg.trust_region) != self.spec.dim:
             raise ValueError(f"trust_region needs {self.spec.dim} values (one per θ)")
         self.home = np.asarray(cfg.home, dtype=np.float64)

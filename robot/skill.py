@@ -17,7 +17,7 @@ else needs its own :class:`ArmModel`.
 
 ## Skill → stroke
 Each skill is a straight minimum-jerk stroke of the effector, exactly as in the MuJoCo
-twin (:func:`icpi.envs.base.straight_stroke`):
+twin: the task's own :meth:`icpi.envs.base.Task.stroke` (written once, in ``envs/``):
 
 | skill | θ | setback behind the object [m] | travel [m] | duration [s] |
 |---|---|---|---|---|
@@ -34,16 +34,18 @@ stroke's samples fall on the twin's physics steps when ``sample_dt`` equals them
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from icpi.envs.base import ThetaSpec, min_jerk, straight_stroke
+from icpi.envs import make_task
+from icpi.envs.base import Task, min_jerk
 
 KINEMATICS = ("planar_2r", "cartesian_xy")
-SKILLS = ("ball-roll-gc", "slide", "slide-gc")
+SKILLS = ("ball-roll-gc", "slide", "slide-gc")  # tasks whose stroke an arm can make
 # Tolerance of the time grid [s].
 _TIME_EPS = 1e-9
 
@@ -237,52 +239,22 @@ class Plan:
         return float(self.times[-1])
 
 
-def skill_spec(skill: str) -> ThetaSpec:
-    """θ names, units and bounds of a skill (those of its MuJoCo twin).
+@functools.cache
+def skill_task(skill: str) -> Task:
+    """The MuJoCo task of a skill: its θ spec and its θ → stroke mapping (one definition).
 
     Args:
         skill: One of :data:`SKILLS`.
 
     Returns:
-        The θ spec.
+        The task (shared, built once).
 
     Raises:
         ValueError: On an unknown skill.
     """
-    if skill == "ball-roll-gc":
-        from icpi.envs.ball_roll import BallRollGCTask
-
-        return BallRollGCTask.theta_spec
-    if skill in ("slide", "slide-gc"):
-        from icpi.envs.slide import SlideTask
-
-        return SlideTask.theta_spec
-    raise ValueError(f"skill must be one of {SKILLS}, got {skill!r}")
-
-
-def stroke_geometry(skill: str, theta: ArrayLike) -> tuple[float, float, float, float]:
-    """The stroke of a skill's θ (see the module docstring).
-
-    Args:
-        skill: One of :data:`SKILLS`.
-        theta: θ in physical units.
-
-    Returns:
-        ``(angle [rad], setback [m], travel [m], duration [s])``.
-
-    Raises:
-        ValueError: On an unknown skill.
-    """
-    a, b, c = (float(v) for v in np.asarray(theta, dtype=np.float64))
-    if skill == "ball-roll-gc":
-        from icpi.envs.ball_roll import BALL_RADIUS, STRIKER_RADIUS
-
-        return a, BALL_RADIUS + STRIKER_RADIUS + b, 2.0 * b, c
-    if skill in ("slide", "slide-gc"):
-        from icpi.envs.slide import CONTACT_GAP, PUCK_RADIUS, PUSHER_RADIUS
-
-        return a, PUCK_RADIUS + PUSHER_RADIUS + CONTACT_GAP, b, c
-    raise ValueError(f"skill must be one of {SKILLS}, got {skill!r}")
+    if skill not in SKILLS:
+        raise ValueError(f"skill must be one of {SKILLS}, got {skill!r}")
+    return make_task(skill)
 
 
 def _finish(times: np.ndarray, positions: np.ndarray, arm: ArmModel, start: float) -> Plan:
@@ -314,11 +286,11 @@ def plan_trial(
     dt = timing.sample_dt
     if not dt > 0:
         raise ValueError(f"sample_dt must be positive, got {dt}")
-    angle, setback, travel, duration = stroke_geometry(skill, theta)
+    stroke = skill_task(skill).stroke(np.asarray(theta, dtype=np.float64))
     home_q = np.asarray(home, dtype=np.float64)
     # Stroke reference on the grid, relative to its own start (step index only).
-    n_stroke = math.ceil((duration + timing.hold) / dt - _TIME_EPS) + 1
-    start_xy, ref = straight_stroke(angle, setback, travel, duration, n_stroke, dt)
+    n_stroke = math.ceil((stroke.duration + timing.hold) / dt - _TIME_EPS) + 1
+    start_xy, ref = stroke.reference(n_stroke, dt)
     q_stroke = arm.ik(ref)
     q_start = arm.ik(start_xy)
     n_approach = max(1, math.ceil(timing.approach_duration / dt - _TIME_EPS))

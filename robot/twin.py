@@ -22,15 +22,7 @@ import numpy as np
 
 from icpi.envs import make_task
 from icpi.envs.base import Instance
-from icpi.robot.skill import ArmModel
-
-# Effector slide joints of each twin task (x, y), in actuator order.
-EFFECTOR_JOINTS = {
-    "ball-roll-gc": ("striker_x", "striker_y"),
-    "slide": ("pusher_x", "pusher_y"),
-    "slide-gc": ("pusher_x", "pusher_y"),
-}
-
+from icpi.robot.skill import SKILLS, ArmModel
 
 class Twin:
     """A persistent MuJoCo scene driven by joint trajectories."""
@@ -39,7 +31,7 @@ class Twin:
         """Build the scene with the effector at home and the object on its spot.
 
         Args:
-            skill: Twin task id (a key of :data:`EFFECTOR_JOINTS`).
+            skill: Twin task id (a key of :data:`SKILLS`).
             arm: Arm model (maps joints to the effector's xy).
             home: Home joint positions.
             physics: Hidden physical parameters, in sorted name order.
@@ -47,8 +39,8 @@ class Twin:
         Raises:
             ValueError: On an unknown skill or a physics value outside its range.
         """
-        if skill not in EFFECTOR_JOINTS:
-            raise ValueError(f"the twin runs {list(EFFECTOR_JOINTS)}, not {skill!r}")
+        if skill not in SKILLS:
+            raise ValueError(f"the twin runs {list(SKILLS)}, not {skill!r}")
         self.task = make_task(skill)
         names = sorted(self.task.physics_ranges)
         if len(physics) != len(names):
@@ -63,8 +55,8 @@ class Twin:
         self.data = mujoco.MjData(self.model)
         self.dt = float(self.model.opt.timestep)
         m = self.model
-        self._qadr = np.array([m.joint(n).qposadr[0] for n in EFFECTOR_JOINTS[skill]])
-        self._vadr = np.array([m.joint(n).dofadr[0] for n in EFFECTOR_JOINTS[skill]])
+        self._qadr = np.array([m.joint(n).qposadr[0] for n in self.task.effector_joints])
+        self._vadr = np.array([m.joint(n).dofadr[0] for n in self.task.effector_joints])
         self._obj_q = np.setdiff1d(np.arange(m.nq), self._qadr)
         self._obj_v = np.setdiff1d(np.arange(m.nv), self._vadr)
         self._sensor = int(m.sensor(self.task.tracked_sensor).adr[0])

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from icpi.envs import make_task
-from icpi.envs.base import straight_stroke
 from icpi.robot.adapter import ArmTask, TrialFailed, relabel_rollouts
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
 from icpi.robot.params import SkillNodeConfig
@@ -26,8 +25,7 @@ from icpi.robot.skill import (
     clip_to_trust_region,
     plan_move,
     plan_trial,
-    skill_spec,
-    stroke_geometry,
+    skill_task,
     trust_region_violation,
 )
 from icpi.robot.track import BallTrack, RestRule, Watchdog
@@ -66,14 +64,14 @@ def test_unreachable_and_bad_models():
 def test_trial_plan_follows_the_twin_stroke(skill):
     cfg = SkillNodeConfig()
     arm = cfg.arm()
-    spec = skill_spec(skill)
+    spec = skill_task(skill).theta_spec
     theta = 0.5 * (spec.low_array + spec.high_array)
     timing = TrialTiming(sample_dt=0.002, approach_duration=0.5, dwell=0.1, hold=0.1)
     plan = plan_trial(skill, theta, arm, cfg.home, timing)
     assert np.all(np.diff(plan.times) > 0) and plan.times[0] == pytest.approx(0.002)
-    angle, setback, travel, duration = stroke_geometry(skill, theta)
-    n = round((duration + 0.1) / 0.002) + 1
-    _start, ref = straight_stroke(angle, setback, travel, duration, n, 0.002)
+    stroke = make_task(skill).stroke(theta)
+    n = round((stroke.duration + 0.1) / 0.002) + 1
+    _start, ref = stroke.reference(n, 0.002)
     k0 = round(plan.stroke_start / 0.002) - 1  # index of the stroke's first point
     np.testing.assert_allclose(plan.effector[k0:], ref, atol=1e-12)
     np.testing.assert_allclose(plan.effector[0], arm.fk(np.asarray(cfg.home)), atol=1e-3)
