@@ -24,6 +24,7 @@ from icpi.envs import make_task
 from icpi.envs.base import Instance
 from icpi.robot.skill import SKILLS, ArmModel
 
+
 class Twin:
     """A persistent MuJoCo scene driven by joint trajectories."""
 
