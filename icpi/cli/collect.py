@@ -55,6 +55,13 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
     p.add_argument("--keep-rollouts", action="store_true", help="Keep OUT/.rollouts after saving.")
+    p.add_argument(
+        "--compare-to",
+        type=Path,
+        metavar="DIR",
+        help="After building, compare with the dataset in DIR (e.g. the shipped one): exit 1"
+        " unless bit-identical or within the stated rebuild tolerance (datasets/README.md).",
+    )
     p.set_defaults(func=run)
 
 
@@ -67,7 +74,13 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit code: 0 on success, 2 on a bad argument, 1 on a dataset or import error.
     """
-    from icpi.manipulation.dataset import DatasetError, collect_dataset, regeneration_command
+    from icpi.manipulation.dataset import (
+        DatasetError,
+        ImprovementDataset,
+        collect_dataset,
+        compare_datasets,
+        regeneration_command,
+    )
 
     if args.size < 1:
         log.error("--size must be at least 1, got %d", args.size)
@@ -94,4 +107,14 @@ def run(args: argparse.Namespace) -> int:
     log.info(
         "%s: %d examples in %s (%.1f s)", args.task, len(ds), args.out, time.perf_counter() - t0
     )
+    if args.compare_to is not None:
+        try:
+            reference = ImprovementDataset.load(args.compare_to, task_id=args.task)
+        except DatasetError as err:
+            log.error("%s", err)
+            return 1
+        result = compare_datasets(ds, reference)
+        level = logging.INFO if result.within_tolerance else logging.ERROR
+        log.log(level, "%s vs %s: %s", args.out, args.compare_to, result.describe())
+        return 0 if result.within_tolerance else 1
     return 0

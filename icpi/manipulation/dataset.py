@@ -1011,13 +1011,125 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+# ---------------------------------------------------------------------------- rebuilds
+#: Relative tolerance of a rebuilt dataset's MuJoCo-computed floats (e, outcome, goal):
+#: MuJoCo and numpy take other SIMD paths on other CPUs, which moves the last bits.
+REBUILD_RTOL = 1e-9
+#: Absolute floor of that tolerance, for values near zero [m].
+REBUILD_ATOL = 1e-12
+#: Columns that a rebuild must reproduce exactly on any machine: they come from the
+#: seeded RNGs and the selection, not from the physics.
+EXACT_BLOCKS = ("theta", "dtheta", "physics")
+#: Sidecar fields that may differ between two builds of the same data: the table's hash,
+#: the package versions and the command line (which names the output directory).
+_VOLATILE_META = ("examples_sha256", "versions", "command")
+
+
+@dataclass(frozen=True)
+class DatasetComparison:
+    """How a rebuilt dataset compares with a reference copy (see :func:`compare_datasets`)."""
+
+    identical: bool
+    """Both tables hold bit-identical values (the promise on one machine)."""
+    within_tolerance: bool
+    """Integer, θ, Δθ* and physics columns are exact, and every other float is within
+    ``REBUILD_RTOL`` relative (``REBUILD_ATOL`` absolute) of the reference."""
+    problems: tuple[str, ...]
+    """What breaks the tolerance, one line each (empty when within it)."""
+    max_abs_diff: float
+    """Largest absolute difference over the float columns [m or θ units]."""
+    rows_differing: int
+    """Rows with any bit difference."""
+
+    def describe(self) -> str:
+        """One line for a log or a terminal."""
+        if self.identical:
+            return "bit-identical to the reference"
+        if self.within_tolerance:
+            return (
+                f"within tolerance of the reference (rtol {REBUILD_RTOL:g}): {self.rows_differing}"
+                f" rows differ in the last bits, max |diff| {self.max_abs_diff:.3g}"
+            )
+        return "outside tolerance of the reference: " + "; ".join(self.problems)
+
+
+def compare_datasets(
+    rebuilt: ImprovementDataset,
+    reference: ImprovementDataset,
+    rtol: float = REBUILD_RTOL,
+    atol: float = REBUILD_ATOL,
+) -> DatasetComparison:
+    """Compare a rebuilt dataset with a reference copy (e.g. the shipped one).
+
+    On one machine a rebuild is bit-identical. On another CPU the MuJoCo-computed columns
+    (``e``, ``outcome``, ``goal``) may differ in the last bits, so they are compared with a
+    tolerance; the integer columns, θ, Δθ* and the physics come from the seeded RNGs and
+    must match exactly, and so must the sidecar (but for the table's hash, the recorded
+    package versions and the command line).
+
+    Args:
+        rebuilt: The new build.
+        reference: The copy to compare with.
+        rtol: Relative tolerance of the physics-computed floats.
+        atol: Absolute tolerance of the physics-computed floats (near-zero values).
+
+    Returns:
+        The comparison.
+    """
+    problems: list[str] = []
+    meta_a = {k: v for k, v in rebuilt.meta.items() if k not in _VOLATILE_META}
+    meta_b = {k: v for k, v in reference.meta.items() if k not in _VOLATILE_META}
+    for key in sorted(set(meta_a) | set(meta_b)):
+        if meta_a.get(key) != meta_b.get(key):
+            problems.append(f"sidecar field {key!r} differs")
+    cols_a, cols_b = rebuilt._columns(), reference._columns()
+    if list(cols_a) != list(cols_b) or len(rebuilt) != len(reference):
+        problems.append(
+            f"table shape differs ({len(rebuilt)} vs {len(reference)} rows,"
+            f" columns {list(cols_a)} vs {list(cols_b)})"
+        )
+        return DatasetComparison(False, False, tuple(problems), math.inf, len(reference))
+    differing = np.zeros(len(reference), dtype=bool)
+    max_diff = 0.0
+    for name, a in cols_a.items():
+        b = cols_b[name]
+        differing |= a != b
+        prefix = name.partition(".")[0]
+        if a.dtype.kind != "f" or prefix in EXACT_BLOCKS:
+            bad = int(np.count_nonzero(a != b))
+            if bad:
+                problems.append(f"column {name!r} must match exactly; {bad} rows differ")
+            if a.dtype.kind == "f":
+                max_diff = max(max_diff, float(np.max(np.abs(a - b))))
+            continue
+        diff = np.abs(a - b)
+        max_diff = max(max_diff, float(diff.max(initial=0.0)))
+        far = ~np.isclose(a, b, rtol=rtol, atol=atol)
+        if np.any(far):
+            j = int(np.argmax(np.where(far, diff, -1.0)))
+            problems.append(
+                f"column {name!r}: {int(far.sum())} rows beyond rtol {rtol:g} (row {j}:"
+                f" {a[j]!r} vs {b[j]!r})"
+            )
+    rows = int(differing.sum())
+    return DatasetComparison(
+        identical=rows == 0 and not problems,
+        within_tolerance=not problems,
+        problems=tuple(problems),
+        max_abs_diff=max_diff,
+        rows_differing=rows,
+    )
+
+
 __all__ = [
     "DEFAULT_DESIGN",
     "DEFAULT_SIZE",
+    "DatasetComparison",
     "DatasetError",
     "ImprovementDataset",
     "SamplingDesign",
     "collect_dataset",
+    "compare_datasets",
     "default_dataset_dir",
     "load_default_dataset",
     "regeneration_command",
