@@ -181,26 +181,23 @@ class SimArmConfig(ArmConfig):
 
 @dataclass
 class DriverConfig:
-    """Parameters of ``icpi-driver-node`` (runs the ICPI loop against the arm)."""
+    """Parameters of ``icpi-driver-node`` (runs an improvement method against the arm).
 
-    task: str = _p("ball-roll-gc", "Task id of the skill (its dataset and θ spec)")
+    What to run is not listed here: it is the same typed configuration as ``icpi run``'s,
+    read from the nested parameters ``run.*`` (:class:`~icpi.manipulation.config.RunConfig`
+    and the method's settings, e.g. ``run.method``, ``run.settings.k``) and ``llm.*``
+    (:class:`~icpi.llm.config.LLMConfig`, e.g. ``llm.base_url``, ``llm.sampling.temperature``)
+    by :func:`declare_layer` and validated by the same loader. The API key comes only from
+    ``OPENAI_API_KEY`` (parameters can be read by anyone on the graph).
+    """
+
     goal: list[float] = _p([0.7, 0.0], "Goal in the task frame [m]")
     physics: list[float] = _p(
         [0.065, 0.0035],
         "Nominal hidden physics (sorted names) recorded with the run; unknown on hardware",
     )
-    method: str = _p("icpi", "Improvement method, as in simulation (icpi or a baseline)")
     out: str = _p("runs/real_arm", "Run directory (resumed when it holds the same run)")
-    iterations: int = _p(20, "Rollouts in total, θ0 included", 1, 1000)
-    seed: int = _p(0, "Run seed", 0, 2**31 - 1)
-    theta0: str = _p("center", "Initial θ: center or random")
-    dataset: str = _p("", "Dataset directory ('' : the shipped default)")
-    dataset_size: int = _p(0, "Use a seeded subset of this many examples (0: all)", 0, 100000)
-    k: int = _p(20, "Neighbours shown in the prompt", 1, 1000)
-    sampler: str = _p("llm", "llm (endpoint below or the embedded model) or nearest (no model)")
-    llm_base_url: str = _p("", "OpenAI-compatible endpoint ('' : env or embedded)")
-    llm_model: str = _p("", "Model name ('' : default)")
-    llm_mode: str = _p("completion", "completion or chat")
+    sampler: str = _p("llm", "llm (endpoint llm.* or the embedded model) or nearest (no model)")
     trust_region: list[float] = _p(
         [0.3, 0.05, 0.19], "Largest |Δθ| per parameter the driver sends (θ units; 0: unbounded)"
     )
@@ -212,6 +209,34 @@ class DriverConfig:
     progress_topic: str = _p("icpi/progress", "std_msgs/String (JSON) out, one per rollout")
     summary_topic: str = _p("icpi/summary", "std_msgs/String (JSON) out, transient local")
     exit_when_done: bool = _p(True, "Shut the node down when the run ends")
+
+
+def declare_layer(node: Any, prefix: str, names: list[str]) -> dict[str, Any]:
+    """Declare ``prefix.<name>`` parameters (any type, unset by default) and read them back.
+
+    Args:
+        node: The rclpy node.
+        prefix: ``run`` or ``llm``.
+        names: Dotted setting names under the prefix (e.g. ``settings.k``).
+
+    Returns:
+        The nested mapping of the parameters that were set (an empty string counts as unset),
+        for :func:`icpi.config.load`.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    from icpi.config import nest
+
+    flat: dict[str, Any] = {}
+    for name in names:
+        full = f"{prefix}.{name}"
+        desc = ParameterDescriptor(description=f"see {prefix}.{name} in icpi", dynamic_typing=True)
+        node.declare_parameter(full, None, desc)
+        value = node.get_parameter(full).value
+        if value is None or value == "":
+            continue
+        flat[name] = list(value) if isinstance(value, tuple | list) else value
+    return nest(flat)
 
 
 def config_fields(cls: type) -> list[dataclasses.Field[Any]]:

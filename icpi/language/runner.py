@@ -53,12 +53,6 @@ log = logging.getLogger(__name__)
 
 METHODS = (*ICRL_METHODS, *BASELINES, "me-icpo")
 TASKS = ("game24", "writing", "math")
-#: LLM settings that do not change what a run computes (left out of config.json, so a run
-#: can be resumed offline, with another log file or timeout).
-_VOLATILE_LLM_KEYS = (
-    "offline", "log_path", "cache_path", "use_cache", "timeout_s", "max_retries",
-    "empty_retries", "server_startup_s",
-)  # fmt: skip
 #: Characters of a response kept in records.jsonl.
 RECORD_TEXT_CHARS = 600
 
@@ -217,7 +211,7 @@ def summarise_rounds(records: list[dict[str, Any]], rounds: int) -> list[dict[st
 
 
 def _public_llm(llm: LLMConfig) -> dict[str, Any]:
-    return {k: v for k, v in llm.public_dict().items() if k not in _VOLATILE_LLM_KEYS}
+    return llm.recorded()
 
 
 def _make_samplers(

@@ -119,7 +119,7 @@ def test_default_command_is_recorded(tmp_path):
 # ---------------------------------------------------------------------------- resume
 def test_resume_after_interruption_is_bit_identical(small, tmp_path, monkeypatch):
     out = tmp_path / "resume"
-    real = dsmod.collect_instance
+    real = dsmod.design.collect_instance
     calls: list[list[int]] = []
     interrupt = [True]
 
@@ -129,7 +129,7 @@ def test_resume_after_interruption_is_bit_identical(small, tmp_path, monkeypatch
             raise KeyboardInterrupt  # as if killed while running the second instance
         return real(task, seed, indices, design, nthread)
 
-    monkeypatch.setattr(dsmod, "collect_instance", flaky)
+    monkeypatch.setattr(dsmod.design, "collect_instance", flaky)
     with pytest.raises(KeyboardInterrupt):
         collect_dataset(TASK, out, size=SIZE, seed=SEED, workers=1, progress=False, command=COMMAND)
     kept = sorted(p.name for p in (out / ".rollouts").glob("instance_*.npz"))
@@ -316,11 +316,12 @@ def test_cli_collect(tmp_path, caplog):
     assert icpi_main(["collect", "--task", "slide", "--out", str(out), "--size", "0"]) == 2
 
 
-def test_cli_ray_backend_missing(tmp_path, monkeypatch, caplog):
+def test_cli_ray_backend_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     argv = ["collect", "--task", "slide", "--out", str(tmp_path / "r"), "--size", "2"]
-    assert icpi_main([*argv, "--backend", "ray", "--no-progress"]) == 1
-    assert "pip install 'icpi[ray]'" in caplog.text
+    assert icpi_main([*argv, "--backend", "ray", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'icpi[ray]'" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -345,22 +345,30 @@ def test_adapter_clips_and_reports_failures():
 
 
 def test_driver_loop_is_the_simulation_loop(tmp_path):
-    """run_icpi on the adapter (in-process transport) = run_icpi on the MuJoCo task."""
+    """run_method on the adapter (in-process transport) = run_method on the MuJoCo task."""
     from icpi.core import ScriptedSampler
+    from icpi.core.samplers import copy_nearest_example
     from icpi.manipulation.dataset import ImprovementDataset
-    from icpi.manipulation.run import RunConfig, run_icpi
-    from icpi.robot.driver_node import nearest_example_sampler
+    from icpi.manipulation.run import RunConfig, run_method
 
     cfg = RunConfig(task="ball-roll-gc", seed=0, iterations=4, dataset_size=60)
     task = ArmTask("ball-roll-gc", InProcessTransport(), goal=(0.7, 0.1), physics=[0.065, 0.0035])
-    s_arm = run_icpi(
-        cfg, tmp_path / "arm", sampler=nearest_example_sampler(), task=task, instance=task.instance
+    s_arm = run_method(
+        cfg,
+        tmp_path / "arm",
+        sampler=ScriptedSampler(copy_nearest_example),
+        task=task,
+        instance=task.instance,
     )
     sim = make_task("ball-roll-gc")
-    s_sim = run_icpi(
-        cfg, tmp_path / "sim", sampler=nearest_example_sampler(), task=sim, instance=task.instance
+    s_sim = run_method(
+        cfg,
+        tmp_path / "sim",
+        sampler=ScriptedSampler(copy_nearest_example),
+        task=sim,
+        instance=task.instance,
     )
-    assert isinstance(nearest_example_sampler(), ScriptedSampler)
+    assert isinstance(ScriptedSampler(copy_nearest_example), ScriptedSampler)
     arm_rec = [json.loads(x) for x in open(tmp_path / "arm" / "records.jsonl")]
     sim_rec = [json.loads(x) for x in open(tmp_path / "sim" / "records.jsonl")]
     assert [r["theta"] for r in arm_rec] == [r["theta"] for r in sim_rec]
