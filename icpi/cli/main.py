@@ -63,11 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if level not in logging.getLevelNamesMapping():
         sys.stderr.write(f"icpi: unknown --log-level {args.log_level!r} (use DEBUG, INFO, ...)\n")
         return EXIT_USER
+    from icpi.core.secrets import RedactingFilter
+
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # no credential in a URL reaches the log
+        handler.addFilter(RedactingFilter())
     debug = level == "DEBUG"
     try:
         code: int = args.func(args)

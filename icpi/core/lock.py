@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from icpi.core.secrets import redact_command
 from icpi.errors import RunDirError
 
 #: Name of the lock file inside a locked directory.
@@ -51,7 +52,7 @@ class DirLock:
                 f" {holder.get('command', '?')}); wait for it to finish, or choose another"
                 " output directory"
             ) from None
-        record = {"pid": os.getpid(), "command": " ".join(sys.argv), "since": time.time()}
+        record = {"pid": os.getpid(), "command": redact_command(sys.argv), "since": time.time()}
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, (json.dumps(record) + "\n").encode(), 0)
 

@@ -29,7 +29,7 @@ from typing import Any
 from icpi.core.buffer import ExperienceBuffer
 from icpi.core.files import append_jsonl, read_jsonl, write_jsonl
 from icpi.core.records import jsonable
-from icpi.core.secrets import redact
+from icpi.core.secrets import redact, redact_command
 from icpi.errors import RunDirError
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class RunDir:
         entry = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "pid": os.getpid(),
-            "command": " ".join(sys.argv),
+            "command": redact_command(sys.argv),
             **(session or {}),
         }
         append_jsonl(self.sessions_file, redact(entry))
@@ -215,7 +215,9 @@ def _differences(old: Any, new: Any, where: str = "") -> list[str]:
     """The dotted keys at which two JSON values differ, with both values."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
-        for key in sorted(set(old) | set(new)):
+        # What the user set (run, llm) first; what follows from it (instance, θ0) after.
+        first = {"run": 0, "llm": 1}
+        for key in sorted(set(old) | set(new), key=lambda k: (first.get(str(k), 2), str(k))):
             sub = f"{where}.{key}" if where else str(key)
             if key not in old or key not in new:
                 out.append(f"{sub}: {old.get(key, '<unset>')!r} -> {new.get(key, '<unset>')!r}")

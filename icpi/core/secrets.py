@@ -11,6 +11,7 @@ Two rules, applied wherever data is stored or logged:
 
 from __future__ import annotations
 
+import logging
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -98,6 +99,35 @@ def redact_text(text: str) -> str:
     return _URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
+#: Command-line flags whose value is a credential.
+SECRET_FLAGS = ("--api-key", "--password", "--token")
+
+
+def redact_command(argv: list[str]) -> str:
+    """A command line fit to store: credential flags masked, URLs cleaned.
+
+    Args:
+        argv: The arguments (``sys.argv``).
+
+    Returns:
+        The command as one string.
+    """
+    out: list[str] = []
+    masked = False
+    for arg in argv:
+        if masked:
+            out.append(REDACTED)
+            masked = False
+            continue
+        flag, eq, _ = arg.partition("=")
+        if flag in SECRET_FLAGS:
+            out.append(f"{flag}={REDACTED}" if eq else flag)
+            masked = not eq
+            continue
+        out.append(redact_text(arg))
+    return " ".join(out)
+
+
 def redact(data: Any) -> Any:
     """Drop credential keys and clean URLs in nested JSON-like data.
 
@@ -114,3 +144,37 @@ def redact(data: Any) -> Any:
     if isinstance(data, str):
         return redact_text(data)
     return data
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that cleans the URLs of every message (see :func:`redact_text`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Clean the record's message in place.
+
+        Args:
+            record: The record.
+
+        Returns:
+            Always True (the record is kept).
+        """
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+#: Loggers of the HTTP stack that write request URLs (httpx logs them at INFO).
+HTTP_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "openai._base_client")
+
+
+def install_log_redaction() -> None:
+    """Attach :class:`RedactingFilter` to the HTTP stack's loggers (idempotent)."""
+    for name in HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

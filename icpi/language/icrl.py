@@ -46,7 +46,7 @@ from icpi.core import (
 )
 from icpi.language.common import ResponseParser, RoundUsage, Samplers
 from icpi.language.tasks import LanguageTask, Problem, reward_tag
-from icpi.llm.errors import LLMEmptyResponseError
+from icpi.llm.errors import MODEL_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +443,7 @@ def build_icrl_loop(
         LoopPolicy(
             n_samples=1,
             max_resamples=0,
-            model_errors=(LLMEmptyResponseError,),
+            model_errors=MODEL_ERRORS,
             fallback=lambda state: "",
         ),
         task={"task_text": task_text, "problem": problem.id, **problem.data},

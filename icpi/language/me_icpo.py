@@ -47,7 +47,7 @@ from icpi.core import (
 )
 from icpi.language.common import RoundUsage, Samplers
 from icpi.language.tasks import LanguageTask, Problem
-from icpi.llm.errors import LLMEmptyResponseError
+from icpi.llm.errors import MODEL_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +382,7 @@ def build_me_icpo_loop(
         LoopPolicy(
             n_samples=settings.k,
             max_resamples=0,
-            model_errors=(LLMEmptyResponseError,),
+            model_errors=MODEL_ERRORS,
             invalid_reward=0.0,
         ),
         task={"task_text": task.describe(problem), "problem": problem.id},

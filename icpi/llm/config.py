@@ -105,6 +105,7 @@ VOLATILE_KEYS = (
     "api_key",
     "timeout_s",
     "connect_timeout_s",
+    "call_timeout_s",
     "max_retries",
     "outage_s",
     "empty_retries",
@@ -134,7 +135,7 @@ class LLMConfig:
     mode: Mode = "completion"
     """``completion`` (plain-text prompt, ``/v1/completions``) or ``chat``
     (``/v1/chat/completions``)."""
-    timeout_s: float = 60.0
+    timeout_s: float = 30.0
     """Read timeout of one HTTP request, seconds (the answer must start within it)."""
     connect_timeout_s: float = 5.0
     """Connect timeout of one HTTP request, seconds."""
@@ -142,6 +143,10 @@ class LLMConfig:
     """Retries of one call on transient failures (timeouts, refused or reset connections,
     HTTP 408/409/429/5xx, malformed bodies), with exponential backoff and jitter (a 429's
     Retry-After is honoured); then the call fails and the loop falls back."""
+    call_timeout_s: float = 90.0
+    """Longest time one call may take, all its retries included, seconds; then it fails
+    (and the loop falls back). With the defaults a server that accepts the connection and
+    never answers holds a call for at most 3 read timeouts of 30 s."""
     outage_s: float = 120.0
     """An endpoint failing every call for this long stops the run (exit 3, resumable)."""
     empty_retries: int = 2
@@ -168,8 +173,8 @@ class LLMConfig:
             raise ValueError(f"mode must be 'chat' or 'completion', got {self.mode!r}")
         if self.timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise ValueError("timeout_s and connect_timeout_s must be > 0")
-        if self.outage_s <= 0:
-            raise ValueError(f"outage_s must be > 0, got {self.outage_s}")
+        if self.outage_s <= 0 or self.call_timeout_s <= 0:
+            raise ValueError("outage_s and call_timeout_s must be > 0")
         if self.max_retries < 0 or self.empty_retries < 0:
             raise ValueError("max_retries and empty_retries must be >= 0")
 
@@ -316,6 +321,7 @@ _FLAG_NAMES = {
     "timeout_s": "timeout",
     "connect_timeout_s": "connect-timeout",
     "outage_s": "outage",
+    "call_timeout_s": "call-timeout",
     "cache_path": "cache",
     "log_path": "llm-log",
     "server_startup_s": "server-startup",

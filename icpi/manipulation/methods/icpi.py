@@ -37,6 +37,7 @@ from icpi.core import (
     Selector,
 )
 from icpi.envs.spec import Rollout
+from icpi.llm.errors import MODEL_ERRORS
 from icpi.manipulation.methods import register
 from icpi.manipulation.methods.base import Method, MethodContext, MethodSettings, Vec
 from icpi.manipulation.methods.knn import check_k
@@ -201,6 +202,7 @@ class ICPI(Method[ICPISettings]):
             LoopPolicy(
                 n_samples=s.n_samples,
                 max_resamples=s.max_resamples,
+                model_errors=MODEL_ERRORS,  # a failed call re-samples, then falls back
                 to_action=self._to_action,
                 fallback=self._fallback,
                 initial_action=lambda state: self.box.theta0.tolist(),
