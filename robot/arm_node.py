@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -30,7 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
 from icpi.robot.params import SkillNodeConfig, declare_config
-from icpi.robot.ros_common import run_node, trajectory_msg
+from icpi.robot.ros_common import run_node, time_msg, trajectory_msg
 from icpi.robot.runner import SkillRunner
 from icpi.robot.skill import Plan
 
@@ -62,7 +64,9 @@ class ArmSkillNode(Node):
         self.traj_pub = self.create_publisher(JointTrajectory, cfg.trajectory_topic, RELIABLE)
         self.result_pub = self.create_publisher(String, cfg.result_topic, RELIABLE)
         self.state_pub = self.create_publisher(String, cfg.state_topic, LATCHED)
-        self.runner = SkillRunner(cfg, self._send)
+        # Trajectories run on the controller's clock: the node's ROS clock (the twin's
+        # simulated time under use_sim_time); the watchdog and timeouts stay on wall time.
+        self.runner = SkillRunner(cfg, self._send, controller_clock=self._ros_now)
         sensors = ReentrantCallbackGroup()
         urgent = MutuallyExclusiveCallbackGroup()
         self.create_subscription(
@@ -88,15 +92,23 @@ class ArmSkillNode(Node):
         self._state = ""
         self._state_lock = threading.Lock()
         self._publish_state()
-        self.create_timer(0.2, self._publish_state, callback_group=urgent)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # ticks even if /clock stops
+        self.create_timer(0.2, self._publish_state, callback_group=urgent, clock=steady)
         self.get_logger().info(
             f"arm skill node ready: skill {cfg.skill}, joints {cfg.joint_names},"
             f" requests on {cfg.request_topic}"
         )
 
+    def _ros_now(self) -> float:
+        return float(self.get_clock().now().nanoseconds) * 1e-9
+
     # ------------------------------------------------------------------ outputs
-    def _send(self, plan: Plan) -> None:
-        self.traj_pub.publish(trajectory_msg(plan, self.cfg.joint_names))
+    def _send(self, plan: Plan, start: Callable[[], float]) -> float:
+        msg = trajectory_msg(plan, self.cfg.joint_names)
+        stamp = start()  # after building the message: the lead covers only the transport
+        msg.header.stamp = time_msg(stamp)
+        self.traj_pub.publish(msg)
+        return stamp
 
     def _publish_result(self, result: TrialResult) -> None:
         self.result_pub.publish(String(data=result.to_json()))
