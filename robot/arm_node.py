@@ -21,10 +21,16 @@ from collections.abc import Callable
 from typing import Any
 
 from geometry_msgs.msg import PointStamped, PoseStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
@@ -39,6 +45,10 @@ from icpi.robot.skill import Plan
 log = logging.getLogger(__name__)
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Requests and results: nothing dropped under a flood, so every request gets an answer.
+EVERY = QoSProfile(
+    history=HistoryPolicy.KEEP_ALL, depth=1000, reliability=ReliabilityPolicy.RELIABLE
+)
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -62,15 +72,21 @@ class ArmSkillNode(Node):
         if cfg.ball_msg_type not in ("point", "pose"):
             raise ValueError(f"ball_msg_type must be point or pose, got {cfg.ball_msg_type!r}")
         self.traj_pub = self.create_publisher(JointTrajectory, cfg.trajectory_topic, RELIABLE)
-        self.result_pub = self.create_publisher(String, cfg.result_topic, RELIABLE)
+        self.result_pub = self.create_publisher(String, cfg.result_topic, EVERY)
         self.state_pub = self.create_publisher(String, cfg.state_topic, LATCHED)
         # Trajectories run on the controller's clock: the node's ROS clock (the twin's
         # simulated time under use_sim_time); the watchdog and timeouts stay on wall time.
         self.runner = SkillRunner(cfg, self._send, controller_clock=self._ros_now)
-        sensors = ReentrantCallbackGroup()
+        # One callback group per input: a flood on one (a camera spewing NaN, a storm of
+        # requests) cannot starve the joint states or the e-stop of executor threads.
+        joints, camera, requests = (MutuallyExclusiveCallbackGroup() for _ in range(3))
         urgent = MutuallyExclusiveCallbackGroup()
         self.create_subscription(
-            JointState, cfg.joint_state_topic, self._on_joint_state, 20, callback_group=sensors
+            JointState,
+            cfg.joint_state_topic,
+            self._on_joint_state,
+            qos_profile_sensor_data,
+            callback_group=joints,
         )
         ball_type = PointStamped if cfg.ball_msg_type == "point" else PoseStamped
         self.create_subscription(
@@ -78,10 +94,10 @@ class ArmSkillNode(Node):
             cfg.ball_topic,
             self._on_ball,
             qos_profile_sensor_data,
-            callback_group=sensors,
+            callback_group=camera,
         )
         self.create_subscription(
-            Float64MultiArray, cfg.request_topic, self._on_request, RELIABLE, callback_group=sensors
+            Float64MultiArray, cfg.request_topic, self._on_request, EVERY, callback_group=requests
         )
         self.create_subscription(Bool, cfg.estop_topic, self._on_estop, 10, callback_group=urgent)
         self.create_service(Trigger, "~/estop", self._srv_estop, callback_group=urgent)
@@ -202,7 +218,7 @@ def main(args: list[str] | None = None) -> int:
     Returns:
         Exit code.
     """
-    return run_node(ArmSkillNode, threads=3, args=args)
+    return run_node(ArmSkillNode, threads=4, args=args)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,32 @@ class NodeProcess:
         self._fh.close()
 
 
+FLOOD = """
+import math, sys, time, rclpy
+from geometry_msgs.msg import PointStamped
+rclpy.init()
+node = rclpy.create_node("flood", namespace=sys.argv[1])
+pub = node.create_publisher(PointStamped, "ball/point", 10)
+msg = PointStamped()
+msg.point.x = math.nan
+rate, seconds = float(sys.argv[2]), float(sys.argv[3])
+t0 = time.monotonic()
+k = 0
+while time.monotonic() - t0 < seconds:
+    pub.publish(msg)
+    k += 1
+    time.sleep(max(0.0, t0 + k / rate - time.monotonic()))
+print(f"published {k}", flush=True)
+"""
+
+
+def flood_ball(ns: str, rate: float, seconds: float, log: Path) -> subprocess.Popen:
+    """A separate process that floods the ball topic with NaN points."""
+    fh = open(log, "w")
+    args = [sys.executable, "-c", FLOOD, ns, str(rate), str(seconds)]
+    return subprocess.Popen(args, env=ros_env(), stdout=fh, stderr=subprocess.STDOUT)
+
+
 class Probe:
     """An in-test rclpy node on its own context: sends requests and e-stops, records."""
 
@@ -102,15 +128,18 @@ class Probe:
         self.relay_on = True
         n = self.node
         self.relay_pub = n.create_publisher(JointState, "relay/joint_states", 50)
-        self.request_pub = n.create_publisher(Float64MultiArray, "icpi/trial_request", 10)
         self.estop_pub = n.create_publisher(Bool, "icpi/estop", 10)
         self.raw_pubs: dict[str, object] = {}
-        n.create_subscription(String, "icpi/trial_result", self._on_result, 10)
+        from rclpy.qos import HistoryPolicy, QoSProfile
+
+        every = QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=1000)
+        self.request_pub = n.create_publisher(Float64MultiArray, "icpi/trial_request", every)
+        n.create_subscription(String, "icpi/trial_result", self._on_result, every)
         self.progress: list[dict] = []
         n.create_subscription(
             String, "icpi/progress", lambda m: self.progress.append(json.loads(m.data)), 10
         )
-        from rclpy.qos import DurabilityPolicy, QoSProfile
+        from rclpy.qos import DurabilityPolicy
 
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.arm_state = ""
