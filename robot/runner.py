@@ -7,10 +7,11 @@ worker thread):
 1. refuse when the e-stop is engaged, θ is outside its bounds (the arm never clips), or
    Δθ from the last completed trial leaves the trust region;
 2. wait for fresh joint states; if the arm is not home, move it home first (checked);
-3. plan the trial trajectory and check it against joint, speed and workspace limits;
+3. plan the trial trajectory and check it against position, speed, acceleration, jerk and
+   workspace limits;
    refuse it on any violation; abort without moving when the camera is stale;
-4. send it, then watch: the e-stop halts at once (a hold-in-place trajectory) and the
-   trial ends ``estopped``; stale joint states or a stale ball track abort it (hold,
+4. send it, then watch: the e-stop halts at once (a stop along the path) and the
+   trial ends ``estopped``; stale joint states or a stale ball track abort it (stop,
    ``aborted``); a trajectory whose end is not reached in time aborts it;
 5. wait for the ball to rest, judged on ball points received after the motion ended
    (a lagging camera cannot report the start spot); outcome = rest position,
@@ -204,7 +205,7 @@ class SkillRunner:
         Args:
             reason: Recorded in the results of the stopped and refused trials.
         """
-        with self._cond:  # under the lock: no trajectory can slip out after the hold
+        with self._cond:  # under the lock: no trajectory can slip out after the stop
             first = not self._estop
             self._estop = True
             self._estop_reason = reason
