@@ -42,6 +42,11 @@ FAST_ARM = {
 }
 
 
+def logs(procs) -> str:
+    """The tail of each node's log, for assertion messages."""
+    return "\n".join(f"--- {k}\n{p.text()[-3000:]}" for k, p in procs.items())
+
+
 class NodeProcess:
     """One node in its own process (killed on close)."""
 

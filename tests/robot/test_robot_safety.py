@@ -23,6 +23,7 @@ from rosgraph import (
     Probe,
     flood_ball,
     limit_violations,
+    logs,
     new_namespace,
 )
 
@@ -35,10 +36,6 @@ LIMITS = {
     "jerk_limits": str(JMAX),
 }
 THETA = (0.1, 0.06, 0.3)
-
-
-def logs(procs):
-    return "\n".join(f"--- {k}\n{p.text()[-3000:]}" for k, p in procs.items())
 
 
 @pytest.mark.slow
