@@ -22,7 +22,7 @@ from typing import Any
 
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, String
 
 from icpi.envs.spec import Rollout
@@ -34,6 +34,10 @@ from icpi.robot.ros_common import run_node
 log = logging.getLogger(__name__)
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Results: nothing dropped, even among a flood of other clients' results.
+EVERY = QoSProfile(
+    history=HistoryPolicy.KEEP_ALL, depth=1000, reliability=ReliabilityPolicy.RELIABLE
+)
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -159,7 +163,7 @@ class DriverNode(Node):
             String, self.cfg.arm_state_topic, self._on_arm_state, LATCHED, callback_group=group
         )
         self.create_subscription(
-            String, self.cfg.result_topic, self._on_result, RELIABLE, callback_group=group
+            String, self.cfg.result_topic, self._on_result, EVERY, callback_group=group
         )
         self.task = ArmTask(
             self.run_config.task,

@@ -73,6 +73,10 @@ class SkillNodeConfig(ArmConfig):
     position_lower: list[float] = _p([-2.5, 0.1], "Lower joint position limits [rad or m]")
     position_upper: list[float] = _p([1.0, 2.8], "Upper joint position limits [rad or m]")
     velocity_limits: list[float] = _p([15.0, 15.0], "Joint speed limits [rad/s or m/s]")
+    acceleration_limits: list[float] = _p(
+        [300.0, 300.0], "Joint acceleration limits [rad/s² or m/s²]"
+    )
+    jerk_limits: list[float] = _p([30000.0, 30000.0], "Joint jerk limits [rad/s³ or m/s³]")
     workspace: list[float] = _p(
         [-0.35, 0.35, -0.3, 0.3], "Effector box x_min, x_max, y_min, y_max in the task frame [m]"
     )
@@ -84,7 +88,15 @@ class SkillNodeConfig(ArmConfig):
     dwell: float = _p(0.2, "Rest before the stroke [s]", 0.0, 5.0)
     hold: float = _p(0.2, "Rest after the stroke [s]", 0.0, 5.0)
     return_duration: float = _p(1.0, "Back home after a trial [s]", 0.05, 10.0)
-    stop_time: float = _p(0.05, "Time of the hold point sent on e-stop/abort [s]", 0.001, 1.0)
+    trajectory_lead: float = _p(
+        0.3,
+        "Trials and moves home start this long after they are sent (header stamp) [s]",
+        0.0,
+        5.0,
+    )
+    stop_lead: float = _p(
+        0.1, "Stops start this long after they are sent (header stamp) [s]", 0.0, 1.0
+    )
     position_tolerance: float = _p(
         0.02, "Joint error under which a target (home, stroke end) counts as reached", 1e-4, 1.0
     )
@@ -124,9 +136,19 @@ class SkillNodeConfig(ArmConfig):
             ValueError: On malformed values.
         """
         n = len(self.joint_names)
-        for name in ("position_lower", "position_upper", "velocity_limits"):
+        names = (
+            "position_lower",
+            "position_upper",
+            "velocity_limits",
+            "acceleration_limits",
+            "jerk_limits",
+        )
+        for name in names:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} needs {n} values (one per joint)")
+        for name in names[2:]:
+            if min(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be positive")
         if len(self.workspace) != 4 or len(self.ball_box) != 4:
             raise ValueError("workspace and ball_box need 4 values: x_min, x_max, y_min, y_max")
         w = self.workspace
@@ -134,6 +156,8 @@ class SkillNodeConfig(ArmConfig):
             position_lower=tuple(self.position_lower),
             position_upper=tuple(self.position_upper),
             velocity=tuple(self.velocity_limits),
+            acceleration=tuple(self.acceleration_limits),
+            jerk=tuple(self.jerk_limits),
             workspace=(w[0], w[1], w[2], w[3]),
         )
 
@@ -177,6 +201,7 @@ class SimArmConfig(ArmConfig):
     trajectory_topic: str = _p("arm_controller/joint_trajectory", "JointTrajectory in")
     ball_topic: str = _p("ball/point", "geometry_msgs/PointStamped out")
     frame_id: str = _p("task", "frame_id of the ball points")
+    publish_clock: bool = _p(True, "Publish the simulated time on /clock (for use_sim_time)")
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs the ros extra: pip install -e '.[ros]'")
 
-from rosgraph import FAST_ARM, FAST_SIM, NodeProcess, Probe, new_namespace
+from rosgraph import FAST_ARM, FAST_SIM, NodeProcess, Probe, logs, new_namespace
 
 THETA = (0.1, 0.06, 0.3)
 
@@ -35,10 +35,6 @@ def close_all(procs, probe):
         probe.close()
     for p in procs.values():
         p.close()
-
-
-def logs(procs):
-    return "\n".join(f"--- {k}\n{p.text()[-3000:]}" for k, p in procs.items())
 
 
 @pytest.mark.slow
