@@ -11,6 +11,7 @@ round, so a resumed or replayed run asks exactly the same requests (and hits the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -156,6 +157,9 @@ class LoopPolicy:
     ``None``: the attempt is recorded unevaluated, with ``invalid_reward``."""
     initial_action: Callable[[LoopState], Any] | None = None
     """Action of iteration 0, evaluated without a model call (ICPI: θ0)."""
+    preset: Callable[[LoopState], tuple[Any, str] | None] | None = None
+    """An action (and its source) decided without the model at some iteration, e.g.
+    icpi+'s re-run of the best θ at the end of the budget; ``None`` from it: ask the model."""
     invalid_reward: float = float("nan")
     """Reward recorded for an attempt with no valid action and no fallback."""
 
@@ -256,12 +260,16 @@ class ImprovementLoop:
             "keys": [],
         }
         selection = Selection(index=None)
+        preset = self.policy.preset(state) if self.policy.preset is not None else None
         if state.iteration == 0 and self.policy.initial_action is not None:
             action, source, valid = self.policy.initial_action(state), "initial", False
+        elif preset is not None:
+            (action, source), valid = preset, False
         else:
             prompt = self.prompt.render(state, self.context.build(state))
             for round_ in range(1 + self.policy.max_resamples):
                 tm = time.perf_counter()
+                texts: list[str] = []
                 try:
                     seed = derive_seed(self.seed, state.iteration, round_)
                     batch = self.sampler.sample(prompt, self.policy.n_samples, seed)
@@ -271,25 +279,30 @@ class ImprovementLoop:
                     log.warning(
                         "iteration %d round %d: model error %s", state.iteration, round_, exc
                     )
-                    continue
-                model_s += time.perf_counter() - tm
-                llm["calls"] += batch.calls
-                llm["prompt_tokens"] += batch.prompt_tokens
-                llm["completion_tokens"] += batch.completion_tokens
-                llm["latency_s"] += batch.latency_s
-                llm["cached"] = llm["cached"] and batch.cached
-                llm["keys"] += batch.keys
-                parsed = [self.parser(t) for t in batch.texts]
+                else:
+                    model_s += time.perf_counter() - tm
+                    llm["calls"] += batch.calls
+                    llm["prompt_tokens"] += batch.prompt_tokens
+                    llm["completion_tokens"] += batch.completion_tokens
+                    llm["latency_s"] += batch.latency_s
+                    llm["cached"] = llm["cached"] and batch.cached
+                    llm["keys"] += batch.keys
+                    texts = batch.texts
+                parsed = [self.parser(t) for t in texts]
                 offset = len(samples)
-                samples += batch.texts
+                samples += texts
                 results += parsed
+                # A selector sees every round, an empty one too (a model error): it may
+                # choose a candidate of its own (icpi+'s numeric ones, with a source).
                 selection = self.selector.select(parsed, state)
                 if selection.index is not None:
-                    selection = Selection(
+                    selection = dataclasses.replace(
+                        selection,
                         index=offset + selection.index,
-                        value=selection.value,
                         info={**selection.info, "round": round_},
                     )
+                    break
+                if selection.source is not None and selection.value is not None:
                     break
                 log.info(
                     "iteration %d: no valid candidate in round %d (%s)",
@@ -297,11 +310,15 @@ class ImprovementLoop:
                     round_,
                     Counter(r.error for r in parsed),
                 )
+            to_action = self.policy.to_action
             if selection.index is not None:
                 value = selection.value
-                to_action = self.policy.to_action
                 action = to_action(value, state) if to_action is not None else value
-                source, valid = "model", True
+                source, valid = selection.source or "model", True
+            elif selection.source is not None and selection.value is not None:
+                value = selection.value
+                action = to_action(value, state) if to_action is not None else value
+                source, valid = selection.source, False
             elif self.policy.fallback is not None:
                 action, source, valid = self.policy.fallback(state), "fallback", False
             else:

@@ -162,6 +162,25 @@ def _parse_body(response: Any, chat: bool) -> _Answer:
     return texts, reasons, rid, usage
 
 
+_HTTP_CLIENTS: dict[bool, Any] = {}
+_HTTP_LOCK = threading.Lock()
+
+
+def _http_client(trust_env: bool) -> Any:
+    """One HTTP connection pool per process (and proxy policy), shared by every client.
+
+    Building one costs ~60 ms (its TLS context), which a benchmark of many short runs would
+    pay per run; the pool is thread-safe, and the SDK leaves a client it was given open.
+    """
+    import openai
+
+    with _HTTP_LOCK:
+        client = _HTTP_CLIENTS.get(trust_env)
+        if client is None:
+            client = _HTTP_CLIENTS[trust_env] = openai.DefaultHttpxClient(trust_env=trust_env)
+        return client
+
+
 class _OutageClock:
     """Per endpoint (process-wide): since when has every call failed?"""
 
@@ -275,10 +294,8 @@ class LLMClient:
                 base_url = self._server.base_url
             else:
                 base_url = self.config.base_url
-            http_client = None
-            if urllib.parse.urlsplit(base_url).hostname in _LOOPBACK:
-                # Never route a loopback endpoint through an HTTP(S)_PROXY of the environment.
-                http_client = openai.DefaultHttpxClient(trust_env=False)
+            # Never route a loopback endpoint through an HTTP(S)_PROXY of the environment.
+            loopback = urllib.parse.urlsplit(base_url).hostname in _LOOPBACK
             self._sdk = openai.OpenAI(
                 base_url=base_url,
                 api_key=self.config.api_key or NO_KEY,
@@ -286,7 +303,7 @@ class LLMClient:
                     self.config.timeout_s, connect=self.config.connect_timeout_s
                 ),
                 max_retries=0,  # retries are ours: bounded, with jitter, budgeted (see _retry)
-                http_client=http_client,
+                http_client=_http_client(trust_env=not loopback),
             )
         return self._sdk
 
@@ -325,6 +342,7 @@ class LLMClient:
         *,
         mode: Mode | None = None,
         sampling: SamplingParams | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> LLMResponse:
         """Get ``n`` completions of a prompt, from the cache or the endpoint.
@@ -336,6 +354,8 @@ class LLMClient:
             prompt: Text or chat messages.
             mode: ``chat`` or ``completion``; ``None`` uses the config's mode.
             sampling: Base sampling parameters; ``None`` uses the config's.
+            extra_body: Backend-specific request fields (e.g. a llama.cpp ``grammar``, vLLM
+                ``structured_outputs``, a ``response_format``); part of the cache key.
             **params: Sampling fields overriding those (``n``, ``temperature``, ``top_p``,
                 ``max_tokens``, ``seed``, ``stop``).
 
@@ -372,6 +392,8 @@ class LLMClient:
             "seed": params_obj.seed,
             "stop": list(params_obj.stop),
         }
+        if extra_body:
+            request["extra_body"] = dict(extra_body)
         key = request_key(request)
         t0 = time.perf_counter()
         if self.cache is not None:
@@ -658,11 +680,9 @@ class LLMClient:
         self.close()
 
     def close(self) -> None:
-        """Close the HTTP client and the cache (the shared embedded server keeps running)."""
+        """Close the cache (the process's HTTP pool and embedded server stay up for others)."""
         with self._lock:
-            if self._sdk is not None:
-                self._sdk.close()
-                self._sdk = None
+            self._sdk = None  # its HTTP pool is the process's (see _http_client): left open
         if self.cache is not None:
             self.cache.close()
 

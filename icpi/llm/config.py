@@ -135,18 +135,19 @@ class LLMConfig:
     mode: Mode = "completion"
     """``completion`` (plain-text prompt, ``/v1/completions``) or ``chat``
     (``/v1/chat/completions``)."""
-    timeout_s: float = 30.0
-    """Read timeout of one HTTP request, seconds (the answer must start within it)."""
+    timeout_s: float = 60.0
+    """Read timeout of one HTTP request, seconds (the answer must start within it; the
+    embedded model on two busy cores can need tens of seconds for a long prompt)."""
     connect_timeout_s: float = 5.0
     """Connect timeout of one HTTP request, seconds."""
-    max_retries: int = 4
+    max_retries: int = 3
     """Retries of one call on transient failures (timeouts, refused or reset connections,
     HTTP 408/409/429/5xx, malformed bodies), with exponential backoff and jitter (a 429's
     Retry-After is honoured); then the call fails and the loop falls back."""
-    call_timeout_s: float = 90.0
+    call_timeout_s: float = 150.0
     """Longest time one call may take, all its retries included, seconds; then it fails
     (and the loop falls back). With the defaults a server that accepts the connection and
-    never answers holds a call for at most 3 read timeouts of 30 s."""
+    never answers holds a call for 150 s (two read timeouts and the backoff between)."""
     outage_s: float = 120.0
     """An endpoint failing every call for this long stops the run (exit 3, resumable)."""
     empty_retries: int = 2

@@ -23,6 +23,7 @@ import logging
 import math
 import multiprocessing
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,18 @@ log = logging.getLogger(__name__)
 
 # Presets: name -> method specs (the paper's table and its ablation axes).
 PRESETS: dict[str, tuple[str, ...]] = {
-    "table1": ("icpi", "random", "bo", "knn5", "lknn20"),
+    "table1": (
+        "icpi",
+        "icpi+",
+        "icpi+[model=off]",
+        "jacobian",
+        "lknn20",
+        "knn5",
+        "bo",
+        "cmaes",
+        "random",
+    ),
+    "paper": ("icpi", "random", "bo", "knn5", "lknn20"),
     "all": (),  # every registered method (filled in by preset_methods)
     "ablation-feature": ("icpi[feature=e]", "icpi[feature=raw]"),
     "ablation-k": ("icpi[k=5]", "icpi[k=10]", "icpi[k=20]", "icpi[k=40]"),
@@ -52,6 +64,15 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "icpi[dataset_size=50]",
         "icpi[dataset_size=100]",
         "icpi[dataset_size=300]",
+    ),
+    "ablation-icpi": ("icpi", "icpi[online_relabel=true]", "icpi[n_samples=5]"),
+    "ablation-plus": (
+        "icpi+",
+        "icpi+[model=off]",
+        "icpi+[judge=off]",
+        "icpi+[constrain=gbnf]",
+        "icpi+[theta_steps=1000;e_unit=0.001]",
+        "icpi+[model=off;final_best=false]",
     ),
 }
 
@@ -225,6 +246,7 @@ def run_benchmark(
             "%d runs, %d to do (%d finished earlier)", len(jobs), len(todo), len(jobs) - len(todo)
         )
         bar = tqdm(total=len(todo), desc="runs", disable=not progress, unit="run")
+        t0 = time.perf_counter()
         offline = [j for j in todo if not j.spec.uses_model]
         online = [j for j in todo if j.spec.uses_model]
         spawn = multiprocessing.get_context("spawn")  # no fork of a process holding threads
@@ -243,7 +265,16 @@ def run_benchmark(
                     fut.cancel()
                 raise
         bar.close()
-        return write_reports(jobs, out)
+        runs_s = time.perf_counter() - t0
+        return {**write_reports(jobs, out), "runs": len(todo), "runs_wall_s": runs_s}
+
+
+#: Reference method of the paired comparison (the paper's strongest numeric baseline).
+REFERENCE = "lknn20"
+#: Two final costs closer than this count as a tie in the paired comparison [m].
+TIE_TOLERANCE = 0.001
+#: Bootstrap resamples of the intervals (seeded: the same rows give the same table).
+BOOTSTRAP = 2000
 
 
 def collect_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
@@ -253,7 +284,8 @@ def collect_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
         jobs: The benchmark's runs.
 
     Returns:
-        Rows with task, method, seed, iteration, cost, best_so_far, source and θ.
+        Rows with task, method, seed, iteration, cost, best_so_far, source, θ, and the
+        model accounting of the iteration (samples, parse errors, calls, tokens, seconds).
     """
     rows = []
     for job in jobs:
@@ -270,71 +302,128 @@ def collect_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
                     "best_so_far": best,
                     "source": rec.get("source", ""),
                     "theta": list(rec["theta"]),
+                    "samples": int(rec.get("samples", 0) or 0),
+                    "parse_errors": len(rec.get("parse_errors") or []),
+                    "model_calls": int(rec.get("model_calls", 0) or 0),
+                    "tokens": int(rec.get("prompt_tokens", 0) or 0)
+                    + int(rec.get("completion_tokens", 0) or 0),
+                    "model_s": float(rec.get("model_s", 0.0) or 0.0),
                 }
             )
     return rows
 
 
-def _mean_se(values: Sequence[float]) -> tuple[float, float]:
-    arr = np.asarray(values, float)
-    se = float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else math.nan
-    return float(arr.mean()), se
-
-
-def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per task x method figures over instances (each at its last iteration).
+def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the mean.
 
     Args:
-        rows: Output of :func:`collect_rows`.
+        values: The sample (one value per instance).
+        seed: Seed of the resampling.
 
     Returns:
-        Rows with task, method, instances, final cost mean ± s.e., best-so-far mean ± s.e.
-        and the success rate (best cost under 5 mm).
+        (low, high); both the mean itself for fewer than two values.
     """
+    arr = np.asarray(values, float)
+    if len(arr) < 2:
+        m = float(arr.mean()) if len(arr) else math.nan
+        return m, m
+    rng = np.random.default_rng(seed)
+    means = arr[rng.integers(0, len(arr), size=(BOOTSTRAP, len(arr)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _last_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
     last: dict[tuple[str, str, int], dict[str, Any]] = {}
     for r in rows:
         key = (r["task"], r["method"], r["seed"])
         if key not in last or r["iteration"] > last[key]["iteration"]:
             last[key] = r
+    return last
+
+
+def summarise(rows: Sequence[dict[str, Any]], reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """Per task × method figures over instances (each at its last iteration).
+
+    Args:
+        rows: Output of :func:`collect_rows`.
+        reference: Method of the paired comparison.
+
+    Returns:
+        Rows with task, method, instances; mean final and best-so-far cost with bootstrap
+        95 % intervals; success rate (best < 5 mm); wins/ties/losses of the final cost
+        against ``reference`` on the same instances (tie within 1 mm) and the paired mean
+        difference with its interval; model answers used (share of model-asking
+        iterations whose rollout came from the model), parse rate, tokens per model call
+        and model seconds per iteration.
+    """
+    last = _last_rows(rows)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for (task, method, _), r in last.items():
         groups.setdefault((task, method), []).append(r)
+    per_iter: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        per_iter.setdefault((r["task"], r["method"]), []).append(r)
     out = []
     for (task, method), rs in groups.items():
-        final_m, final_se = _mean_se([r["cost"] for r in rs])
-        best_m, best_se = _mean_se([r["best_so_far"] for r in rs])
-        out.append(
-            {
-                "task": task,
-                "method": method,
-                "instances": len(rs),
-                "final_cost_mean": final_m,
-                "final_cost_se": final_se,
-                "best_cost_mean": best_m,
-                "best_cost_se": best_se,
-                "success_rate": float(np.mean([r["best_so_far"] < 0.005 for r in rs])),
-            }
-        )
+        final = [r["cost"] for r in rs]
+        best = [r["best_so_far"] for r in rs]
+        row: dict[str, Any] = {
+            "task": task,
+            "method": method,
+            "instances": len(rs),
+            "final_cost_mean": float(np.mean(final)),
+            "final_ci_low": bootstrap_ci(final)[0],
+            "final_ci_high": bootstrap_ci(final)[1],
+            "best_cost_mean": float(np.mean(best)),
+            "best_ci_low": bootstrap_ci(best)[0],
+            "best_ci_high": bootstrap_ci(best)[1],
+            "success_rate": float(np.mean([b < 0.005 for b in best])),
+        }
+        ref = {seed: r for (t, m, seed), r in last.items() if t == task and m == reference}
+        pairs = [(r["cost"], ref[r["seed"]]["cost"]) for r in rs if r["seed"] in ref]
+        if pairs and method != reference:
+            diff = [a - b for a, b in pairs]
+            row["vs_ref_wins"] = sum(d < -TIE_TOLERANCE for d in diff)
+            row["vs_ref_ties"] = sum(abs(d) <= TIE_TOLERANCE for d in diff)
+            row["vs_ref_losses"] = sum(d > TIE_TOLERANCE for d in diff)
+            row["vs_ref_diff_mean"] = float(np.mean(diff))
+            row["vs_ref_diff_low"], row["vs_ref_diff_high"] = bootstrap_ci(diff)
+        asked = [r for r in per_iter[(task, method)] if r["model_calls"] > 0]
+        if asked:
+            samples = sum(r["samples"] for r in asked)
+            row["model_win_rate"] = float(np.mean([r["source"] == "model" for r in asked]))
+            row["parse_rate"] = (
+                1.0 - sum(r["parse_errors"] for r in asked) / samples if samples else math.nan
+            )
+            calls = sum(r["model_calls"] for r in asked)
+            row["tokens_per_call"] = sum(r["tokens"] for r in asked) / calls
+            row["model_s_per_iteration"] = float(np.mean([r["model_s"] for r in asked]))
+        out.append(row)
     return out
 
 
 def markdown_table(summary: Sequence[dict[str, Any]], tasks: Sequence[str]) -> str:
-    """The paper's Table 1 layout: methods as rows, tasks as columns.
+    """The paper's Table 1 layout (methods as rows, tasks as columns), then the details.
 
     Args:
         summary: Output of :func:`summarise`.
         tasks: Column order.
 
     Returns:
-        Markdown with mean final cost ± s.e. [m], and best-so-far in parentheses.
+        Markdown: mean final cost [bootstrap 95 % interval] with the mean best-so-far in
+        parentheses; then per cell the success rate, the paired wins/ties/losses against
+        lknn20, and for model-using methods the share of model answers used and the parse
+        rate.
     """
     methods = list(dict.fromkeys(s["method"] for s in summary))
     cell = {(s["task"], s["method"]): s for s in summary}
+    head = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     lines = [
-        "Mean final cost ± standard error [m] (mean best-so-far in parentheses).",
+        "Mean final cost [m], bootstrap 95 % interval in brackets, mean best-so-far in"
+        " parentheses.",
         "",
-        "| method | " + " | ".join(tasks) + " |",
-        "|---|" + "---|" * len(tasks),
+        *head,
     ]
     for m in methods:
         cells = []
@@ -343,20 +432,55 @@ def markdown_table(summary: Sequence[dict[str, Any]], tasks: Sequence[str]) -> s
             if s is None:
                 cells.append("–")
                 continue
-            se = "" if math.isnan(s["final_cost_se"]) else f" ± {s['final_cost_se']:.3f}"
-            cells.append(f"{s['final_cost_mean']:.3f}{se} ({s['best_cost_mean']:.3f})")
+            ci = f"[{s['final_ci_low']:.4f}, {s['final_ci_high']:.4f}]"
+            cells.append(f"{s['final_cost_mean']:.4f} {ci} ({s['best_cost_mean']:.4f})")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Success rate (best < 5 mm); final cost vs {REFERENCE} on the same instances:"
+        f" wins/ties/losses (tie within {TIE_TOLERANCE * 1000:g} mm); for model-using methods"
+        " `model` = share of model-asking iterations whose rollout came from the model,"
+        " `parse` = share of completions that parsed.",
+        "",
+        *head,
+    ]
+    for m in methods:
+        cells = []
+        for t in tasks:
+            s = cell.get((t, m))
+            if s is None:
+                cells.append("–")
+                continue
+            text = f"{s['success_rate']:.0%}"
+            if "vs_ref_wins" in s:
+                text += f"; {s['vs_ref_wins']}/{s['vs_ref_ties']}/{s['vs_ref_losses']}"
+            if "model_win_rate" in s:
+                text += f"; model {s['model_win_rate']:.0%}, parse {s['parse_rate']:.0%}"
+            cells.append(text)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    usage = [s for s in summary if "tokens_per_call" in s]
+    if usage:
+        lines += [
+            "",
+            "| task | method | tokens per call | model s per iteration |",
+            "|---|---|---|---|",
+        ]
+        for s in usage:
+            lines.append(
+                f"| {s['task']} | {s['method']} | {s['tokens_per_call']:.0f} |"
+                f" {s['model_s_per_iteration']:.2f} |"
+            )
     n = sorted({s["instances"] for s in summary})
     lines += ["", f"Instances per cell: {', '.join(map(str, n))}."]
     return "\n".join(lines) + "\n"
 
 
 def plot_curves(rows: Sequence[dict[str, Any]], tasks: Sequence[str], path: Path) -> None:
-    """Mean cost against iteration per task, one line per method.
+    """Mean cost and mean best-so-far against iteration, with bootstrap 95 % bands.
 
     Args:
         rows: Output of :func:`collect_rows`.
-        tasks: Panel order.
+        tasks: Panel order (one column per task; top row cost, bottom row best-so-far).
         path: PNG to write.
     """
     import matplotlib
@@ -364,23 +488,36 @@ def plot_curves(rows: Sequence[dict[str, Any]], tasks: Sequence[str], path: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(tasks), figsize=(4.2 * len(tasks), 6.4), squeeze=False, sharex=True
+    )
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for m in methods:
-            pts: dict[int, list[float]] = {}
-            for r in rows:
-                if r["task"] == task and r["method"] == m:
-                    pts.setdefault(r["iteration"], []).append(r["cost"])
-            if pts:
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for col, task in enumerate(tasks):
+        for k, m in enumerate(methods):
+            for row, key in enumerate(("cost", "best_so_far")):
+                pts: dict[int, list[float]] = {}
+                for r in rows:
+                    if r["task"] == task and r["method"] == m:
+                        pts.setdefault(r["iteration"], []).append(r[key])
+                if not pts:
+                    continue
                 its = sorted(pts)
-                ax.plot(its, [np.mean(pts[i]) for i in its], label=m, marker=".")
-        ax.set_title(task)
-        ax.set_xlabel("iteration")
-        ax.set_yscale("log")
-        ax.grid(True, alpha=0.3)
+                mean = [np.mean(pts[i]) for i in its]
+                band = [bootstrap_ci(pts[i]) for i in its]
+                ax = axes[row][col]
+                colour = colours[k % len(colours)]
+                ax.plot(its, mean, label=m, marker=".", color=colour)
+                ax.fill_between(its, [b[0] for b in band], [b[1] for b in band], alpha=0.15,
+                                color=colour)  # fmt: skip
+        axes[0][col].set_title(task)
+        axes[1][col].set_xlabel("iteration")
+        for row in (0, 1):
+            axes[row][col].set_yscale("log")
+            axes[row][col].grid(True, alpha=0.3)
     axes[0][0].set_ylabel("mean cost [m]")
-    axes[0][-1].legend(fontsize=8)
+    axes[1][0].set_ylabel("mean best-so-far [m]")
+    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

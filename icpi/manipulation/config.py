@@ -133,6 +133,8 @@ def add_run_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -
             settings_cls,
             fname,
             path=("run", "settings"),
+            # A setting named like an LLM flag (icpi+'s model on/off) gets a prefix.
+            name=f"method-{fname.replace('_', '-')}" if fname in _LLM_SPEC_KEYS else None,
             short="-n" if fname == "n_samples" else None,
             note=f" [{', '.join(defaults)}]",
             default=default,
@@ -196,8 +198,10 @@ _LLM_SPEC_KEYS = frozenset({"model", "temperature", "top_p", "max_tokens", "mode
 def parse_method_spec(spec: str) -> MethodSpec:
     """Parse ``method[key=value;...]`` (values are coerced when the config is loaded).
 
-    Keys that name a :class:`RunConfig` field go to the run, ``model`` and the sampling
-    fields to the LLM settings, every other key to the method's settings.
+    A key that names a setting of the method goes to its settings (``icpi+[model=off]``),
+    one that names a :class:`RunConfig` field to the run, ``model`` and the sampling fields
+    to the LLM settings (``icpi[model=gpt-4o]``), and any other key to the settings, where
+    validation refuses it with the list of valid ones.
 
     Args:
         spec: The spec.
@@ -211,7 +215,9 @@ def parse_method_spec(spec: str) -> MethodSpec:
     m = re.fullmatch(r"([a-z0-9+_-]+)(?:\[(.*)\])?", spec.strip())
     if m is None:
         raise ConfigError(f"bad method spec {spec!r}; write e.g. icpi or icpi[k=10;feature=raw]")
-    method = get_method(m.group(1)).name
+    cls = get_method(m.group(1))
+    method = cls.name
+    own = {f.name for f in dataclasses.fields(cls.Settings)}
     run: dict[str, Any] = {}
     settings: dict[str, Any] = {}
     llm: dict[str, Any] = {}
@@ -220,7 +226,10 @@ def parse_method_spec(spec: str) -> MethodSpec:
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise ConfigError(f"bad setting {part!r} in {spec!r}; use key=value")
-        target = run if key in _RUN_FIELDS else llm if key in _LLM_SPEC_KEYS else settings
+        if key in own or (key not in _RUN_FIELDS and key not in _LLM_SPEC_KEYS):
+            target = settings
+        else:
+            target = run if key in _RUN_FIELDS else llm
         target[key] = value.strip()
     return MethodSpec(spec.strip(), method, run, settings, llm)
 

@@ -152,9 +152,7 @@ def run_method(
     with RunSession(out, config, seed=cfg.seed, llm=llm_cfg) as session:
         run_dir = session.run_dir
         if llm_cfg is not None:
-            sampler = session.sampler(
-                resample_temperature=getattr(settings, "resample_temperature", None)
-            )
+            sampler = session.sampler(**method.sampler_params(settings, task.theta_spec.dim))
         ctx = MethodContext(
             task=task,
             instance=instance,
@@ -164,6 +162,7 @@ def run_method(
             sampler=sampler,
             buffer=run_dir.buffer() if method.keeps_buffer else None,
             prompt_mode=llm_cfg.mode if llm_cfg is not None else "completion",
+            iterations=cfg.iterations,
         )
         improver = method(ctx, settings)
         records_file = run_dir.records_file

@@ -1,4 +1,5 @@
 import argparse
+import os
 import importlib.util
 import json
 from pathlib import Path
@@ -79,7 +80,8 @@ def test_missing_model_package_names_the_extra(monkeypatch):
 def test_server_command_is_loopback():
     srv = server_mod.EmbeddedServer(Path("m.gguf"), n_ctx=512, n_threads=2)
     cmd = srv.command(Path("m.gguf"), 1234)
-    assert cmd[1:3] == ["-m", "llama_cpp.server"]
+    # llama_cpp.server, under a wrapper that ends it when this process is gone
+    assert cmd[1:4] == ["-m", "icpi.llm._child", str(os.getpid())]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--port") + 1] == "1234"
     assert cmd[cmd.index("--n_ctx") + 1] == "512"

@@ -62,6 +62,8 @@ class MethodContext:
     """Experience buffer in the run directory (methods that keep one)."""
     prompt_mode: Literal["completion", "chat"] = "completion"
     """How the model is prompted (the LLM configuration's ``mode``)."""
+    iterations: int | None = None
+    """The run's budget of rollouts, when known (a method may plan its last one)."""
 
 
 S = TypeVar("S", bound=MethodSettings)
@@ -122,6 +124,20 @@ class Method(ABC, Generic[S]):
             :attr:`uses_model` (a method with a model switch overrides this).
         """
         return cls.uses_model
+
+    @classmethod
+    def sampler_params(cls, settings: MethodSettings, dim: int) -> dict[str, Any]:
+        """Per-call arguments of the model sampler for these settings.
+
+        Args:
+            settings: The method's settings.
+            dim: θ's dimension.
+
+        Returns:
+            :class:`~icpi.core.samplers.LLMSampler` keyword arguments (e.g. a re-sample
+            temperature, a decoding grammar in ``extra_body``); none by default.
+        """
+        return {}
 
     @property
     def dataset(self) -> ImprovementDataset:

@@ -169,6 +169,12 @@ class ICPI(Method[ICPISettings]):
     keeps_buffer = True
     llm_defaults = {"sampling": {"max_tokens": ANSWER_MAX_TOKENS, "stop": ["\n"]}}
 
+    @classmethod
+    def sampler_params(cls, settings: MethodSettings, dim: int) -> dict[str, Any]:
+        """A re-sample runs at ``resample_temperature`` (see :class:`ICPISettings`)."""
+        assert isinstance(settings, ICPISettings)
+        return {"resample_temperature": settings.resample_temperature}
+
     def __init__(self, ctx: MethodContext, settings: ICPISettings | None = None) -> None:
         """Assemble the loop (see :class:`~icpi.manipulation.methods.base.Method`).
 
@@ -332,6 +338,7 @@ def attempt_record(attempt: Attempt) -> dict[str, Any]:
     return {
         "source": attempt.source,
         "answer": attempt.samples[chosen] if chosen is not None else None,
+        "samples": len(attempt.samples),
         "parse_errors": [e for e in attempt.parse_errors if e is not None],
         "prompt_tokens": attempt.llm.get("prompt_tokens", 0),
         "completion_tokens": attempt.llm.get("completion_tokens", 0),

@@ -1,0 +1,171 @@
+"""icpi+ and the local-Jacobian baseline: the judge, the trust region, constrained decoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from icpi.core import ScriptedSampler, copy_nearest_example
+from icpi.llm.testing import FakeOpenAI, Reply, completion_body
+from icpi.manipulation.config import load_run_config
+from icpi.manipulation.local_model import LocalJacobian, TrustRegion
+from icpi.manipulation.methods.icpi_plus import correction_grammar, decoding_params
+from icpi.manipulation.run import run_method
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(x) for x in (path / "records.jsonl").read_text().splitlines()]
+
+
+def cfg(method="icpi+", task="slide", seed=0, iterations=8, **settings):
+    return load_run_config(
+        {"task": task, "method": method, "seed": seed, "iterations": iterations},
+        {"settings": settings},
+    )
+
+
+# ---------------------------------------------------------------------------- local model
+def test_local_jacobian_recovers_a_linear_map_and_steps_to_the_goal():
+    rng = np.random.default_rng(0)
+    span = np.array([1.2, 0.25, 0.6])
+    true_j = rng.normal(size=(2, 3))
+    steps = rng.normal(size=(12, 3)) * span * 0.1
+    neighbours = [{"dtheta": d, "e": -(true_j @ (d / span))} for d in steps]
+    centre = (np.zeros(3), np.zeros(2))
+    model = LocalJacobian.fit(span, neighbours, [], centre, ridge=0.0)
+    np.testing.assert_allclose(model.J, true_j, atol=1e-9)
+    e = np.array([0.1, -0.05])
+    dz = model.step(e, damping=1e-12)
+    np.testing.assert_allclose(model.predict(e, dz), 0.0, atol=1e-9)
+    # the minimum-norm solution lies in the row space of J
+    np.testing.assert_allclose(dz, np.linalg.pinv(true_j) @ -e, atol=1e-8)
+
+
+def test_trust_region_grows_shrinks_and_restarts():
+    tr = TrustRegion(radius=0.2, low=0.01, high=0.5)
+    np.testing.assert_allclose(np.linalg.norm(tr.clip(np.array([3.0, 4.0]))), 0.2)
+    tr.update(predicted=0.1, actual=0.09, step=0.2)  # good prediction at the boundary
+    assert tr.radius == pytest.approx(0.4)
+    tr.update(predicted=0.1, actual=0.01, step=0.1)  # poor prediction
+    assert tr.radius == pytest.approx(0.2)
+    tr.update(predicted=0.1, actual=-0.05, step=0.2)  # worse: shrink
+    assert tr.radius == pytest.approx(0.1)
+    for _ in range(6):
+        tr.update(predicted=0.1, actual=-0.05, step=tr.radius)
+    assert tr.radius >= 0.01  # at its floor it starts over rather than stalling
+    assert tr.radius in (tr.initial, pytest.approx(tr.radius))
+
+
+# ---------------------------------------------------------------------------- icpi+
+def test_icpi_plus_judges_model_and_numeric_candidates(tmp_path):
+    sampler = ScriptedSampler(
+        lambda prompt, n, seed: [*copy_nearest_example(prompt, 1, seed), " prose", " 1 2"][:n]
+    )
+    summary = run_method(cfg(iterations=8, n_samples=3), tmp_path, sampler=sampler)
+    recs = records(tmp_path)
+    assert recs[0]["source"] == "initial" and recs[-1]["source"] == "best"
+    sources = {r["source"] for r in recs[1:-1]}
+    assert sources <= {"model", "jacobian", "lknn20", "perturbation"}
+    for r in recs[1:-1]:
+        assert r["samples"] == 3 and r["model_candidates"] == 1  # two of three do not parse
+        assert r["predicted_cost"] is not None and r["radius"] > 0
+    # the last rollout re-runs the best θ, without a model call
+    best = min(recs[:-1], key=lambda r: r["cost"])
+    assert recs[-1]["theta"] == best["theta"] and recs[-1]["model_calls"] == 0
+    assert len(sampler.calls) == 6  # iterations 1..6
+    assert summary["final_cost"] == summary["best_cost"]
+
+
+def test_judge_off_takes_the_models_candidate(tmp_path):
+    sampler = ScriptedSampler([" 3 -2 1"])
+    run_method(cfg(iterations=5, judge="off", n_samples=1), tmp_path, sampler=sampler)
+    assert [r["source"] for r in records(tmp_path)[1:-1]] == ["model"] * 3
+
+
+def test_model_off_makes_no_model_call_and_needs_no_endpoint(tmp_path):
+    # no sampler and no endpoint given: a model-using method would start the embedded model
+    summary = run_method(cfg(iterations=6, model="off"), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["llm"] is None and not (tmp_path / "llm_calls.jsonl").exists()
+    assert all(r["model_calls"] == 0 for r in records(tmp_path))
+    assert summary["iterations"] == 6
+
+
+def test_killed_icpi_plus_run_resumes_exactly(tmp_path):
+    full = tmp_path / "full"
+    run_method(cfg(iterations=10, model="off"), full)
+    part = tmp_path / "part"
+    run_method(cfg(iterations=10, model="off"), part)
+    lines = (part / "attempts.jsonl").read_text().splitlines()
+    (part / "attempts.jsonl").write_text("\n".join(lines[:5]) + "\n")  # header + 4 attempts
+    (part / "records.jsonl").write_text("")
+    (part / "summary.json").unlink()
+    run_method(cfg(iterations=10, model="off"), part)
+
+    def untimed(recs):
+        return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in recs]
+
+    assert untimed(records(part)) == untimed(records(full))
+
+
+def test_jacobian_baseline_proposes_from_the_best(tmp_path):
+    run_method(cfg(method="jacobian", iterations=10), tmp_path)
+    recs = records(tmp_path)
+    assert all(r["source"] == "jacobian" for r in recs[1:])
+    assert min(r["cost"] for r in recs) < 0.5 * recs[0]["cost"]
+
+
+# ---------------------------------------------------------------------------- decoding
+def test_grammar_ends_with_the_line_terminator():
+    g = correction_grammar(3, 100)
+    assert g.startswith('root ::= " "? num " " num " " num "\\n"')
+    assert 'num ::= "-"? [0-9] [0-9]? [0-9]?' in g
+
+
+@pytest.mark.parametrize(
+    ("constrain", "key"),
+    [("gbnf", "grammar"), ("vllm", "structured_outputs"), ("json", "response_format")],
+)
+def test_constrained_decoding_reaches_the_request_and_the_cache_key(constrain, key, tmp_path):
+    fake = FakeOpenAI()
+    fake.set(Reply(body=completion_body(" 1 0 0")))
+    from icpi.llm import LLMConfig
+
+    llm = LLMConfig(base_url=fake.base_url, model="m", cache_path=tmp_path / "c.sqlite3")
+    try:
+        run_method(cfg(iterations=3, n_samples=1, constrain=constrain), tmp_path / "a", llm=llm)
+        run_method(cfg(iterations=3, n_samples=1), tmp_path / "b", llm=llm)
+    finally:
+        fake.close()
+    bodies = [r["body"] for r in fake.requests if r["path"].endswith("completions")]
+    assert key in bodies[0] and all(key not in b for b in bodies[1:])
+    expected = decoding_params(cfg(constrain=constrain).settings, 3)["extra_body"][key]
+    assert bodies[0][key] == expected
+    keys_a = {json.loads(x)["key"] for x in (tmp_path / "a" / "llm_calls.jsonl").open()}
+    keys_b = {json.loads(x)["key"] for x in (tmp_path / "b" / "llm_calls.jsonl").open()}
+    assert not keys_a & keys_b  # the grammar is part of the cache key
+
+
+@pytest.mark.slow
+def test_gbnf_answers_of_the_embedded_model_always_parse(tmp_path):
+    pytest.importorskip("llama_cpp")
+    run_method(cfg(task="ball-roll-gc", iterations=4, n_samples=2, constrain="gbnf"), tmp_path)
+    recs = records(tmp_path)[1:-1]
+    assert sum(r["samples"] for r in recs) == 4
+    assert all(r["parse_errors"] == [] and r["model_candidates"] == 2 for r in recs)
+
+
+@pytest.mark.slow
+def test_icpi_plus_without_the_model_beats_lknn20_on_final_cost(tmp_path):
+    finals = {"icpi+": [], "lknn20": []}
+    for seed in range(6):
+        for method, extra in (("icpi+", {"model": "off"}), ("lknn20", {})):
+            out = tmp_path / method / str(seed)
+            s = run_method(
+                cfg(method=method, task="ball-roll-gc", seed=seed, iterations=15, **extra), out
+            )
+            finals[method].append(s["final_cost"])
+    assert np.mean(finals["icpi+"]) < np.mean(finals["lknn20"]), finals
