@@ -1,7 +1,7 @@
 import argparse
-import os
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
