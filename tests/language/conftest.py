@@ -26,3 +26,10 @@ def puzzle():
 def scripted(script):
     sampler = ScriptedSampler(script)
     return sampler, Samplers.build(lambda role: sampler)
+
+
+def exact24():
+    """Game of 24 with exact rewards (solver steps, verifier bonus): tests of the loops."""
+    from icpi.language.tasks import Game24Task
+
+    return Game24Task(step_judge="rule", answer_judge="verifier")
