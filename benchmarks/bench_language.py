@@ -78,7 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--puzzles", type=int, default=100, help="First N of the standard split.")
     ap.add_argument("--rounds", type=int, default=50)
-    ap.add_argument("--me-rounds", type=int, default=None, help="ME-ICPO rounds (default: --rounds)")
+    ap.add_argument("--me-rounds", type=int, help="ME-ICPO rounds (default: --rounds)")
     ap.add_argument("--methods", default=",".join(PAPER_METHODS))
     ap.add_argument("--base-url", help="OpenAI-compatible endpoint (default: embedded model)")
     ap.add_argument("--model")

@@ -307,7 +307,7 @@ class TokenBudget:
         Returns:
             The estimate (rounded up).
         """
-        return int(math.ceil(len(text) * ratio))
+        return math.ceil(len(text) * ratio)
 
     def limit(self, history: Sequence[Attempt]) -> int:
         """The budget after the context-length errors seen in the history.

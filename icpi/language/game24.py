@@ -553,7 +553,8 @@ def rule_step_rewards(parsed: ParsedResponse, numbers: Sequence[int]) -> list[fl
         legal = None
         for a, b, value in read_step(step.lhs):
             need = Counter([a, b])
-            if len(stated) == 1 and stated[0] == value and all(pool[x] >= c for x, c in need.items()):
+            available = all(pool[x] >= c for x, c in need.items())
+            if len(stated) == 1 and stated[0] == value and available:
                 legal = (need, value)
                 break
         if legal is None:
@@ -719,7 +720,8 @@ def load_puzzles(path: str | Path) -> list[RankedPuzzle]:
                 raise ValueError(f"{where}: not JSON: {exc}") from exc
             if not isinstance(row, dict) or "numbers" not in row:
                 raise ValueError(f"{where}: needs 'numbers'")
-            out.append(RankedPuzzle(int(row.get("rank", len(out) + 1)), _numbers_of(row["numbers"], where)))
+            rank = int(row.get("rank", len(out) + 1))
+            out.append(RankedPuzzle(rank, _numbers_of(row["numbers"], where)))
     if not out:
         raise ValueError(f"{p}: no puzzles")
     ranks = [r.rank for r in out]

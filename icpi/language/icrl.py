@@ -490,7 +490,7 @@ class AfterThinking:
             The inner feedback of the text after the thoughts.
         """
         text = str(action or "")
-        head, sep, tail = text.rpartition("</think>")
+        _, sep, tail = text.rpartition("</think>")
         return self.inner(tail if sep else re.sub(r"<think>.*", "", text, flags=re.DOTALL), state)
 
 

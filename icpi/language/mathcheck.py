@@ -1,4 +1,4 @@
-"""Symbolic comparison of math answers with ``math-verify``, safe in any thread.
+r"""Symbolic comparison of math answers with ``math-verify``, safe in any thread.
 
 ``0.5``, ``1/2``, ``\\frac{1}{2}`` and ``50\\%`` are the same answer; ``2\\sqrt{2}`` equals
 ``\\sqrt{8}``. Answers are parsed as LaTeX only (``LatexExtractionConfig``, which parses
@@ -108,7 +108,7 @@ _checker = _Checker()
 
 @functools.lru_cache(maxsize=4096)
 def answers_equal(gold: str, answer: str) -> bool:
-    """Whether two math answers are the same value or expression.
+    r"""Whether two math answers are the same value or expression.
 
     Args:
         gold: The reference answer (LaTeX or plain, e.g. ``\\frac{1}{2}``).

@@ -167,7 +167,7 @@ class IdeaMemory:
         Returns:
             The ideas, oldest first.
         """
-        ideas = [
+        ideas: list[tuple[str, float | None]] = [
             (str(a.action["summary"]), a.reward)
             for a in state.history
             if isinstance(a.action, Mapping) and a.action.get("summary")

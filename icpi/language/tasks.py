@@ -396,7 +396,7 @@ class Game24Task:
             drawn = game24.generate_puzzles(
                 n, seed, solvable=which, exclude=[e[0] for e in GAME24_EXAMPLES]
             )
-            rows = [(None, p.numbers) for p in drawn]
+            rows: list[tuple[int | None, tuple[int, ...]]] = [(None, p.numbers) for p in drawn]
         else:
             ranked = self.ranked()
             if self.split == "tot-test":
@@ -703,8 +703,10 @@ class MathTask:
         return str(r.value) if r.ok else None
 
     def vote_keys(self, answers: Sequence[str | None]) -> list[str | None]:
-        """Group equal answers (``0.5`` and ``1/2`` vote together): each key is the first
-        answer of its group."""
+        """Group equal answers (``0.5`` and ``1/2`` vote together).
+
+        Each key is the first answer of its group.
+        """
         groups: list[str] = []
         keys: list[str | None] = []
         for a in answers:

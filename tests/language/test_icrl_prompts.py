@@ -12,7 +12,6 @@ from icpi.language.icrl import (
     REFLEXION_INSTRUCTION,
     build_icrl_loop,
 )
-from icpi.language.tasks import Game24Task
 
 INSTRUCTIONS = (EXPLORE, EXPLOIT, CHOOSE)
 

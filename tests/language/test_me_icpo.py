@@ -15,7 +15,7 @@ from icpi.language.me_icpo import (
     build_me_icpo_loop,
     final_sampling,
 )
-from icpi.language.tasks import Game24Task, WritingTask
+from icpi.language.tasks import WritingTask
 
 A = "3 * 4 * 5 - 7"  # the majority answer, wrong (53)
 B = "(3 * 4) * (7 - 5)"  # the minority answer, right

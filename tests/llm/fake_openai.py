@@ -69,6 +69,8 @@ def completion_body(*texts, finish="stop", prompt_tokens=7, completion_tokens=2)
 class FakeOpenAI:
     def __init__(self) -> None:
         self.script: list[Reply] = [Reply(body=chat_body("ok"))]
+        # Optional: a function of the request (path, body) returning the Reply; overrides script.
+        self.responder: Any = None
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         fake = self
@@ -91,7 +93,10 @@ class FakeOpenAI:
                             "headers": {k.lower(): v for k, v in self.headers.items()},
                         }
                     )
-                    reply = fake.script.pop(0) if len(fake.script) > 1 else fake.script[0]
+                    if fake.responder is not None:
+                        reply = fake.responder(self.path, json.loads(raw) if raw else None)
+                    else:
+                        reply = fake.script.pop(0) if len(fake.script) > 1 else fake.script[0]
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 if reply.drop:
