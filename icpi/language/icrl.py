@@ -411,7 +411,9 @@ class ModelCommentary:
             shown = Attempt(state.iteration, action, fb.reward, dict(fb.info))
             prompt = self.prompt.format(
                 task_text=self.task_text,
-                response=tagged_response(shown) if self.reflect_below is not None else action,
+                response=(
+                    tagged_response(shown) if self.reflect_below is not None else str(action or "")
+                ),
                 max_reward=self.reflect_below or 0.0,
             )
             batch = self.helper.sample(prompt, 1, self.seed + state.iteration)

@@ -18,7 +18,7 @@ concurrently against one endpoint (``concurrency``): each problem has its own sa
 seeds and buffer, so the results do not depend on the concurrency.
 
 ``config.json`` states the reward the method sees (``reward_seen``) and the prompt budget
-in tokens (``context_tokens``) next to the resolved settings.
+in tokens (``context_budget``) next to the resolved settings.
 """
 
 from __future__ import annotations

@@ -3,15 +3,19 @@
 Each task turns a problem into the task text the model answers (``s_task``), a reward
 provider (a :class:`~icpi.core.rewards.RewardProvider`) whose feedback carries
 ``info["success"]`` and the per-line reward tags shown by ICRL prompting, and — for tasks
-with a checkable final answer — :meth:`LanguageTask.final_answer` (the key ME-ICPO votes
-on) and :meth:`LanguageTask.is_correct`.
+with a checkable final answer — :meth:`LanguageTask.final_answer`,
+:meth:`LanguageTask.vote_keys` (what ME-ICPO's vote compares) and
+:meth:`LanguageTask.is_correct`. :attr:`LanguageTask.reward_seen` states which reward the
+method sees.
 
-- :class:`Game24Task`: seeded puzzles classified by the reference solver; success is an
-  exactly evaluated final equation; step rewards from the rule-based checker or an LLM judge.
+- :class:`Game24Task`: the standard split (ranks 901–1000), a puzzle file or seeded
+  puzzles, classified by the reference solver; success is an exactly evaluated final
+  equation, never shown; the reward seen comes from the model's own judge (steps and final
+  equation, the paper's setting) or from exact checks.
 - :class:`WritingTask`: four paragraphs ending in given sentences; reward = coherence 1–10
   from an LLM judge against a fixed reference passage.
 - :class:`MathTask`: questions from a user JSONL file (``question``, ``answer``); reward 1
-  for an exact (normalised) ``<answer>`` match.
+  when the ``<answer>`` equals the reference symbolically (``math-verify``).
 """
 
 from __future__ import annotations
