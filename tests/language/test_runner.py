@@ -158,7 +158,13 @@ def test_cli_help_lists_the_verb(capsys):
     with pytest.raises(SystemExit):
         main(["lang", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--k", "--entropy-k", "--max-tokens", "--ablation", "--step-judge", "--math-file"):
+    flags = (
+        "--k", "--entropy-k", "--max-tokens", "--ablation", "--step-judge", "--math-file",
+        "--answer-judge", "--split", "--puzzles", "--context-tokens", "--llm-concurrency",
+        "--expert-share", "--expert-file", "--expert-reject", "--expert-bonus", "cot-only",
+        "long-cot", "no-entropy+no-reward",
+    )  # fmt: skip
+    for flag in flags:
         assert flag in out
 
 
