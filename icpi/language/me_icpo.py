@@ -306,8 +306,15 @@ class MeIcpoSelector:
             LoopState(state.iteration + 1, state.history, state.task), self.memory.block(ideas)
         )
         seed = derive_seed(self.seed, state.iteration, 1000 + i)
-        batch = self.samplers.policy.sample(prompt, self.settings.entropy_k, seed)
-        return answer_entropy(self.task.vote_keys([self.task.final_answer(t) for t in batch.texts]))
+        try:
+            batch = OverflowGuard(self.samplers.policy).sample(
+                prompt, self.settings.entropy_k, seed
+            )
+        except ContextOverflowError as exc:  # scored as a context with no valid answer
+            log.warning("entropy samples of candidate %d refused as too long: %s", i, exc)
+            return answer_entropy([None] * self.settings.entropy_k)
+        answers = [self.task.final_answer(t) for t in batch.texts]
+        return answer_entropy(self.task.vote_keys(answers))
 
     def select(self, results: Sequence[ParseResult], state: LoopState) -> Selection:
         """Vote, reward, summarise and keep the minimum-entropy (or a random) candidate.
