@@ -178,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"icpi lang: {exc}\n")
         return 2
-    summary = run_language(cfg, args.out, llm=llm, concurrency=args.llm_concurrency)
+    try:
+        summary = run_language(cfg, args.out, llm=llm, concurrency=args.llm_concurrency)
+    except ValueError as exc:  # a bad puzzle file, a run cut short, another run's directory
+        sys.stderr.write(f"icpi lang: {exc}\n")
+        return 2
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

@@ -696,6 +696,8 @@ def load_puzzles(path: str | Path) -> list[RankedPuzzle]:
         ValueError: On an unreadable row, a duplicated rank or an empty file (naming it).
     """
     p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such puzzle file")
     out: list[RankedPuzzle] = []
     if p.suffix.lower() == ".csv":
         with p.open(newline="", encoding="utf-8") as fh:

@@ -618,6 +618,8 @@ def load_math_problems(path: Path | str, answer_key: str = "answer") -> list[dic
     Raises:
         ValueError: If a line is not JSON or lacks a field.
     """
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such file")
     rows = []
     for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

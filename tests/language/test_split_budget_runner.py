@@ -99,6 +99,17 @@ def test_cli_runs_a_puzzle_file_and_states_the_reward(tmp_path, capsys, monkeypa
     assert config["problems"] == ["24:3 4 5 7"] and "exact solver" in config["reward_seen"]
     summary = json.loads(capsys.readouterr().out)
     assert summary["final_success"] == 1.0
+    # A run is extended, never cut: one line and exit 2, not a traceback.
+    code = main(
+        ["lang", "--task", "game24", "--puzzles", str(f), "--split", "all", "--problems", "1",
+         "--rounds", "0", "--out", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert code == 2 and "must be >= 1" in capsys.readouterr().err
+    code = main(
+        ["lang", "--task", "game24", "--puzzles", str(tmp_path / "missing.csv"), "--out",
+         str(tmp_path / "x")]
+    )  # fmt: skip
+    assert code == 2 and "missing.csv" in capsys.readouterr().err
 
 
 def test_config_states_the_papers_reward_and_the_budget(tmp_path):
