@@ -31,7 +31,7 @@ from icpi.core import (
 )
 from icpi.core.expert import Schedule
 from icpi.core.prompts import Prompt
-from icpi.llm.errors import LLMUnavailableError
+from icpi.llm.errors import LLMEmptyResponseError, LLMUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,39 @@ class MeteredSampler:
         return batch
 
 
+class BlankOnEmpty:
+    """A sampler whose all-empty answer is an empty text, not an error (judges, helpers).
+
+    A judge or summary that says nothing gives no verdict (reward 0) or an empty comment;
+    it never stops the round it serves.
+    """
+
+    def __init__(self, inner: Sampler) -> None:
+        """Wrap a sampler.
+
+        Args:
+            inner: The sampler.
+        """
+        self.inner = inner
+
+    def sample(self, prompt: Prompt, n: int, seed: int | None) -> SampleBatch:
+        """Sample; an :class:`~icpi.llm.errors.LLMEmptyResponseError` gives ``n`` empty texts.
+
+        Args:
+            prompt: Text or chat messages.
+            n: Number of completions.
+            seed: Sampling seed.
+
+        Returns:
+            The inner sampler's batch, or empty texts.
+        """
+        try:
+            return self.inner.sample(prompt, n, seed)
+        except LLMEmptyResponseError as exc:
+            log.warning("empty answer taken as no answer: %s", exc)
+            return SampleBatch(texts=[""] * n)
+
+
 @dataclass
 class Samplers:
     """The samplers of one run, by role, all counting into :attr:`meter`."""
@@ -132,9 +165,10 @@ class Samplers:
     policy: Sampler
     """Draws responses (ICRL attempts, ME-ICPO candidates and entropy samples)."""
     judge: Sampler
-    """Greedy judge (LLM step rewards, writing coherence)."""
+    """Greedy judge (LLM step rewards, writing coherence); an empty answer is no verdict."""
     helper: Sampler
-    """Greedy helper text (Self-Refine critiques, Reflexion reflections, summaries)."""
+    """Greedy helper text (Self-Refine critiques, Reflexion reflections, summaries); an
+    empty answer is an empty text."""
     meter: Meter
     """Shared totals."""
 
@@ -152,8 +186,8 @@ class Samplers:
         m = meter or Meter()
         return cls(
             policy=MeteredSampler(make("policy"), m, "policy"),
-            judge=MeteredSampler(make("judge"), m, "judge"),
-            helper=MeteredSampler(make("helper"), m, "helper"),
+            judge=BlankOnEmpty(MeteredSampler(make("judge"), m, "judge")),
+            helper=BlankOnEmpty(MeteredSampler(make("helper"), m, "helper")),
             meter=m,
         )
 

@@ -310,8 +310,9 @@ class MeIcpoSelector:
             batch = OverflowGuard(self.samplers.policy).sample(
                 prompt, self.settings.entropy_k, seed
             )
-        except ContextOverflowError as exc:  # scored as a context with no valid answer
-            log.warning("entropy samples of candidate %d refused as too long: %s", i, exc)
+        except (ContextOverflowError, LLMEmptyResponseError) as exc:
+            # Scored as a context with no valid answer; the round goes on.
+            log.warning("no entropy samples for candidate %d: %s", i, exc)
             return answer_entropy([None] * self.settings.entropy_k)
         answers = [self.task.final_answer(t) for t in batch.texts]
         return answer_entropy(self.task.vote_keys(answers))
@@ -504,8 +505,13 @@ def final_sampling(
     state = loop.state()
     mark = samplers.meter.snapshot()
     prompt = loop.prompt.render(state, loop.context.build(state))
-    batch = samplers.policy.sample(prompt, k, derive_seed(seed, state.iteration, 5000))
-    answers = [task.final_answer(t) for t in batch.texts]
+    try:
+        seed_k = derive_seed(seed, state.iteration, 5000)
+        texts = OverflowGuard(samplers.policy).sample(prompt, k, seed_k).texts
+    except (ContextOverflowError, LLMEmptyResponseError) as exc:  # no answer is no answer
+        log.warning("no final samples: %s", exc)
+        texts = [""] * k
+    answers = [task.final_answer(t) for t in texts]
     correct = [task.is_correct(problem, a) for a in answers]
     keys = task.vote_keys(answers)
     counts = Counter(k for k in keys if k is not None)

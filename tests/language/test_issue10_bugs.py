@@ -122,3 +122,29 @@ def test_reflexion_reflects_on_the_reward_it_sees(puzzle):
     assert [a.info["reflection"] for a in attempts] == ["", ""]
     policy = [p for p, _, _ in sampler.calls if p.rstrip().endswith("Input: 3 4 5 7")]
     assert "wrong" not in policy[-1] and "<Reward: 19.00>" in policy[-1]
+
+
+def test_empty_helper_judge_and_entropy_answers_never_stop_a_run(puzzle):
+    # Found by bench_language on the embedded model: an all-empty summary stopped ME-ICPO.
+    from icpi.core import Budget
+    from icpi.language.icrl import build_icrl_loop
+    from icpi.language.me_icpo import MeIcpoSettings, build_me_icpo_loop
+    from icpi.language.tasks import Game24Task
+    from icpi.llm.errors import LLMEmptyResponseError
+
+    def model(prompt, n, seed):
+        if prompt.rstrip().endswith(("Summary:", "Answer:", "Reflection:")) or n == 2:
+            raise LLMEmptyResponseError("only empty samples")  # helper, judge, entropy
+        return [SOLUTION_3457] * n
+
+    _, samplers = scripted(model)
+    loop, _ = build_me_icpo_loop(
+        Game24Task(), puzzle, samplers, MeIcpoSettings(k=3, entropy_k=2, final_k=2)
+    )
+    a = loop.run(Budget(max_iterations=2)).attempts[-1]
+    assert a.source == "model" and a.action["summary"].endswith("Final answer: (3*4)*(7-5)")
+    for method in ("icrl-preset", "reflexion"):
+        loop, _ = build_icrl_loop(method, Game24Task(), puzzle, samplers)
+        attempts = loop.run(Budget(max_iterations=2)).attempts
+        assert [x.reward for x in attempts] == [0.0, 0.0]  # no verdict: nothing earned
+        assert all(x.info["success"] for x in attempts)
