@@ -39,6 +39,7 @@ class RunSession:
         seed: int | None,
         llm: LLMConfig | None = None,
         what: str = "run",
+        grow: tuple[str, ...] = (),
     ) -> None:
         """Lock and open the run directory.
 
@@ -48,6 +49,7 @@ class RunSession:
             seed: Run seed (``meta.json``).
             llm: The model endpoint, when the run queries one.
             what: What the directory is, for messages (``run``, ``language run``).
+            grow: Budget keys a resume may raise (see :meth:`RunDir.open`).
 
         Raises:
             RunDirError: If another process holds the directory, or it holds another run.
@@ -55,7 +57,7 @@ class RunSession:
         self.lock = DirLock(path, what=what)
         try:
             session = {"llm": llm.session()} if llm is not None else None
-            self.run_dir = RunDir.open(path, config, seed=seed, session=session)
+            self.run_dir = RunDir.open(path, config, seed=seed, session=session, grow=grow)
         except BaseException:
             self.lock.release()
             raise

@@ -1,4 +1,9 @@
-"""``icpi lang``: ICRL prompting, its baselines or ME-ICPO on a language task."""
+"""``icpi lang``: ICRL prompting, its baselines or ME-ICPO on a language task.
+
+The flags are the fields of :class:`icpi.language.runner.LangConfig` (and of the LLM
+settings), generated from them; ``--config FILE`` sets the same keys (``run:`` and
+``llm:`` sections), and flags override it.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-TASKS = ("game24", "writing", "math")
-METHODS = ("icrl-preset", "icrl-autonomous", "best-of-n", "self-refine", "reflexion", "me-icpo")
-ABLATIONS = (
-    "zero-reward", "no-reward", "short-context", "explore-only", "exploit-only",
-    "no-instruction", "no-entropy", "oracle",
-)  # fmt: skip
-
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``lang`` verb.
@@ -22,6 +20,8 @@ def add_parser(subparsers: Any) -> None:
     Args:
         subparsers: The ``add_subparsers`` object of the top-level parser.
     """
+    from icpi.config import add_config_flag, add_flags
+    from icpi.language.runner import LangConfig
     from icpi.llm.config import add_llm_arguments
 
     p = subparsers.add_parser(
@@ -33,8 +33,19 @@ def add_parser(subparsers: Any) -> None:
         "0.6, top_p 0.95; ME-ICPO k = entropy_k = 16); use --k, --entropy-k and "
         "--max-tokens to shrink a run for the embedded model.",
     )
-    # Policy temperature, top_p and max_tokens are the flags below (the papers' defaults);
-    # the seed of each call derives from --seed, and stop sequences come from the task.
+    p.add_argument("--out", type=Path, required=True, help="Run directory (resumed if present).")
+    p.add_argument(
+        "--llm-concurrency",
+        type=int,
+        default=1,
+        help="Problems in flight at once against one endpoint (results are the same).",
+    )
+    add_config_flag(p)
+    g = p.add_argument_group("run")
+    # The prompt style follows --mode (chat or completion).
+    add_flags(g, LangConfig, path=("run",), skip={"chat"}, rename={"puzzles_file": "puzzles"})
+    # The policy's temperature, top_p and max_tokens are run settings above (the papers'
+    # defaults); each call's seed derives from --seed; stop sequences come from the task.
     add_llm_arguments(
         p,
         skip=(
@@ -46,41 +57,6 @@ def add_parser(subparsers: Any) -> None:
             "sampling.stop",
         ),
     )
-    p.add_argument("--task", required=True, choices=TASKS, help="Language task.")
-    p.add_argument("--method", default="icrl-preset", choices=METHODS, help="Method.")
-    p.add_argument(
-        "--ablation",
-        choices=ABLATIONS,
-        help="ICRL: zero-reward, no-reward, short-context, explore-only, exploit-only, "
-        "no-instruction; ME-ICPO: no-entropy, no-reward, oracle.",
-    )
-    p.add_argument("--problems", type=int, default=5, help="Number of problems.")
-    p.add_argument("--rounds", type=int, default=5, help="Rounds per problem.")
-    p.add_argument("--out", type=Path, required=True, help="Run directory (resumed if present).")
-    p.add_argument("--seed", type=int, default=0, help="Seed of the problems and model calls.")
-    p.add_argument("--temperature", type=float, default=0.6, help="Policy temperature.")
-    p.add_argument("--top-p", type=float, default=0.95, help="Policy nucleus mass.")
-    p.add_argument("--max-tokens", type=int, default=1000, help="Tokens per response.")
-    p.add_argument("--helper-tokens", type=int, default=100, help="Tokens per summary/critique.")
-    p.add_argument("--judge-tokens", type=int, default=16, help="Tokens per judge verdict.")
-    g = p.add_argument_group("tasks")
-    g.add_argument(
-        "--step-judge", choices=("rule", "llm"), default="rule", help="Game of 24 step rewards."
-    )
-    g.add_argument(
-        "--puzzles",
-        choices=("solvable", "unsolvable", "any"),
-        default="solvable",
-        help="Which generated Game of 24 puzzles.",
-    )
-    g.add_argument("--math-file", help="Math questions: JSONL with question and answer.")
-    g.add_argument(
-        "--threshold", type=float, default=7.0, help="Writing coherence counted as success."
-    )
-    m = p.add_argument_group("ME-ICPO")
-    m.add_argument("--k", type=int, default=16, help="Candidates per round.")
-    m.add_argument("--entropy-k", type=int, default=16, help="Samples per entropy estimate.")
-    m.add_argument("--final-k", type=int, default=16, help="Final samples (Mean@k, Maj@k).")
     p.set_defaults(func=run)
 
 
@@ -91,38 +67,28 @@ def run(args: argparse.Namespace) -> int:
         args: Parsed arguments.
 
     Returns:
-        Exit code (2 on an invalid combination of options).
+        Exit code.
+
+    Raises:
+        ConfigError: On an invalid setting or combination of settings.
     """
+    from icpi.config import flag_layer, load, read_config_file
+    from icpi.errors import ConfigError
     from icpi.language.runner import LangConfig, run_language
-    from icpi.llm.config import config_from_args
+    from icpi.llm.config import LLMConfig
 
-    llm = config_from_args(args)
-    try:
-        cfg = LangConfig(
-            task=args.task,
-            method=args.method,
-            ablation=args.ablation,
-            problems=args.problems,
-            rounds=args.rounds,
-            seed=args.seed,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            max_tokens=args.max_tokens,
-            helper_tokens=args.helper_tokens,
-            judge_tokens=args.judge_tokens,
-            step_judge=args.step_judge,
-            puzzles=args.puzzles,
-            math_file=args.math_file,
-            threshold=args.threshold,
-            k=args.k,
-            entropy_k=args.entropy_k,
-            final_k=args.final_k,
-            chat=llm.mode == "chat",
-        )
-    except ValueError as exc:
-        from icpi.errors import ConfigError
-
-        raise ConfigError(str(exc)) from None
-    summary = run_language(cfg, args.out, llm=llm)
+    if args.llm_concurrency < 1:
+        raise ConfigError(f"--llm-concurrency must be >= 1, got {args.llm_concurrency}")
+    file = read_config_file(args.config) if args.config else {}
+    unknown = set(file) - {"run", "llm"}
+    if unknown:
+        raise ConfigError(f"config file {args.config}: unknown sections {sorted(unknown)}")
+    flags = flag_layer(args)
+    llm = LLMConfig.from_sources(overrides=flags.get("llm"), config=file.get("llm"))
+    where = f"{args.config} and the flags" if args.config else "the flags"
+    cfg = load(
+        LangConfig, file.get("run"), flags.get("run"), {"chat": llm.mode == "chat"}, where=where
+    )
+    summary = run_language(cfg, args.out, llm=llm, concurrency=args.llm_concurrency)
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

@@ -138,8 +138,9 @@ class RunDir:
         config: Mapping[str, Any],
         seed: int | None,
         session: Mapping[str, Any] | None = None,
+        grow: Iterable[str] = (),
     ) -> RunDir:
-        """Create a run directory, or reopen it to resume the same run.
+        """Create a run directory, or reopen it to resume (or extend) the same run.
 
         Args:
             path: The directory.
@@ -148,6 +149,10 @@ class RunDir:
             seed: Run seed (recorded in meta.json).
             session: Settings of this start that do not change the results (timeouts,
                 offline replay, log file), appended to ``sessions.jsonl``.
+            grow: Dotted config keys of the run's budget (``run.iterations``,
+                ``run.rounds``): a stored run that differs only in them, with a smaller
+                value, is extended (``config.json`` then records the new budget); a smaller
+                value than stored is refused — a run is extended, never cut.
 
         Returns:
             The run directory.
@@ -171,6 +176,10 @@ class RunDir:
                     f" this version writes {CONFIG_FORMAT}); its files are kept as they are,"
                     " but it cannot be resumed: choose a new directory"
                 )
+            if stored != clean and _extends(stored, clean, grow, run.path):
+                log.info("extending %s: %s", run.path, ", ".join(_differences(stored, clean)))
+                run.config_file.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+                stored = clean
             if stored != clean:
                 diff = ", ".join(_differences(stored, clean)[:6])
                 raise RunDirError(
@@ -216,7 +225,47 @@ class RunDir:
             The buffer, fingerprinted with the stored configuration.
         """
         config = json.loads(self.config_file.read_text())
-        return ExperienceBuffer(self.attempts_file, fingerprint=config, fsync=fsync)
+        run = {k: v for k, v in config.get("run", {}).items() if k not in BUDGET_KEYS}
+        # The budget is left out: a run extended to more iterations keeps its attempts.
+        return ExperienceBuffer(self.attempts_file, fingerprint={**config, "run": run}, fsync=fsync)
+
+
+#: Keys of ``run`` that are budgets (left out of the buffer's fingerprint).
+BUDGET_KEYS = ("iterations", "rounds")
+
+
+def _get(data: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    head, _, rest = dotted.partition(".")
+    out = dict(data)
+    out[head] = _set(dict(out.get(head) or {}), rest, value) if rest else value
+    return out
+
+
+def _extends(stored: Any, new: dict[str, Any], grow: Iterable[str], path: Path) -> bool:
+    """Whether ``new`` is ``stored`` with a larger budget (a smaller one is refused)."""
+    if not isinstance(stored, dict):
+        return False
+    same = stored
+    for key in grow:
+        same = _set(same, key, _get(new, key))
+    if same != new:
+        return False
+    for key in grow:
+        old, value = _get(stored, key), _get(new, key)
+        if isinstance(old, int) and isinstance(value, int) and value < old:
+            raise RunDirError(
+                f"{path} holds a run with {key.rsplit('.', 1)[-1]}={old}; a run is extended,"
+                f" never cut: ask for {old} or more, or choose a new directory"
+            )
+    return True
 
 
 def _differences(old: Any, new: Any, where: str = "") -> list[str]:

@@ -120,24 +120,31 @@ class MajorityVote:
         return NONE  # pragma: no cover - unreachable
 
 
+#: Entropy of a sample set with no valid answer, in units of ``log2(n)`` (ME-ICPO's code:
+#: five times the largest entropy, above any set with a valid answer, which stays below
+#: ``2 × log2(n)``).
+ALL_INVALID_FACTOR = 5.0
+
+
 def answer_entropy(answers: Sequence[Hashable | None], penalise_invalid: bool = True) -> float:
     """Shannon entropy (bits) of the valid answers, plus a penalty for invalid ones.
 
-    The penalty is ``log2(len(answers)) × invalid fraction``, so a set of mostly invalid
-    answers never looks confident (ME-ICPO).
+    The penalty is ``log2(n) × invalid fraction`` (``n`` = number of samples), so a set of
+    mostly invalid answers never looks confident; a set with no valid answer scores
+    ``ALL_INVALID_FACTOR × log2(n)``, worse than any set with one (ME-ICPO).
 
     Args:
         answers: One entry per sample; ``None`` marks an invalid sample.
         penalise_invalid: Add the invalid-share penalty.
 
     Returns:
-        The entropy in bits (``log2(len(answers))`` if none is valid).
+        The entropy in bits.
     """
     if not answers:
         return 0.0
     valid = [a for a in answers if a is not None]
     if not valid:
-        return math.log2(len(answers)) if len(answers) > 1 else 0.0
+        return ALL_INVALID_FACTOR * math.log2(max(len(answers), 2))
     counts = np.asarray(list(Counter(valid).values()), dtype=float)
     p = counts / counts.sum()
     h = float(-(p * np.log2(p)).sum())

@@ -1,11 +1,15 @@
 """Language tasks on the shared core: ICRL prompting, its baselines, and ME-ICPO.
 
-- :mod:`icpi.language.game24`: puzzles, reference solver, safe evaluator, step checker.
-- :mod:`icpi.language.tasks`: Game of 24, creative writing and math tasks with rewards.
+- :mod:`icpi.language.game24`: puzzles, the standard ranked split, puzzle files, reference
+  solver, safe evaluator, step checker.
+- :mod:`icpi.language.tasks`: Game of 24, creative writing and math tasks with rewards
+  (the model's own judge by default, as in the paper).
+- :mod:`icpi.language.mathcheck`: symbolic comparison of math answers (``math-verify``).
 - :mod:`icpi.language.icrl`: ICRL prompting (Preset, Autonomous, ablations) and the
-  Best-of-N, Self-Refine and Reflexion baselines.
-- :mod:`icpi.language.me_icpo`: ME-ICPO (majority-vote self-reward, summaries,
-  minimum-entropy selection, Mean@k / Maj@k).
+  Best-of-N, Self-Refine, Reflexion, CoT-only and Long-CoT baselines.
+- :mod:`icpi.language.me_icpo`: ME-ICPO (majority-vote self-reward on the task's answer
+  keys, summaries, minimum-entropy selection, Mean@k / Maj@k).
+- :mod:`icpi.language.common`: samplers by role, the token budget of a prompt.
 - :mod:`icpi.language.runner`: ``icpi lang`` runs into resumable run directories.
 """
 

@@ -6,16 +6,34 @@
 - :class:`ResponseParser`: accepts any non-empty response (ICRL's action is the text).
 - :class:`RoundUsage`: a reward-provider wrapper stamping the round's token use into the
   feedback, so it is stored with the attempt and survives a resume.
+- :class:`TokenBudget` / :class:`Budgeted` / :class:`OverflowGuard`: prompts cut to a token
+  budget (newest examples kept); a context-length refusal is a failed round, not a crash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from icpi.core import Feedback, LoopState, ParseResult, RewardProvider, SampleBatch, Sampler
+from icpi.core import (
+    Attempt,
+    ContextBuilder,
+    Feedback,
+    LoopState,
+    ParseResult,
+    RewardProvider,
+    SampleBatch,
+    Sampler,
+)
+from icpi.core.expert import Schedule
 from icpi.core.prompts import Prompt
+from icpi.llm.errors import LLMBadRequestError, LLMEmptyResponseError, LLMUnavailableError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,6 +125,39 @@ class MeteredSampler:
         return batch
 
 
+class BlankOnEmpty:
+    """A sampler whose all-empty answer is an empty text, not an error (judges, helpers).
+
+    A judge or summary that says nothing gives no verdict (reward 0) or an empty comment;
+    it never stops the round it serves.
+    """
+
+    def __init__(self, inner: Sampler) -> None:
+        """Wrap a sampler.
+
+        Args:
+            inner: The sampler.
+        """
+        self.inner = inner
+
+    def sample(self, prompt: Prompt, n: int, seed: int | None) -> SampleBatch:
+        """Sample; an :class:`~icpi.llm.errors.LLMEmptyResponseError` gives ``n`` empty texts.
+
+        Args:
+            prompt: Text or chat messages.
+            n: Number of completions.
+            seed: Sampling seed.
+
+        Returns:
+            The inner sampler's batch, or empty texts.
+        """
+        try:
+            return self.inner.sample(prompt, n, seed)
+        except LLMEmptyResponseError as exc:
+            log.warning("empty answer taken as no answer: %s", exc)
+            return SampleBatch(texts=[""] * n)
+
+
 @dataclass
 class Samplers:
     """The samplers of one run, by role, all counting into :attr:`meter`."""
@@ -114,9 +165,10 @@ class Samplers:
     policy: Sampler
     """Draws responses (ICRL attempts, ME-ICPO candidates and entropy samples)."""
     judge: Sampler
-    """Greedy judge (LLM step rewards, writing coherence)."""
+    """Greedy judge (LLM step rewards, writing coherence); an empty answer is no verdict."""
     helper: Sampler
-    """Greedy helper text (Self-Refine critiques, Reflexion reflections, summaries)."""
+    """Greedy helper text (Self-Refine critiques, Reflexion reflections, summaries); an
+    empty answer is an empty text."""
     meter: Meter
     """Shared totals."""
 
@@ -134,8 +186,8 @@ class Samplers:
         m = meter or Meter()
         return cls(
             policy=MeteredSampler(make("policy"), m, "policy"),
-            judge=MeteredSampler(make("judge"), m, "judge"),
-            helper=MeteredSampler(make("helper"), m, "helper"),
+            judge=BlankOnEmpty(MeteredSampler(make("judge"), m, "judge")),
+            helper=BlankOnEmpty(MeteredSampler(make("helper"), m, "helper")),
             meter=m,
         )
 
@@ -196,3 +248,240 @@ class RoundUsage:
         """
         fb = self.inner(action, state)
         return Feedback(fb.reward, {**fb.info, "usage": self.meter.since(self.mark)})
+
+
+# --------------------------------------------------------------------------- token budget
+#: Tokens per character assumed before any prompt has been measured (digits tokenise one
+#: by one on small models: one token per character is the worst case).
+PRIOR_TOKENS_PER_CHAR = 1.0
+#: Safety factor on the measured tokens per character.
+RATIO_MARGIN = 1.1
+#: Each context-length error seen in a problem's history shrinks its budget by this factor.
+OVERFLOW_SHRINK = 0.75
+#: Prompt budget of an endpoint whose context length is unknown, tokens.
+DEFAULT_CONTEXT_TOKENS = 32_768
+
+
+class ContextOverflowError(RuntimeError):
+    """The endpoint refused a prompt as longer than its context window."""
+
+
+_OVERFLOW = re.compile(
+    r"HTTP 400.*(context|maximum.{0,40}length|exceed|too long|too many tokens)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def prompt_text(prompt: Prompt | None) -> str:
+    """The text of a prompt (chat messages joined).
+
+    Args:
+        prompt: Text or chat messages.
+
+    Returns:
+        The text.
+    """
+    if prompt is None:
+        return ""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(str(m.get("content", "")) for m in prompt)
+
+
+class TokenBudget:
+    """How many tokens a prompt may hold, and how many a text takes.
+
+    Tokens are estimated from characters with the largest tokens-per-character ratio
+    measured on this problem's earlier prompts (the server reports each prompt's tokens;
+    single-sample calls only), times a margin, or :data:`PRIOR_TOKENS_PER_CHAR` before any
+    measurement. Everything is derived from the history, so a resumed run builds the same
+    prompts. A context-length error in the history shrinks the budget (never dies twice on
+    the same length).
+    """
+
+    def __init__(self, tokens: int) -> None:
+        """Create the budget.
+
+        Args:
+            tokens: Prompt tokens allowed (the endpoint's context minus the completion).
+
+        Raises:
+            ValueError: If ``tokens`` < 1.
+        """
+        if tokens < 1:
+            raise ValueError(f"the context budget must be >= 1 token, got {tokens}")
+        self.tokens = tokens
+
+    @staticmethod
+    def ratio(history: Sequence[Attempt]) -> float:
+        """Tokens per character to assume, from the measured prompts.
+
+        Args:
+            history: Finished attempts.
+
+        Returns:
+            The ratio.
+        """
+        seen = []
+        for a in history:
+            text = prompt_text(a.prompt)
+            p = int(a.llm.get("prompt_tokens", 0) or 0)
+            if text and p > 0 and a.llm.get("calls") == 1 and len(a.samples) == 1:
+                seen.append(p / len(text))
+        return max(seen) * RATIO_MARGIN if seen else PRIOR_TOKENS_PER_CHAR
+
+    @staticmethod
+    def count(text: str, ratio: float) -> int:
+        """Estimated tokens of a text.
+
+        Args:
+            text: The text.
+            ratio: Tokens per character.
+
+        Returns:
+            The estimate (rounded up).
+        """
+        return math.ceil(len(text) * ratio)
+
+    def limit(self, history: Sequence[Attempt]) -> int:
+        """The budget after the context-length errors seen in the history.
+
+        Args:
+            history: Finished attempts.
+
+        Returns:
+            Tokens.
+        """
+        overflows = sum(
+            str(e).startswith(ContextOverflowError.__name__)
+            for a in history
+            for e in a.llm.get("errors", [])
+        )
+        return int(self.tokens * OVERFLOW_SHRINK**overflows)
+
+
+class Budgeted:
+    """Keep the examples nearest the query (the list's end) that fit a token budget.
+
+    Each example's ``block`` text is counted; the task text and instruction
+    (``overhead(state)``) are counted first. Examples come oldest (or worst) first, so the
+    newest (or best) are kept.
+    """
+
+    def __init__(
+        self,
+        inner: ContextBuilder,
+        budget: TokenBudget,
+        overhead: Callable[[LoopState], str],
+        separator: str = "\n\n",
+    ) -> None:
+        """Wrap a context builder.
+
+        Args:
+            inner: Builds ``{"block": text}`` examples in prompt order.
+            budget: The prompt budget.
+            overhead: The rest of the prompt of a state (task text, instruction).
+            separator: Text between parts of the prompt.
+        """
+        self.inner = inner
+        self.budget = budget
+        self.overhead = overhead
+        self.separator = separator
+
+    def build(self, state: LoopState) -> list[Mapping[str, Any]]:
+        """Return the newest examples that fit.
+
+        Args:
+            state: The loop state.
+
+        Returns:
+            The kept examples, in prompt order.
+        """
+        return self.fit(self.inner.build(state), state)
+
+    def fit(
+        self, examples: Sequence[Mapping[str, Any]], state: LoopState
+    ) -> list[Mapping[str, Any]]:
+        """Keep the examples at the end of a list that fit the budget.
+
+        Args:
+            examples: ``{"block": text}`` examples in prompt order.
+            state: The loop state (its history calibrates the token estimate).
+
+        Returns:
+            The kept examples, in prompt order.
+        """
+        ratio = self.budget.ratio(state.history)
+        left = self.budget.limit(state.history) - self.budget.count(self.overhead(state), ratio)
+        kept: list[Mapping[str, Any]] = []
+        for ex in reversed(examples):
+            cost = self.budget.count(str(ex["block"]) + self.separator, ratio)
+            if cost > left:
+                break
+            left -= cost
+            kept.append(ex)
+        if len(kept) < len(examples):
+            log.info("context: %d of %d examples fit the %d-token budget",
+                     len(kept), len(examples), self.budget.limit(state.history))  # fmt: skip
+        return kept[::-1]
+
+
+class OverflowGuard:
+    """A sampler that turns an endpoint's context-length refusal into ContextOverflowError.
+
+    The loop then records a failed attempt (the run goes on) and :class:`TokenBudget`
+    shrinks the next prompts.
+    """
+
+    def __init__(self, inner: Sampler) -> None:
+        """Wrap a sampler.
+
+        Args:
+            inner: The sampler.
+        """
+        self.inner = inner
+
+    def sample(self, prompt: Prompt, n: int, seed: int | None) -> SampleBatch:
+        """Sample; re-raise a context-length refusal as :class:`ContextOverflowError`.
+
+        Args:
+            prompt: Text or chat messages.
+            n: Number of completions.
+            seed: Sampling seed.
+
+        Returns:
+            The inner sampler's batch.
+
+        Raises:
+            ContextOverflowError: The endpoint refused the prompt's length.
+        """
+        try:
+            return self.inner.sample(prompt, n, seed)
+        except (LLMBadRequestError, LLMUnavailableError) as exc:  # HTTP 400 (413, 422)
+            if _OVERFLOW.search(str(exc)):
+                raise ContextOverflowError(str(exc)) from exc
+            raise
+
+
+@dataclass(frozen=True)
+class ExpertSettings:
+    """Seed-001 steering of a loop (:mod:`icpi.core.expert`)."""
+
+    demonstrations: Sequence[str] = ()
+    """Solved examples (implicit expert forcing)."""
+    share: float = 0.0
+    """Expected share of expert-conditioned samples (0: off)."""
+    reject: bool = False
+    """Expert-region reject sampling (ME-ICPO: drop expert candidates that disagree with
+    the on-policy majority)."""
+    bonus: float = 0.0
+    """Annealed expert bonus at round 0 (ICRL; 0: off)."""
+    anneal_rounds: int = 10
+    """Rounds over which the bonus decays to 0."""
+    schedule: Schedule = "linear"
+    """Decay schedule."""
+
+    @property
+    def active(self) -> bool:
+        """Whether any expert piece is on."""
+        return self.share > 0

@@ -18,14 +18,20 @@ exact rational arithmetic (:class:`fractions.Fraction`):
 
 from __future__ import annotations
 
+import csv
 import functools
+import importlib.resources
 import itertools
+import json
 import random
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
+
+from icpi.errors import ConfigError
 
 #: The target value.
 TARGET = Fraction(24)
@@ -476,14 +482,63 @@ def final_answer(text: str) -> str | None:
     return key
 
 
-def rule_step_rewards(parsed: ParsedResponse, numbers: Sequence[int]) -> list[float]:
-    """Score each step with the exact solver (ICRL's sure / likely / impossible scale).
+_LITERAL = re.compile(r"\(?(-?\d+)(?:/(\d+))?\)?")
 
-    A step scores 3 (sure) when its operands are among the numbers left, its arithmetic is
-    right, its ``left`` list is the true remainder and that remainder can still reach 24;
-    1 (likely) when the arithmetic is right and the *stated* ``left`` can reach 24 but the
-    bookkeeping is off; 0 (impossible) otherwise. Later steps are judged from the true
-    remainder when a step was right, else from the stated one.
+
+def _literal(text: str) -> Fraction | None:
+    """An integer or fraction literal (``8``, ``8/3``, ``(8/3)``, ``-5``), else ``None``."""
+    m = _LITERAL.fullmatch(text)
+    if m is None or (text.startswith("(") != text.endswith(")")):
+        return None
+    try:
+        return Fraction(int(m.group(1)), int(m.group(2) or 1))
+    except ZeroDivisionError:
+        return None
+
+
+def read_step(lhs: str) -> list[tuple[Fraction, Fraction, Fraction]]:
+    """Every reading of a step's operation as ``a op b`` with number or fraction operands.
+
+    ``"3 - 8/3"`` reads as 3 − 8/3; ``"8 / 1/3"`` reads as 8 ÷ (1/3) and as (8/1) ÷ 3.
+
+    Args:
+        lhs: The operation text of a step.
+
+    Returns:
+        ``(a, b, value)`` per reading, in the order of the operator's position.
+    """
+    text = re.sub(r"\s+", "", lhs.translate(_MINUS)).replace("×", "*").replace("÷", "/")
+    text = text.replace("x", "*").replace("X", "*").replace("$", "")
+    out = []
+    for i in range(1, len(text) - 1):
+        op = text[i]
+        if op not in "+-*/":
+            continue
+        a, b = _literal(text[:i]), _literal(text[i + 1 :])
+        if a is None or b is None:
+            continue
+        if op == "+":
+            value = a + b
+        elif op == "-":
+            value = a - b
+        elif op == "*":
+            value = a * b
+        elif b == 0:
+            continue
+        else:
+            value = a / b
+        out.append((a, b, value))
+    return out
+
+
+def rule_step_rewards(parsed: ParsedResponse, numbers: Sequence[int]) -> list[float]:
+    """Score each step with the exact solver (3 = sure, 0 = impossible; never unsure).
+
+    A step scores 3 when its two operands are among the numbers left (fractions included),
+    its arithmetic is right, its ``left`` list is exactly the true remainder and that
+    remainder can still reach 24; anything else scores 0 (an invented ``left`` list, a
+    foreign operand, wrong arithmetic, a dead end). A broken step does not move the game:
+    the next step is judged from the numbers truly left.
 
     Args:
         parsed: The parsed response.
@@ -495,24 +550,185 @@ def rule_step_rewards(parsed: ParsedResponse, numbers: Sequence[int]) -> list[fl
     remaining: list[Fraction] = [Fraction(n) for n in numbers]
     scores: list[float] = []
     for step in parsed.steps:
-        try:
-            value, used = evaluate_expression(step.lhs)
-            stated = _fractions(step.result)
-            arith_ok = len(used) == 2 and len(stated) == 1 and stated[0] == value
-        except ExpressionError:
-            value, used, arith_ok = Fraction(0), [], False
+        stated = _fractions(step.result)
         pool = Counter(remaining)
-        operands_ok = arith_ok and all(pool[Fraction(u)] >= c for u, c in Counter(used).items())
-        true_left: list[Fraction] | None = None
-        if operands_ok:
-            pool.subtract(Counter(Fraction(u) for u in used))
-            true_left = sorted([*pool.elements(), value])
-        stated_left = sorted(step.left)
-        if true_left is not None and stated_left == true_left and is_solvable(true_left):
-            scores.append(SURE)
-        elif arith_ok and stated_left and is_solvable(stated_left):
-            scores.append(LIKELY)
-        else:
+        legal = None
+        for a, b, value in read_step(step.lhs):
+            need = Counter([a, b])
+            available = all(pool[x] >= c for x, c in need.items())
+            if len(stated) == 1 and stated[0] == value and available:
+                legal = (need, value)
+                break
+        if legal is None:
             scores.append(IMPOSSIBLE)
-        remaining = true_left if true_left is not None else list(step.left)
+            continue
+        pool.subtract(legal[0])
+        true_left = sorted([*pool.elements(), legal[1]])
+        ok = sorted(step.left) == true_left and is_solvable(true_left)
+        scores.append(SURE if ok else IMPOSSIBLE)
+        remaining = true_left
     return scores
+
+
+def answer_key(expr: str | None) -> str | None:
+    """The task's answer of an expression: the value it reaches with the numbers it uses.
+
+    ``(6-4)*(4+8)`` and ``(4+8)*(6-4)`` both give ``"24 using 4 4 6 8"``: ME-ICPO votes on
+    what an answer reaches, as a math vote compares final values, not on its spelling.
+
+    Args:
+        expr: An answer expression (``None``: no answer).
+
+    Returns:
+        The key, or ``None`` when the expression cannot be evaluated.
+    """
+    if expr is None:
+        return None
+    try:
+        value, used = evaluate_expression(expr)
+    except ExpressionError:
+        return None
+    return f"{value} using {' '.join(map(str, sorted(used)))}"
+
+
+# --------------------------------------------------------------------------- demonstrations
+def _fmt_step(v: Fraction) -> str:
+    return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
+
+
+def solution_steps(numbers: Sequence[int]) -> list[str] | None:
+    """A worked solution in the task's step format (an expert demonstration).
+
+    Args:
+        numbers: Four numbers.
+
+    Returns:
+        ``["Step1: … (left: …)", …, "Answer: … = 24"]``, or ``None`` if unsolvable.
+    """
+
+    def search(items: list[tuple[Fraction, str]], steps: list[str]) -> list[str] | None:
+        if len(items) == 1:
+            return steps if items[0][0] == TARGET else None
+        for i, j in itertools.combinations(range(len(items)), 2):
+            (a, ea), (b, eb) = items[i], items[j]
+            rest = [items[k] for k in range(len(items)) if k not in (i, j)]
+            for value, op in _combine(a, b):
+                x, y, sym = (b, a, op[0]) if op.endswith("r") else (a, b, op)
+                ex, ey = (eb, ea) if op.endswith("r") else (ea, eb)
+                if not is_solvable([v for v, _ in rest] + [value]):
+                    continue
+                left = sorted([v for v, _ in rest] + [value])
+                line = (
+                    f"Step{len(steps) + 1}: {_fmt_step(x)} {sym} {_fmt_step(y)} = "
+                    f"{_fmt_step(value)} (left: {' '.join(_fmt_step(v) for v in left)})"
+                )
+                found = search([*rest, (value, f"({ex} {sym} {ey})")], [*steps, line])
+                if found is not None:
+                    return found
+        return None
+
+    items = [(Fraction(n), str(n)) for n in numbers]
+    steps = search(items, [])
+    expr = solve(numbers)
+    if steps is None or expr is None:
+        return None
+    return [*steps, f"Answer: {expr} = 24"]
+
+
+# --------------------------------------------------------------------------- standard split
+#: Ranks of the standard test split (Tree of Thoughts and the ICRL paper: indices 900–999).
+TOT_TEST_RANKS = (901, 1000)
+
+
+@functools.lru_cache(maxsize=1)
+def standard_ranking() -> tuple[tuple[int, int, int, int], ...]:
+    """The 1362 solvable puzzles in the public difficulty order (rank 1 first).
+
+    The order is Tree of Thoughts' ``24.csv`` (MIT licence, see ``data/LICENSE-tot24.txt``):
+    puzzles sorted by the average time people took to solve them on 4nums.com. It is
+    human data, not derivable from a solver; the solver only confirms that the list is
+    exactly the 1362 solvable puzzles of four numbers in 1–13.
+
+    Returns:
+        The puzzles, sorted numbers each, rank order.
+    """
+    text = (importlib.resources.files("icpi.language") / "data" / "game24_ranks.txt").read_text()
+    rows = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return tuple(tuple(sorted(int(x) for x in r)) for r in rows)  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class RankedPuzzle:
+    """A puzzle with its difficulty rank (1 = easiest)."""
+
+    rank: int
+    """Rank in its list."""
+    numbers: tuple[int, ...]
+    """The four numbers, sorted."""
+
+
+def _numbers_of(value: object, where: str) -> tuple[int, ...]:
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or len(items) != 4:
+        raise ConfigError(f"{where}: a puzzle is four integers, got {value!r}")
+    try:
+        nums = tuple(sorted(int(str(x)) for x in items))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: a puzzle is four integers, got {value!r}") from exc
+    if any(n < 0 or n > 1_000_000 for n in nums):
+        raise ConfigError(f"{where}: numbers must be in 0–1000000, got {value!r}")
+    return nums
+
+
+def load_puzzles(path: str | Path) -> list[RankedPuzzle]:
+    """Read Game of 24 puzzles from a CSV or JSONL file.
+
+    CSV: a header with a ``Puzzles`` (or ``puzzle`` / ``numbers``) column holding four
+    space-separated integers and an optional ``Rank`` column — Tree of Thoughts' ``24.csv``
+    reads as is. JSONL: one object per line with ``numbers`` (a list of four integers or a
+    string) and an optional ``rank``. Without ranks, the row number (from 1) is the rank.
+
+    Args:
+        path: The file (``.csv`` or ``.jsonl``/``.json``).
+
+    Returns:
+        The puzzles sorted by rank.
+
+    Raises:
+        ValueError: On an unreadable row, a duplicated rank or an empty file (naming it).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such puzzle file")
+    out: list[RankedPuzzle] = []
+    if p.suffix.lower() == ".csv":
+        with p.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            cols = {c.lower().strip(): c for c in reader.fieldnames or []}
+            col = next((cols[c] for c in ("puzzles", "puzzle", "numbers") if c in cols), None)
+            if col is None:
+                raise ConfigError(f"{p}: no 'Puzzles' (or 'numbers') column in the header")
+            rank_col = cols.get("rank")
+            for i, row in enumerate(reader, 1):
+                where = f"{p}:{i + 1}"
+                rank = int(row[rank_col]) if rank_col and row.get(rank_col) else i
+                out.append(RankedPuzzle(rank, _numbers_of(row[col], where)))
+    else:
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{p}:{i}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{where}: not JSON: {exc}") from exc
+            if not isinstance(row, dict) or "numbers" not in row:
+                raise ConfigError(f"{where}: needs 'numbers'")
+            rank = int(row.get("rank", len(out) + 1))
+            out.append(RankedPuzzle(rank, _numbers_of(row["numbers"], where)))
+    if not out:
+        raise ConfigError(f"{p}: no puzzles")
+    ranks = [r.rank for r in out]
+    if len(set(ranks)) != len(ranks):
+        raise ConfigError(f"{p}: duplicated ranks")
+    return sorted(out, key=lambda r: r.rank)

@@ -9,21 +9,29 @@ instruction and lets the model choose. Ablations are switches
 explore-only (without rewards), exploit-only and no instruction.
 
 Baselines on the same pieces: Best-of-N (independent samples, no context), Self-Refine
-(the model critiques each response; the critiques, not the rewards, are shown) and
-Reflexion (after a failed attempt the model writes a reflection; the reflections and the
-last attempt are shown).
+(the model critiques each response; the critiques, not the rewards, are shown),
+Reflexion (after an attempt below the task's full reward — the reward the method sees,
+never the hidden success — the model writes a reflection; the reflections and the last
+attempt with its rewards are shown), CoT-only (one step-by-step answer to the task text)
+and Long-CoT (one answer after a long chain of thought in ``<think>`` tags that keeps
+retrying).
 
-Pieces: a context builder (:class:`~icpi.core.context.AllAttempts`,
-:class:`~icpi.core.context.LastN`, :class:`~icpi.core.context.SortedByReward` or
-:class:`ReflexionMemory`) + a :class:`~icpi.core.prompts.PromptTemplate` with a per-round
+Every context is cut to a token budget (:class:`~icpi.language.common.Budgeted`): the
+newest attempts that fit are kept (math: the best ones, each cut so that at least
+:data:`MATH_MIN_ATTEMPTS` fit). Reward tags a model writes itself are removed before its
+response is shown, so the only rewards in a prompt are the real ones.
+
+Pieces: a context builder + a :class:`~icpi.core.prompts.PromptTemplate` with a per-round
 instruction + :class:`~icpi.language.common.ResponseParser` +
 :class:`~icpi.core.selectors.FirstValid` + the task's reward provider (wrapped by
-:func:`self_critique` or :func:`reflection` for the baselines).
+:func:`self_critique` or :func:`reflection` for the baselines), optionally steered by an
+expert (:mod:`icpi.core.expert`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -42,16 +50,30 @@ from icpi.core import (
     PromptTemplate,
     RewardProvider,
     Sampler,
+    Selector,
     SortedByReward,
 )
-from icpi.language.common import ResponseParser, RoundUsage, Samplers
+from icpi.core.expert import AnnealedExpertBonus, ExpertSampler, ExpertSelector
+from icpi.language.common import (
+    DEFAULT_CONTEXT_TOKENS,
+    Budgeted,
+    ContextOverflowError,
+    ExpertSettings,
+    OverflowGuard,
+    ResponseParser,
+    RoundUsage,
+    Samplers,
+    TokenBudget,
+)
 from icpi.language.tasks import LanguageTask, Problem, reward_tag
 from icpi.llm.errors import MODEL_ERRORS
 
 log = logging.getLogger(__name__)
 
 ICRL_METHODS = ("icrl-preset", "icrl-autonomous")
-BASELINES = ("best-of-n", "self-refine", "reflexion")
+BASELINES = ("best-of-n", "self-refine", "reflexion", "cot-only", "long-cot")
+#: Baselines that answer once and use no reward (the paper runs them for one pass).
+SINGLE_PASS = ("cot-only", "long-cot")
 ICRL_ABLATIONS = (
     "zero-reward",
     "no-reward",
@@ -64,9 +86,10 @@ ICRL_ABLATIONS = (
 SHORT_CONTEXT = 3
 #: Attempts kept for creative writing (the paper's window).
 WRITING_WINDOW = 25
-#: Math: each attempt cut to this many characters (≈ 512 tokens), context budget in chars.
-MATH_ATTEMPT_CHARS = 2000
-MATH_CONTEXT_CHARS = 8000
+#: Math: each attempt cut to at most this many tokens, and short enough that at least
+#: :data:`MATH_MIN_ATTEMPTS` attempts fit the budget (the paper: "at least 32").
+MATH_ATTEMPT_TOKENS = 512
+MATH_MIN_ATTEMPTS = 32
 
 RewardDisplay = Literal["real", "zero", "none"]
 
@@ -88,6 +111,11 @@ CHOOSE = (
     "Exploit: learn from the earlier attempts and write the response you expect to earn a "
     "higher reward.\n"
     "Choose one of the two and follow it."
+)
+LONG_COT = (
+    "Think it through at length first, between <think> and </think>: try an approach, "
+    "check it, and if it is wrong keep trying other approaches inside the tags. After "
+    "</think>, give one final response in the required format."
 )
 
 
@@ -117,6 +145,29 @@ def instruction_for(method: str, ablation: str | None = None) -> Callable[[LoopS
     raise ValueError(f"unknown ICRL method {method!r}")
 
 
+_MODEL_TAGS = (
+    re.compile(r"<\s*/?\s*(?:reward|return)\b[^>\n]*>", re.IGNORECASE),
+    re.compile(r"\*{0,2}\b(?:total\s+)?(?:reward|return)\b\*{0,2}\s*[:=].*", re.IGNORECASE),
+    re.compile(r"\(\s*reward\s*[:=][^)\n]*\)", re.IGNORECASE),
+)
+
+
+def strip_reward_tags(text: str) -> str:
+    """Remove reward text a model wrote itself (``<Reward: …>``, ``Total reward: …``).
+
+    Lines are kept (emptied at worst), so per-line rewards still land on their lines.
+
+    Args:
+        text: A model's response.
+
+    Returns:
+        The text without reward tags.
+    """
+    for pattern in _MODEL_TAGS:
+        text = pattern.sub("", text)
+    return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
 def tagged_response(
     attempt: Attempt, display: RewardDisplay = "real", max_chars: int | None = None
 ) -> str:
@@ -124,6 +175,7 @@ def tagged_response(
 
     Per-line rewards (``info["line_rewards"]``, Game of 24 steps and answer) are tagged at
     the end of their lines and the total follows; other tasks get one tag after the text.
+    Reward text the model wrote itself is removed first (:func:`strip_reward_tags`).
 
     Args:
         attempt: The attempt.
@@ -133,11 +185,12 @@ def tagged_response(
     Returns:
         The tagged text.
     """
-    text = str(attempt.action or "").strip() or "(no response)"
+    text = strip_reward_tags(str(attempt.action or "")).rstrip()
+    text = text if text.strip() else "(no response)"
     if max_chars is not None and len(text) > max_chars:
         text = text[:max_chars] + " …"
     if display == "none":
-        return text
+        return text.strip()
 
     def shown(x: float) -> float:
         return 0.0 if display == "zero" or x != x else float(x)
@@ -149,8 +202,9 @@ def tagged_response(
             f"{ln} {reward_tag(shown(per_line[i]))}" if i in per_line else ln
             for i, ln in enumerate(lines)
         ]
-        return "\n".join([*lines, f"Total reward: {reward_tag(shown(attempt.reward))}"])
-    return "\n".join([*lines, reward_tag(shown(attempt.reward))])
+        body = "\n".join(lines).strip("\n")
+        return f"{body}\nTotal reward: {reward_tag(shown(attempt.reward))}"
+    return "\n".join([*lines, reward_tag(shown(attempt.reward))]).strip("\n")
 
 
 def attempt_view(
@@ -177,34 +231,80 @@ def _block(ex: Mapping[str, Any]) -> str:
     return str(ex["block"])
 
 
-def icrl_context(task: LanguageTask, ablation: str | None) -> ContextBuilder:
-    """Return the attempt buffer view of ICRL on a task.
+class MathAttempts:
+    """Math: attempts sorted by reward (best last), each cut so that enough of them fit.
+
+    Each response is cut to ``min(MATH_ATTEMPT_TOKENS, budget / MATH_MIN_ATTEMPTS)``
+    tokens, so at least :data:`MATH_MIN_ATTEMPTS` attempts fit the budget; the best ones
+    are kept when more than fit.
+    """
+
+    def __init__(
+        self, budget: TokenBudget, overhead: Callable[[LoopState], str], display: RewardDisplay
+    ) -> None:
+        """Create the builder.
+
+        Args:
+            budget: The prompt budget.
+            overhead: The rest of the prompt of a state (task text, instruction).
+            display: How rewards are shown.
+        """
+        self.budget = budget
+        self.overhead = overhead
+        self.display: RewardDisplay = display
+
+    def build(self, state: LoopState) -> list[Mapping[str, Any]]:
+        """Return the best attempts that fit, each cut, best last.
+
+        Args:
+            state: The loop state.
+
+        Returns:
+            ``{"block", "reward"}`` examples.
+        """
+        ratio = self.budget.ratio(state.history)
+        room = self.budget.limit(state.history) - self.budget.count(self.overhead(state), ratio)
+        tokens = min(MATH_ATTEMPT_TOKENS, max(room, 0) // MATH_MIN_ATTEMPTS - 16)
+        view = attempt_view(self.display, max(int(tokens / ratio), 40))
+        ranked = SortedByReward(view=view, best_last=True).build(state)
+        return Budgeted(LastN(0), self.budget, self.overhead).fit(ranked, state)
+
+
+def icrl_context(
+    task: LanguageTask,
+    ablation: str | None,
+    budget: TokenBudget | None = None,
+    overhead: Callable[[LoopState], str] = lambda state: "",
+) -> ContextBuilder:
+    """Return the attempt buffer view of ICRL on a task, cut to a token budget.
 
     Args:
-        task: The task (Game of 24: all attempts; writing: last 25; math: sorted by reward
-            within a budget).
+        task: The task (Game of 24: all attempts; writing: last 25; math: the best ones,
+            each cut so that at least 32 fit).
         ablation: ``short-context`` keeps the last 3 attempts; reward ablations change the
             tags.
+        budget: The prompt budget (default :data:`DEFAULT_CONTEXT_TOKENS`).
+        overhead: The rest of the prompt of a state (counted against the budget).
 
     Returns:
         The context builder.
     """
+    budget = budget or TokenBudget(DEFAULT_CONTEXT_TOKENS)
     display: RewardDisplay = "real"
     if ablation == "zero-reward":
         display = "zero"
     elif ablation in ("no-reward", "explore-only"):
         display = "none"
+    inner: ContextBuilder
     if ablation == "short-context":
-        return LastN(SHORT_CONTEXT, view=attempt_view(display))
-    if task.name == "writing":
-        return LastN(WRITING_WINDOW, view=attempt_view(display))
-    if task.name == "math":
-        return SortedByReward(
-            view=attempt_view(display, MATH_ATTEMPT_CHARS),
-            max_chars=MATH_CONTEXT_CHARS,
-            size=lambda ex: len(str(ex["block"])),
-        )
-    return AllAttempts(view=attempt_view(display))
+        inner = LastN(SHORT_CONTEXT, view=attempt_view(display))
+    elif task.name == "writing":
+        inner = LastN(WRITING_WINDOW, view=attempt_view(display))
+    elif task.name == "math":
+        return MathAttempts(budget, overhead, display)
+    else:
+        inner = AllAttempts(view=attempt_view(display))
+    return Budgeted(inner, budget, overhead)
 
 
 def icrl_prompt(instruction: Callable[[LoopState], str] | None, chat: bool) -> PromptTemplate:
@@ -241,11 +341,11 @@ Feedback:"""
 REFLECT_PROMPT = """\
 {task_text}
 
-Your attempt:
+Your attempt, with the rewards it earned (at most {max_reward:g} in total):
 {response}
 
-This attempt was judged wrong. In two or three sentences, explain what went wrong and what \
-you will do differently next time.
+This attempt did not earn the full reward. In two or three sentences, explain what went \
+wrong and what you will do differently next time.
 Reflection:"""
 
 REFINE_INSTRUCTION = (
@@ -253,17 +353,18 @@ REFINE_INSTRUCTION = (
     "improved response that fixes the problems the feedback points out."
 )
 REFLEXION_INSTRUCTION = (
-    "Above are your reflections on earlier failed attempts and your last attempt. Use them "
-    "to write a better response."
+    "Above are your reflections on earlier attempts and your last attempt with its "
+    "rewards. Use them to write a better response."
 )
 
 
 class ModelCommentary:
     """Evaluate with the task's reward, then ask the model to comment on the response.
 
-    Self-Refine's critique (after every attempt) and Reflexion's reflection (after a
-    failure only) are both this reward wrapper: the task's reward is recorded but not shown,
-    and the comment is stored under ``info[key]`` for the context builder to show.
+    Self-Refine's critique (after every attempt) and Reflexion's reflection (after an
+    attempt below the task's full reward, as the method sees it) are both this reward
+    wrapper: the task's reward is recorded, and the comment is stored under
+    ``info[key]`` for the context builder to show.
     """
 
     def __init__(
@@ -274,18 +375,18 @@ class ModelCommentary:
         *,
         prompt: str,
         key: str,
-        only_after_failure: bool,
+        reflect_below: float | None,
         seed: int = 0,
     ) -> None:
         """Wrap the task's reward.
 
         Args:
-            inner: The task's reward provider (its ``success`` flags a failure).
+            inner: The task's reward provider (the reward the method sees).
             helper: Sampler writing the comment.
             task_text: The task text.
-            prompt: Template with ``{task_text}`` and ``{response}``.
+            prompt: Template with ``{task_text}``, ``{response}`` and ``{max_reward}``.
             key: Info key of the comment (``feedback`` or ``reflection``).
-            only_after_failure: Comment only when the attempt did not succeed.
+            reflect_below: Comment only when the reward is below this (``None``: always).
             seed: Seed of the comment calls (offset by iteration).
         """
         self.inner = inner
@@ -293,7 +394,7 @@ class ModelCommentary:
         self.task_text = task_text
         self.prompt = prompt
         self.key = key
-        self.only_after_failure = only_after_failure
+        self.reflect_below = reflect_below
         self.seed = seed
 
     def __call__(self, action: Any, state: LoopState) -> Feedback:
@@ -308,8 +409,15 @@ class ModelCommentary:
         """
         fb = self.inner(action, state)
         comment = ""
-        if not (self.only_after_failure and fb.info.get("success")):
-            prompt = self.prompt.format(task_text=self.task_text, response=str(action or ""))
+        if self.reflect_below is None or fb.reward < self.reflect_below:
+            shown = Attempt(state.iteration, action, fb.reward, dict(fb.info))
+            prompt = self.prompt.format(
+                task_text=self.task_text,
+                response=(
+                    tagged_response(shown) if self.reflect_below is not None else str(action or "")
+                ),
+                max_reward=self.reflect_below or 0.0,
+            )
             batch = self.helper.sample(prompt, 1, self.seed + state.iteration)
             comment = (batch.texts or [""])[0].strip()
         return Feedback(fb.reward, {**fb.info, self.key: comment})
@@ -321,28 +429,28 @@ def self_critique(
     """Self-Refine's reward: a critique of every response (stored as ``feedback``)."""
     return ModelCommentary(
         inner, helper, task_text, prompt=CRITIQUE_PROMPT, key="feedback",
-        only_after_failure=False, seed=seed,
+        reflect_below=None, seed=seed,
     )  # fmt: skip
 
 
 def reflection(
-    inner: RewardProvider, helper: Sampler, task_text: str, seed: int = 0
+    inner: RewardProvider, helper: Sampler, task_text: str, max_reward: float, seed: int = 0
 ) -> ModelCommentary:
-    """Reflexion's reward: a reflection after each failure (stored as ``reflection``)."""
+    """Reflexion's reward: a reflection after each attempt below ``max_reward``."""
     return ModelCommentary(
         inner, helper, task_text, prompt=REFLECT_PROMPT, key="reflection",
-        only_after_failure=True, seed=seed,
+        reflect_below=max_reward, seed=seed,
     )  # fmt: skip
 
 
 def _refine_view(attempt: Attempt) -> Mapping[str, Any]:
-    body = str(attempt.action or "").strip() or "(no response)"
+    body = strip_reward_tags(str(attempt.action or "")).strip() or "(no response)"
     feedback = attempt.info.get("feedback", "")
     return {"block": f"<attempt>\nResponse:\n{body}\nFeedback: {feedback}\n</attempt>"}
 
 
 class ReflexionMemory:
-    """Reflexion's context: every reflection so far, then the last attempt."""
+    """Reflexion's context: every reflection so far, then the last attempt with its rewards."""
 
     def build(self, state: LoopState) -> list[Mapping[str, Any]]:
         """Return the reflections and the last attempt as blocks.
@@ -351,7 +459,8 @@ class ReflexionMemory:
             state: The loop state.
 
         Returns:
-            One block per reflection, then one for the last attempt.
+            One block per reflection, then one for the last attempt (reward tags shown,
+            never the hidden success).
         """
         out: list[Mapping[str, Any]] = [
             {"block": f"Reflection after attempt {a.iteration + 1}: {a.info['reflection']}"}
@@ -359,16 +468,39 @@ class ReflexionMemory:
             if a.info.get("reflection")
         ]
         if state.history:
-            last = state.history[-1]
-            verdict = "correct" if last.info.get("success") else "wrong"
-            body = str(last.action or "").strip() or "(no response)"
-            out.append({"block": f"Last attempt ({verdict}):\n{body}"})
+            out.append({"block": f"Last attempt:\n{tagged_response(state.history[-1])}"})
         return out
 
 
-def _baseline_prompt(follow_up: str | None, chat: bool) -> PromptTemplate:
+class AfterThinking:
+    """Score only what follows the last ``</think>`` (Long-CoT's final response)."""
+
+    def __init__(self, inner: RewardProvider) -> None:
+        """Wrap the task's reward.
+
+        Args:
+            inner: The task's reward provider.
+        """
+        self.inner = inner
+
+    def __call__(self, action: Any, state: LoopState) -> Feedback:
+        """Evaluate the final response.
+
+        Args:
+            action: The whole response.
+            state: The loop state.
+
+        Returns:
+            The inner feedback of the text after the thoughts.
+        """
+        text = str(action or "")
+        _, sep, tail = text.rpartition("</think>")
+        return self.inner(tail if sep else re.sub(r"<think>.*", "", text, flags=re.DOTALL), state)
+
+
+def _baseline_prompt(follow_up: str | None, chat: bool, always: bool = False) -> PromptTemplate:
     def query(q: Mapping[str, Any]) -> str:
-        if follow_up and q["iteration"] > 0:
+        if follow_up and (always or q["iteration"] > 0):
             return f"{follow_up}\n\n{q['task_text']}"
         return str(q["task_text"])
 
@@ -385,12 +517,14 @@ def build_icrl_loop(
     buffer: ExperienceBuffer | None = None,
     seed: int = 0,
     chat: bool = False,
+    budget: TokenBudget | None = None,
+    expert: ExpertSettings | None = None,
 ) -> tuple[ImprovementLoop, RoundUsage]:
     """Assemble ICRL prompting or one of its baselines on one problem.
 
     Args:
-        method: ``icrl-preset``, ``icrl-autonomous``, ``best-of-n``, ``self-refine`` or
-            ``reflexion``.
+        method: ``icrl-preset``, ``icrl-autonomous``, ``best-of-n``, ``self-refine``,
+            ``reflexion``, ``cot-only`` or ``long-cot``.
         task: The task.
         problem: The problem.
         samplers: The run's samplers (policy, judge, helper).
@@ -398,6 +532,8 @@ def build_icrl_loop(
         buffer: The problem's experience buffer (resumed if it holds attempts).
         seed: Seed of the problem's calls.
         chat: Render chat messages rather than plain text.
+        budget: Prompt token budget (default :data:`DEFAULT_CONTEXT_TOKENS`).
+        expert: Expert demonstrations in context and the annealed expert bonus.
 
     Returns:
         The loop (one attempt per round) and its reward wrapper, whose
@@ -410,41 +546,67 @@ def build_icrl_loop(
         raise ValueError(f"unknown ICRL ablation {ablation!r} (choose from {ICRL_ABLATIONS})")
     if ablation is not None and method not in ICRL_METHODS:
         raise ValueError(f"ablations apply to ICRL methods, not {method!r}")
+    budget = budget or TokenBudget(DEFAULT_CONTEXT_TOKENS)
     task_text = task.describe(problem)
     base = task.reward(problem, samplers.judge)
     context: ContextBuilder
     reward: RewardProvider = base
+    instruction = instruction_for(method, ablation) if method in ICRL_METHODS else None
+
+    def overhead(state: LoopState) -> str:
+        follow = instruction(state) if instruction else max(
+            REFINE_INSTRUCTION, REFLEXION_INSTRUCTION, key=len
+        )  # fmt: skip
+        return f"{follow}\n\n{task_text}"
+
     if method in ICRL_METHODS:
-        context = icrl_context(task, ablation)
-        prompt = icrl_prompt(instruction_for(method, ablation), chat)
-    elif method == "best-of-n":
+        context = icrl_context(task, ablation, budget, overhead)
+        prompt = icrl_prompt(instruction, chat)
+    elif method in ("best-of-n", "cot-only"):
         context = LastN(0)
         prompt = _baseline_prompt(None, chat)
+    elif method == "long-cot":
+        context = LastN(0)
+        prompt = _baseline_prompt(LONG_COT, chat, always=True)
+        reward = AfterThinking(base)
     elif method == "self-refine":
-        context = AllAttempts(view=_refine_view)
+        context = Budgeted(AllAttempts(view=_refine_view), budget, overhead)
         prompt = _baseline_prompt(REFINE_INSTRUCTION, chat)
         reward = self_critique(base, samplers.helper, task_text, seed)
     elif method == "reflexion":
-        context = ReflexionMemory()
+        context = Budgeted(ReflexionMemory(), budget, overhead)
         prompt = _baseline_prompt(REFLEXION_INSTRUCTION, chat)
-        reward = reflection(base, samplers.helper, task_text, seed)
+        reward = reflection(base, samplers.helper, task_text, task.max_reward, seed)
     else:
         raise ValueError(f"unknown method {method!r}")
+    sampler: Sampler = OverflowGuard(samplers.policy)
+    selector: Selector = FirstValid()
+    if expert is not None and expert.active:
+        steered = ExpertSampler(sampler, expert.demonstrations, expert.share)
+        sampler, selector = steered, ExpertSelector(selector, steered)
+        if expert.bonus > 0:
+            reward = AnnealedExpertBonus(
+                reward, steered, beta=expert.bonus, horizon=expert.anneal_rounds,
+                schedule=expert.schedule, success_reward=task.max_reward,
+            )  # fmt: skip
     usage = RoundUsage(reward, samplers.meter)
     loop = ImprovementLoop(
         LoopPieces(
             context=context,
             prompt=prompt,
-            sampler=samplers.policy,
+            sampler=sampler,
             parser=ResponseParser(),
-            selector=FirstValid(),
+            selector=selector,
             reward=usage,
         ),
         LoopPolicy(
             n_samples=1,
             max_resamples=0,
-            model_errors=MODEL_ERRORS,
-            fallback=lambda state: "",
+            fallback=lambda state: "",  # an empty response: scored (0), never a crash
+            # A failed call (empty answer, endpoint trouble past its retries, a prompt too
+            # long for the endpoint) is a failed attempt; an endpoint down for good stops
+            # the run (resumable).
+            model_errors=(*MODEL_ERRORS, ContextOverflowError),
         ),
         task={"task_text": task_text, "problem": problem.id, **problem.data},
         buffer=buffer,

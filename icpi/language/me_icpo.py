@@ -10,9 +10,17 @@ candidate with minimum entropy is kept and its summary joins the memory. After t
 ``final_k`` samples from the final context give Mean@k (share correct) and Maj@k (the
 majority answer correct).
 
+The vote compares the task's answer keys (:meth:`LanguageTask.vote_keys`): for Game of
+24 the value an expression reaches with the numbers it uses (``(6-4)*(4+8)`` and
+``(4+8)*(6-4)`` are one vote), for math symbolically equal answers (``0.5`` and ``1/2``).
+
 Ablations (:data:`ME_ABLATIONS`): ``no-entropy`` keeps a random valid candidate,
-``no-reward`` lists the ideas without reward tags, ``oracle`` uses the true correctness
-instead of the vote.
+``no-reward`` lists the ideas without reward tags, ``no-entropy+no-reward`` both (the
+paper's "w/o Entropy & Reward"), ``oracle`` uses the true correctness instead of the vote.
+
+Expert steering (seed ``001_…``, :mod:`icpi.core.expert`): a share of the ``k``
+candidates can be drawn with a solved example in context; with reject sampling, an
+expert-conditioned candidate whose answer disagrees with the on-policy majority is dropped.
 
 Pieces: :class:`IdeaMemory` (context) + a :class:`~icpi.core.prompts.PromptTemplate` +
 :class:`AnswerParser` + :class:`MeIcpoSelector` (built on
@@ -26,7 +34,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +42,7 @@ from icpi.core import (
     CallableReward,
     ExperienceBuffer,
     ImprovementLoop,
+    LastN,
     LoopPieces,
     LoopPolicy,
     LoopState,
@@ -41,17 +50,32 @@ from icpi.core import (
     MinimumEntropy,
     ParseResult,
     PromptTemplate,
+    Sampler,
     Selection,
+    Selector,
     answer_entropy,
     derive_seed,
 )
-from icpi.language.common import RoundUsage, Samplers
+from icpi.core.expert import Accept, ExpertSampler, ExpertSelector
+from icpi.language.common import (
+    DEFAULT_CONTEXT_TOKENS,
+    Budgeted,
+    ContextOverflowError,
+    ExpertSettings,
+    OverflowGuard,
+    RoundUsage,
+    Samplers,
+    TokenBudget,
+)
 from icpi.language.tasks import LanguageTask, Problem
 from icpi.llm.errors import MODEL_ERRORS
 
 log = logging.getLogger(__name__)
 
-ME_ABLATIONS = ("no-entropy", "no-reward", "oracle")
+#: Failures of an inner call (entropy samples, summaries, final samples): no answer.
+NO_ANSWER: tuple[type[BaseException], ...] = (ContextOverflowError, *MODEL_ERRORS)
+
+ME_ABLATIONS = ("no-entropy", "no-reward", "no-entropy+no-reward", "oracle")
 
 SUMMARY_PROMPT = """\
 Here is an attempt at a problem.
@@ -82,7 +106,17 @@ class MeIcpoSettings:
     final_k: int = 16
     """Final samples (Mean@k, Maj@k)."""
     ablation: str | None = None
-    """``no-entropy``, ``no-reward``, ``oracle`` or ``None``."""
+    """``no-entropy``, ``no-reward``, ``no-entropy+no-reward``, ``oracle`` or ``None``."""
+
+    @property
+    def random_choice(self) -> bool:
+        """Keep a random valid candidate instead of the minimum-entropy one."""
+        return self.ablation in ("no-entropy", "no-entropy+no-reward")
+
+    @property
+    def show_reward(self) -> bool:
+        """Group the ideas by reward."""
+        return self.ablation not in ("no-reward", "no-entropy+no-reward")
 
 
 def render_ideas(ideas: Sequence[tuple[str, float | None]], show_reward: bool = True) -> str:
@@ -112,13 +146,22 @@ def render_ideas(ideas: Sequence[tuple[str, float | None]], show_reward: bool = 
 class IdeaMemory:
     """The summaries kept in earlier rounds, as one block of good / bad ideas."""
 
-    def __init__(self, show_reward: bool = True) -> None:
+    def __init__(
+        self,
+        show_reward: bool = True,
+        budget: TokenBudget | None = None,
+        overhead: Callable[[LoopState], str] = lambda state: "",
+    ) -> None:
         """Create the builder.
 
         Args:
             show_reward: Group ideas by reward (else the ``no-reward`` ablation's list).
+            budget: Prompt token budget: the newest ideas that fit are kept.
+            overhead: The rest of the prompt of a state (counted against the budget).
         """
         self.show_reward = show_reward
+        self.budget = budget
+        self.overhead = overhead
 
     def ideas(self, state: LoopState) -> list[tuple[str, float | None]]:
         """Return ``(summary, reward)`` of every kept candidate.
@@ -129,11 +172,16 @@ class IdeaMemory:
         Returns:
             The ideas, oldest first.
         """
-        return [
+        ideas: list[tuple[str, float | None]] = [
             (str(a.action["summary"]), a.reward)
             for a in state.history
             if isinstance(a.action, Mapping) and a.action.get("summary")
         ]
+        if self.budget is None:
+            return ideas
+        blocks = [{"block": f"- {s}", "idea": (s, r)} for s, r in ideas]
+        fit = Budgeted(LastN(0), self.budget, lambda st: f"{self.overhead(st)} {SOLVE}")
+        return [ex["idea"] for ex in fit.fit(blocks, state)]
 
     def block(self, ideas: Sequence[tuple[str, float | None]]) -> list[Mapping[str, Any]]:
         """Return the prompt examples for a list of ideas.
@@ -263,8 +311,16 @@ class MeIcpoSelector:
             LoopState(state.iteration + 1, state.history, state.task), self.memory.block(ideas)
         )
         seed = derive_seed(self.seed, state.iteration, 1000 + i)
-        batch = self.samplers.policy.sample(prompt, self.settings.entropy_k, seed)
-        return answer_entropy([self.task.final_answer(t) for t in batch.texts])
+        try:
+            batch = OverflowGuard(self.samplers.policy).sample(
+                prompt, self.settings.entropy_k, seed
+            )
+        except NO_ANSWER as exc:
+            # Scored as a context with no valid answer; the round goes on.
+            log.warning("no entropy samples for candidate %d: %s", i, exc)
+            return answer_entropy([None] * self.settings.entropy_k)
+        answers = [self.task.final_answer(t) for t in batch.texts]
+        return answer_entropy(self.task.vote_keys(answers))
 
     def select(self, results: Sequence[ParseResult], state: LoopState) -> Selection:
         """Vote, reward, summarise and keep the minimum-entropy (or a random) candidate.
@@ -278,16 +334,18 @@ class MeIcpoSelector:
             ``self_reward``, ``correct`` and ``mean_correct`` (share of the k candidates
             that are correct, Mean@k of the round).
         """
-        vote = MajorityVote(key=lambda v: v["answer"]).select(results, state)
+        answers = [r.value["answer"] if r.ok else None for r in results]
+        keys = self.task.vote_keys(answers)
+        keyed = [ParseResult(ok=k is not None, value=k) for k in keys]
+        vote = MajorityVote().select(keyed, state)
         if vote.index is None:
             return Selection(index=None, info={"reason": "no candidate with a final answer"})
-        label = vote.value["answer"]
-        answers = [r.value["answer"] if r.ok else None for r in results]
+        label, label_key = answers[vote.index], keys[vote.index]
         correct = [self.task.is_correct(self.problem, a) for a in answers]
         if self.settings.ablation == "oracle":
             rewards = [float(c) for c in correct]
         else:
-            rewards = [float(a is not None and a == label) for a in answers]
+            rewards = [float(k is not None and k == label_key) for k in keys]
         summaries: dict[int, str] = {}
 
         def summary_of(i: int) -> str:
@@ -299,11 +357,12 @@ class MeIcpoSelector:
         index_of = {id(r): i for i, r in enumerate(results)}
         info: dict[str, Any] = {
             "pseudo_label": label,
+            "label_key": label_key,
             "votes": vote.info.get("votes", {}),
             "self_rewards": rewards,
             "correct": correct,
         }
-        if self.settings.ablation == "no-entropy":
+        if self.settings.random_choice:
             valid = [i for i, r in enumerate(results) if r.ok]
             rng = random.Random(derive_seed(self.seed, state.iteration, 999))
             chosen = rng.choice(valid)
@@ -327,6 +386,32 @@ class MeIcpoSelector:
         return Selection(index=chosen, value=value, info=info)
 
 
+def agrees_with_on_policy(task: LanguageTask) -> Accept:
+    """Expert-region check of ME-ICPO: an expert candidate must agree with the on-policy vote.
+
+    Args:
+        task: The task (its vote keys).
+
+    Returns:
+        The ``accept`` function of :class:`~icpi.core.expert.ExpertSelector`; with no valid
+        on-policy candidate every expert candidate is kept.
+    """
+
+    def accept(
+        results: Sequence[ParseResult], expert: Sequence[bool], state: LoopState
+    ) -> list[bool]:
+        answers = [r.value["answer"] if r.ok else None for r in results]
+        keys = task.vote_keys(answers)
+        on = Counter(k for k, e in zip(keys, expert, strict=True) if k is not None and not e)
+        if not on:
+            return [True] * len(results)
+        top = max(on.values())
+        majority = {k for k, c in on.items() if c == top}
+        return [not e or k in majority for k, e in zip(keys, expert, strict=True)]
+
+    return accept
+
+
 def _self_reward(value: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
     return float(value["self_reward"]), {
         "success": bool(value["correct"]),
@@ -344,6 +429,8 @@ def build_me_icpo_loop(
     buffer: ExperienceBuffer | None = None,
     seed: int = 0,
     chat: bool = False,
+    budget: TokenBudget | None = None,
+    expert: ExpertSettings | None = None,
 ) -> tuple[ImprovementLoop, RoundUsage]:
     """Assemble ME-ICPO on one problem (one loop iteration per round).
 
@@ -355,6 +442,8 @@ def build_me_icpo_loop(
         buffer: The problem's experience buffer (resumed if it holds attempts).
         seed: Seed of the problem's calls.
         chat: Render chat messages.
+        budget: Prompt token budget (the newest ideas that fit are kept).
+        expert: Expert demonstrations for a share of the candidates, reject sampling.
 
     Returns:
         The loop and its reward wrapper (mark each round with ``start_round``).
@@ -366,15 +455,22 @@ def build_me_icpo_loop(
         raise ValueError(f"ME-ICPO votes on final answers; task {task.name!r} has none")
     if settings.ablation is not None and settings.ablation not in ME_ABLATIONS:
         raise ValueError(f"unknown ME-ICPO ablation {settings.ablation!r} ({ME_ABLATIONS})")
-    memory = IdeaMemory(show_reward=settings.ablation != "no-reward")
+    budget = budget or TokenBudget(DEFAULT_CONTEXT_TOKENS)
+    task_text = task.describe(problem)
+    memory = IdeaMemory(settings.show_reward, budget, lambda state: task_text)
     prompt = me_prompt(chat)
-    selector = MeIcpoSelector(task, problem, samplers, memory, prompt, settings, seed)
+    selector: Selector = MeIcpoSelector(task, problem, samplers, memory, prompt, settings, seed)
+    sampler: Sampler = OverflowGuard(samplers.policy)
+    if expert is not None and expert.active:
+        steered = ExpertSampler(sampler, expert.demonstrations, expert.share)
+        accept = agrees_with_on_policy(task) if expert.reject else None
+        sampler, selector = steered, ExpertSelector(selector, steered, accept)
     usage = RoundUsage(CallableReward(_self_reward), samplers.meter)
     loop = ImprovementLoop(
         LoopPieces(
             context=memory,
             prompt=prompt,
-            sampler=samplers.policy,
+            sampler=sampler,
             parser=AnswerParser(task),
             selector=selector,
             reward=usage,
@@ -382,10 +478,13 @@ def build_me_icpo_loop(
         LoopPolicy(
             n_samples=settings.k,
             max_resamples=0,
-            model_errors=MODEL_ERRORS,
             invalid_reward=0.0,
+            # A failed call (empty answers, endpoint trouble past its retries, a prompt too
+            # long for the endpoint) is a failed round; an endpoint down for good stops the
+            # run (resumable).
+            model_errors=(*MODEL_ERRORS, ContextOverflowError),
         ),
-        task={"task_text": task.describe(problem), "problem": problem.id},
+        task={"task_text": task_text, "problem": problem.id},
         buffer=buffer,
         seed=seed,
     )
@@ -416,11 +515,18 @@ def final_sampling(
     state = loop.state()
     mark = samplers.meter.snapshot()
     prompt = loop.prompt.render(state, loop.context.build(state))
-    batch = samplers.policy.sample(prompt, k, derive_seed(seed, state.iteration, 5000))
-    answers = [task.final_answer(t) for t in batch.texts]
+    try:
+        seed_k = derive_seed(seed, state.iteration, 5000)
+        texts = OverflowGuard(samplers.policy).sample(prompt, k, seed_k).texts
+    except NO_ANSWER as exc:  # no answer is no answer
+        log.warning("no final samples: %s", exc)
+        texts = [""] * k
+    answers = [task.final_answer(t) for t in texts]
     correct = [task.is_correct(problem, a) for a in answers]
-    counts = Counter(a for a in answers if a is not None)
-    maj = max(counts, key=lambda a: (counts[a], -answers.index(a))) if counts else None
+    keys = task.vote_keys(answers)
+    counts = Counter(k for k in keys if k is not None)
+    top = max(counts, key=lambda k: (counts[k], -keys.index(k))) if counts else None
+    maj = answers[keys.index(top)] if top is not None else None
     return {
         "k": k,
         "answers": answers,

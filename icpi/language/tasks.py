@@ -3,15 +3,19 @@
 Each task turns a problem into the task text the model answers (``s_task``), a reward
 provider (a :class:`~icpi.core.rewards.RewardProvider`) whose feedback carries
 ``info["success"]`` and the per-line reward tags shown by ICRL prompting, and — for tasks
-with a checkable final answer — :meth:`LanguageTask.final_answer` (the key ME-ICPO votes
-on) and :meth:`LanguageTask.is_correct`.
+with a checkable final answer — :meth:`LanguageTask.final_answer`,
+:meth:`LanguageTask.vote_keys` (what ME-ICPO's vote compares) and
+:meth:`LanguageTask.is_correct`. :attr:`LanguageTask.reward_seen` states which reward the
+method sees.
 
-- :class:`Game24Task`: seeded puzzles classified by the reference solver; success is an
-  exactly evaluated final equation; step rewards from the rule-based checker or an LLM judge.
+- :class:`Game24Task`: the standard split (ranks 901–1000), a puzzle file or seeded
+  puzzles, classified by the reference solver; success is an exactly evaluated final
+  equation, never shown; the reward seen comes from the model's own judge (steps and final
+  equation, the paper's setting) or from exact checks.
 - :class:`WritingTask`: four paragraphs ending in given sentences; reward = coherence 1–10
   from an LLM judge against a fixed reference passage.
 - :class:`MathTask`: questions from a user JSONL file (``question``, ``answer``); reward 1
-  for an exact (normalised) ``<answer>`` match.
+  when the ``<answer>`` equals the reference symbolically (``math-verify``).
 """
 
 from __future__ import annotations
@@ -32,13 +36,12 @@ from icpi.core import (
     RewardProvider,
     Sampler,
     TextAnswerParser,
-    normalise_answer,
 )
+from icpi.errors import ConfigError
 from icpi.language import game24
+from icpi.language.mathcheck import answers_equal
 
 log = logging.getLogger(__name__)
-
-StepJudge = Literal["rule", "llm"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,13 @@ class LanguageTask(Protocol):
     """Whether responses end in a checkable final answer (ME-ICPO needs one)."""
     stop: tuple[str, ...]
     """Stop sequences of a response (they end a plain completion that runs on)."""
+    max_reward: float
+    """Highest reward a response can earn (Reflexion reflects below it)."""
+
+    @property
+    def reward_seen(self) -> str:
+        """Which reward the method sees, in one sentence (stated in ``config.json``)."""
+        ...
 
     def problems(self, n: int, seed: int) -> list[Problem]:
         """Return the first ``n`` problems for a seed."""
@@ -77,6 +87,10 @@ class LanguageTask(Protocol):
 
     def final_answer(self, text: str) -> str | None:
         """Return the normalised final answer of a response, if any."""
+        ...
+
+    def vote_keys(self, answers: Sequence[str | None]) -> list[str | None]:
+        """Return what ME-ICPO's majority vote compares for each answer (``None``: none)."""
         ...
 
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
@@ -124,18 +138,49 @@ Input: {numbers}"""
 GAME24_EXAMPLES = (((2, 3, 4, 6), "(4 * 6) * (3 - 2)", 24), ((3, 4, 5, 7), "(3 * 4) * (7 - 5)", 24))
 
 STEP_JUDGE_PROMPT = """\
-Game of 24: four numbers must be combined with + - * / into 24, each used once.
+Game of 24 rule: combine all four input numbers, each used exactly once, with + - * / \
+into 24, one pair of numbers per step (three steps).
 A player made this step: {step}
 Numbers left after it: {left}
-Can the numbers left still be combined into 24? Reply with one word: sure, likely or \
-impossible.
-Verdict:"""
+Judge whether the numbers left can still be combined into 24: sure = 3, likely = 1, \
+impossible = 0.
+Reply in this form: Answer: <score>
+Answer:"""
 
-_VERDICTS = {"sure": game24.SURE, "likely": game24.LIKELY, "impossible": game24.IMPOSSIBLE}
+ANSWER_JUDGE_PROMPT = """\
+Game of 24 rule: combine all four input numbers, each used exactly once, with + - * / \
+into 24.
+Input: {numbers}
+Proposed solution: {answer}
+If it uses a number that is not in the input, leaves one out, or its arithmetic is wrong, \
+the score is 0; otherwise the score is 10.
+Reply in this form: Answer: <score>
+Answer:"""
+
+#: Game of 24 reward sources: step scores and the final-equation bonus.
+StepJudge = Literal["llm", "rule"]
+AnswerJudge = Literal["llm", "verifier"]
+
+_SCORE = re.compile(r"answer\W{0,6}(?:is\s*)?([+-]?\d+)", re.IGNORECASE)
+_WORD = re.compile(r"\b(not\s+|un)?(sure|likely|impossible|possible)\b", re.IGNORECASE)
+_WORD_SCORES = {
+    ("", "sure"): game24.SURE,
+    ("neg", "sure"): game24.LIKELY,  # "not sure": unsure, i.e. likely at best
+    ("", "likely"): game24.LIKELY,
+    ("neg", "likely"): game24.IMPOSSIBLE,
+    ("", "possible"): game24.LIKELY,
+    ("neg", "possible"): game24.IMPOSSIBLE,
+    ("", "impossible"): game24.IMPOSSIBLE,
+    ("neg", "impossible"): game24.LIKELY,
+}
 
 
 def judge_step_verdict(text: str) -> float:
-    """Read a step judge's verdict (first of sure / likely / impossible, or 3 / 1 / 0).
+    """Read a step judge's verdict: ``Answer: <score>``, else its first verdict word.
+
+    A score is mapped onto the 0 / 1 / 3 scale (≥ 3 sure, ≥ 1 likely, else impossible).
+    Words are read with their negation: ``not sure`` and ``unsure`` are 1 (likely at
+    best), ``unlikely``, ``not likely`` and ``not possible`` are 0.
 
     Args:
         text: The judge's answer.
@@ -143,43 +188,102 @@ def judge_step_verdict(text: str) -> float:
     Returns:
         The step score (0 when nothing is recognised).
     """
-    m = re.search(r"\b(sure|likely|impossible|3|1|0)\b", text.lower())
+    m = _SCORE.search(text or "")
     if m is None:
+        m = re.fullmatch(r"\W*([+-]?\d+)\b.*", (text or "").strip(), re.DOTALL)
+    if m is not None:
+        n = int(m.group(1))
+        return game24.SURE if n >= 3 else game24.LIKELY if n >= 1 else game24.IMPOSSIBLE
+    w = _WORD.search(text or "")
+    if w is None:
         return game24.IMPOSSIBLE
-    word = m.group(1)
-    return _VERDICTS.get(word, float(word) if word in ("3", "1", "0") else game24.IMPOSSIBLE)
+    return _WORD_SCORES[("neg" if w.group(1) else "", w.group(2).lower())]
+
+
+def judge_answer_verdict(text: str) -> bool:
+    """Read the answer judge's verdict: ``Answer: 10`` (valid) or ``Answer: 0``.
+
+    Args:
+        text: The judge's answer.
+
+    Returns:
+        Whether the judge accepts the equation.
+    """
+    m = _SCORE.search(text or "") or re.match(r"\W*([+-]?\d+)", (text or "").strip())
+    if m is not None:
+        return int(m.group(1)) >= game24.ANSWER_BONUS
+    return bool(re.search(r"\b(?<!in)(valid|correct)\b", text or "", re.IGNORECASE)) and not (
+        re.search(r"\b(not|in)\s*(valid|correct)", text or "", re.IGNORECASE)
+    )
+
+
+def describe_game24_reward(step_judge: StepJudge, answer_judge: AnswerJudge) -> str:
+    """State which reward the method sees (written into ``config.json``).
+
+    Args:
+        step_judge: Source of the step scores.
+        answer_judge: Source of the final-equation bonus.
+
+    Returns:
+        One sentence.
+    """
+    steps = {
+        "llm": "the model's own judge scores each step sure/likely/impossible = 3/1/0",
+        "rule": "an exact solver scores each step 3 (sure) or 0 (it knows the answer)",
+    }[step_judge]
+    bonus = {
+        "llm": "the model's own judge gives 10 for a valid final equation",
+        "verifier": "the exact verifier gives 10 for a valid final equation (the answer leaks)",
+    }[answer_judge]
+    return f"{steps}; {bonus}; success is checked by the exact verifier and never shown"
 
 
 class Game24Reward:
-    """Step rewards (3 steps, sure/likely/impossible = 3/1/0) plus 10 for a valid equation."""
+    """Step rewards (3 steps, sure/likely/impossible = 3/1/0) plus 10 for a valid equation.
+
+    The paper's setting is ``step_judge="llm", answer_judge="llm"``: the model's own judge
+    gives every reward the method sees, and the exact verifier only reports
+    ``info["success"]``. ``rule`` / ``verifier`` use exact checks instead (an oracle
+    reward that leaks the answer).
+    """
 
     def __init__(
-        self, numbers: Sequence[int], step_judge: StepJudge = "rule", judge: Sampler | None = None
+        self,
+        numbers: Sequence[int],
+        step_judge: StepJudge = "llm",
+        judge: Sampler | None = None,
+        *,
+        answer_judge: AnswerJudge = "llm",
     ) -> None:
         """Create the provider.
 
         Args:
             numbers: The puzzle.
-            step_judge: ``rule`` (exact solver) or ``llm`` (the judge model).
-            judge: Judge sampler (greedy decoding recommended); required for ``llm``.
+            step_judge: ``llm`` (the judge model) or ``rule`` (exact solver).
+            judge: Judge sampler (greedy decoding recommended); required for an LLM judge.
+            answer_judge: ``llm`` (the judge model) or ``verifier`` (exact check).
 
         Raises:
-            ValueError: If the LLM judge is asked for without a sampler.
+            ValueError: If an LLM judge is asked for without a sampler.
         """
-        if step_judge == "llm" and judge is None:
-            raise ValueError("the LLM step judge needs a judge sampler")
+        if "llm" in (step_judge, answer_judge) and judge is None:
+            raise ValueError("the LLM judge needs a judge sampler")
         self.numbers = tuple(numbers)
         self.step_judge = step_judge
+        self.answer_judge = answer_judge
         self.judge = judge
 
-    def _llm_scores(self, parsed: game24.ParsedResponse) -> list[float]:
+    def _ask(self, prompt: str) -> str:
         assert self.judge is not None
+        batch = self.judge.sample(prompt, 1, 0)
+        return batch.texts[0] if batch.texts else ""
+
+    def _llm_scores(self, parsed: game24.ParsedResponse) -> list[float]:
         scores = []
         for step in parsed.steps:
-            left = " ".join(str(x) for x in step.left)
+            left = " ".join(game24._fmt_step(x) for x in step.left)
             prompt = STEP_JUDGE_PROMPT.format(step=f"{step.lhs} = {step.result}", left=left)
-            batch = self.judge.sample(prompt, 1, 0)
-            scores.append(judge_step_verdict(batch.texts[0] if batch.texts else ""))
+            scores.append(judge_step_verdict(self._ask(prompt)))
         return scores
 
     def __call__(self, action: Any, state: LoopState) -> Feedback:
@@ -190,8 +294,9 @@ class Game24Reward:
             state: Unused.
 
         Returns:
-            The reward; ``info`` holds ``success``, ``step_rewards``, ``answer``,
-            ``answer_error`` and ``line_rewards`` (``[line, reward]`` pairs for the tags).
+            The reward; ``info`` holds ``success`` (exact verifier), ``step_rewards``,
+            ``answer_reward``, ``answer``, ``answer_error`` and ``line_rewards``
+            (``[line, reward]`` pairs for the tags).
         """
         text = str(action or "")
         parsed = game24.parse_response(text)
@@ -206,7 +311,15 @@ class Game24Reward:
         else:
             steps = game24.rule_step_rewards(parsed, self.numbers)
         check = game24.check_answer(parsed.answer, self.numbers)
-        bonus = game24.ANSWER_BONUS if check.ok else 0.0
+        if parsed.answer is None:
+            accepted = False
+        elif self.answer_judge == "llm":
+            numbers = " ".join(map(str, self.numbers))
+            prompt = ANSWER_JUDGE_PROMPT.format(numbers=numbers, answer=parsed.answer)
+            accepted = judge_answer_verdict(self._ask(prompt))
+        else:
+            accepted = check.ok
+        bonus = game24.ANSWER_BONUS if accepted else 0.0
         total = sum(steps) + bonus
         lines = [[s.line, r] for s, r in zip(parsed.steps, steps, strict=True)]
         if parsed.answer_line is not None:
@@ -216,6 +329,7 @@ class Game24Reward:
             {
                 "success": check.ok,
                 "step_rewards": steps,
+                "answer_reward": bonus,
                 "answer": parsed.answer,
                 "answer_error": check.error,
                 "line_rewards": lines,
@@ -223,44 +337,88 @@ class Game24Reward:
         )
 
 
+#: Game of 24 puzzle sets: the standard test split (ranks 901–1000), all 1362 ranked
+#: puzzles, or puzzles drawn at random (solvable, unsolvable or either).
+Split = Literal["tot-test", "all", "random", "random-unsolvable", "random-any"]
+SPLITS = ("tot-test", "all", "random", "random-unsolvable", "random-any")
+
+
 @dataclass
 class Game24Task:
-    """Game of 24 on generated puzzles (solvable ones unless asked otherwise)."""
+    """Game of 24 on the standard split, a puzzle file, or generated puzzles."""
 
-    step_judge: StepJudge = "rule"
-    """Step rewards from the rule-based checker or an LLM judge."""
-    kind: Literal["solvable", "unsolvable", "any"] = "solvable"
-    """Which generated puzzles to use."""
+    step_judge: StepJudge = "llm"
+    """Step rewards: the model's own judge (the paper) or the exact solver."""
+    answer_judge: AnswerJudge = "llm"
+    """Final-equation bonus: the model's own judge (the paper) or the exact verifier."""
+    split: Split = "tot-test"
+    """``tot-test``: ranks 901–1000 (Tree of Thoughts' and the ICRL paper's 100 test
+    puzzles); ``all``: every puzzle in rank order; ``random*``: seeded draws."""
+    puzzles_file: str | None = None
+    """CSV or JSONL puzzle file (:func:`~icpi.language.game24.load_puzzles`); default: the
+    1362 solvable puzzles in the public rank order."""
     name: str = "game24"
     """Task id."""
     has_answers: bool = True
     """Final answers are expressions."""
+    max_reward: float = 3 * game24.SURE + game24.ANSWER_BONUS
+    """Highest reward of a response (three sure steps and a valid equation)."""
     stop: tuple[str, ...] = ("\nInput:", "\nExample", "<attempt>", "</attempt>")
     """A completion that starts another puzzle or attempt is cut there."""
 
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"unknown Game of 24 split {self.split!r} (choose from {SPLITS})")
+        if self.puzzles_file is not None and self.split.startswith("random"):
+            raise ConfigError("a puzzle file is split by rank: use --split tot-test or all")
+
+    @property
+    def reward_seen(self) -> str:
+        """Which reward the method sees (stated in ``config.json``)."""
+        return describe_game24_reward(self.step_judge, self.answer_judge)
+
+    def ranked(self) -> list[game24.RankedPuzzle]:
+        """The ranked puzzles of the file (or the public ranking), easiest first."""
+        if self.puzzles_file is not None:
+            return game24.load_puzzles(self.puzzles_file)
+        return [game24.RankedPuzzle(i + 1, p) for i, p in enumerate(game24.standard_ranking())]
+
     def problems(self, n: int, seed: int) -> list[Problem]:
-        """Generate puzzles with the reference solver.
+        """Return the first ``n`` puzzles of the split (in rank order), or ``n`` drawn ones.
 
         Args:
             n: Number of puzzles.
-            seed: Generator seed.
+            seed: Generator seed (``random*`` splits only).
 
         Returns:
-            Problems with ``numbers``, ``solvable`` (and ``solution``, never shown).
+            Problems with ``numbers``, ``solvable``, ``rank`` and ``solution`` (never shown).
+
+        Raises:
+            ValueError: If the split holds no puzzle.
         """
-        which = {"solvable": True, "unsolvable": False, "any": None}[self.kind]
-        return [
-            Problem(
-                index=i,
-                id=f"24:{p.text}",
-                data={"numbers": list(p.numbers), "solvable": p.solvable, "solution": p.solution},
+        if self.split.startswith("random"):
+            which = {"random": True, "random-unsolvable": False, "random-any": None}[self.split]
+            drawn = game24.generate_puzzles(
+                n, seed, solvable=which, exclude=[e[0] for e in GAME24_EXAMPLES]
             )
-            for i, p in enumerate(
-                game24.generate_puzzles(
-                    n, seed, solvable=which, exclude=[e[0] for e in GAME24_EXAMPLES]
-                )
-            )
-        ]
+            rows: list[tuple[int | None, tuple[int, ...]]] = [(None, p.numbers) for p in drawn]
+        else:
+            ranked = self.ranked()
+            if self.split == "tot-test":
+                lo, hi = game24.TOT_TEST_RANKS
+                ranked = [r for r in ranked if lo <= r.rank <= hi]
+                if not ranked:
+                    raise ConfigError(f"no puzzle with a rank in {lo}–{hi} (use --split all)")
+            rows = [(r.rank, r.numbers) for r in ranked[:n]]
+            if len(rows) < n:
+                log.warning("the %s split holds only %d puzzles (asked for %d)",
+                            self.split, len(rows), n)  # fmt: skip
+        out = []
+        for i, (rank, numbers) in enumerate(rows):
+            p = game24.Puzzle.of(numbers)
+            data = {"numbers": list(p.numbers), "solvable": p.solvable, "solution": p.solution}
+            out.append(Problem(index=i, id=f"24:{p.text}", data=data | {"rank": rank}))
+        return out
 
     def describe(self, problem: Problem) -> str:
         """Return the task text with the puzzle's numbers."""
@@ -268,11 +426,17 @@ class Game24Task:
 
     def reward(self, problem: Problem, judge: Sampler | None) -> RewardProvider:
         """Return the puzzle's step reward."""
-        return Game24Reward(problem.data["numbers"], self.step_judge, judge)
+        return Game24Reward(
+            problem.data["numbers"], self.step_judge, judge, answer_judge=self.answer_judge
+        )
 
     def final_answer(self, text: str) -> str | None:
         """Return the answer expression without spaces."""
         return game24.final_answer(text)
+
+    def vote_keys(self, answers: Sequence[str | None]) -> list[str | None]:
+        """Vote keys: the value each expression reaches with the numbers it uses."""
+        return [game24.answer_key(a) for a in answers]
 
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         """Return whether the expression solves the puzzle (exact arithmetic)."""
@@ -372,8 +536,15 @@ class WritingTask:
     """Task id."""
     has_answers: bool = False
     """No checkable final answer (ME-ICPO does not apply)."""
+    max_reward: float = 10.0
+    """Highest coherence score."""
     stop: tuple[str, ...] = ("<attempt>", "</attempt>")
     """A completion that starts another attempt is cut there."""
+    reward_seen: str = (
+        "the model's own judge scores coherence 1-10 against a fixed reference passage; "
+        "success is a score at or above the threshold"
+    )
+    """Which reward the method sees."""
 
     def problems(self, n: int, seed: int) -> list[Problem]:
         """Draw sentence quadruples with a seeded generator.
@@ -417,6 +588,10 @@ class WritingTask:
         """Passages have no final answer."""
         return None
 
+    def vote_keys(self, answers: Sequence[str | None]) -> list[str | None]:
+        """Passages have no answers to vote on."""
+        return [None for _ in answers]
+
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         """Passages have no final answer to check."""
         return False
@@ -431,11 +606,12 @@ Problem: {question}"""
 _ANSWER_PARSER = TextAnswerParser()
 
 
-def load_math_problems(path: Path | str) -> list[dict[str, str]]:
-    """Read math questions from a JSONL file.
+def load_math_problems(path: Path | str, answer_key: str = "answer") -> list[dict[str, str]]:
+    """Read math questions (or solved examples) from a JSONL file.
 
     Args:
         path: One JSON object per line with ``question`` and ``answer`` (extra keys kept).
+        answer_key: The second required field (``solution`` for expert demonstrations).
 
     Returns:
         The rows, in file order.
@@ -443,6 +619,8 @@ def load_math_problems(path: Path | str) -> list[dict[str, str]]:
     Raises:
         ValueError: If a line is not JSON or lacks a field.
     """
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such file")
     rows = []
     for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -450,15 +628,15 @@ def load_math_problems(path: Path | str) -> list[dict[str, str]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{lineno}: not JSON: {exc}") from exc
-        if not isinstance(row, Mapping) or "question" not in row or "answer" not in row:
-            raise ValueError(f"{path}:{lineno}: needs 'question' and 'answer'")
-        rows.append({**row, "question": str(row["question"]), "answer": str(row["answer"])})
+            raise ConfigError(f"{path}:{lineno}: not JSON: {exc}") from exc
+        if not isinstance(row, Mapping) or "question" not in row or answer_key not in row:
+            raise ConfigError(f"{path}:{lineno}: needs 'question' and '{answer_key}'")
+        rows.append({**row, "question": str(row["question"]), answer_key: str(row[answer_key])})
     return rows
 
 
 class MathReward:
-    """Reward 1 for an exact (normalised) final-answer match, else 0."""
+    """Reward 1 when the final answer equals the reference symbolically, else 0."""
 
     def __init__(self, answer: str) -> None:
         """Create the provider.
@@ -466,7 +644,7 @@ class MathReward:
         Args:
             answer: The reference answer.
         """
-        self.answer = normalise_answer(answer)
+        self.answer = answer
 
     def __call__(self, action: Any, state: LoopState) -> Feedback:
         """Check a response's final answer.
@@ -479,13 +657,13 @@ class MathReward:
             The reward; ``info`` holds ``success`` and the ``answer`` read.
         """
         r = _ANSWER_PARSER(str(action or ""))
-        ok = bool(r.ok and r.value == self.answer)
+        ok = bool(r.ok and answers_equal(self.answer, str(r.value)))
         return Feedback(1.0 if ok else 0.0, {"success": ok, "answer": r.value})
 
 
 @dataclass
 class MathTask:
-    """Math questions from a JSONL file, checked by exact match."""
+    """Math questions from a JSONL file, answers compared symbolically (``math-verify``)."""
 
     path: str
     """JSONL file with ``question`` and ``answer`` per line."""
@@ -493,8 +671,15 @@ class MathTask:
     """Task id."""
     has_answers: bool = True
     """Final answers are ``<answer>`` contents."""
+    max_reward: float = 1.0
+    """A right answer."""
     stop: tuple[str, ...] = ("<attempt>", "</attempt>", "\nProblem:")
     """A completion that starts another attempt or problem is cut there."""
+    reward_seen: str = (
+        "1 when the <answer> equals the reference symbolically (math-verify), else 0; "
+        "the same check gives success"
+    )
+    """Which reward the method sees."""
 
     def problems(self, n: int, seed: int) -> list[Problem]:
         """Return the first ``n`` questions of the file (the seed is unused).
@@ -516,7 +701,7 @@ class MathTask:
         return MATH_TASK.format(question=problem.data["question"])
 
     def reward(self, problem: Problem, judge: Sampler | None) -> RewardProvider:
-        """Return the exact-match reward."""
+        """Return the symbolic-match reward."""
         return MathReward(problem.data["answer"])
 
     def final_answer(self, text: str) -> str | None:
@@ -524,16 +709,36 @@ class MathTask:
         r = _ANSWER_PARSER(text)
         return str(r.value) if r.ok else None
 
+    def vote_keys(self, answers: Sequence[str | None]) -> list[str | None]:
+        """Group equal answers (``0.5`` and ``1/2`` vote together).
+
+        Each key is the first answer of its group.
+        """
+        groups: list[str] = []
+        keys: list[str | None] = []
+        for a in answers:
+            if a is None:
+                keys.append(None)
+                continue
+            key = next((g for g in groups if answers_equal(g, a)), None)
+            if key is None:
+                groups.append(a)
+                key = a
+            keys.append(key)
+        return keys
+
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
-        """Return whether the answer equals the reference after normalisation."""
-        return answer is not None and answer == normalise_answer(problem.data["answer"])
+        """Return whether the answer equals the reference symbolically."""
+        return answer is not None and answers_equal(str(problem.data["answer"]), answer)
 
 
 def make_task(
     name: str,
     *,
-    step_judge: StepJudge = "rule",
-    puzzles: Literal["solvable", "unsolvable", "any"] = "solvable",
+    step_judge: StepJudge = "llm",
+    answer_judge: AnswerJudge = "llm",
+    split: Split = "tot-test",
+    puzzles_file: str | None = None,
     math_file: str | None = None,
     threshold: float = 7.0,
 ) -> LanguageTask:
@@ -541,8 +746,10 @@ def make_task(
 
     Args:
         name: ``game24``, ``writing`` or ``math``.
-        step_judge: Game of 24 step rewards: ``rule`` or ``llm``.
-        puzzles: Game of 24 puzzles used.
+        step_judge: Game of 24 step rewards: ``llm`` or ``rule``.
+        answer_judge: Game of 24 final-equation bonus: ``llm`` or ``verifier``.
+        split: Game of 24 puzzle set.
+        puzzles_file: Game of 24 puzzle file (CSV or JSONL).
         math_file: JSONL file of the math task.
         threshold: Writing coherence counted as a success.
 
@@ -553,11 +760,14 @@ def make_task(
         ValueError: On an unknown task or a math task without a file.
     """
     if name == "game24":
-        return Game24Task(step_judge=step_judge, kind=puzzles)
+        return Game24Task(
+            step_judge=step_judge, answer_judge=answer_judge, split=split,
+            puzzles_file=puzzles_file,
+        )  # fmt: skip
     if name == "writing":
         return WritingTask(threshold=threshold)
     if name == "math":
         if not math_file:
-            raise ValueError("the math task needs --math-file (JSONL with question, answer)")
+            raise ConfigError("the math task needs --math-file (JSONL with question, answer)")
         return MathTask(math_file)
-    raise ValueError(f"unknown language task {name!r}")
+    raise ConfigError(f"unknown language task {name!r}")

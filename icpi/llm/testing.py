@@ -96,6 +96,9 @@ class FakeOpenAI:
         """
         self.script: list[Reply] = [Reply(body=chat_body("ok"))]
         self.cycle = False
+        #: Optional ``(path, body) -> Reply`` that answers from the request itself (it takes
+        #: precedence over the script).
+        self.responder: Any = None
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._next = 0
@@ -119,7 +122,10 @@ class FakeOpenAI:
                             "headers": {k.lower(): v for k, v in self.headers.items()},
                         }
                     )
-                    reply = fake._take()
+                    if fake.responder is not None:
+                        reply = fake.responder(self.path, json.loads(raw) if raw else None)
+                    else:
+                        reply = fake._take()
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 if reply.drop:

@@ -149,7 +149,7 @@ def run_method(
         "theta_units": task.theta_spec.units,
     }
     dataset = load_dataset(cfg, task.task_id) if method.uses_dataset else None
-    with RunSession(out, config, seed=cfg.seed, llm=llm_cfg) as session:
+    with RunSession(out, config, seed=cfg.seed, llm=llm_cfg, grow=("run.iterations",)) as session:
         run_dir = session.run_dir
         if llm_cfg is not None:
             sampler = session.sampler(**method.sampler_params(settings, task.theta_spec.dim))

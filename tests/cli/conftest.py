@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from icpi.llm.testing import FakeOpenAI
-
-ICPI = str(Path(sys.executable).parent / "icpi")  # the installed console script
 
 
 @pytest.fixture
@@ -33,15 +26,3 @@ def fast_retries(monkeypatch):
     import icpi.llm.client as client
 
     monkeypatch.setattr(client, "_BACKOFF", lambda state: 0.01)
-
-
-def run_icpi(*argv: str, timeout: float = 300, env: dict[str, str] | None = None):
-    """``icpi ARGV`` in a fresh process; returns the completed process (text)."""
-    return subprocess.run(
-        [ICPI, *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ICPI, run_icpi
+from cli_support import ICPI, run_icpi
 
 from icpi.envs import make_task
 from icpi.llm.server import free_port

@@ -46,7 +46,8 @@ def test_answer_entropy():
     assert answer_entropy(["a", "b", "a", "b"]) == pytest.approx(1.0)
     # two invalid of four: 0 bits among valid + log2(4) * 0.5
     assert answer_entropy(["a", "a", None, None]) == pytest.approx(1.0)
-    assert answer_entropy([None, None]) == pytest.approx(1.0)
+    # no valid answer: 5 × log2(n), above any set with one (ME-ICPO's code)
+    assert answer_entropy([None, None]) == pytest.approx(5.0)
     assert answer_entropy([]) == 0.0
 
 

@@ -1,14 +1,6 @@
 import pytest
 
-from icpi.core import ScriptedSampler
-from icpi.language.common import Samplers
 from icpi.language.tasks import Problem
-
-SOLUTION_3457 = """Step1: 7 - 5 = 2 (left: 2 3 4)
-Step2: 3 * 4 = 12 (left: 2 12)
-Step3: 12 * 2 = 24 (left: 24)
-Answer: (3 * 4) * (7 - 5) = 24"""
-WRONG_3457 = "Step1: 3 + 4 = 7 (left: 5 7 7)\nAnswer: 3 + 4 + 5 + 7 = 19"
 
 
 @pytest.fixture(autouse=True)
@@ -21,8 +13,3 @@ def no_llm_env(monkeypatch, tmp_path):
 @pytest.fixture
 def puzzle():
     return Problem(index=0, id="24:3 4 5 7", data={"numbers": [3, 4, 5, 7], "solvable": True})
-
-
-def scripted(script):
-    sampler = ScriptedSampler(script)
-    return sampler, Samplers.build(lambda role: sampler)

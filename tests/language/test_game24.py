@@ -150,7 +150,7 @@ def test_parse_response_and_rule_rewards_of_a_solution():
     assert final_answer(tagged) == "(6-4)*(4+8)"
 
 
-def test_rule_rewards_sure_likely_impossible():
+def test_rule_rewards_sure_and_impossible():
     nums = (4, 4, 6, 8)
     # 4 * 4 leaves 6 8 16, from which 24 cannot be reached: impossible from then on.
     assert not is_solvable([6, 8, 16]) and is_solvable([2, 4, 4])
@@ -160,12 +160,7 @@ def test_rule_rewards_sure_likely_impossible():
     assert rule_step_rewards(parse_response(alive), nums) == [game24.SURE]
     wrong_arith = "Step1: 4 + 8 = 13 (left: 4 6 13)"
     assert rule_step_rewards(parse_response(wrong_arith), nums) == [game24.IMPOSSIBLE]
-    # Right arithmetic, wrong bookkeeping, but the stated numbers can still make 24: likely.
-    sloppy = "Step1: 4 + 8 = 12 (left: 2 12)"
-    assert rule_step_rewards(parse_response(sloppy), nums) == [game24.LIKELY]
-    # An operand that is not among the numbers left.
-    foreign = "Step1: 9 + 3 = 12 (left: 4 6 12)"
-    assert rule_step_rewards(parse_response(foreign), nums)[0] == game24.LIKELY
+    # (An invented left list or a foreign operand: see test_issue10_bugs.)
     assert rule_step_rewards(parse_response("no steps here"), nums) == []
 
 

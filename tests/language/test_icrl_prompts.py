@@ -1,7 +1,7 @@
 """Prompt assembly of ICRL prompting (Preset, Autonomous, every ablation) and baselines."""
 
 import pytest
-from conftest import SOLUTION_3457, WRONG_3457, scripted
+from lang_support import SOLUTION_3457, WRONG_3457, exact24, scripted
 
 from icpi.core import Budget
 from icpi.language.icrl import (
@@ -12,14 +12,13 @@ from icpi.language.icrl import (
     REFLEXION_INSTRUCTION,
     build_icrl_loop,
 )
-from icpi.language.tasks import Game24Task
 
 INSTRUCTIONS = (EXPLORE, EXPLOIT, CHOOSE)
 
 
 def run(method, puzzle, rounds=4, ablation=None, script=(WRONG_3457, SOLUTION_3457)):
     sampler, samplers = scripted(list(script))
-    loop, _ = build_icrl_loop(method, Game24Task(), puzzle, samplers, ablation=ablation)
+    loop, _ = build_icrl_loop(method, exact24(), puzzle, samplers, ablation=ablation)
     result = loop.run(Budget(max_iterations=rounds))
     policy_prompts = [p for p, n, s in sampler.calls if "Input: 3 4 5 7" in p and n == 1]
     return result, policy_prompts, sampler
@@ -109,7 +108,7 @@ def test_self_refine_shows_critiques_not_rewards(puzzle):
         return [WRONG_3457] * n
 
     sampler, samplers = scripted(model)
-    loop, _ = build_icrl_loop("self-refine", Game24Task(), puzzle, samplers)
+    loop, _ = build_icrl_loop("self-refine", exact24(), puzzle, samplers)
     result = loop.run(Budget(max_iterations=3))
     assert [a.info["feedback"] for a in result.attempts] == [critique] * 3
     prompts = [p for p, _, _ in sampler.calls if not p.rstrip().endswith("Feedback:")]
@@ -124,7 +123,7 @@ def test_reflexion_reflects_after_failures_only(puzzle):
         return [WRONG_3457 if seed % 2 == 0 else SOLUTION_3457] * n
 
     sampler, samplers = scripted(model)
-    loop, _ = build_icrl_loop("reflexion", Game24Task(), puzzle, samplers, seed=2)
+    loop, _ = build_icrl_loop("reflexion", exact24(), puzzle, samplers, seed=2)
     result = loop.run(Budget(max_iterations=3))
     successes = [a.info["success"] for a in result.attempts]
     reflections = [bool(a.info["reflection"]) for a in result.attempts]
@@ -132,7 +131,8 @@ def test_reflexion_reflects_after_failures_only(puzzle):
     last_prompt = [
         p for p, _, _ in sampler.calls if "Input: 3 4 5 7" in p and "Reflection:" not in p
     ][-1]
-    assert REFLEXION_INSTRUCTION in last_prompt and "Last attempt (" in last_prompt
+    assert REFLEXION_INSTRUCTION in last_prompt and "Last attempt:\n" in last_prompt
+    assert "<Reward:" in last_prompt and "correct" not in last_prompt
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,7 @@ def test_reflexion_reflects_after_failures_only(puzzle):
 def test_bad_ablations_are_refused(puzzle, method, ablation):
     _, samplers = scripted(["x"])
     with pytest.raises(ValueError):
-        build_icrl_loop(method, Game24Task(), puzzle, samplers, ablation=ablation)
+        build_icrl_loop(method, exact24(), puzzle, samplers, ablation=ablation)
 
 
 def test_empty_answers_never_crash(puzzle):

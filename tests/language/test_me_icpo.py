@@ -4,7 +4,7 @@ import math
 import re
 
 import pytest
-from conftest import scripted
+from lang_support import exact24, scripted
 
 from icpi.core import Budget
 from icpi.language.me_icpo import (
@@ -15,7 +15,7 @@ from icpi.language.me_icpo import (
     build_me_icpo_loop,
     final_sampling,
 )
-from icpi.language.tasks import Game24Task, WritingTask
+from icpi.language.tasks import WritingTask
 
 A = "3 * 4 * 5 - 7"  # the majority answer, wrong (53)
 B = "(3 * 4) * (7 - 5)"  # the minority answer, right
@@ -45,7 +45,7 @@ def make_model(with_a, with_b, candidates=(A, A, B, None)):
 def build(puzzle, model, ablation=None, seed=0, final_k=K):
     sampler, samplers = scripted(model)
     settings = MeIcpoSettings(k=K, entropy_k=EK, final_k=final_k, ablation=ablation)
-    loop, _ = build_me_icpo_loop(Game24Task(), puzzle, samplers, settings, seed=seed)
+    loop, _ = build_me_icpo_loop(exact24(), puzzle, samplers, settings, seed=seed)
     return loop, sampler, samplers
 
 
@@ -119,7 +119,7 @@ def test_no_valid_candidate_is_an_invalid_round(puzzle):
 def test_final_sampling_mean_and_majority(puzzle):
     loop, _, samplers = build(puzzle, make_model([A, B, None], [B, B, B]))
     loop.run(Budget(max_iterations=1))
-    final = final_sampling(loop, Game24Task(), puzzle, samplers, K)
+    final = final_sampling(loop, exact24(), puzzle, samplers, K)
     assert final["correct"] == [False, False, True, False]
     assert final["mean_at_k"] == 0.25 and final["maj_answer"] == A.replace(" ", "")
     assert final["maj_at_k"] is False and final["usage"]["calls"] == 1
@@ -130,4 +130,4 @@ def test_me_icpo_needs_final_answers(puzzle):
     with pytest.raises(ValueError, match="final answers"):
         build_me_icpo_loop(WritingTask(), puzzle, samplers, MeIcpoSettings())
     with pytest.raises(ValueError, match="ablation"):
-        build_me_icpo_loop(Game24Task(), puzzle, samplers, MeIcpoSettings(ablation="zero-reward"))
+        build_me_icpo_loop(exact24(), puzzle, samplers, MeIcpoSettings(ablation="zero-reward"))

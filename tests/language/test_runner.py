@@ -3,12 +3,17 @@
 import json
 
 import pytest
-from conftest import SOLUTION_3457
+from lang_support import SOLUTION_3457
 
 from icpi.cli.main import main
 from icpi.core import ScriptedSampler
 from icpi.language.runner import LangConfig, run_language, summarise_rounds
 from icpi.language.tasks import GAME24_TASK
+
+
+def exact_cfg(**kw):
+    """A run with exact Game of 24 rewards (no judge calls): tests of the run mechanics."""
+    return LangConfig(**{"step_judge": "rule", "answer_judge": "verifier", **kw})
 
 
 def model_solving(numbers_text, solution):
@@ -26,7 +31,7 @@ class Killed(RuntimeError):
 
 
 def test_records_summary_and_resume(tmp_path):
-    cfg = LangConfig(task="game24", method="icrl-preset", problems=3, rounds=3)
+    cfg = exact_cfg(task="game24", method="icrl-preset", problems=3, rounds=3)
     calls = []
     die_at = [5]
 
@@ -61,20 +66,20 @@ def test_records_summary_and_resume(tmp_path):
 
 def test_another_config_is_refused(tmp_path):
     sampler = ScriptedSampler(["x"])
-    run_language(LangConfig(problems=1, rounds=1), tmp_path / "run", sampler=sampler)
+    run_language(exact_cfg(problems=1, rounds=1), tmp_path / "run", sampler=sampler)
     with pytest.raises(ValueError, match="another configuration"):
-        run_language(LangConfig(problems=1, rounds=2), tmp_path / "run", sampler=sampler)
+        run_language(exact_cfg(problems=1, rounds=2, seed=1), tmp_path / "run", sampler=sampler)
 
 
 def test_success_and_running_max(tmp_path):
     from icpi.language.tasks import Game24Task
 
-    first = Game24Task().problems(1, 0)[0]
+    first = Game24Task().problems(1, 0)[0]  # rank 901 of the standard split
     solution = first.data["solution"]
     text = " ".join(map(str, first.data["numbers"]))
     sampler = ScriptedSampler(model_solving(text, f"Answer: {solution} = 24"))
     summary = run_language(
-        LangConfig(method="best-of-n", problems=2, rounds=4), tmp_path / "r", sampler=sampler
+        exact_cfg(method="best-of-n", problems=2, rounds=4), tmp_path / "r", sampler=sampler
     )
     rates, running = summary["success_rate"], summary["running_max_success"]
     assert all(0.0 <= x <= 0.5 for x in rates) and max(rates) == 0.5
@@ -83,7 +88,7 @@ def test_success_and_running_max(tmp_path):
 
 def test_me_icpo_run_writes_final_samples(tmp_path):
     sampler = ScriptedSampler([SOLUTION_3457, "Answer: 1 + 2 = 3", "junk"])
-    cfg = LangConfig(method="me-icpo", problems=2, rounds=2, k=3, entropy_k=2, final_k=3)
+    cfg = exact_cfg(method="me-icpo", problems=2, rounds=2, k=3, entropy_k=2, final_k=3)
     summary = run_language(cfg, tmp_path / "me", sampler=sampler)
     assert 0.0 <= summary["mean_at_k"] <= 1.0 and summary["final_k"] == 3
     final = json.loads((tmp_path / "me" / "attempts" / "000.final.json").read_text())
@@ -153,7 +158,13 @@ def test_cli_help_lists_the_verb(capsys):
     with pytest.raises(SystemExit):
         main(["lang", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--k", "--entropy-k", "--max-tokens", "--ablation", "--step-judge", "--math-file"):
+    flags = (
+        "--k", "--entropy-k", "--max-tokens", "--ablation", "--step-judge", "--math-file",
+        "--answer-judge", "--split", "--puzzles", "--context-tokens", "--llm-concurrency",
+        "--expert-share", "--expert-file", "--expert-reject", "--expert-bonus", "cot-only",
+        "long-cot", "no-entropy+no-reward",
+    )  # fmt: skip
+    for flag in flags:
         assert flag in out
 
 
@@ -167,7 +178,7 @@ def test_an_endpoint_down_stops_the_run_but_failed_calls_do_not(tmp_path):
     def down(prompt, n, seed):
         raise LLMEndpointDownError("endpoint unreachable for 120 s")
 
-    cfg = LangConfig(problems=1, rounds=2)
+    cfg = exact_cfg(problems=1, rounds=2)
     with pytest.raises(LLMEndpointDownError):
         run_language(cfg, tmp_path / "r", sampler=ScriptedSampler(down))
     assert len((tmp_path / "r" / "attempts" / "000.jsonl").read_text().splitlines()) == 1

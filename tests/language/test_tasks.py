@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import SOLUTION_3457, WRONG_3457, scripted
+from lang_support import SOLUTION_3457, WRONG_3457, scripted
 
 from icpi.core import LoopState
 from icpi.language.tasks import (
@@ -21,20 +21,23 @@ S = LoopState(iteration=0, history=[])
 
 
 def test_game24_reward_rule_based():
-    fb = Game24Reward([3, 4, 5, 7])(SOLUTION_3457, S)
+    fb = Game24Reward([3, 4, 5, 7], "rule", answer_judge="verifier")(SOLUTION_3457, S)
     assert fb.reward == 19.0 and fb.info["success"] and fb.info["step_rewards"] == [3.0] * 3
     assert fb.info["line_rewards"] == [[0, 3.0], [1, 3.0], [2, 3.0], [3, 10.0]]
-    bad = Game24Reward([3, 4, 5, 7])(WRONG_3457, S)
+    bad = Game24Reward([3, 4, 5, 7], "rule", answer_judge="verifier")(WRONG_3457, S)
     assert bad.reward == 0.0 and not bad.info["success"] and "equals 19" in bad.info["answer_error"]
-    empty = Game24Reward([3, 4, 5, 7])("", S)
+    empty = Game24Reward([3, 4, 5, 7], "rule", answer_judge="verifier")("", S)
     assert empty.reward == 0.0 and empty.info["answer"] is None
 
 
 def test_game24_reward_llm_judge():
-    verdicts = iter(["Sure.", "likely", "it is impossible"])
-    _, samplers = scripted(lambda prompt, n, seed: [next(verdicts)])
+    verdicts = iter(["Sure.", "likely", "it is impossible", "Answer: 10"])
+    sampler, samplers = scripted(lambda prompt, n, seed: [next(verdicts)])
     fb = Game24Reward([3, 4, 5, 7], "llm", samplers.judge)(SOLUTION_3457, S)
     assert fb.info["step_rewards"] == [3.0, 1.0, 0.0] and fb.reward == 14.0
+    assert fb.info["answer_reward"] == 10.0 and len(sampler.calls) == 4
+    assert "Numbers left after it: 2 3 4" in sampler.calls[0][0]
+    assert "Proposed solution: (3 * 4) * (7 - 5)" in sampler.calls[3][0]
     with pytest.raises(ValueError):
         Game24Reward([3, 4, 5, 7], "llm", None)
 
@@ -48,12 +51,12 @@ def test_step_verdicts(text, score):
 
 
 def test_game24_problems_avoid_prompt_examples():
-    probs = Game24Task().problems(200, 0)
+    probs = Game24Task(split="random").problems(200, 0)
     shown = {tuple(e[0]) for e in GAME24_EXAMPLES}
     assert not shown & {tuple(p.data["numbers"]) for p in probs}
     assert all(p.data["solvable"] for p in probs)
     assert (
-        Game24Task()
+        Game24Task(split="random")
         .describe(probs[0])
         .endswith("Input: " + " ".join(map(str, probs[0].data["numbers"])))
     )
