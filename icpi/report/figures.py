@@ -34,7 +34,7 @@ def _integer_iterations(ax: Any) -> None:
 
 def _svg_uri(fig: Any) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg")
     _pyplot().close(fig)
     return data_uri("image/svg+xml", buf.getvalue().encode("utf-8"))
 

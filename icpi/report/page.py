@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icpi.report.media import ClipError, ClipLimit, ClipMaker, VideoFormat
+from icpi.report.media import Clip, ClipError, ClipLimit, ClipMaker, VideoFormat
 from icpi.report.rundata import (
     ReportError,
     Run,
@@ -32,12 +32,15 @@ class ClipView:
     """One clip slot of a run: the first or the best rollout."""
 
     title: str
+    """``first rollout``, ``best rollout`` or ``first rollout (= best)``."""
     index: int
     """Position of the rollout in the run's records."""
     iteration: int
+    """Its iteration number."""
     recorded_cost: float
-    clip: Any = None
-    """The :class:`~icpi.report.media.Clip`, or ``None`` when not rendered."""
+    """Cost in ``records.jsonl`` [m]."""
+    clip: Clip | None = None
+    """The re-simulated clip, or ``None`` when not rendered."""
     note: str = ""
     """Why there is no clip."""
     limited: bool = False
@@ -61,16 +64,27 @@ class RunView:
     """What the page shows of one run."""
 
     run: Run
+    """The run."""
     anchor: str
+    """HTML id of its card."""
     theta_head: list[str]
+    """Column heads of θ (name [unit])."""
     e_head: list[str]
+    """Column heads of e."""
     rows: list[list[str]]
+    """Formatted per-iteration rows."""
     summary: list[tuple[str, str]]
+    """Formatted (key, value) pairs of its summary."""
     summary_derived: bool
+    """Whether the summary was derived from the records (no ``summary.json``)."""
     instance: str
+    """Formatted goal and physics."""
     clips: list[ClipView] = field(default_factory=list)
+    """First and best rollout."""
     prompts: list[dict[str, Any]] = field(default_factory=list)
+    """Model iterations: prompt, completions, selection."""
     figure: str = ""
+    """Per-run curves (SVG data URI; single-run pages only)."""
 
 
 @dataclass

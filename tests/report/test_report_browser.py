@@ -120,5 +120,5 @@ def test_a_video_the_browser_cannot_play_falls_back_to_its_last_frame(browser, r
     )
     assert state == 0
     assert page.locator("img.clip").first.get_attribute("src").startswith("data:image/jpeg")
-    assert "cannot play this MP4" in page.locator("p.note").first.inner_text()
+    assert "cannot play this MP4" in page.locator("figure p.note").first.inner_text()
     page.close()
