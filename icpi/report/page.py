@@ -273,10 +273,13 @@ def _run_view(run: Run, index: int, maker: ClipMaker, single: bool) -> RunView:
     return view
 
 
-def _benchmark_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]], str]:
-    """The benchmark's own summary rows (every column) and its curves."""
-    from icpi.manipulation.bench import Job, MethodSpec, collect_rows, summarise
-    from icpi.report.figures import benchmark_curves
+def _rows(runs: Sequence[Run], notes: list[str]) -> list[dict[str, Any]]:
+    """One row per iteration of every run, collected by the benchmark's own code.
+
+    Records too old for :func:`icpi.manipulation.bench.collect_rows` (without ``theta`` or
+    ``iteration``) are collected here instead, with the same keys, and a note says so.
+    """
+    from icpi.manipulation.bench import Job, MethodSpec, collect_rows
 
     jobs = [
         Job(
@@ -288,11 +291,46 @@ def _benchmark_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]], s
         )
         for r in runs
     ]
-    rows = collect_rows(jobs)
-    summary = summarise(rows)
+    try:
+        return collect_rows(jobs)
+    except (KeyError, TypeError, ValueError) as err:
+        notes.append(f"runs too old for bench.collect_rows ({err!r}): rows read leniently")
+    rows = []
+    for job, run in zip(jobs, runs, strict=True):
+        best = math.inf
+        for i, rec in enumerate(run.records[: job.iterations]):
+            best = min(best, float(rec["cost"]))
+            rows.append(
+                {
+                    "task": job.task,
+                    "method": job.spec.name,
+                    "seed": job.seed,
+                    "iteration": int(rec.get("iteration", i)),
+                    "cost": float(rec["cost"]),
+                    "best_so_far": best,
+                    "source": rec.get("source", ""),
+                    "theta": list(rec.get("theta") or []),
+                }
+            )
+    return rows
+
+
+def _benchmark_table(
+    runs: Sequence[Run], notes: list[str]
+) -> tuple[list[str], list[list[str]], str]:
+    """The benchmark's own summary (every column of ``bench.summarise``) and its curves."""
+    from icpi.manipulation.bench import summarise
+    from icpi.report.figures import benchmark_curves
+
+    rows = _rows(runs, notes)
+    try:
+        summary = summarise(rows)
+    except (KeyError, TypeError, ValueError) as err:
+        notes.append(f"bench.summarise failed on these runs ({err!r}): no summary table")
+        summary = []
     columns = list(dict.fromkeys(k for s in summary for k in s))
     cells = [[fmt(s.get(c)) for c in columns] for s in summary]
-    tasks = list(dict.fromkeys(j.task for j in jobs))
+    tasks = list(dict.fromkeys(str(r.task) for r in runs))
     return columns, cells, benchmark_curves(rows, tasks)
 
 
@@ -394,7 +432,7 @@ def write_report(
         "meta": runs[0].meta,
     }
     if kind == "benchmark":
-        columns, cells, curves = _benchmark_table(runs)
+        columns, cells, curves = _benchmark_table(runs, notes)
         context.update(columns=columns, cells=cells, curves=curves)
     else:
         context.update(columns=[], cells=[], curves=views[0].figure)

@@ -173,6 +173,17 @@ def test_old_run_directories_still_render(run_copy, tmp_path):
     assert len(Page(html).tables["summary-table"]) == 7
 
 
+def test_an_old_benchmark_still_renders_its_table(bench_copy, tmp_path):
+    run = bench_copy / "runs" / "slide" / "random" / "seed-0"
+    records = [{"cost": r["cost"]} for r in read_jsonl(run / "records.jsonl")]
+    write_jsonl(run / "records.jsonl", records)
+    (run / "summary.json").unlink()
+    result = write_report(bench_copy, tmp_path / "old.html", max_videos=0)
+    table = Page(result.path.read_text()).tables["summary-table"]
+    assert len(table) - 1 == len(TASKS) * len(METHODS)
+    assert any("too old for bench.collect_rows" in n for n in result.notes)
+
+
 def test_gif_when_asked_or_when_mp4_cannot_be_written(run_copy, tmp_path, monkeypatch):
     result = write_report(run_copy, tmp_path / "gif.html", max_videos=1, video_format="gif")
     (img,) = [s for s in Page(result.path.read_text()).sources("img") if "image/gif" in s]
