@@ -429,7 +429,8 @@ def write_report(
         "notes": notes,
         "identical": sum(c.check == "identical" for c in checked),
         "differing": sum(c.check == "differs" for c in checked),
-        "meta": runs[0].meta,
+        "git_shas": sorted({str(r.meta["git_sha"]) for r in runs if r.meta.get("git_sha")}),
+        "versions": runs[0].meta.get("versions"),
     }
     if kind == "benchmark":
         columns, cells, curves = _benchmark_table(runs, notes)

@@ -10,14 +10,15 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from conftest import HOSTILE, ITERATIONS, METHODS, SEEDS, TASKS
-from report_html import Page
+from report_helpers import HOSTILE, ITERATIONS, METHODS, SEEDS, TASKS, Page
 
 import icpi.manipulation.bench as bench
 from icpi.core.rundir import read_jsonl, write_jsonl
 from icpi.report import ReportError, write_report
 from icpi.report import media as media_mod
 from icpi.report.page import fmt
+
+pytest_plugins = ["report_helpers"]  # the fixtures bench_dir, bench_copy, run_copy
 
 
 def decode(uri: str) -> bytes:
