@@ -56,10 +56,6 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit code (2 on a directory that cannot be reported).
     """
-    from icpi.envs.gl import choose_gl_backend
-
-    if args.max_videos > 0:
-        choose_gl_backend()  # before anything imports MuJoCo
     from icpi.report import ReportError, write_report
 
     try:

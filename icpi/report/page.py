@@ -388,6 +388,8 @@ def write_report(
     from icpi.envs.gl import choose_gl_backend
 
     t0 = time.perf_counter()
+    if max_videos > 0:
+        choose_gl_backend()  # EGL or OSMesa, unless MuJoCo is loaded already
     directory = Path(directory)
     if not directory.is_dir():
         raise ReportError(f"{directory} is not a directory")
@@ -404,8 +406,6 @@ def write_report(
             " directory (runs/<task>/<method>/seed-<k>/)"
         )
     notes: list[str] = []
-    if max_videos > 0:
-        choose_gl_backend()  # picks EGL or OSMesa unless MuJoCo is loaded already
     maker = ClipMaker(video_format, max_clips=max_videos)
     views = [_run_view(r, i, maker, single=kind == "run") for i, r in enumerate(runs)]
     no_clips = "not rendered: --max-videos 0" if max_videos == 0 else None

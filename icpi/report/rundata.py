@@ -139,6 +139,12 @@ def load_run(path: Path, label: str = "", task: str | None = None, seed: int | N
         raise ReportError(f"{path} holds no rollouts (records.jsonl missing or empty)")
     costless = [i for i, r in enumerate(records) if not _is_number(r.get("cost"))]
     if costless:
+        line = records[costless[0]]
+        if "cost" in line:
+            raise ReportError(
+                f"{path}/records.jsonl line {costless[0] + 1} has a cost that is not a finite"
+                f" number ({line['cost']!r})"
+            )
         raise ReportError(
             f"{path}/records.jsonl line {costless[0] + 1} has no cost: icpi report covers"
             " skill-improvement runs (records with theta and cost), not language-task runs"
@@ -160,7 +166,7 @@ def load_run(path: Path, label: str = "", task: str | None = None, seed: int | N
         attempts=_attempts(path / "attempts.jsonl"),
         task=str(recorded_task) if recorded_task is not None else None,
         method=method,
-        seed=int(recorded_seed) if recorded_seed is not None else None,
+        seed=recorded_seed if isinstance(recorded_seed, int) else None,
         label=label or method,
     )
 

@@ -16,7 +16,7 @@ import pytest
 from icpi.report import write_report
 
 pytestmark = pytest.mark.slow
-pytest_plugins = ["report_helpers"]  # the fixtures bench_dir, bench_copy, run_copy
+pytest_plugins = ["report_fixtures"]  # the fixtures bench_dir, bench_copy, run_copy
 
 CHROMIUM = Path(os.environ.get("ICPI_CHROMIUM", "/usr/bin/chromium"))
 # Chromium flags that work on these machines (closed network: no background fetches).

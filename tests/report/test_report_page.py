@@ -18,7 +18,7 @@ from icpi.report import ReportError, write_report
 from icpi.report import media as media_mod
 from icpi.report.page import fmt
 
-pytest_plugins = ["report_helpers"]  # the fixtures bench_dir, bench_copy, run_copy
+pytest_plugins = ["report_fixtures"]  # the fixtures bench_dir, bench_copy, run_copy
 
 
 def decode(uri: str) -> bytes:
@@ -230,6 +230,11 @@ def test_directories_that_cannot_be_reported_give_clear_errors(tmp_path, run_cop
     write_jsonl(lang / "records.jsonl", [{"problem": "p0", "round": 0, "reward": 1.0}])
     with pytest.raises(ReportError, match=r"has no cost: .* not language-task runs"):
         write_report(lang)
+    nan = tmp_path / "nan"
+    nan.mkdir()
+    write_jsonl(nan / "records.jsonl", [{"iteration": 0, "theta": [0, 0, 0], "cost": None}])
+    with pytest.raises(ReportError, match=r"line 1 has a cost that is not a finite number"):
+        write_report(nan)
     (run_copy / "config.json").write_text("{broken")
     with pytest.raises(ReportError, match=r"config\.json is not valid JSON"):
         write_report(run_copy)
