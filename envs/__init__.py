@@ -56,10 +56,12 @@ def make_task(task_id: str) -> Task:
         The task object (rollouts without Gymnasium).
 
     Raises:
-        ValueError: If the id is unknown.
+        ConfigError: If the id is unknown (a ``ValueError``).
     """
     if task_id not in TASKS:
-        raise ValueError(f"unknown task {task_id!r}; choose one of {', '.join(TASKS)}")
+        from icpi.errors import ConfigError
+
+        raise ConfigError(f"unknown task {task_id!r}; choose one of {', '.join(TASKS)}")
     task: Task = _load(TASKS[task_id][1])()
     return task
 

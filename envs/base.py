@@ -15,7 +15,6 @@ import os
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,153 +22,19 @@ import mujoco
 import numpy as np
 from mujoco import rollout as mj_rollout
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+from icpi.envs.spec import (
+    SUCCESS_TOLERANCE,
+    Instance,
+    Rollout,
+    Stroke,
+    ThetaSpec,
+    min_jerk,
+    straight_stroke,
+)
 
-# Cost under which a rollout counts as a success [m].
-SUCCESS_TOLERANCE = 0.005
+ASSETS = Path(__file__).resolve().parent / "assets"
 # Compiled models kept per task (one per distinct instance).
 MODEL_CACHE_SIZE = 64
-
-
-@dataclass(frozen=True)
-class ThetaSpec:
-    """Names, units and bounds of a task's skill parameters θ."""
-
-    names: tuple[str, ...]
-    """Parameter names, in θ order."""
-    units: tuple[str, ...]
-    """Physical unit of each parameter."""
-    low: tuple[float, ...]
-    """Lower bound of each parameter."""
-    high: tuple[float, ...]
-    """Upper bound of each parameter."""
-
-    @property
-    def dim(self) -> int:
-        """Number of parameters."""
-        return len(self.names)
-
-    @property
-    def low_array(self) -> np.ndarray:
-        """Lower bounds as a float64 array."""
-        return np.asarray(self.low, dtype=np.float64)
-
-    @property
-    def high_array(self) -> np.ndarray:
-        """Upper bounds as a float64 array."""
-        return np.asarray(self.high, dtype=np.float64)
-
-    def validate(self, theta: Any) -> tuple[np.ndarray, bool]:
-        """Check θ's shape and finiteness, then clip it to the bounds.
-
-        Args:
-            theta: Array-like of ``dim`` numbers.
-
-        Returns:
-            The clipped θ as float64 and whether clipping changed it.
-
-        Raises:
-            ValueError: If θ has the wrong shape, is not numeric, or holds NaN or inf.
-        """
-        try:
-            arr = np.asarray(theta, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"θ must be {self.dim} numbers {self.names}, got {theta!r}") from err
-        if arr.shape != (self.dim,):
-            raise ValueError(
-                f"θ must have shape ({self.dim},) for parameters {self.names},"
-                f" got shape {arr.shape}"
-            )
-        bad = [n for n, v in zip(self.names, arr, strict=True) if not math.isfinite(v)]
-        if bad:
-            raise ValueError(f"θ must be finite; non-finite value in {', '.join(bad)}: {arr}")
-        clipped = np.clip(arr, self.low_array, self.high_array)
-        return clipped, bool(np.any(clipped != arr))
-
-    def sample(self, rng: np.random.Generator) -> np.ndarray:
-        """Draw θ uniformly inside the bounds.
-
-        Args:
-            rng: Random generator.
-
-        Returns:
-            θ as float64.
-        """
-        return rng.uniform(self.low_array, self.high_array)
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One task instance: a goal and the hidden physics that vary between instances."""
-
-    goal: tuple[float, ...]
-    """Goal point in the world frame [m]."""
-    physics: tuple[tuple[str, float], ...]
-    """Sorted (name, value) pairs of the instance's physical parameters."""
-
-    @property
-    def goal_array(self) -> np.ndarray:
-        """The goal as a float64 array."""
-        return np.asarray(self.goal, dtype=np.float64)
-
-    @property
-    def physics_dict(self) -> dict[str, float]:
-        """The physical parameters as a dict."""
-        return dict(self.physics)
-
-
-@dataclass(frozen=True)
-class Stroke:
-    """One straight minimum-jerk stroke of the effector in the task's table plane.
-
-    The frame is the task frame: origin at the object's start spot, x along the nominal
-    push or swing, z up. The MuJoCo scene and the real arm (:mod:`icpi.robot.skill`)
-    execute the same stroke, so a task's θ → stroke mapping is written once, in
-    :meth:`Task.stroke`.
-    """
-
-    angle: float
-    """Direction of the stroke from the +x axis [rad]."""
-    setback: float
-    """Start distance behind the origin, along the stroke line [m]."""
-    distance: float
-    """Travel [m]."""
-    duration: float
-    """Travel time [s]."""
-
-    def reference(self, nstep: int, timestep: float) -> tuple[np.ndarray, np.ndarray]:
-        """The start point and the per-step xy reference (see :func:`straight_stroke`).
-
-        Args:
-            nstep: Number of samples.
-            timestep: Sample period [s].
-
-        Returns:
-            The start point (2,) and the reference (nstep, 2) [m].
-        """
-        return straight_stroke(
-            self.angle, self.setback, self.distance, self.duration, nstep, timestep
-        )
-
-
-@dataclass
-class Rollout:
-    """The result of running θ once on an instance."""
-
-    theta: np.ndarray
-    """θ as executed (after clipping)."""
-    clipped: bool
-    """Whether θ was outside its bounds and was clipped."""
-    outcome: np.ndarray
-    """Where the tracked point ended up (task-specific, same frame as the goal) [m]."""
-    e: np.ndarray
-    """Relative error: outcome − goal [m]."""
-    cost: float
-    """Distance between outcome and goal [m]."""
-    trajectory: np.ndarray
-    """Path of the tracked point, one row per physics step, world frame [m]."""
-    states: np.ndarray | None = field(default=None, repr=False)
-    """Full physics state per step (only when recorded, for rendering)."""
 
 
 class Task(ABC):
@@ -475,48 +340,23 @@ class Task(ABC):
         return int(model.sensor(self.tracked_sensor).adr[0])
 
 
-def min_jerk(tau: np.ndarray) -> np.ndarray:
-    """Minimum-jerk profile s(τ) = 10τ³ − 15τ⁴ + 6τ⁵ on τ clipped to [0, 1].
-
-    Args:
-        tau: Normalised time.
-
-    Returns:
-        Progress in [0, 1]; its peak slope is 1.875 at τ = 0.5.
-    """
-    t = np.clip(tau, 0.0, 1.0)
-    return t**3 * (10.0 + t * (-15.0 + 6.0 * t))
-
-
-def straight_stroke(
-    angle: float, setback: float, distance: float, duration: float, nstep: int, timestep: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Planar position reference of an effector making one straight minimum-jerk stroke.
-
-    The effector starts ``setback`` behind the origin on the line of ``angle``, travels
-    ``distance`` along it in ``duration``, then holds. Each reference is computed from
-    its step index alone, so the same inputs give bit-identical controls everywhere.
-
-    Args:
-        angle: Direction of the stroke from the +x axis [rad].
-        setback: Start distance behind the origin [m].
-        distance: Travel [m].
-        duration: Travel time [s].
-        nstep: Number of physics steps.
-        timestep: Physics step [s].
-
-    Returns:
-        The start point (2,) and the xy reference per step (nstep, 2) [m].
-    """
-    direction = np.array([math.cos(angle), math.sin(angle)])
-    start = -setback * direction
-    progress = min_jerk(np.arange(nstep, dtype=np.float64) * timestep / duration)
-    return start, start + np.outer(progress * distance, direction)
-
-
 def set_joint_positions(
     model: mujoco.MjModel, qpos: np.ndarray, values: Mapping[str, float]
 ) -> None:
     """Write scalar joint positions by joint name into ``qpos`` (in place)."""
     for name, value in values.items():
         qpos[model.joint(name).qposadr[0]] = value
+
+
+__all__ = [
+    "ASSETS",
+    "SUCCESS_TOLERANCE",
+    "Instance",
+    "Rollout",
+    "Stroke",
+    "Task",
+    "ThetaSpec",
+    "min_jerk",
+    "set_joint_positions",
+    "straight_stroke",
+]

@@ -9,7 +9,7 @@ The logic lives in plain Python modules that import neither rclpy nor ROS messag
 - :mod:`icpi.robot.contract`: the request/result message contract between driver and arm;
 - :mod:`icpi.robot.runner`: one trial from request to result (the skill node's logic);
 - :mod:`icpi.robot.twin`: the MuJoCo twin behind the simulated arm node;
-- :mod:`icpi.robot.adapter`: the :class:`~icpi.manipulation.improver.SkillTask` that runs
+- :mod:`icpi.robot.adapter`: the :class:`~icpi.envs.spec.SkillTask` that runs
   ICPI's loop on the arm, and hindsight relabelling of real rollouts.
 
 The nodes (:mod:`icpi.robot.arm_node`, :mod:`icpi.robot.sim_arm_node`,

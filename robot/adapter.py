@@ -1,8 +1,8 @@
 """The real arm as an ICPI task, and hindsight relabelling of its rollouts (no ROS).
 
-:class:`ArmTask` offers the :class:`~icpi.manipulation.improver.SkillTask` interface of the
+:class:`ArmTask` offers the :class:`~icpi.envs.spec.SkillTask` interface of the
 MuJoCo tasks (task id, θ spec, outcome, instances, rollouts), so ICPI's loop, datasets and
-run directories are used unchanged: ``run_icpi(cfg, out, task=ArmTask(...),
+run directories are used unchanged: ``run_method(cfg, out, task=ArmTask(...),
 instance=task.instance)``. A rollout sends θ through a :class:`Transport` (the driver node's
 ROS topics, or an in-process stand-in) and blocks until the arm reports.
 
@@ -16,16 +16,18 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from icpi.envs import make_task
-from icpi.envs.base import Instance
+from icpi.envs.spec import Instance, Rollout, ThetaSpec
 from icpi.robot.contract import TrialRequest, TrialResult
 from icpi.robot.skill import clip_to_trust_region
+
+if TYPE_CHECKING:
+    from icpi.manipulation.dataset import ImprovementDataset
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +61,6 @@ class Transport(Protocol):
         ...
 
 
-@dataclass
-class ArmRollout:
-    """A real rollout, in the shape of :class:`icpi.envs.base.Rollout`."""
-
-    theta: np.ndarray
-    clipped: bool
-    outcome: np.ndarray
-    e: np.ndarray
-    cost: float
-    trajectory: np.ndarray
-    trial_id: int = 0
-    timing: dict[str, float] | None = None
-
-
 class ArmTask:
     """ICPI's task interface on the arm (see the module docstring)."""
 
@@ -84,7 +72,7 @@ class ArmTask:
         physics: Sequence[float] | None = None,
         trust_region: Sequence[float] | None = None,
         trial_timeout: float = 60.0,
-        on_rollout: Callable[[ArmRollout], None] | None = None,
+        on_rollout: Callable[[Rollout], None] | None = None,
         first_trial_id: int = 1,
     ) -> None:
         """Wrap the arm.
@@ -114,7 +102,7 @@ class ArmTask:
         self.trial_timeout = trial_timeout
         self.on_rollout = on_rollout
         self.last_theta: np.ndarray | None = None
-        self.rollouts: list[ArmRollout] = []
+        self.rollouts: list[Rollout] = []
         self._ids = itertools.count(first_trial_id)
         self._lock = threading.Lock()
 
@@ -124,7 +112,7 @@ class ArmTask:
         return self.twin.task_id
 
     @property
-    def theta_spec(self) -> Any:
+    def theta_spec(self) -> ThetaSpec:
         """θ names, units and bounds (the twin's)."""
         return self.twin.theta_spec
 
@@ -156,7 +144,7 @@ class ArmTask:
         """
         return self.instance
 
-    def rollout(self, instance: Any, theta: Any) -> ArmRollout:
+    def rollout(self, instance: Any, theta: Any) -> Rollout:
         """Run θ once on the arm.
 
         Args:
@@ -185,15 +173,14 @@ class ArmTask:
             ) from err
         if not res.ok:
             raise TrialFailed(res.status, res.reason, trial_id)
-        out = ArmRollout(
+        out = Rollout(
             theta=safe,
             clipped=clipped,
             outcome=np.asarray(res.outcome, dtype=np.float64),
             e=np.asarray(res.e, dtype=np.float64),
             cost=float(res.cost),
             trajectory=res.trajectory(),
-            trial_id=trial_id,
-            timing=dict(res.timing),
+            info={"trial_id": trial_id, "timing": dict(res.timing)},
         )
         with self._lock:
             self.last_theta = safe
@@ -204,15 +191,16 @@ class ArmTask:
 
 
 def relabel_rollouts(
-    task: ArmTask, rollouts: Sequence[ArmRollout], out: Path | None = None, seed: int = 0
-) -> Any:
+    task: ArmTask, rollouts: Sequence[Rollout], out: Path | None = None, seed: int = 0
+) -> ImprovementDataset:
     """Hindsight-relabel rollouts of one instance into an improvement dataset.
 
     Uses the very relabelling and row assembly of the simulated datasets
-    (:mod:`icpi.manipulation.dataset`): every ordered pair (a, b) whose relabelled goal
-    (b's outcome) lies in the grown goal region and whose error is not already a success
-    becomes a row, all of them kept. The sidecar records ``source: real-arm``; the physics
-    columns hold the nominal values of the instance (unknown on hardware).
+    (:func:`icpi.manipulation.dataset.dataset_from_rollouts`): every ordered pair (a, b)
+    whose relabelled goal (b's outcome) lies in the grown goal region and whose error is
+    not already a success becomes a row, all of them kept. The sidecar records ``source:
+    real-arm``; the physics columns hold the nominal values of the instance (unknown on
+    hardware).
 
     Args:
         task: The arm task the rollouts ran on.
@@ -221,25 +209,15 @@ def relabel_rollouts(
         seed: Recorded as the dataset seed.
 
     Returns:
-        The :class:`~icpi.manipulation.dataset.ImprovementDataset`.
+        The dataset.
 
     Raises:
-        ValueError: If fewer than two rollouts or no usable pair are given.
+        DatasetError: If fewer than two rollouts or no usable pair are given.
     """
-    from icpi.manipulation import dataset as ds
+    from icpi.manipulation.dataset import dataset_from_rollouts
 
-    if len(rollouts) < 2:
-        raise ValueError("hindsight relabelling needs at least two rollouts")
-    design = ds.DEFAULT_DESIGN
-    lo, hi = ds._goal_region(task.twin, design)
-    arrays = ds._relabel(task.twin, task.instance, rollouts, design, lo, hi)
-    n = len(arrays["pair_a"])
-    if n == 0:
-        raise ValueError("no rollout pair relabels into the goal region")
-    dataset = ds._select(task.twin, [arrays], n, seed, design)
-    dataset.meta = ds._build_meta(
-        task.twin, n, seed, design, 1, f"real-arm rollouts relabelled ({len(rollouts)} rollouts)"
-    )
+    source = f"real-arm rollouts relabelled ({len(rollouts)} rollouts)"
+    dataset = dataset_from_rollouts(task.twin, task.instance, rollouts, seed, source)
     dataset.meta["source"] = "real-arm"
     dataset.meta["physics_known"] = False
     if out is not None:

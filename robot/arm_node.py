@@ -17,12 +17,20 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from geometry_msgs.msg import PointStamped, PoseStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
@@ -30,13 +38,17 @@ from trajectory_msgs.msg import JointTrajectory
 
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
 from icpi.robot.params import SkillNodeConfig, declare_config
-from icpi.robot.ros_common import run_node, trajectory_msg
+from icpi.robot.ros_common import run_node, time_msg, trajectory_msg
 from icpi.robot.runner import SkillRunner
 from icpi.robot.skill import Plan
 
 log = logging.getLogger(__name__)
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Requests and results: nothing dropped under a flood, so every request gets an answer.
+EVERY = QoSProfile(
+    history=HistoryPolicy.KEEP_ALL, depth=1000, reliability=ReliabilityPolicy.RELIABLE
+)
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -60,13 +72,21 @@ class ArmSkillNode(Node):
         if cfg.ball_msg_type not in ("point", "pose"):
             raise ValueError(f"ball_msg_type must be point or pose, got {cfg.ball_msg_type!r}")
         self.traj_pub = self.create_publisher(JointTrajectory, cfg.trajectory_topic, RELIABLE)
-        self.result_pub = self.create_publisher(String, cfg.result_topic, RELIABLE)
+        self.result_pub = self.create_publisher(String, cfg.result_topic, EVERY)
         self.state_pub = self.create_publisher(String, cfg.state_topic, LATCHED)
-        self.runner = SkillRunner(cfg, self._send)
-        sensors = ReentrantCallbackGroup()
+        # Trajectories run on the controller's clock: the node's ROS clock (the twin's
+        # simulated time under use_sim_time); the watchdog and timeouts stay on wall time.
+        self.runner = SkillRunner(cfg, self._send, controller_clock=self._ros_now)
+        # One callback group per input: a flood on one (a camera spewing NaN, a storm of
+        # requests) cannot starve the joint states or the e-stop of executor threads.
+        joints, camera, requests = (MutuallyExclusiveCallbackGroup() for _ in range(3))
         urgent = MutuallyExclusiveCallbackGroup()
         self.create_subscription(
-            JointState, cfg.joint_state_topic, self._on_joint_state, 20, callback_group=sensors
+            JointState,
+            cfg.joint_state_topic,
+            self._on_joint_state,
+            qos_profile_sensor_data,
+            callback_group=joints,
         )
         ball_type = PointStamped if cfg.ball_msg_type == "point" else PoseStamped
         self.create_subscription(
@@ -74,10 +94,10 @@ class ArmSkillNode(Node):
             cfg.ball_topic,
             self._on_ball,
             qos_profile_sensor_data,
-            callback_group=sensors,
+            callback_group=camera,
         )
         self.create_subscription(
-            Float64MultiArray, cfg.request_topic, self._on_request, RELIABLE, callback_group=sensors
+            Float64MultiArray, cfg.request_topic, self._on_request, EVERY, callback_group=requests
         )
         self.create_subscription(Bool, cfg.estop_topic, self._on_estop, 10, callback_group=urgent)
         self.create_service(Trigger, "~/estop", self._srv_estop, callback_group=urgent)
@@ -88,15 +108,23 @@ class ArmSkillNode(Node):
         self._state = ""
         self._state_lock = threading.Lock()
         self._publish_state()
-        self.create_timer(0.2, self._publish_state, callback_group=urgent)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # ticks even if /clock stops
+        self.create_timer(0.2, self._publish_state, callback_group=urgent, clock=steady)
         self.get_logger().info(
             f"arm skill node ready: skill {cfg.skill}, joints {cfg.joint_names},"
             f" requests on {cfg.request_topic}"
         )
 
+    def _ros_now(self) -> float:
+        return float(self.get_clock().now().nanoseconds) * 1e-9
+
     # ------------------------------------------------------------------ outputs
-    def _send(self, plan: Plan) -> None:
-        self.traj_pub.publish(trajectory_msg(plan, self.cfg.joint_names))
+    def _send(self, plan: Plan, start: Callable[[], float]) -> float:
+        msg = trajectory_msg(plan, self.cfg.joint_names)
+        stamp = start()  # after building the message: the lead covers only the transport
+        msg.header.stamp = time_msg(stamp)
+        self.traj_pub.publish(msg)
+        return stamp
 
     def _publish_result(self, result: TrialResult) -> None:
         self.result_pub.publish(String(data=result.to_json()))
@@ -190,7 +218,7 @@ def main(args: list[str] | None = None) -> int:
     Returns:
         Exit code.
     """
-    return run_node(ArmSkillNode, threads=3, args=args)
+    return run_node(ArmSkillNode, threads=4, args=args)
 
 
 if __name__ == "__main__":

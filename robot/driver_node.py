@@ -1,6 +1,6 @@
 """``icpi-driver-node``: runs ICPI's loop (the very same as in simulation) against the arm.
 
-The run is :func:`icpi.manipulation.run.run_icpi` with an :class:`~icpi.robot.adapter.ArmTask`
+The run is :func:`icpi.manipulation.run.run_method` with an :class:`~icpi.robot.adapter.ArmTask`
 whose rollouts travel over ROS: a request on ``request_topic``
 (std_msgs/Float64MultiArray), the answer on ``result_topic`` (std_msgs/String JSON), see
 :mod:`icpi.robot.contract`. The run directory (``out``) is the one a simulated run
@@ -22,17 +22,22 @@ from typing import Any
 
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, String
 
-from icpi.robot.adapter import ArmRollout, ArmTask, TrialFailed, relabel_rollouts
+from icpi.envs.spec import Rollout
+from icpi.robot.adapter import ArmTask, TrialFailed, relabel_rollouts
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
-from icpi.robot.params import DriverConfig, declare_config
+from icpi.robot.params import DriverConfig, declare_config, declare_layer
 from icpi.robot.ros_common import run_node
 
 log = logging.getLogger(__name__)
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Results: nothing dropped, even among a flood of other clients' results.
+EVERY = QoSProfile(
+    history=HistoryPolicy.KEEP_ALL, depth=1000, reliability=ReliabilityPolicy.RELIABLE
+)
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -40,23 +45,6 @@ LATCHED = QoSProfile(
 _POLL_S = 0.05
 # Arm states in which a request is held back (an e-stopped arm answers at once).
 _NOT_READY = ("", "no_joint_states", "no_camera", "busy")
-
-
-def nearest_example_sampler() -> Any:
-    """A model-free sampler: answers with the nearest shown example's Δθ* (KNN-1).
-
-    For dry runs of the whole graph without a language model.
-
-    Returns:
-        A :class:`~icpi.core.ScriptedSampler`.
-    """
-    from icpi.core import ScriptedSampler, find_numbers
-
-    def nearest(prompt: Any, n: int, seed: int | None) -> list[str]:
-        lines = [ln for ln in str(prompt).splitlines() if "->" in ln and ln.split("->")[1].strip()]
-        return [" " + " ".join(find_numbers(lines[-1].split("->")[1]))] * n
-
-    return ScriptedSampler(nearest)
 
 
 class RosTransport:
@@ -142,8 +130,20 @@ class DriverNode(Node):
         Raises:
             ValueError: On invalid parameters.
         """
+        from icpi.config import leaf_names
+        from icpi.llm.config import LLMConfig
+        from icpi.manipulation.config import load_run_config, parameter_names
+
         super().__init__("icpi_driver", **kwargs)
         self.cfg = declare_config(self, DriverConfig)
+        # What to run: the typed configuration of `icpi run`, from the run.* / llm.* params.
+        run_layer = declare_layer(self, "run", parameter_names())
+        self.llm_layer = declare_layer(
+            self, "llm", leaf_names(LLMConfig, skip=("api_key", "sampling.n", "sampling.seed"))
+        )
+        self.run_config = load_run_config(
+            {"task": "ball-roll-gc"}, run_layer, where="the run.* parameters"
+        )
         if self.cfg.sampler not in ("llm", "nearest"):
             raise ValueError(f"sampler must be llm or nearest, got {self.cfg.sampler!r}")
         self.done = False
@@ -163,10 +163,10 @@ class DriverNode(Node):
             String, self.cfg.arm_state_topic, self._on_arm_state, LATCHED, callback_group=group
         )
         self.create_subscription(
-            String, self.cfg.result_topic, self._on_result, RELIABLE, callback_group=group
+            String, self.cfg.result_topic, self._on_result, EVERY, callback_group=group
         )
         self.task = ArmTask(
-            self.cfg.task,
+            self.run_config.task,
             self.transport,
             goal=self.cfg.goal,
             physics=self.cfg.physics,
@@ -190,49 +190,37 @@ class DriverNode(Node):
     def _on_arm_state(self, msg: String) -> None:
         self.arm_state = str(msg.data)
 
-    def _on_rollout(self, r: ArmRollout) -> None:
+    def _on_rollout(self, r: Rollout) -> None:
         body = {
-            "trial_id": r.trial_id,
+            "trial_id": r.info.get("trial_id"),
             "rollout": len(self.task.rollouts),
             "theta": r.theta.tolist(),
             "clipped": r.clipped,
             "outcome": r.outcome.tolist(),
             "e": r.e.tolist(),
             "cost": r.cost,
-            "timing": r.timing,
+            "timing": r.info.get("timing"),
         }
         self.progress_pub.publish(String(data=json.dumps(body)))
         self.get_logger().info(f"rollout {body['rollout']}: cost {r.cost:.4f} m")
 
     def _run(self) -> None:
+        from icpi.core import ScriptedSampler, copy_nearest_example
         from icpi.llm import LLMConfig
-        from icpi.manipulation.improver import ICPISettings
-        from icpi.manipulation.run import RunConfig, run_icpi
+        from icpi.manipulation.methods import get_method
+        from icpi.manipulation.run import run_method
 
         cfg = self.cfg
-        run = RunConfig(
-            task=cfg.task,
-            method=cfg.method,
-            seed=cfg.seed,
-            iterations=cfg.iterations,
-            theta0="random" if cfg.theta0 == "random" else "center",
-            dataset=cfg.dataset or None,
-            dataset_size=cfg.dataset_size or None,
-            icpi=ICPISettings(k=cfg.k),
-        )
+        run = self.run_config
         llm = LLMConfig.from_sources(
-            overrides={
-                "base_url": cfg.llm_base_url or None,
-                "model": cfg.llm_model or None,
-                "mode": cfg.llm_mode,
-            }
+            overrides=self.llm_layer, defaults=get_method(run.method).llm_defaults
         )
         sampler = self._sampler
         if sampler is None and cfg.sampler == "nearest":
-            sampler = nearest_example_sampler()
+            sampler = ScriptedSampler(copy_nearest_example)
         summary: dict[str, Any]
         try:
-            summary = run_icpi(
+            summary = run_method(
                 run,
                 Path(cfg.out),
                 llm=llm,

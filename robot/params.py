@@ -73,6 +73,10 @@ class SkillNodeConfig(ArmConfig):
     position_lower: list[float] = _p([-2.5, 0.1], "Lower joint position limits [rad or m]")
     position_upper: list[float] = _p([1.0, 2.8], "Upper joint position limits [rad or m]")
     velocity_limits: list[float] = _p([15.0, 15.0], "Joint speed limits [rad/s or m/s]")
+    acceleration_limits: list[float] = _p(
+        [300.0, 300.0], "Joint acceleration limits [rad/s² or m/s²]"
+    )
+    jerk_limits: list[float] = _p([30000.0, 30000.0], "Joint jerk limits [rad/s³ or m/s³]")
     workspace: list[float] = _p(
         [-0.35, 0.35, -0.3, 0.3], "Effector box x_min, x_max, y_min, y_max in the task frame [m]"
     )
@@ -84,7 +88,15 @@ class SkillNodeConfig(ArmConfig):
     dwell: float = _p(0.2, "Rest before the stroke [s]", 0.0, 5.0)
     hold: float = _p(0.2, "Rest after the stroke [s]", 0.0, 5.0)
     return_duration: float = _p(1.0, "Back home after a trial [s]", 0.05, 10.0)
-    stop_time: float = _p(0.05, "Time of the hold point sent on e-stop/abort [s]", 0.001, 1.0)
+    trajectory_lead: float = _p(
+        0.3,
+        "Trials and moves home start this long after they are sent (header stamp) [s]",
+        0.0,
+        5.0,
+    )
+    stop_lead: float = _p(
+        0.1, "Stops start this long after they are sent (header stamp) [s]", 0.0, 1.0
+    )
     position_tolerance: float = _p(
         0.02, "Joint error under which a target (home, stroke end) counts as reached", 1e-4, 1.0
     )
@@ -124,9 +136,19 @@ class SkillNodeConfig(ArmConfig):
             ValueError: On malformed values.
         """
         n = len(self.joint_names)
-        for name in ("position_lower", "position_upper", "velocity_limits"):
+        names = (
+            "position_lower",
+            "position_upper",
+            "velocity_limits",
+            "acceleration_limits",
+            "jerk_limits",
+        )
+        for name in names:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} needs {n} values (one per joint)")
+        for name in names[2:]:
+            if min(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be positive")
         if len(self.workspace) != 4 or len(self.ball_box) != 4:
             raise ValueError("workspace and ball_box need 4 values: x_min, x_max, y_min, y_max")
         w = self.workspace
@@ -134,6 +156,8 @@ class SkillNodeConfig(ArmConfig):
             position_lower=tuple(self.position_lower),
             position_upper=tuple(self.position_upper),
             velocity=tuple(self.velocity_limits),
+            acceleration=tuple(self.acceleration_limits),
+            jerk=tuple(self.jerk_limits),
             workspace=(w[0], w[1], w[2], w[3]),
         )
 
@@ -177,30 +201,28 @@ class SimArmConfig(ArmConfig):
     trajectory_topic: str = _p("arm_controller/joint_trajectory", "JointTrajectory in")
     ball_topic: str = _p("ball/point", "geometry_msgs/PointStamped out")
     frame_id: str = _p("task", "frame_id of the ball points")
+    publish_clock: bool = _p(True, "Publish the simulated time on /clock (for use_sim_time)")
 
 
 @dataclass
 class DriverConfig:
-    """Parameters of ``icpi-driver-node`` (runs the ICPI loop against the arm)."""
+    """Parameters of ``icpi-driver-node`` (runs an improvement method against the arm).
 
-    task: str = _p("ball-roll-gc", "Task id of the skill (its dataset and θ spec)")
+    What to run is not listed here: it is the same typed configuration as ``icpi run``'s,
+    read from the nested parameters ``run.*`` (:class:`~icpi.manipulation.config.RunConfig`
+    and the method's settings, e.g. ``run.method``, ``run.settings.k``) and ``llm.*``
+    (:class:`~icpi.llm.config.LLMConfig`, e.g. ``llm.base_url``, ``llm.sampling.temperature``)
+    by :func:`declare_layer` and validated by the same loader. The API key comes only from
+    ``OPENAI_API_KEY`` (parameters can be read by anyone on the graph).
+    """
+
     goal: list[float] = _p([0.7, 0.0], "Goal in the task frame [m]")
     physics: list[float] = _p(
         [0.065, 0.0035],
         "Nominal hidden physics (sorted names) recorded with the run; unknown on hardware",
     )
-    method: str = _p("icpi", "Improvement method, as in simulation (icpi or a baseline)")
     out: str = _p("runs/real_arm", "Run directory (resumed when it holds the same run)")
-    iterations: int = _p(20, "Rollouts in total, θ0 included", 1, 1000)
-    seed: int = _p(0, "Run seed", 0, 2**31 - 1)
-    theta0: str = _p("center", "Initial θ: center or random")
-    dataset: str = _p("", "Dataset directory ('' : the shipped default)")
-    dataset_size: int = _p(0, "Use a seeded subset of this many examples (0: all)", 0, 100000)
-    k: int = _p(20, "Neighbours shown in the prompt", 1, 1000)
-    sampler: str = _p("llm", "llm (endpoint below or the embedded model) or nearest (no model)")
-    llm_base_url: str = _p("", "OpenAI-compatible endpoint ('' : env or embedded)")
-    llm_model: str = _p("", "Model name ('' : default)")
-    llm_mode: str = _p("completion", "completion or chat")
+    sampler: str = _p("llm", "llm (endpoint llm.* or the embedded model) or nearest (no model)")
     trust_region: list[float] = _p(
         [0.3, 0.05, 0.19], "Largest |Δθ| per parameter the driver sends (θ units; 0: unbounded)"
     )
@@ -212,6 +234,34 @@ class DriverConfig:
     progress_topic: str = _p("icpi/progress", "std_msgs/String (JSON) out, one per rollout")
     summary_topic: str = _p("icpi/summary", "std_msgs/String (JSON) out, transient local")
     exit_when_done: bool = _p(True, "Shut the node down when the run ends")
+
+
+def declare_layer(node: Any, prefix: str, names: list[str]) -> dict[str, Any]:
+    """Declare ``prefix.<name>`` parameters (any type, unset by default) and read them back.
+
+    Args:
+        node: The rclpy node.
+        prefix: ``run`` or ``llm``.
+        names: Dotted setting names under the prefix (e.g. ``settings.k``).
+
+    Returns:
+        The nested mapping of the parameters that were set (an empty string counts as unset),
+        for :func:`icpi.config.load`.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    from icpi.config import nest
+
+    flat: dict[str, Any] = {}
+    for name in names:
+        full = f"{prefix}.{name}"
+        desc = ParameterDescriptor(description=f"see {prefix}.{name} in icpi", dynamic_typing=True)
+        node.declare_parameter(full, None, desc)
+        value = node.get_parameter(full).value
+        if value is None or value == "":
+            continue
+        flat[name] = list(value) if isinstance(value, tuple | list) else value
+    return nest(flat)
 
 
 def config_fields(cls: type) -> list[dataclasses.Field[Any]]:

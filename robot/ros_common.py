@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import rclpy
-from builtin_interfaces.msg import Duration
+from builtin_interfaces.msg import Duration, Time
 from rclpy.node import Node
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -26,8 +26,22 @@ def duration_s(d: Any) -> float:
     return float(d.sec) + 1e-9 * float(d.nanosec)
 
 
+def time_msg(seconds: float) -> Time:
+    """A ``builtin_interfaces/Time`` of ``seconds`` (≥ 0) on a ROS clock."""
+    ns = round(max(0.0, seconds) * 1e9)
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def time_s(t: Any) -> float:
+    """Seconds of a ``builtin_interfaces/Time``."""
+    return float(t.sec) + 1e-9 * float(t.nanosec)
+
+
 def trajectory_msg(plan: Plan, joint_names: Sequence[str]) -> JointTrajectory:
-    """A JointTrajectory of a plan (header stamp zero: the controller starts it now).
+    """A JointTrajectory of a plan, header stamp unset.
+
+    Set ``header.stamp`` to its start time just before sending: the controller keeps
+    following its current trajectory until then.
 
     Args:
         plan: The plan.
@@ -40,9 +54,13 @@ def trajectory_msg(plan: Plan, joint_names: Sequence[str]) -> JointTrajectory:
     msg.joint_names = list(joint_names)
     pos = plan.positions.tolist()
     vel = plan.velocities.tolist()
+    acc = plan.accelerations.tolist()
     msg.points = [
         JointTrajectoryPoint(
-            positions=pos[i], velocities=vel[i], time_from_start=duration_msg(float(t))
+            positions=pos[i],
+            velocities=vel[i],
+            accelerations=acc[i],
+            time_from_start=duration_msg(float(t)),
         )
         for i, t in enumerate(plan.times)
     ]

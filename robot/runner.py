@@ -7,10 +7,11 @@ worker thread):
 1. refuse when the e-stop is engaged, θ is outside its bounds (the arm never clips), or
    Δθ from the last completed trial leaves the trust region;
 2. wait for fresh joint states; if the arm is not home, move it home first (checked);
-3. plan the trial trajectory and check it against joint, speed and workspace limits;
+3. plan the trial trajectory and check it against position, speed, acceleration, jerk and
+   workspace limits;
    refuse it on any violation; abort without moving when the camera is stale;
-4. send it, then watch: the e-stop halts at once (a hold-in-place trajectory) and the
-   trial ends ``estopped``; stale joint states or a stale ball track abort it (hold,
+4. send it, then watch: the e-stop halts at once (a stop along the path) and the
+   trial ends ``estopped``; stale joint states or a stale ball track abort it (stop,
    ``aborted``); a trajectory whose end is not reached in time aborts it;
 5. wait for the ball to rest, judged on ball points received after the motion ended
    (a lagging camera cannot report the start spot); outcome = rest position,
@@ -32,11 +33,13 @@ from icpi.robot.contract import TrialRequest, TrialResult
 from icpi.robot.params import SkillNodeConfig
 from icpi.robot.skill import (
     Plan,
+    State,
+    TimedPlan,
     Unreachable,
-    hold_plan,
     plan_move,
     plan_trial,
     skill_task,
+    stop_plan,
     trust_region_violation,
 )
 from icpi.robot.track import BallTrack, Watchdog
@@ -66,15 +69,20 @@ class SkillRunner:
     def __init__(
         self,
         cfg: SkillNodeConfig,
-        send: Callable[[Plan], None],
+        send: Callable[[Plan, Callable[[], float]], float],
         clock: Callable[[], float] = time.monotonic,
+        controller_clock: Callable[[], float] | None = None,
     ) -> None:
         """Set up the runner.
 
         Args:
             cfg: Skill node parameters.
-            send: Sends a joint trajectory to the arm's controller.
-            clock: Monotonic clock [s].
+            send: Sends a joint trajectory to the arm's controller; it calls the given
+                function for the start time on the controller's clock (the message's
+                header stamp) just before publishing, and returns that time.
+            clock: Monotonic clock of the watchdog and the timeouts [s].
+            controller_clock: The controller's clock [s] (simulated time under
+                ``use_sim_time``), on which sent trajectories run; default ``clock``.
 
         Raises:
             ValueError: On an inconsistent configuration.
@@ -90,6 +98,7 @@ class SkillRunner:
         self.goal_dim = 2
         self._send = send
         self.clock = clock
+        self.controller_clock = controller_clock or clock
         self.track = BallTrack(cfg.rest_rule())
         self.watchdog = Watchdog({JOINTS: cfg.joint_state_timeout, BALL: cfg.ball_timeout})
         self._cond = threading.Condition()
@@ -98,6 +107,8 @@ class SkillRunner:
         self._estop = False
         self._estop_reason = ""
         self._busy = False
+        # The trajectory the controller runs (its reference), as sent by this runner.
+        self._active: TimedPlan | None = None
         self.last_theta: np.ndarray | None = None
         self.ignored = 0
         self.trials = 0
@@ -194,12 +205,11 @@ class SkillRunner:
         Args:
             reason: Recorded in the results of the stopped and refused trials.
         """
-        with self._cond:  # under the lock: no trajectory can slip out after the hold
+        with self._cond:  # under the lock: no trajectory can slip out after the stop
             first = not self._estop
             self._estop = True
             self._estop_reason = reason
-            if self._q is not None:
-                self._send(hold_plan(self._q, self.arm, self.cfg.stop_time))
+            self._stop_locked(reason)
             self._cond.notify_all()
         if first:
             log.warning("e-stop engaged (%s): arm halted, trials refused until cleared", reason)
@@ -269,16 +279,16 @@ class SkillRunner:
         if why:
             raise TrialStop("refused", why)
         t = self.clock()
-        q = self._fresh_joints()
-        if float(np.max(np.abs(q - self.home))) > self.cfg.position_tolerance:
-            self._move_home(q, "before the trial")
+        start = self._start_state()
+        if float(np.max(np.abs(start.position - self.home))) > self.cfg.position_tolerance:
+            self._move_home(start, "before the trial")
+            start = self._start_state()
         timing["home_before_s"] = self.clock() - t
         try:
-            plan = plan_trial(self.cfg.skill, theta, self.arm, self.home, self.timing)
+            plan = plan_trial(self.cfg.skill, theta, self.arm, start, self.timing)
         except Unreachable as err:
             raise TrialStop("refused", f"stroke out of reach: {err}") from err
-        q = self._fresh_joints()
-        violations = self.limits.check(self.arm, plan.times, plan.positions, q)
+        violations = self.limits.check(self.arm, plan.times, plan.positions, plan.start)
         if violations:
             raise TrialStop("refused", "trajectory violates limits: " + "; ".join(violations))
         stale = self.watchdog.stale(self.clock(), [BALL])
@@ -318,7 +328,7 @@ class SkillRunner:
         # ---- home
         t = self.clock()
         try:
-            self._move_home(self._fresh_joints(), "after the trial")
+            self._move_home(self._start_state(), "after the trial")
         except TrialStop as stop:
             # The trial is scored; the next one moves home first.
             log.warning("trial %d: return home failed (%s)", req.trial_id, stop.reason)
@@ -333,9 +343,68 @@ class SkillRunner:
             self._cond.wait(timeout=seconds)
 
     def _send_unless_estopped(self, plan: Plan) -> None:
-        with self._cond:  # atomic with engage_estop: sent before its hold, or not at all
+        with self._cond:  # atomic with engage_estop: sent before its stop, or not at all
             self._check_estop()
-            self._send(plan)
+            if self._active is not None and self._active.moving_at(self._start_time()):
+                raise TrialStop("aborted", "a trajectory is still running")
+            self._send_locked(plan)
+
+    def _start_time(self, lead: float | None = None) -> float:
+        """When a trajectory sent now starts on the controller's clock.
+
+        ``lead`` (default ``trajectory_lead``) ahead, the time for it to arrive, on the
+        ``sample_dt`` grid.
+        """
+        dt = self.timing.sample_dt
+        lead = self.cfg.trajectory_lead if lead is None else lead
+        return math.ceil((self.controller_clock() + lead) / dt - 1e-6) * dt
+
+    def _send_locked(self, plan: Plan, start: Callable[[], float] | None = None) -> None:
+        stamp = self._send(plan, start or self._start_time)
+        self._active = TimedPlan(plan, stamp)
+
+    def _stop_locked(self, why: str) -> None:
+        """Decelerate the controller's reference to rest within limits (lock held)."""
+        if self._active is None:
+            return  # nothing was sent: the controller holds its own position
+        start = self._start_time(self.cfg.stop_lead)  # until then the running one goes on
+        plan, violations = stop_plan(
+            self._active, start, self.arm, self.limits, self.timing.sample_dt
+        )
+        if plan is not None:
+            self._send_locked(plan, lambda: start)
+            log.info("%s: stopping along the path in %.3f s", why, plan.duration)
+        elif violations:
+            log.error(
+                "%s: no stop within the limits (%s); the running trajectory, checked before"
+                " it was sent, is left to finish",
+                why,
+                "; ".join(violations),
+            )
+
+    def _start_state(self) -> State:
+        """Where the controller is, at rest, before a new trajectory (fresh joint states).
+
+        The reference of the last trajectory sent when it has ended and the arm is
+        within ``position_tolerance`` of it; otherwise (nothing sent yet, or the arm was
+        moved by someone else) the measured position.
+        """
+        with self._cond:
+            active = self._active
+        if active is not None:  # let it end (the arm reached it within the tolerance)
+            deadline = self.clock() + active.plan.duration + self.cfg.motion_timeout
+            while active.moving_at(self.controller_clock()):
+                self._check_all(watch_ball=False)
+                if self.clock() > deadline:
+                    self._halt()
+                    raise TrialStop("aborted", "the previous trajectory did not end in time")
+                self._wait(POLL_S)
+        q = self._fresh_joints()
+        if active is not None:
+            ref = active.state_at(self.controller_clock())
+            if float(np.max(np.abs(ref.position - q))) <= self.cfg.position_tolerance:
+                return ref
+        return State.at_rest(q)
 
     def _check_estop(self) -> None:
         if self._estop:
@@ -349,11 +418,9 @@ class SkillRunner:
             self._halt()
             raise TrialStop("aborted", "watchdog: " + "; ".join(stale))
 
-    def _halt(self) -> None:
+    def _halt(self, why: str = "abort") -> None:
         with self._cond:
-            q = self._q
-        if q is not None:
-            self._send(hold_plan(q, self.arm, self.cfg.stop_time))
+            self._stop_locked(why)
 
     def _fresh_joints(self) -> np.ndarray:
         deadline = self.clock() + self.cfg.joint_state_timeout
@@ -368,9 +435,11 @@ class SkillRunner:
                 raise TrialStop("aborted", "no fresh joint states: " + "; ".join(stale))
             self._wait(POLL_S)
 
-    def _move_home(self, q: np.ndarray, when: str) -> None:
-        plan = plan_move(q, self.home, self.arm, self.timing.return_duration, self.timing.sample_dt)
-        violations = self.limits.check(self.arm, plan.times, plan.positions, q)
+    def _move_home(self, start: State, when: str) -> None:
+        plan = plan_move(
+            start, self.home, self.arm, self.timing.return_duration, self.timing.sample_dt
+        )
+        violations = self.limits.check(self.arm, plan.times, plan.positions, plan.start)
         if violations:
             raise TrialStop(
                 "refused", f"the move home {when} violates limits: " + "; ".join(violations)

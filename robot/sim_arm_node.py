@@ -18,14 +18,16 @@ import time
 from typing import Any
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, PointStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from icpi.robot.params import SimArmConfig, declare_config
-from icpi.robot.ros_common import duration_s, run_node
+from icpi.robot.ros_common import duration_s, run_node, time_s
 from icpi.robot.twin import Twin
 
 # Worker tick [s].
@@ -51,6 +53,7 @@ class SimArmNode(Node):
         self.rng = np.random.default_rng(cfg.seed)
         self.js_pub = self.create_publisher(JointState, cfg.joint_state_topic, 20)
         self.ball_pub = self.create_publisher(PointStamped, cfg.ball_topic, qos_profile_sensor_data)
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if cfg.publish_clock else None
         self.create_subscription(
             JointTrajectory,
             cfg.trajectory_topic,
@@ -62,10 +65,17 @@ class SimArmNode(Node):
         self._traj_wall: float | None = None
         self._pending: collections.deque[tuple[float, Any, np.ndarray]] = collections.deque()
         self._thread = threading.Thread(target=self._loop, name="icpi-sim-arm", daemon=True)
-        self._thread.start()
+        # The physics (and its joint states) start once the executor spins, so that no one
+        # sees the arm before its trajectory subscription is served.
+        self._starter = self.create_timer(0.01, self._start_physics)
         self.get_logger().info(
             f"simulated arm ready: {cfg.skill}, physics {cfg.physics}, time_scale {cfg.time_scale}"
         )
+
+    def _start_physics(self) -> None:
+        self._starter.cancel()
+        if not self._thread.is_alive():
+            self._thread.start()
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         names = list(msg.joint_names)
@@ -79,9 +89,26 @@ class SimArmNode(Node):
         try:
             times = [duration_s(p.time_from_start) for p in msg.points]
             pos = np.array([[float(p.positions[j]) for j in order] for p in msg.points])
+            vel = acc = None
+            if all(len(p.velocities) == len(names) for p in msg.points):
+                vel = np.array([[float(p.velocities[j]) for j in order] for p in msg.points])
+                if all(len(p.accelerations) == len(names) for p in msg.points):
+                    acc = np.array([[p.accelerations[j] for j in order] for p in msg.points])
+            stamp = time_s(msg.header.stamp)
             with self._lock:
-                self.twin.command(times, pos, reset_at_home_tol=self._reset_tol())
+                late = self.twin.command(
+                    times,
+                    pos,
+                    reset_at_home_tol=self._reset_tol(),
+                    start=stamp or None,
+                    velocities=vel,
+                    accelerations=acc,
+                )
                 self._traj_wall = time.monotonic()
+            if late > 0:
+                self.get_logger().warning(
+                    f"late trajectory: arrived {1e3 * late:.1f} ms after its start stamp"
+                )
         except (IndexError, ValueError) as err:
             self.get_logger().warning(f"ignored malformed trajectory: {err}")
 
@@ -94,7 +121,7 @@ class SimArmNode(Node):
         wall0 = time.monotonic()
         sim0 = self.twin.time
         next_js = next_cam = wall0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.context.ok():
             now = time.monotonic()
             target = sim0 + (now - wall0) * cfg.time_scale
             with self._lock:
@@ -104,7 +131,11 @@ class SimArmNode(Node):
                 q, qdot = self.twin.joint_state()
                 ball = self.twin.object_xyz()
                 traj_wall = self._traj_wall
-            stamp = self.get_clock().now().to_msg()
+                sim_ns = round(self.twin.time * 1e9)
+            # Every stamp is simulated time, published on /clock (use_sim_time elsewhere).
+            stamp = Time(sec=sim_ns // 1_000_000_000, nanosec=sim_ns % 1_000_000_000)
+            if self.clock_pub is not None:
+                self.clock_pub.publish(Clock(clock=stamp))
             if now >= next_js:
                 next_js = max(next_js + 1.0 / cfg.joint_state_rate, now)
                 js = JointState(name=list(cfg.joint_names))
@@ -135,7 +166,8 @@ class SimArmNode(Node):
     def close(self) -> None:
         """Stop the physics thread (called before ``destroy_node``)."""
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.interpolate import BSpline, make_interp_spline
 
 from icpi.envs import make_task
 from icpi.envs.base import Task, min_jerk
@@ -129,6 +130,34 @@ class ArmModel:
 
 
 @dataclass(frozen=True)
+class State:
+    """A joint-space state of the controller's reference: position, velocity, acceleration."""
+
+    position: np.ndarray
+    """Joint positions [rad or m], (J,)."""
+    velocity: np.ndarray
+    """Joint velocities, (J,)."""
+    acceleration: np.ndarray
+    """Joint accelerations, (J,)."""
+
+    @classmethod
+    def at_rest(cls, position: ArrayLike) -> State:
+        """A state at rest at ``position``."""
+        q = np.asarray(position, dtype=np.float64).copy()
+        return cls(q, np.zeros_like(q), np.zeros_like(q))
+
+
+def _differences(t: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Speed, acceleration and jerk of sampled positions by finite differences."""
+    v = np.diff(q, axis=0) / np.diff(t)[:, None]
+    tv = 0.5 * (t[1:] + t[:-1])
+    a = np.diff(v, axis=0) / np.diff(tv)[:, None]
+    ta = 0.5 * (tv[1:] + tv[:-1])
+    j = np.diff(a, axis=0) / np.diff(ta)[:, None]
+    return v, a, j
+
+
+@dataclass(frozen=True)
 class Limits:
     """What the arm may do; a trajectory that breaks any of these is refused."""
 
@@ -138,22 +167,30 @@ class Limits:
     """Upper joint position limit per joint [rad or m]."""
     velocity: tuple[float, ...]
     """Joint speed limit per joint [rad/s or m/s]."""
+    acceleration: tuple[float, ...]
+    """Joint acceleration limit per joint [rad/s² or m/s²]."""
+    jerk: tuple[float, ...]
+    """Joint jerk limit per joint [rad/s³ or m/s³]."""
     workspace: tuple[float, float, float, float]
     """Box the effector must stay inside: x_min, x_max, y_min, y_max in the task frame [m]."""
 
     def check(
-        self, arm: ArmModel, times: np.ndarray, positions: np.ndarray, start: np.ndarray
+        self, arm: ArmModel, times: np.ndarray, positions: np.ndarray, start: State
     ) -> list[str]:
-        """Every violation of a sampled joint trajectory.
+        """Every violation of a sampled joint trajectory, as the controller will run it.
 
-        Speeds are checked as the controller will see them: finite differences between
-        consecutive points, the first one from ``start`` at t = 0.
+        Speed, acceleration and jerk are finite differences over the points the
+        controller gets, joined to what it does around them: before t = 0 it follows
+        ``start`` (its reference when the trajectory arrives: two points extrapolated
+        from its position, velocity and acceleration), after the last point it holds.
+        So a trajectory that starts from a moving reference, or ends in motion, is
+        checked at its junctions too.
 
         Args:
             arm: The arm model (for the effector path).
             times: Time of each point from the start [s], shape (N,).
             positions: Joint positions, shape (N, J).
-            start: Joint positions at t = 0, shape (J,).
+            start: The controller's reference at t = 0.
 
         Returns:
             Human-readable violations; empty when the trajectory is safe.
@@ -161,7 +198,6 @@ class Limits:
         out: list[str] = []
         times = np.asarray(times, dtype=np.float64)
         positions = np.asarray(positions, dtype=np.float64)
-        start = np.asarray(start, dtype=np.float64)
         n_j = len(self.velocity)
         if positions.ndim != 2 or positions.shape[1] != n_j or len(times) != len(positions):
             return [f"trajectory shape {positions.shape} does not match {n_j} joints"]
@@ -181,14 +217,27 @@ class Limits:
                     f"joint {j} position {positions[k, j]:.4f} at t={times[k]:.3f} s is outside"
                     f" [{lo[j]:.4f}, {hi[j]:.4f}]"
                 )
-        path = np.vstack([start, positions])
-        speed = np.abs(np.diff(path, axis=0)) / np.diff(all_t)[:, None]
-        vmax = np.asarray(self.velocity)
-        for j in range(n_j):
-            if np.any(speed[:, j] > vmax[j]):
-                k = int(np.argmax(speed[:, j]))
+        h0, h1 = times[0], times[-1] - times[-2] if len(times) > 1 else times[0]
+        q0, v0, a0 = start.position, start.velocity, start.acceleration
+        before = np.stack([q0 - 2 * h0 * v0 + 2 * h0 * h0 * a0, q0 - h0 * v0 + 0.5 * h0 * h0 * a0])
+        t = np.concatenate([[-2 * h0, -h0, 0.0], times, [times[-1] + h1, times[-1] + 2 * h1]])
+        q = np.vstack([before, q0, positions, positions[-1], positions[-1]])
+        v, a, jerk = _differences(t, q)
+        tv = 0.5 * (t[1:] + t[:-1])
+        ta = 0.5 * (tv[1:] + tv[:-1])
+        tj = 0.5 * (ta[1:] + ta[:-1])
+        for name, values, at, limit, unit in (
+            ("speed", v, tv, self.velocity, "/s"),
+            ("acceleration", a, ta, self.acceleration, "/s²"),
+            ("jerk", jerk, tj, self.jerk, "/s³"),
+        ):
+            over = np.abs(values) > np.asarray(limit) * (1.0 + 1e-9)
+            for jj in np.flatnonzero(over.any(axis=0)):
+                j = int(jj)
+                k = int(np.argmax(np.abs(values[:, j])))
                 out.append(
-                    f"joint {j} speed {speed[k, j]:.3f} at t={times[k]:.3f} s exceeds {vmax[j]:.3f}"
+                    f"joint {j} {name} {abs(values[k, j]):.3f}{unit} at t={at[k]:.3f} s"
+                    f" exceeds {limit[j]:.3f}{unit}"
                 )
         xy = arm.fk(positions)
         x0, x1, y0, y1 = self.workspace
@@ -220,23 +269,97 @@ class TrialTiming:
 
 @dataclass
 class Plan:
-    """A sampled joint trajectory (points from t = dt on; t = 0 is the current state)."""
+    """A sampled joint trajectory (points from t = dt on; t = 0 is the start state).
+
+    Between and beyond its points the plan is the quintic spline through them that
+    leaves ``start`` with its velocity and acceleration and ends at rest: the same
+    curve a ``joint_trajectory_controller`` interpolates from positions, velocities and
+    accelerations. :meth:`state_at` evaluates it (the controller's reference at a time).
+    """
 
     times: np.ndarray
     """Time of each point from the trajectory start [s], (N,)."""
     positions: np.ndarray
     """Joint positions, (N, J)."""
-    velocities: np.ndarray
-    """Joint velocities, (N, J) (zero at the last point)."""
+    start: State
+    """The reference at t = 0 (where the controller is when the trajectory arrives)."""
     effector: np.ndarray
     """Effector xy per point in the task frame [m], (N, 2)."""
     stroke_start: float = 0.0
     """When the stroke begins [s] (0 for a plain move)."""
+    spline: BSpline = field(init=False, repr=False)
+    """The interpolating quintic, t ∈ [0, duration]."""
+
+    def __post_init__(self) -> None:
+        t = np.concatenate([[0.0], self.times])
+        q = np.vstack([self.start.position, self.positions])
+        zero = np.zeros(q.shape[1])
+        if len(t) >= 4:
+            bc = ([(1, self.start.velocity), (2, self.start.acceleration)], [(1, zero), (2, zero)])
+            self.spline = make_interp_spline(t, q, k=5, bc_type=bc)
+        else:  # too few points for a quintic: piecewise linear
+            self.spline = make_interp_spline(t, q, k=1)
 
     @property
     def duration(self) -> float:
         """Time of the last point [s]."""
         return float(self.times[-1])
+
+    @property
+    def velocities(self) -> np.ndarray:
+        """Joint velocities at the points (N, J) (zero at the last one)."""
+        v: np.ndarray = self.spline(self.times, 1) if self.spline.k > 1 else self._fd_velocity()
+        v[-1] = 0.0
+        return v
+
+    @property
+    def accelerations(self) -> np.ndarray:
+        """Joint accelerations at the points (N, J) (zero at the last one)."""
+        if self.spline.k < 2:
+            return np.zeros_like(self.positions)
+        a: np.ndarray = self.spline(self.times, 2)
+        a[-1] = 0.0
+        return a
+
+    def _fd_velocity(self) -> np.ndarray:
+        q = np.vstack([self.start.position, self.positions])
+        return np.diff(q, axis=0) / np.diff(np.concatenate([[0.0], self.times]))[:, None]
+
+    def state_at(self, t: float) -> State:
+        """The reference at time ``t`` from the start (at rest at the end after it).
+
+        Args:
+            t: Time from the trajectory start [s].
+
+        Returns:
+            The state.
+        """
+        if t <= 0.0:
+            return self.start
+        if t >= self.duration:
+            return State.at_rest(self.positions[-1])
+        derivs = [np.asarray(self.spline(t, d), dtype=np.float64) for d in (0, 1, 2)]
+        if self.spline.k < 2:
+            derivs[2] = np.zeros_like(derivs[0])
+        return State(*derivs)
+
+
+@dataclass(frozen=True)
+class TimedPlan:
+    """A plan and when the controller started it (on the controller's clock)."""
+
+    plan: Plan
+    """The plan."""
+    sent_at: float
+    """Controller time at which it was sent [s]."""
+
+    def state_at(self, now: float) -> State:
+        """The controller's reference at controller time ``now``."""
+        return self.plan.state_at(now - self.sent_at)
+
+    def moving_at(self, now: float) -> bool:
+        """Whether the plan is still running at ``now``."""
+        return now - self.sent_at < self.plan.duration
 
 
 @functools.cache
@@ -257,23 +380,16 @@ def skill_task(skill: str) -> Task:
     return make_task(skill)
 
 
-def _finish(times: np.ndarray, positions: np.ndarray, arm: ArmModel, start: float) -> Plan:
-    dt = float(times[1] - times[0]) if len(times) > 1 else float(times[0])
-    velocities = np.gradient(positions, dt, axis=0) if len(times) > 2 else np.zeros_like(positions)
-    velocities[-1] = 0.0
-    return Plan(times, positions, velocities, arm.fk(positions), start)
-
-
 def plan_trial(
-    skill: str, theta: ArrayLike, arm: ArmModel, home: ArrayLike, timing: TrialTiming
+    skill: str, theta: ArrayLike, arm: ArmModel, start: State, timing: TrialTiming
 ) -> Plan:
-    """The joint trajectory of one trial of θ, starting at the home pose.
+    """The joint trajectory of one trial of θ, from the arm's state near home.
 
     Args:
         skill: One of :data:`SKILLS`.
         theta: θ (already checked against its bounds).
         arm: The arm model.
-        home: Home joint positions.
+        start: The controller's reference (at rest, near home) when the trial starts.
         timing: Trajectory timing.
 
     Returns:
@@ -287,7 +403,7 @@ def plan_trial(
     if not dt > 0:
         raise ValueError(f"sample_dt must be positive, got {dt}")
     stroke = skill_task(skill).stroke(np.asarray(theta, dtype=np.float64))
-    home_q = np.asarray(home, dtype=np.float64)
+    q0 = start.position
     # Stroke reference on the grid, relative to its own start (step index only).
     n_stroke = math.ceil((stroke.duration + timing.hold) / dt - _TIME_EPS) + 1
     start_xy, ref = stroke.reference(n_stroke, dt)
@@ -297,17 +413,17 @@ def plan_trial(
     n0 = max(n_approach, math.ceil((timing.approach_duration + timing.dwell) / dt - _TIME_EPS))
     k = np.arange(1, n0 + 1, dtype=np.float64)
     s = min_jerk(k / n_approach)[:, None]
-    q_pre = home_q + s * (q_start - home_q)
+    q_pre = q0 + s * (q_start - q0)
     positions = np.vstack([q_pre, q_stroke])
     times = np.arange(1, len(positions) + 1, dtype=np.float64) * dt
-    return _finish(times, positions, arm, start=(n0 + 1) * dt)
+    return Plan(times, positions, start, arm.fk(positions), stroke_start=(n0 + 1) * dt)
 
 
-def plan_move(start: ArrayLike, goal: ArrayLike, arm: ArmModel, duration: float, dt: float) -> Plan:
-    """A joint-space minimum-jerk move (used to return home).
+def plan_move(start: State, goal: ArrayLike, arm: ArmModel, duration: float, dt: float) -> Plan:
+    """A joint-space minimum-jerk move from rest to rest (used to return home).
 
     Args:
-        start: Current joint positions.
+        start: The controller's reference when the move starts (at rest).
         goal: Target joint positions.
         arm: The arm model.
         duration: Move time [s].
@@ -316,27 +432,67 @@ def plan_move(start: ArrayLike, goal: ArrayLike, arm: ArmModel, duration: float,
     Returns:
         The plan.
     """
-    q0 = np.asarray(start, dtype=np.float64)
+    q0 = start.position
     q1 = np.asarray(goal, dtype=np.float64)
     n = max(2, math.ceil(duration / dt - _TIME_EPS))
     k = np.arange(1, n + 1, dtype=np.float64)
     s = min_jerk(k / n)[:, None]
-    return _finish(k * dt, q0 + s * (q1 - q0), arm, start=0.0)
+    positions = q0 + s * (q1 - q0)
+    return Plan(k * dt, positions, start, arm.fk(positions))
 
 
-def hold_plan(current: ArrayLike, arm: ArmModel, stop_time: float) -> Plan:
-    """A one-point trajectory that holds the current position (the e-stop / abort command).
+# Peak of the minimum-jerk profile's first and second derivative (τ ∈ [0, 1]).
+_MJ_PEAK_RATE = 1.875
+_MJ_PEAK_CURVATURE = 10.0 / math.sqrt(3.0)
+
+
+def stop_plan(
+    active: TimedPlan, now: float, arm: ArmModel, limits: Limits, dt: float
+) -> tuple[Plan | None, list[str]]:
+    """A stop that decelerates along the running trajectory's own path, within limits.
+
+    The controller is following ``active``; the stop keeps its path (already checked
+    against position and workspace limits) and slows the progress along it from full
+    speed to zero with a minimum-jerk ramp of the time scaling: ṡ(t) = 1 − s_mj(t/T).
+    The path covered is half the ramp time's worth of the original. T starts at the
+    shortest time the acceleration and jerk limits allow for the current velocity and
+    grows until the sampled stop passes :meth:`Limits.check` from the current reference.
 
     Args:
-        current: Current joint positions.
+        active: The running trajectory.
+        now: Controller time [s].
         arm: The arm model.
-        stop_time: Time of the single point [s] (small: the controller stops at once).
+        limits: The limits (the stop passes the same check as every trajectory).
+        dt: Point spacing [s].
 
     Returns:
-        The plan.
+        ``(plan, [])`` with the stop; ``(None, [])`` when the reference is already at
+        rest (nothing to stop); ``(None, violations)`` when no stop within the limits was
+        found (the running trajectory, itself checked, is then left to finish).
     """
-    q = np.asarray(current, dtype=np.float64)[None, :]
-    return Plan(np.array([stop_time]), q, np.zeros_like(q), arm.fk(q), 0.0)
+    plan, elapsed = active.plan, now - active.sent_at
+    if elapsed >= plan.duration:
+        return None, []
+    start = active.state_at(now)
+    speed = np.abs(start.velocity)
+    ramp = max(
+        2.0 * dt,
+        float(np.max(_MJ_PEAK_RATE * speed / np.asarray(limits.acceleration))),
+        float(np.max(np.sqrt(_MJ_PEAK_CURVATURE * speed / np.asarray(limits.jerk)))),
+    )
+    violations: list[str] = []
+    for _ in range(12):
+        n = math.ceil(ramp / dt - _TIME_EPS) + 2
+        t = np.arange(1, n + 1, dtype=np.float64) * dt
+        u = np.clip(t / ramp, 0.0, 1.0)
+        # s(t) = elapsed + T·∫₀^u (1 − s_mj), with ∫₀^u s_mj = 2.5u⁴ − 3u⁵ + u⁶.
+        progress = elapsed + ramp * (u - u**4 * (2.5 + u * (-3.0 + u)))
+        positions = plan.spline(np.minimum(progress, plan.duration))
+        violations = limits.check(arm, t, positions, start)
+        if not violations:
+            return Plan(t, positions, start, arm.fk(positions)), []
+        ramp *= 1.5
+    return None, violations
 
 
 def trust_region_violation(

@@ -19,10 +19,14 @@ from collections.abc import Sequence
 
 import mujoco
 import numpy as np
+from scipy.interpolate import BPoly
 
 from icpi.envs import make_task
 from icpi.envs.base import Instance
 from icpi.robot.skill import SKILLS, ArmModel
+
+# Tolerance of the time grid [s].
+_TIME_EPS = 1e-9
 
 
 class Twin:
@@ -61,20 +65,22 @@ class Twin:
         self._obj_q = np.setdiff1d(np.arange(m.nq), self._qadr)
         self._obj_v = np.setdiff1d(np.arange(m.nv), self._vadr)
         self._sensor = int(m.sensor(self.task.tracked_sensor).adr[0])
-        # Active trajectory: times (N+1,) from 0 and joint positions (N+1, J); the step count.
-        self._times: np.ndarray | None = None
-        self._points: np.ndarray | None = None
+        # Running trajectory: its piecewise polynomial in absolute time and its end; the
+        # scheduled one (start, knot times, points (N, derivatives, J), reset tolerance).
+        self._poly: BPoly | None = None
+        self._end = 0.0
+        self._pending: tuple[float, np.ndarray, np.ndarray, float | None] | None = None
         self._step = 0
         mujoco.mj_resetData(m, self.data)
         self.data.qpos[self._qadr] = arm.fk(self.home)
         mujoco.mj_forward(m, self.data)
-        self._hold = self.effector_xy()
+        self._hold = self.home.copy()  # joint reference while no trajectory runs
 
     # ------------------------------------------------------------------ state
     @property
     def time(self) -> float:
-        """Simulated time [s]."""
-        return float(self.data.time)
+        """Simulated time [s], from the step count (exact on the step grid)."""
+        return self._step * self.dt
 
     def effector_xy(self) -> np.ndarray:
         """The effector's actual position [m]."""
@@ -108,17 +114,36 @@ class Twin:
 
     # ------------------------------------------------------------------ commands
     def command(
-        self, times: Sequence[float], positions: np.ndarray, reset_at_home_tol: float | None
-    ) -> None:
-        """Start a joint trajectory now (it replaces the running one).
+        self,
+        times: Sequence[float],
+        positions: np.ndarray,
+        reset_at_home_tol: float | None,
+        start: float | None = None,
+        velocities: np.ndarray | None = None,
+        accelerations: np.ndarray | None = None,
+    ) -> float:
+        """Schedule a joint trajectory; at its start it replaces the running one.
 
-        The current joint positions are its implicit point at t = 0.
+        As in ``joint_trajectory_controller``: the trajectory starts at ``start`` (its
+        header stamp; ``None``: now) and the running one is followed until then; from
+        its implicit point at t = 0, the reference at that moment (position, velocity,
+        acceleration: the controller starts from its desired state), it interpolates
+        with quintic segments when velocities and accelerations are given, cubic with
+        velocities only, linear with positions only. A trajectory planned from the
+        reference so continues it without a jump. One that arrives late starts at once
+        from the reference, towards its points still ahead.
 
         Args:
-            times: Time of each point from now [s], increasing, > 0.
+            times: Time of each point from ``start`` [s], increasing, > 0.
             positions: Joint positions (N, J).
-            reset_at_home_tol: When the arm is within this of home (joint-wise), the
-                object is put back first; ``None`` never does.
+            reset_at_home_tol: When the reference is within this of home (joint-wise) at
+                the start, the object is put back first; ``None`` never does.
+            start: Start time on the simulated clock [s].
+            velocities: Joint velocities at the points (N, J), optional.
+            accelerations: Joint accelerations at the points (N, J), optional.
+
+        Returns:
+            How late it arrived [s] (0 when on time).
 
         Raises:
             ValueError: On a malformed trajectory.
@@ -127,29 +152,59 @@ class Twin:
         p = np.asarray(positions, dtype=np.float64)
         if p.ndim != 2 or p.shape != (len(t), self.arm.n_joints) or len(t) == 0:
             raise ValueError(f"trajectory of shape {p.shape} for {len(t)} times")
-        if not (np.all(np.isfinite(t)) and np.all(np.isfinite(p))):
+        derivs = [p]
+        for extra in (velocities, accelerations):
+            if extra is None or len(extra) == 0:
+                break
+            e = np.asarray(extra, dtype=np.float64)
+            if e.shape != p.shape:
+                raise ValueError(f"velocities/accelerations of shape {e.shape} for {p.shape}")
+            derivs.append(e)
+        if not (np.all(np.isfinite(t)) and all(np.all(np.isfinite(d)) for d in derivs)):
             raise ValueError("trajectory holds NaN or inf")
         if t[0] <= 0 or np.any(np.diff(t) <= 0):
             raise ValueError("trajectory times must increase from above 0")
-        q_now, _ = self.joint_state()
-        if reset_at_home_tol is not None and np.max(np.abs(q_now - self.home)) <= reset_at_home_tol:
-            self.reset_object()
-        self._times = np.concatenate([[0.0], t])
-        self._points = np.vstack([q_now, p])
-        self._step = 0
+        now = self.time
+        begin = now if start is None else float(start)
+        self._pending = (begin, begin + t, np.stack(derivs, axis=1), reset_at_home_tol)
+        self._activate()
+        return max(0.0, now - begin)
 
-    def _reference(self) -> np.ndarray:
-        if self._times is None or self._points is None:
-            return self._hold
-        t = self._step * self.dt
-        if t >= self._times[-1]:
-            self._hold = self.arm.fk(self._points[-1])
-            self._times = self._points = None
-            return self._hold
-        q = np.array(
-            [np.interp(t, self._times, self._points[:, j]) for j in range(self._points.shape[1])]
-        )
-        out: np.ndarray = self.arm.fk(q)
+    def _activate(self) -> None:
+        """Start the pending trajectory when its time has come (at the current step)."""
+        if self._pending is None or self._pending[0] > self.time + _TIME_EPS:
+            return
+        begin, knots, points, reset_tol = self._pending
+        self._pending = None
+        now = self.time
+        ref = self.reference_state()
+        if reset_tol is not None and np.max(np.abs(ref[0] - self.home)) <= reset_tol:
+            self.reset_object()
+        ahead = knots > now + _TIME_EPS
+        if not np.any(ahead):
+            self._hold = points[-1, 0].copy()
+            self._poly = None
+            return
+        x = np.concatenate([[max(begin, now)], knots[ahead]])
+        # Points: (derivative order, joint); the start carries as many of the reference.
+        yi = [ref[: points.shape[1]], *points[ahead]]
+        self._poly = BPoly.from_derivatives(x, yi)
+        self._end = float(x[-1])
+        self._hold = points[-1, 0].copy()
+
+    def reference_state(self) -> np.ndarray:
+        """The joint reference now: position, velocity, acceleration, shape (3, J)."""
+        t = self.time
+        if self._poly is None or t >= self._end:
+            self._poly = None
+            return np.stack([self._hold, np.zeros_like(self._hold), np.zeros_like(self._hold)])
+        return np.stack([self._poly(t, nu=d) for d in (0, 1, 2)])
+
+    def reference(self) -> np.ndarray:
+        """The joint reference position now."""
+        if self._poly is None or self.time >= self._end:
+            return self._hold.copy()
+        out: np.ndarray = self._poly(self.time)
         return out
 
     def step(self, n: int = 1) -> None:
@@ -159,6 +214,7 @@ class Twin:
             n: Number of steps.
         """
         for _ in range(n):
-            self.data.ctrl[:2] = self._reference()
+            self._activate()
+            self.data.ctrl[:2] = self.arm.fk(self.reference())
             mujoco.mj_step(self.model, self.data)
             self._step += 1

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from icpi.envs import TASKS
+log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -16,15 +18,18 @@ def add_parser(subparsers: Any) -> None:
     Args:
         subparsers: The ``add_subparsers`` object of the top-level parser.
     """
+    from icpi.config import add_config_flag, add_flags
+    from icpi.envs import TASKS
     from icpi.llm.config import add_llm_arguments
     from icpi.manipulation.bench import PRESETS
+    from icpi.manipulation.config import RunConfig
 
     p = subparsers.add_parser(
         "bench",
         help="Benchmark methods on tasks and instances; write a table and curves.",
-        conflict_handler="resolve",
+        description="Settings given as flags or in --config apply to every run, under"
+        " each method spec's own (icpi[k=10;feature=raw]).",
     )
-    add_llm_arguments(p)
     p.add_argument(
         "--tasks", default=",".join(TASKS), help="Comma list of task ids, or 'all' (default)."
     )
@@ -46,7 +51,20 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--iterations", type=int, default=20, help="Rollouts per run, θ0 included.")
     p.add_argument("--out", type=Path, required=True, help="Benchmark directory (resumable).")
     p.add_argument("--workers", type=int, default=2, help="Processes for model-free runs.")
+    p.add_argument(
+        "--llm-concurrency",
+        type=int,
+        default=1,
+        help="Model-using runs in flight at once (one endpoint, one cache; the embedded"
+        " server answers one request at a time, so more helps remote endpoints).",
+    )
     p.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    add_config_flag(p)
+    g = p.add_argument_group("run settings (every run)")
+    add_flags(
+        g, RunConfig, path=("run",), skip={"task", "method", "seed", "iterations", "settings"}
+    )
+    add_llm_arguments(p, skip=("sampling.seed", "sampling.n"))
     p.set_defaults(func=run)
 
 
@@ -57,35 +75,35 @@ def run(args: argparse.Namespace) -> int:
         args: Parsed arguments.
 
     Returns:
-        Exit code (2 on bad arguments).
+        Exit code.
     """
-    import logging
-    import time
+    from icpi.config import flag_layer, merge, read_config_file
+    from icpi.envs import TASKS
+    from icpi.errors import ConfigError
+    from icpi.manipulation.bench import parse_seeds, preset_methods, run_benchmark, split_list
 
-    from icpi.llm.config import config_from_args
-    from icpi.manipulation.bench import PRESETS, parse_seeds, run_benchmark, split_list
-
-    log = logging.getLogger(__name__)
+    file = read_config_file(args.config) if args.config else {}
+    unknown = set(file) - {"run", "llm"}
+    if unknown:
+        raise ConfigError(f"config file {args.config}: unknown sections {sorted(unknown)}")
+    flags = flag_layer(args)
     tasks = list(TASKS) if args.tasks == "all" else split_list(args.tasks)
-    methods = list(PRESETS[args.preset]) if args.preset else split_list(args.methods)
+    methods = preset_methods(args.preset) if args.preset else split_list(args.methods)
     if args.models:
         methods += [f"icpi[model={m}]" for m in split_list(args.models)]
     t0 = time.perf_counter()
-    try:
-        seeds = parse_seeds(args.seeds)
-        report = run_benchmark(
-            tasks,
-            methods,
-            seeds,
-            args.iterations,
-            args.out,
-            llm=config_from_args(args),
-            workers=args.workers,
-            progress=not args.no_progress,
-        )
-    except ValueError as err:
-        log.error("%s", err)
-        return 2
+    report = run_benchmark(
+        tasks,
+        methods,
+        parse_seeds(args.seeds),
+        args.iterations,
+        args.out,
+        llm=merge(file.get("llm"), flags.get("llm")),
+        run=merge(file.get("run"), flags.get("run")),
+        workers=args.workers,
+        llm_concurrency=args.llm_concurrency,
+        progress=not args.no_progress,
+    )
     wall = time.perf_counter() - t0
     sys.stdout.write(report["table"])
     sys.stdout.write(f"\nWall time: {wall:.0f} s. Reports in {args.out}/ (summary.md, ")

@@ -55,6 +55,13 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
     p.add_argument("--keep-rollouts", action="store_true", help="Keep OUT/.rollouts after saving.")
+    p.add_argument(
+        "--compare-to",
+        type=Path,
+        metavar="DIR",
+        help="After building, compare with the dataset in DIR (e.g. the shipped one): exit 1"
+        " unless bit-identical or within the stated rebuild tolerance (datasets/README.md).",
+    )
     p.set_defaults(func=run)
 
 
@@ -65,33 +72,45 @@ def run(args: argparse.Namespace) -> int:
         args: Parsed arguments of the ``collect`` verb.
 
     Returns:
-        Exit code: 0 on success, 2 on a bad argument, 1 on a dataset or import error.
+        Exit code: 0 on success, 1 when ``--compare-to`` finds the rebuild outside its
+        tolerance (a bad argument, dataset or missing extra raises a user error: exit 2).
     """
-    from icpi.manipulation.dataset import DatasetError, collect_dataset, regeneration_command
+    from icpi.core.lock import DirLock
+    from icpi.errors import ConfigError, UserError
+    from icpi.manipulation.dataset import (
+        ImprovementDataset,
+        collect_dataset,
+        compare_datasets,
+        regeneration_command,
+    )
 
     if args.size < 1:
-        log.error("--size must be at least 1, got %d", args.size)
-        return 2
+        raise ConfigError(f"--size must be at least 1, got {args.size}")
     if args.workers is not None and args.workers < 1:
-        log.error("--workers must be at least 1, got %d", args.workers)
-        return 2
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     t0 = time.perf_counter()
-    try:
-        ds = collect_dataset(
-            args.task,
-            args.out,
-            size=args.size,
-            seed=args.seed,
-            workers=args.workers,
-            backend=args.backend,
-            progress=not args.no_progress,
-            command=regeneration_command(args.task, args.out, args.size, args.seed),
-            keep_rollouts=args.keep_rollouts,
-        )
-    except (DatasetError, ImportError) as err:
-        log.error("%s", err)
-        return 1
+    with DirLock(args.out, what="collection"):
+        try:
+            ds = collect_dataset(
+                args.task,
+                args.out,
+                size=args.size,
+                seed=args.seed,
+                workers=args.workers,
+                backend=args.backend,
+                progress=not args.no_progress,
+                command=regeneration_command(args.task, args.out, args.size, args.seed),
+                keep_rollouts=args.keep_rollouts,
+            )
+        except ImportError as err:  # the Ray backend without Ray
+            raise UserError(str(err)) from None
     log.info(
         "%s: %d examples in %s (%.1f s)", args.task, len(ds), args.out, time.perf_counter() - t0
     )
+    if args.compare_to is not None:
+        reference = ImprovementDataset.load(args.compare_to, task_id=args.task)
+        result = compare_datasets(ds, reference)
+        level = logging.INFO if result.within_tolerance else logging.ERROR
+        log.log(level, "%s vs %s: %s", args.out, args.compare_to, result.describe())
+        return 0 if result.within_tolerance else 1
     return 0

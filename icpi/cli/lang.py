@@ -32,9 +32,20 @@ def add_parser(subparsers: Any) -> None:
         "success per round, tokens per round). Defaults follow the papers (temperature "
         "0.6, top_p 0.95; ME-ICPO k = entropy_k = 16); use --k, --entropy-k and "
         "--max-tokens to shrink a run for the embedded model.",
-        conflict_handler="resolve",
     )
-    add_llm_arguments(p)
+    # Policy temperature, top_p and max_tokens are the flags below (the papers' defaults);
+    # the seed of each call derives from --seed, and stop sequences come from the task.
+    add_llm_arguments(
+        p,
+        skip=(
+            "sampling.temperature",
+            "sampling.top_p",
+            "sampling.max_tokens",
+            "sampling.seed",
+            "sampling.n",
+            "sampling.stop",
+        ),
+    )
     p.add_argument("--task", required=True, choices=TASKS, help="Language task.")
     p.add_argument("--method", default="icrl-preset", choices=METHODS, help="Method.")
     p.add_argument(
@@ -109,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
             chat=llm.mode == "chat",
         )
     except ValueError as exc:
-        sys.stderr.write(f"icpi lang: {exc}\n")
-        return 2
+        from icpi.errors import ConfigError
+
+        raise ConfigError(str(exc)) from None
     summary = run_language(cfg, args.out, llm=llm)
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

@@ -3,6 +3,11 @@
 Each verb lives in its own module under :mod:`icpi.cli` and exposes
 ``add_parser(subparsers)``, which registers the verb and sets ``func`` (a callable taking
 the parsed namespace and returning an exit code) as the parser default.
+
+Every verb shares one error boundary (:mod:`icpi.errors`): a user mistake prints one line
+naming the problem and exits 2; an endpoint that stayed down prints one line and exits 3
+(the run is resumable); anything else is a bug and shows its traceback. With
+``--log-level DEBUG`` the first two show their traceback too.
 """
 
 from __future__ import annotations
@@ -52,14 +57,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit code.
     """
+    from icpi.errors import EXIT_ENDPOINT, EXIT_USER, EndpointDownError, UserError
+
     args = build_parser().parse_args(argv)
+    level = args.log_level.upper()
+    if level not in logging.getLevelNamesMapping():
+        sys.stderr.write(f"icpi: unknown --log-level {args.log_level!r} (use DEBUG, INFO, ...)\n")
+        return EXIT_USER
+    from icpi.core.secrets import RedactingFilter
+
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    code: int = args.func(args)
+    for handler in logging.getLogger().handlers:  # no credential in a URL reaches the log
+        handler.addFilter(RedactingFilter())
+    debug = level == "DEBUG"
+    try:
+        code: int = args.func(args)
+    except UserError as err:
+        _one_line(f"icpi {args.verb}: {err}", debug)
+        return EXIT_USER
+    except EndpointDownError as err:
+        _one_line(f"icpi {args.verb}: {err}", debug)
+        return EXIT_ENDPOINT
+    except KeyboardInterrupt:
+        _one_line(f"icpi {args.verb}: interrupted; rerun the same command to resume", debug)
+        return 130
     return code
+
+
+def _one_line(message: str, traceback: bool) -> None:
+    """Print the message on stderr (with the traceback at DEBUG level)."""
+    from icpi.core.secrets import redact_text
+
+    if traceback:
+        logging.getLogger("icpi").exception("%s", redact_text(message))
+    else:
+        sys.stderr.write(redact_text(message) + "\n")
 
 
 if __name__ == "__main__":

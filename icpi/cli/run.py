@@ -1,19 +1,12 @@
-"""``icpi run``: improve one task instance and write a run directory."""
+"""``icpi run``: improve one task instance with any method and write a run directory."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
-
-from icpi.envs import TASKS
-
-log = logging.getLogger(__name__)
-
-METHODS = ("icpi",)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -22,37 +15,64 @@ def add_parser(subparsers: Any) -> None:
     Args:
         subparsers: The ``add_subparsers`` object of the top-level parser.
     """
+    from icpi.config import add_config_flag
     from icpi.llm.config import add_llm_arguments
+    from icpi.manipulation.config import add_run_flags
+    from icpi.manipulation.methods import load_methods
 
     p = subparsers.add_parser(
         "run",
-        help="Improve one task instance (ICPI) and write a run directory.",
-        conflict_handler="resolve",
+        help="Improve one task instance (ICPI or a baseline) and write a run directory.",
+        description="Methods: " + ", ".join(load_methods()) + ". Settings come from the"
+        " flags, over a --config file, over the method's defaults; config.json records the"
+        " resolved configuration, sessions.jsonl each start.",
     )
-    add_llm_arguments(p)
-    p.add_argument("--task", required=True, choices=list(TASKS), help="Task id.")
-    p.add_argument("--method", default="icpi", choices=METHODS, help="Improvement method.")
-    p.add_argument("--seed", type=int, default=0, help="Instance seed (as env.reset) and run seed.")
-    p.add_argument("--iterations", type=int, default=20, help="Rollouts in total, θ0 included.")
     p.add_argument("--out", type=Path, required=True, help="Run directory (resumed if present).")
-    p.add_argument("--theta0", choices=("center", "random"), default="center", help="Initial θ.")
-    g = p.add_argument_group("ICPI")
-    g.add_argument("--k", type=int, default=20, help="Neighbours shown in the prompt.")
-    g.add_argument(
-        "--feature", choices=("e", "raw"), default="e", help="Relative error e or raw (s_T, τ_g)."
-    )
-    g.add_argument("--dataset", help="Dataset directory (default: the shipped one).")
-    g.add_argument("--dataset-size", type=int, help="Use a seeded subset of this many examples.")
-    g.add_argument("--max-resamples", type=int, default=1, help="Re-queries before the fallback.")
-    g.add_argument(
-        "--online-relabel",
-        action="store_true",
-        help="Add the run's own rollouts, relabelled in hindsight, to the retrieval set.",
-    )
-    g.add_argument(
-        "--theta-steps", type=int, default=100, help="Prompt resolution of θ (100: percent)."
-    )
+    add_config_flag(p)
+    add_run_flags(p)
+    # The sampling seed and n of each call derive from --seed and the method's settings.
+    add_llm_arguments(p, skip=("sampling.seed", "sampling.n"))
     p.set_defaults(func=run)
+
+
+def resolve(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The run and LLM configurations of the parsed flags (flags > file > defaults).
+
+    Args:
+        args: Parsed arguments of ``icpi run``.
+
+    Returns:
+        ``(RunConfig, LLMConfig)``.
+
+    Raises:
+        ConfigError: On an invalid setting, or a per-call LLM setting in the file.
+    """
+    from icpi.config import flag_layer, read_config_file
+    from icpi.errors import ConfigError
+    from icpi.llm.config import LLMConfig
+    from icpi.manipulation.config import load_run_config
+    from icpi.manipulation.methods import get_method
+
+    file = read_config_file(args.config) if args.config else {}
+    unknown = set(file) - {"run", "llm"}
+    if unknown:
+        raise ConfigError(f"config file {args.config}: unknown sections {sorted(unknown)}")
+    flags = flag_layer(args)
+    where = f"{args.config} and the flags" if args.config else "the flags"
+    cfg = load_run_config(file.get("run"), flags.get("run"), where=where)
+    for layer in (file.get("llm") or {}, flags.get("llm") or {}):
+        per_call = {"seed", "n"} & set(layer.get("sampling") or {}) | {"seed", "n"} & set(layer)
+        if per_call:
+            raise ConfigError(
+                f"llm {', '.join(sorted(per_call))} is set per call by the method (from"
+                " run.seed and its settings, e.g. n_samples); remove it"
+            )
+    llm = LLMConfig.from_sources(
+        overrides=flags.get("llm"),
+        config=file.get("llm"),
+        defaults=get_method(cfg.method).llm_defaults,
+    )
+    return cfg, llm
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,28 +84,9 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit code.
     """
-    from icpi.llm.config import config_from_args
-    from icpi.manipulation.improver import ICPISettings
-    from icpi.manipulation.run import RunConfig, run_icpi
+    from icpi.manipulation.run import run_method
 
-    settings = ICPISettings(
-        k=args.k,
-        feature=args.feature,
-        n_samples=args.n or 1,
-        max_resamples=args.max_resamples,
-        online_relabel=args.online_relabel,
-        theta_steps=args.theta_steps,
-    )
-    cfg = RunConfig(
-        task=args.task,
-        method=args.method,
-        seed=args.seed,
-        iterations=args.iterations,
-        theta0=args.theta0,
-        dataset=args.dataset,
-        dataset_size=args.dataset_size,
-        icpi=settings,
-    )
-    summary = run_icpi(cfg, args.out, llm=config_from_args(args))
+    cfg, llm = resolve(args)
+    summary = run_method(cfg, args.out, llm=llm)
     sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return 0

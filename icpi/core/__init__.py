@@ -23,6 +23,8 @@ from icpi.core.context import AllAttempts, ContextBuilder, KNearest, LastN, Sort
 from icpi.core.loop import (
     Budget,
     ImprovementLoop,
+    LoopPieces,
+    LoopPolicy,
     LoopResult,
     Proposal,
     derive_seed,
@@ -40,8 +42,15 @@ from icpi.core.parsing import (
 from icpi.core.prompts import Prompt, PromptTemplate, format_number
 from icpi.core.records import Attempt, Feedback, LoopState, jsonable
 from icpi.core.rewards import CallableReward, LLMJudgeReward, RewardProvider, VerifierReward
-from icpi.core.rundir import RunDir, redact
-from icpi.core.samplers import LLMSampler, SampleBatch, Sampler, ScriptedSampler
+from icpi.core.rundir import RunDir
+from icpi.core.samplers import (
+    LLMSampler,
+    SampleBatch,
+    Sampler,
+    ScriptedSampler,
+    copy_nearest_example,
+)
+from icpi.core.secrets import redact, redact_text, redact_url
 from icpi.core.selectors import (
     FirstValid,
     MajorityVote,
@@ -68,6 +77,8 @@ __all__ = [
     "LLMJudgeReward",
     "LLMSampler",
     "LastN",
+    "LoopPieces",
+    "LoopPolicy",
     "LoopResult",
     "LoopState",
     "MajorityVote",
@@ -90,11 +101,14 @@ __all__ = [
     "TextAnswerParser",
     "VerifierReward",
     "answer_entropy",
+    "copy_nearest_example",
     "derive_seed",
     "find_numbers",
     "format_number",
     "jsonable",
     "normalise_answer",
     "redact",
+    "redact_text",
+    "redact_url",
     "summarise",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from icpi.core.records import Attempt, jsonable
+from icpi.errors import RunDirError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 BUFFER_FORMAT = 1
 
 
-class BufferMismatchError(ValueError):
+class BufferMismatchError(RunDirError):
     """The buffer file belongs to a run with another fingerprint."""
 
 
@@ -83,7 +84,10 @@ class ExperienceBuffer:
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{self.path}:{lineno}: not JSON: {exc}") from exc
+                raise RunDirError(
+                    f"{self.path}:{lineno}: not JSON ({exc}); the buffer is damaged: move it"
+                    " away to start the run afresh"
+                ) from exc
             kind = data.get("kind")
             if kind == "header":
                 header_seen = True
@@ -96,13 +100,14 @@ class ExperienceBuffer:
             elif kind == "attempt":
                 attempt = Attempt.from_dict(data["attempt"])
                 if attempt.iteration != len(self._attempts):
-                    raise ValueError(
+                    raise RunDirError(
                         f"{self.path}:{lineno}: attempt {attempt.iteration} out of order "
-                        f"(expected {len(self._attempts)})"
+                        f"(expected {len(self._attempts)}): two processes wrote this buffer, or"
+                        " it was edited; move it away to start the run afresh"
                     )
                 self._attempts.append(attempt)
         if not header_seen:
-            raise ValueError(f"{self.path}: no header line; not an experience buffer")
+            raise RunDirError(f"{self.path}: no header line; not an experience buffer")
         if self._attempts:
             log.info("%s: resuming after %d finished attempts", self.path, len(self._attempts))
 

@@ -222,7 +222,26 @@ class KNearest:
         q_raw = self.query(state)
         if q_raw is None:
             return []
-        q = self._norm(np.asarray(q_raw, dtype=float))
+        own: list[Example] = []
+        if self.history_view is not None and state.history:
+            own = _views(state.history, self.history_view)
+        return self.nearest(q_raw, extra=own)
+
+    def nearest(self, query: ArrayLike, extra: Sequence[Example] = ()) -> list[Example]:
+        """The ``k`` examples nearest to a feature vector, from the dataset and ``extra``.
+
+        Ties are broken by position (dataset first, then ``extra`` in order), so the
+        result is deterministic.
+
+        Args:
+            query: Feature vector (unnormalised).
+            extra: More examples to consider (e.g. the run's own, relabelled), searched by
+                brute force.
+
+        Returns:
+            The examples, farthest first when ``nearest_last`` (else nearest first).
+        """
+        q = self._norm(np.asarray(query, dtype=float))
         k = min(self.k, len(self.examples))
         dist, idx = self._tree.query(q, k=k)
         dist = np.atleast_1d(dist)
@@ -230,15 +249,13 @@ class KNearest:
         cands: list[tuple[float, int, Example]] = [
             (float(d), int(i), self.examples[int(i)]) for d, i in zip(dist, idx, strict=True)
         ]
-        if self.history_view is not None and state.history:
-            own = _views(state.history, self.history_view)
-            if own:
-                f = self._norm(np.asarray([np.asarray(self.features(v), float) for v in own]))
-                d_own = np.linalg.norm(f - q, axis=1)
-                base = len(self.examples)
-                cands += [
-                    (float(d), base + j, v) for j, (d, v) in enumerate(zip(d_own, own, strict=True))
-                ]
+        if extra:
+            f = self._norm(np.asarray([np.asarray(self.features(v), float) for v in extra]))
+            d_own = np.linalg.norm(f - q, axis=1)
+            base = len(self.examples)
+            cands += [
+                (float(d), base + j, v) for j, (d, v) in enumerate(zip(d_own, extra, strict=True))
+            ]
         cands.sort(key=lambda c: (c[0], c[1]))
         chosen = cands[: self.k]
         if self.nearest_last:

@@ -118,78 +118,110 @@ class Proposal:
     """Seconds the proposal took in total."""
 
 
+@dataclass
+class LoopPieces:
+    """What a loop is made of: every improver (ICPI, ICRL, ME-ICPO) supplies these six."""
+
+    context: ContextBuilder
+    """Chooses the examples shown."""
+    prompt: PromptTemplate
+    """Renders the prompt."""
+    sampler: Sampler
+    """Draws candidates."""
+    parser: Parser
+    """Parses each candidate."""
+    selector: Selector
+    """Picks one candidate."""
+    reward: RewardProvider
+    """Evaluates the action (used by :meth:`ImprovementLoop.step`)."""
+
+
+@dataclass(frozen=True)
+class LoopPolicy:
+    """How the loop samples, and what it does without a valid answer."""
+
+    n_samples: int = 1
+    """Candidates per sampling call."""
+    max_resamples: int = 1
+    """Extra sampling rounds when no candidate is valid."""
+    model_errors: tuple[type[BaseException], ...] = ()
+    """Sampler exceptions that end the round like an invalid answer (then re-sample, then
+    fall back) instead of stopping the run, e.g. ``(LLMUnavailableError,)``; the default
+    stops the run (it can be resumed later)."""
+    to_action: Callable[[Any, LoopState], Any] | None = None
+    """Turns the selected value into the action evaluated (ICPI: ``clip(θ_i + Δθ)``);
+    ``None``: the value itself."""
+    fallback: Callable[[LoopState], Any] | None = None
+    """Action when no candidate is valid after re-sampling (ICPI: the local linear fit);
+    ``None``: the attempt is recorded unevaluated, with ``invalid_reward``."""
+    initial_action: Callable[[LoopState], Any] | None = None
+    """Action of iteration 0, evaluated without a model call (ICPI: θ0)."""
+    invalid_reward: float = float("nan")
+    """Reward recorded for an attempt with no valid action and no fallback."""
+
+    def __post_init__(self) -> None:
+        if self.n_samples < 1 or self.max_resamples < 0:
+            raise ValueError("n_samples must be >= 1 and max_resamples >= 0")
+
+
 class ImprovementLoop:
     """The shared in-context improvement loop."""
 
     def __init__(
         self,
+        pieces: LoopPieces,
+        policy: LoopPolicy | None = None,
         *,
-        context: ContextBuilder,
-        prompt: PromptTemplate,
-        sampler: Sampler,
-        parser: Parser,
-        selector: Selector,
-        reward: RewardProvider,
-        n_samples: int = 1,
-        max_resamples: int = 1,
-        to_action: Callable[[Any, LoopState], Any] | None = None,
-        fallback: Callable[[LoopState], Any] | None = None,
-        initial_action: Callable[[LoopState], Any] | None = None,
-        invalid_reward: float = float("nan"),
         task: Mapping[str, Any] | None = None,
         buffer: ExperienceBuffer | None = None,
         seed: int | None = 0,
-        model_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         """Assemble a loop from its pieces.
 
         Args:
-            context: Chooses the examples shown.
-            prompt: Renders the prompt.
-            sampler: Draws candidates.
-            parser: Parses each candidate.
-            selector: Picks one candidate.
-            reward: Evaluates the action.
-            n_samples: Candidates per sampling call.
-            max_resamples: Extra sampling rounds when no candidate is valid.
-            to_action: Turns the selected value into the action evaluated (ICPI:
-                ``clip(θ_i + Δθ)``); ``None``: the value itself.
-            fallback: Action when no candidate is valid after re-sampling (ICPI: mean Δθ
-                of the nearest examples); ``None``: the attempt is recorded unevaluated,
-                with ``invalid_reward``.
-            initial_action: Action of iteration 0, evaluated without a model call (ICPI: θ0).
-            invalid_reward: Reward recorded for an attempt with no valid action and no
-                fallback.
+            pieces: Context builder, prompt, sampler, parser, selector and reward.
+            policy: Sampling and fallback behaviour; default :class:`LoopPolicy()`.
             task: Static task description, shown to every piece through the state.
             buffer: Experience buffer (resumed from if it holds attempts); ``None``: a
                 fresh in-memory one.
             seed: Run seed from which every call's seed is derived.
-            model_errors: Sampler exceptions that end the round like an invalid answer
-                (then re-sample, then fall back) instead of stopping the run, e.g.
-                ``(LLMUnavailableError, LLMEmptyResponseError)``; the default stops the run
-                (it can be resumed later).
-
-        Raises:
-            ValueError: If ``n_samples`` < 1 or ``max_resamples`` < 0.
         """
-        if n_samples < 1 or max_resamples < 0:
-            raise ValueError("n_samples must be >= 1 and max_resamples >= 0")
-        self.context = context
-        self.prompt = prompt
-        self.sampler = sampler
-        self.parser = parser
-        self.selector = selector
-        self.reward = reward
-        self.n_samples = n_samples
-        self.max_resamples = max_resamples
-        self.to_action = to_action
-        self.fallback = fallback
-        self.initial_action = initial_action
-        self.invalid_reward = invalid_reward
+        self.pieces = pieces
+        self.policy = policy or LoopPolicy()
         self.task = dict(task or {})
         self.buffer = buffer if buffer is not None else ExperienceBuffer()
         self.seed = seed
-        self.model_errors = model_errors
+
+    # The pieces, as attributes (what the improvers and tests read).
+    @property
+    def context(self) -> ContextBuilder:
+        """The context builder."""
+        return self.pieces.context
+
+    @property
+    def prompt(self) -> PromptTemplate:
+        """The prompt template."""
+        return self.pieces.prompt
+
+    @property
+    def sampler(self) -> Sampler:
+        """The sampler."""
+        return self.pieces.sampler
+
+    @property
+    def parser(self) -> Parser:
+        """The parser."""
+        return self.pieces.parser
+
+    @property
+    def selector(self) -> Selector:
+        """The selector."""
+        return self.pieces.selector
+
+    @property
+    def reward(self) -> RewardProvider:
+        """The reward provider."""
+        return self.pieces.reward
 
     def state(self) -> LoopState:
         """Return the state of the next iteration.
@@ -224,17 +256,16 @@ class ImprovementLoop:
             "keys": [],
         }
         selection = Selection(index=None)
-        if state.iteration == 0 and self.initial_action is not None:
-            action, source, valid = self.initial_action(state), "initial", False
+        if state.iteration == 0 and self.policy.initial_action is not None:
+            action, source, valid = self.policy.initial_action(state), "initial", False
         else:
             prompt = self.prompt.render(state, self.context.build(state))
-            for round_ in range(1 + self.max_resamples):
+            for round_ in range(1 + self.policy.max_resamples):
                 tm = time.perf_counter()
                 try:
-                    batch = self.sampler.sample(
-                        prompt, self.n_samples, derive_seed(self.seed, state.iteration, round_)
-                    )
-                except self.model_errors as exc:
+                    seed = derive_seed(self.seed, state.iteration, round_)
+                    batch = self.sampler.sample(prompt, self.policy.n_samples, seed)
+                except self.policy.model_errors as exc:
                     model_s += time.perf_counter() - tm
                     llm.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
                     log.warning(
@@ -268,10 +299,11 @@ class ImprovementLoop:
                 )
             if selection.index is not None:
                 value = selection.value
-                action = self.to_action(value, state) if self.to_action else value
+                to_action = self.policy.to_action
+                action = to_action(value, state) if to_action is not None else value
                 source, valid = "model", True
-            elif self.fallback is not None:
-                action, source, valid = self.fallback(state), "fallback", False
+            elif self.policy.fallback is not None:
+                action, source, valid = self.policy.fallback(state), "fallback", False
             else:
                 action, source, valid = None, "invalid", False
         llm["cached"] = llm["calls"] > 0 and llm["cached"]
@@ -304,7 +336,7 @@ class ImprovementLoop:
             The finished attempt (not yet appended to the buffer).
         """
         if feedback is None:
-            reward, info = self.invalid_reward, {}
+            reward, info = self.policy.invalid_reward, {}
         else:
             reward, info = feedback.reward, dict(feedback.info)
         total = proposal.propose_s + reward_s

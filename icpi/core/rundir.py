@@ -4,11 +4,13 @@ Layout::
 
     <run>/config.json       resolved configuration (secrets removed), written first
     <run>/meta.json         seed, package versions, git SHA, host, start time
+    <run>/sessions.jsonl    one line per start (resume) of the run: time, PID, command,
+                            settings that do not change the result (timeouts, offline, ...)
     <run>/attempts.jsonl    the experience buffer (one line per finished attempt)
     <run>/llm_calls.jsonl   one record per model request (tokens, latency, texts)
 
 Opening an existing directory with the same configuration resumes it; a different
-configuration is refused, so two runs never mix.
+configuration is refused with the settings that differ, so two runs never mix.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-import os
 import platform
 import subprocess
 import time
@@ -26,34 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from icpi.core.buffer import ExperienceBuffer
+from icpi.core.files import append_jsonl, read_jsonl, write_jsonl
 from icpi.core.records import jsonable
+from icpi.core.secrets import redact, redact_command
+from icpi.errors import RunDirError
 
 log = logging.getLogger(__name__)
 
-#: Config keys whose values are never written (matched case-insensitively, as substrings).
-SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password")
+#: Format of config.json (2: the typed configuration of icpi 0.2).
+CONFIG_FORMAT = 2
 #: Distributions whose versions are recorded in meta.json.
 PACKAGES = ("icpi", "numpy", "scipy", "openai", "llama_cpp_python", "mujoco", "gymnasium")
-
-
-def redact(config: Any) -> Any:
-    """Drop secret-looking keys from nested configuration data.
-
-    Args:
-        config: JSON-like data.
-
-    Returns:
-        A copy without keys containing any of :data:`SECRET_MARKERS`.
-    """
-    if isinstance(config, Mapping):
-        return {
-            str(k): redact(v)
-            for k, v in config.items()
-            if not any(m in str(k).lower() for m in SECRET_MARKERS)
-        }
-    if isinstance(config, list | tuple):
-        return [redact(v) for v in config]
-    return config
 
 
 def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
@@ -134,31 +118,59 @@ class RunDir:
         """``llm_calls.jsonl`` (pass as the LLM config's ``log_path``)."""
         return self.path / "llm_calls.jsonl"
 
+    @property
+    def sessions_file(self) -> Path:
+        """``sessions.jsonl`` (one line per start of the run)."""
+        return self.path / "sessions.jsonl"
+
     @classmethod
-    def open(cls, path: Path | str, config: Mapping[str, Any], seed: int | None) -> RunDir:
+    def open(
+        cls,
+        path: Path | str,
+        config: Mapping[str, Any],
+        seed: int | None,
+        session: Mapping[str, Any] | None = None,
+    ) -> RunDir:
         """Create a run directory, or reopen it to resume the same run.
 
         Args:
             path: The directory.
-            config: Resolved configuration (secrets are removed before writing).
+            config: Resolved configuration: what determines the run's results (secrets
+                are removed before writing; ``format`` is added).
             seed: Run seed (recorded in meta.json).
+            session: Settings of this start that do not change the results (timeouts,
+                offline replay, log file), appended to ``sessions.jsonl``.
 
         Returns:
             The run directory.
 
         Raises:
-            ValueError: If the directory holds a run with another configuration.
+            RunDirError: If the directory holds a run with another configuration, or one
+                written by an earlier version of the package.
         """
         run = cls(Path(path))
         run.path.mkdir(parents=True, exist_ok=True)
-        clean = jsonable(redact(config))
+        clean = jsonable(redact({"format": CONFIG_FORMAT, **config}))
         if run.config_file.exists():
-            stored = json.loads(run.config_file.read_text())
+            try:
+                stored = json.loads(run.config_file.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise RunDirError(f"{run.config_file} is unreadable ({err})") from None
+            if not isinstance(stored, dict) or stored.get("format") != CONFIG_FORMAT:
+                raise RunDirError(
+                    f"{run.path} holds a run written by an earlier version of icpi (config"
+                    f" format {stored.get('format', 1) if isinstance(stored, dict) else '?'},"
+                    f" this version writes {CONFIG_FORMAT}); its files are kept as they are,"
+                    " but it cannot be resumed: choose a new directory"
+                )
             if stored != clean:
-                raise ValueError(
-                    f"{run.path} holds a run with another configuration; choose a new directory"
+                diff = ", ".join(_differences(stored, clean)[:6])
+                raise RunDirError(
+                    f"{run.path} holds a run with another configuration ({diff}); rerun with"
+                    " the same settings to resume it, or choose a new directory"
                 )
             log.info("reopening run directory %s", run.path)
+            run._log_session(session)
             return run
         run.config_file.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
         meta = {
@@ -171,7 +183,20 @@ class RunDir:
         }
         run.meta_file.write_text(json.dumps(meta, indent=2) + "\n")
         log.info("run directory %s; config %s", run.path, json.dumps(clean, sort_keys=True))
+        run._log_session(session)
         return run
+
+    def _log_session(self, session: Mapping[str, Any] | None) -> None:
+        import os
+        import sys
+
+        entry = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "pid": os.getpid(),
+            "command": redact_command(sys.argv),
+            **(session or {}),
+        }
+        append_jsonl(self.sessions_file, redact(entry))
 
     def buffer(self, fsync: bool = False) -> ExperienceBuffer:
         """Open the run's experience buffer (resuming any finished attempts).
@@ -186,48 +211,29 @@ class RunDir:
         return ExperienceBuffer(self.attempts_file, fingerprint=config, fsync=fsync)
 
 
-def _json_line(record: Mapping[str, Any]) -> str:
-    return json.dumps(jsonable(dict(record)), sort_keys=True, ensure_ascii=False) + "\n"
+def _differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """The dotted keys at which two JSON values differ, with both values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        # What the user set (run, llm) first; what follows from it (instance, θ0) after.
+        first = {"run": 0, "llm": 1}
+        for key in sorted(set(old) | set(new), key=lambda k: (first.get(str(k), 2), str(k))):
+            sub = f"{where}.{key}" if where else str(key)
+            if key not in old or key not in new:
+                out.append(f"{sub}: {old.get(key, '<unset>')!r} -> {new.get(key, '<unset>')!r}")
+            else:
+                out += _differences(old[key], new[key], sub)
+        return out
+    return [] if old == new else [f"{where or 'config'}: {old!r} -> {new!r}"]
 
 
-def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Atomically replace a JSON-lines file.
-
-    Args:
-        path: The file.
-        records: All its records.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(_json_line(r) for r in records), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one record to a JSON-lines file (written through before returning).
-
-    Args:
-        path: The file.
-        record: The record.
-    """
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(_json_line(record))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSON-lines file; a torn last line (from a kill) is dropped.
-
-    Args:
-        path: The file (missing: no records).
-
-    Returns:
-        The records.
-    """
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return out
+__all__ = [
+    "CONFIG_FORMAT",
+    "RunDir",
+    "append_jsonl",
+    "git_sha",
+    "package_versions",
+    "read_jsonl",
+    "redact",
+    "write_jsonl",
+]

@@ -152,6 +152,29 @@ class LLMSampler:
 Script = Sequence[str] | Callable[[Prompt, int, int | None], Sequence[str]]
 
 
+def copy_nearest_example(prompt: Prompt, n: int, seed: int | None) -> list[str]:
+    """A pattern-completing model double: repeat the answer of the last example line.
+
+    Prompts of ``x -> y`` lines ordered farthest first (ICPI, the toy task) end with the
+    nearest example, so this answers like a nearest-neighbour model (KNN-1). It is the one
+    double of tests and of model-free dry runs (e.g. the arm driver's ``dry_run``); use it
+    through ``ScriptedSampler(copy_nearest_example)``.
+
+    Args:
+        prompt: The rendered prompt (text or chat messages).
+        n: Number of answers.
+        seed: Unused.
+
+    Returns:
+        ``n`` copies of the numbers after the last ``->`` that has any (``"?"`` if none).
+    """
+    from icpi.core.parsing import find_numbers
+
+    lines = [ln for ln in str(prompt).splitlines() if "->" in ln and ln.split("->")[1].strip()]
+    answer = " " + " ".join(find_numbers(lines[-1].split("->")[1])) if lines else "?"
+    return [answer] * n
+
+
 class ScriptedSampler:
     """Replays scripted answers: the LLM double of tests and dry runs.
 

@@ -24,9 +24,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from icpi.core.buffer import ExperienceBuffer
 from icpi.core.context import KNearest
-from icpi.core.loop import ImprovementLoop
-from icpi.core.parsing import NumericVectorParser, find_numbers
-from icpi.core.prompts import Prompt, PromptTemplate
+from icpi.core.loop import ImprovementLoop, LoopPieces, LoopPolicy
+from icpi.core.parsing import NumericVectorParser
+from icpi.core.prompts import PromptTemplate
 from icpi.core.records import LoopState
 from icpi.core.rewards import CallableReward
 from icpi.core.samplers import Sampler
@@ -130,22 +130,6 @@ def hindsight_dataset(
     ]
 
 
-def nearest_copy_answer(prompt: Prompt, n: int, seed: int | None) -> list[str]:
-    """A pattern-completing LLM double: repeat the Δθ of the last (nearest) example line.
-
-    Args:
-        prompt: The rendered toy prompt (text).
-        n: Number of answers.
-        seed: Unused.
-
-    Returns:
-        ``n`` copies of the nearest example's Δθ text.
-    """
-    lines = [ln for ln in str(prompt).splitlines() if "->" in ln and ln.split("->")[1].strip()]
-    answer = " " + " ".join(find_numbers(lines[-1].split("->")[1])) if lines else "?"
-    return [answer] * n
-
-
 def make_toy_improver(
     task: ToyLinearTask,
     sampler: Sampler,
@@ -208,16 +192,20 @@ def make_toy_improver(
 
     selector: Selector = FirstValid() if n_samples == 1 else NumericConsensus("median")
     return ImprovementLoop(
-        context=context,
-        prompt=prompt,
-        sampler=sampler,
-        parser=NumericVectorParser(2, low=-span, high=span),
-        selector=selector,
-        reward=CallableReward(task.evaluate),
-        n_samples=n_samples,
-        to_action=to_action,
-        fallback=fallback,
-        initial_action=lambda state: [0.0, 0.0],
+        LoopPieces(
+            context=context,
+            prompt=prompt,
+            sampler=sampler,
+            parser=NumericVectorParser(2, low=-span, high=span),
+            selector=selector,
+            reward=CallableReward(task.evaluate),
+        ),
+        LoopPolicy(
+            n_samples=n_samples,
+            to_action=to_action,
+            fallback=fallback,
+            initial_action=lambda state: [0.0, 0.0],
+        ),
         task={"goal": list(task.goal)},
         buffer=buffer,
         seed=seed,

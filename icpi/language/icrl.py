@@ -36,6 +36,8 @@ from icpi.core import (
     FirstValid,
     ImprovementLoop,
     LastN,
+    LoopPieces,
+    LoopPolicy,
     LoopState,
     PromptTemplate,
     RewardProvider,
@@ -44,7 +46,7 @@ from icpi.core import (
 )
 from icpi.language.common import ResponseParser, RoundUsage, Samplers
 from icpi.language.tasks import LanguageTask, Problem, reward_tag
-from icpi.llm.errors import LLMEmptyResponseError
+from icpi.llm.errors import MODEL_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -430,19 +432,22 @@ def build_icrl_loop(
         raise ValueError(f"unknown method {method!r}")
     usage = RoundUsage(reward, samplers.meter)
     loop = ImprovementLoop(
-        context=context,
-        prompt=prompt,
-        sampler=samplers.policy,
-        parser=ResponseParser(),
-        selector=FirstValid(),
-        reward=usage,
-        n_samples=1,
-        max_resamples=0,
-        fallback=lambda state: "",  # an empty response: scored (0), never a crash
+        LoopPieces(
+            context=context,
+            prompt=prompt,
+            sampler=samplers.policy,
+            parser=ResponseParser(),
+            selector=FirstValid(),
+            reward=usage,
+        ),
+        LoopPolicy(
+            n_samples=1,
+            max_resamples=0,
+            model_errors=MODEL_ERRORS,
+            fallback=lambda state: "",
+        ),
         task={"task_text": task_text, "problem": problem.id, **problem.data},
         buffer=buffer,
         seed=seed,
-        # An empty answer is a failed attempt; an unreachable model stops the run (resumable).
-        model_errors=(LLMEmptyResponseError,),
     )
     return loop, usage

@@ -34,6 +34,8 @@ from icpi.core import (
     CallableReward,
     ExperienceBuffer,
     ImprovementLoop,
+    LoopPieces,
+    LoopPolicy,
     LoopState,
     MajorityVote,
     MinimumEntropy,
@@ -45,7 +47,7 @@ from icpi.core import (
 )
 from icpi.language.common import RoundUsage, Samplers
 from icpi.language.tasks import LanguageTask, Problem
-from icpi.llm.errors import LLMEmptyResponseError
+from icpi.llm.errors import MODEL_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -369,20 +371,23 @@ def build_me_icpo_loop(
     selector = MeIcpoSelector(task, problem, samplers, memory, prompt, settings, seed)
     usage = RoundUsage(CallableReward(_self_reward), samplers.meter)
     loop = ImprovementLoop(
-        context=memory,
-        prompt=prompt,
-        sampler=samplers.policy,
-        parser=AnswerParser(task),
-        selector=selector,
-        reward=usage,
-        n_samples=settings.k,
-        max_resamples=0,
-        invalid_reward=0.0,
+        LoopPieces(
+            context=memory,
+            prompt=prompt,
+            sampler=samplers.policy,
+            parser=AnswerParser(task),
+            selector=selector,
+            reward=usage,
+        ),
+        LoopPolicy(
+            n_samples=settings.k,
+            max_resamples=0,
+            model_errors=MODEL_ERRORS,
+            invalid_reward=0.0,
+        ),
         task={"task_text": task.describe(problem), "problem": problem.id},
         buffer=buffer,
         seed=seed,
-        # An empty answer is a failed attempt; an unreachable model stops the run (resumable).
-        model_errors=(LLMEmptyResponseError,),
     )
     return loop, usage
 

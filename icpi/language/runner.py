@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,8 +35,7 @@ from icpi.core import (
     RunDir,
     Sampler,
 )
-from icpi.core.records import jsonable
-from icpi.core.rundir import append_jsonl, write_jsonl
+from icpi.core.files import append_jsonl, write_json, write_jsonl
 from icpi.language.common import RoundUsage, Samplers
 from icpi.language.icrl import BASELINES, ICRL_ABLATIONS, ICRL_METHODS, build_icrl_loop
 from icpi.language.me_icpo import (
@@ -48,17 +46,12 @@ from icpi.language.me_icpo import (
 )
 from icpi.language.tasks import LanguageTask, Problem, make_task
 from icpi.llm import LLMClient, LLMConfig
+from icpi.session import RunSession
 
 log = logging.getLogger(__name__)
 
 METHODS = (*ICRL_METHODS, *BASELINES, "me-icpo")
 TASKS = ("game24", "writing", "math")
-#: LLM settings that do not change what a run computes (left out of config.json, so a run
-#: can be resumed offline, with another log file or timeout).
-_VOLATILE_LLM_KEYS = (
-    "offline", "log_path", "cache_path", "use_cache", "timeout_s", "max_retries",
-    "empty_retries", "server_startup_s",
-)  # fmt: skip
 #: Characters of a response kept in records.jsonl.
 RECORD_TEXT_CHARS = 600
 
@@ -217,7 +210,7 @@ def summarise_rounds(records: list[dict[str, Any]], rounds: int) -> list[dict[st
 
 
 def _public_llm(llm: LLMConfig) -> dict[str, Any]:
-    return {k: v for k, v in llm.public_dict().items() if k not in _VOLATILE_LLM_KEYS}
+    return llm.recorded()
 
 
 def _make_samplers(
@@ -312,18 +305,18 @@ def run_language(
         "llm": _public_llm(llm) if sampler is None else {"sampler": type(sampler).__name__},
         "problems": [p.id for p in problems],
     }
-    run_dir = RunDir.open(out, config, seed=cfg.seed)
+    session = RunSession(
+        out, config, seed=cfg.seed, llm=llm if sampler is None else None, what="language run"
+    )
+    run_dir = session.run_dir
     (run_dir.path / "attempts").mkdir(exist_ok=True)
     records_path = run_dir.path / "records.jsonl"
-    client = None
-    if sampler is None:
-        client = LLMClient(llm.replace(log_path=run_dir.llm_log_file))
-    samplers = _make_samplers(cfg, task, client, sampler)
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
     finals: list[dict[str, Any]] = []
     write_jsonl(records_path, [])
     try:
+        samplers = _make_samplers(cfg, task, session.client if sampler is None else None, sampler)
         for problem in problems:
             seed = problem_seed(cfg.seed, problem.index)
             buffer = ExperienceBuffer(
@@ -351,12 +344,11 @@ def run_language(
             records += round_records(problem, buffer.attempts)
             if cfg.method == "me-icpo":
                 finals.append(_final(run_dir, loop, task, problem, samplers, cfg, seed))
+        write_jsonl(records_path, records)
+        summary = _summary(cfg, problems, records, finals, time.perf_counter() - t0)
+        write_json(run_dir.path / "summary.json", summary)
     finally:
-        if client is not None:
-            client.close()
-    write_jsonl(records_path, records)
-    summary = _summary(cfg, problems, records, finals, time.perf_counter() - t0)
-    (run_dir.path / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
+        session.close()
     return summary
 
 
@@ -375,9 +367,7 @@ def _final(
         return data
     result = {"problem": problem.index, "id": problem.id}
     result |= final_sampling(loop, task, problem, samplers, cfg.final_k, seed)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(jsonable(result), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, result)
     return result
 
 

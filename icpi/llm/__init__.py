@@ -22,8 +22,12 @@ from icpi.llm.cache import CompletionCache, request_key
 from icpi.llm.client import LLMClient, LLMResponse
 from icpi.llm.config import LLMConfig, SamplingParams, add_llm_arguments, config_from_args
 from icpi.llm.errors import (
+    MODEL_ERRORS,
     CacheMissError,
+    LLMAuthError,
+    LLMBadRequestError,
     LLMEmptyResponseError,
+    LLMEndpointDownError,
     LLMError,
     LLMUnavailableError,
     MissingDependencyError,
@@ -33,15 +37,19 @@ from icpi.llm.records import CallLog, CallRecord, CallStats
 from icpi.llm.server import EmbeddedServer, shared_server, stop_shared_server
 
 __all__ = [
+    "MODEL_ERRORS",
     "CacheMissError",
     "CallLog",
     "CallRecord",
     "CallStats",
     "CompletionCache",
     "EmbeddedServer",
+    "LLMAuthError",
+    "LLMBadRequestError",
     "LLMClient",
     "LLMConfig",
     "LLMEmptyResponseError",
+    "LLMEndpointDownError",
     "LLMError",
     "LLMResponse",
     "LLMUnavailableError",

@@ -13,17 +13,27 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from icpi.core.secrets import install_log_redaction, redact_text, redact_url
 from icpi.llm.cache import CompletionCache, request_key
 from icpi.llm.config import EMBEDDED_MODEL, LLMConfig, Mode, SamplingParams
-from icpi.llm.errors import CacheMissError, LLMEmptyResponseError, LLMError, LLMUnavailableError
+from icpi.llm.errors import (
+    CacheMissError,
+    LLMAuthError,
+    LLMBadRequestError,
+    LLMEmptyResponseError,
+    LLMEndpointDownError,
+    LLMError,
+    LLMUnavailableError,
+)
 from icpi.llm.records import CallLog, CallRecord
 from icpi.llm.server import EmbeddedServer, embedded_endpoint_id, shared_server
 
@@ -31,6 +41,7 @@ if TYPE_CHECKING:  # the SDK is imported on first use: it takes ~1 s to import
     import openai
 
 log = logging.getLogger(__name__)
+install_log_redaction()  # httpx logs every request URL, user info included
 
 #: Placeholder key for endpoints that need none (the SDK insists on a non-empty key).
 NO_KEY = "sk-no-key-required"
@@ -63,6 +74,114 @@ class LLMResponse:
     """Cache key of the request."""
     model: str = ""
     """Model name sent."""
+
+
+#: HTTP statuses worth a retry (besides 5xx).
+_RETRY_STATUS = frozenset({408, 409, 425, 429})
+#: Longest single wait between attempts, seconds (a Retry-After above it is cut to it).
+_MAX_WAIT_S = 30.0
+#: (texts, finish reasons, request id, usage) of one HTTP answer.
+_Answer = tuple[list[str], list[str | None], str | None, dict[str, Any]]
+
+
+def _backoff(state: Any) -> float:
+    """Exponential backoff with full jitter: U(0, min(8, 0.5·2^(k-1))) seconds."""
+    import random
+
+    return random.uniform(0.0, min(8.0, 0.5 * 2 ** (state.attempt_number - 1)))
+
+
+_BACKOFF = _backoff
+
+
+class _Transient(Exception):
+    """A failure worth retrying (with the server's Retry-After, if it gave one)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(headers: Any) -> float | None:
+    """The wait a 429/503 asks for (``retry-after-ms`` or ``retry-after`` seconds), if any."""
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000.0
+        if headers.get("retry-after"):
+            return float(headers["retry-after"])
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def _parse_body(response: Any, chat: bool) -> _Answer:
+    """Read an HTTP 200 answer as a (chat) completion; anything else is a malformed answer.
+
+    Args:
+        response: The ``httpx`` response.
+        chat: Whether a chat completion was asked.
+
+    Returns:
+        Texts and finish reasons (choice order), the request id and the usage.
+
+    Raises:
+        _Transient: If the body is not JSON (a proxy's HTML page, a wrong URL) or not a
+            completion, naming the URL, the status and the content type.
+    """
+    url = redact_url(str(response.request.url)) if response.request is not None else "?"
+    ctype = response.headers.get("content-type", "")
+    where = f"{url} answered HTTP {response.status_code} ({ctype or 'no content type'})"
+    try:
+        data = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        snippet = response.content[:80].decode("utf-8", "replace")
+        raise _Transient(f"{where} with a body that is not JSON: {snippet!r}") from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise _Transient(f"{where} with JSON that is not a completion (no choices)")
+    texts: list[str] = []
+    reasons: list[str | None] = []
+    try:
+        for c in sorted(choices, key=lambda c: int(c.get("index", 0))):
+            if chat:
+                msg = c.get("message") or {}
+                refused = bool(msg.get("refusal"))
+                content = msg.get("content")
+                texts.append("" if refused or not isinstance(content, str) else content)
+                reasons.append("refusal" if refused else c.get("finish_reason"))
+            else:
+                text = c.get("text")
+                texts.append(text if isinstance(text, str) else "")
+                reasons.append(c.get("finish_reason"))
+    except (AttributeError, TypeError, ValueError):
+        raise _Transient(f"{where} with malformed choices") from None
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    rid = response.headers.get("x-request-id") or (
+        data.get("id") if isinstance(data.get("id"), str) else None
+    )
+    return texts, reasons, rid, usage
+
+
+class _OutageClock:
+    """Per endpoint (process-wide): since when has every call failed?"""
+
+    def __init__(self) -> None:
+        self._since: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, endpoint: str, since: float) -> float:
+        """Note a failed call that started at ``since`` (perf_counter); return the outage."""
+        with self._lock:
+            start = self._since.setdefault(endpoint, since)
+        return time.perf_counter() - start
+
+    def succeeded(self, endpoint: str) -> None:
+        """Note a successful call: the outage (if any) is over."""
+        with self._lock:
+            self._since.pop(endpoint, None)
+
+
+_OUTAGES = _OutageClock()
 
 
 class LLMClient:
@@ -105,7 +224,7 @@ class LLMClient:
         """Endpoint identity used in cache keys (the embedded server's port is left out)."""
         if self.config.base_url is None:
             return embedded_endpoint_id()
-        return self.config.base_url.rstrip("/")
+        return redact_url(self.config.base_url.rstrip("/"))
 
     @property
     def model(self) -> str:
@@ -163,8 +282,10 @@ class LLMClient:
             self._sdk = openai.OpenAI(
                 base_url=base_url,
                 api_key=self.config.api_key or NO_KEY,
-                timeout=self.config.timeout_s,
-                max_retries=self.config.max_retries,
+                timeout=openai.Timeout(
+                    self.config.timeout_s, connect=self.config.connect_timeout_s
+                ),
+                max_retries=0,  # retries are ours: bounded, with jitter, budgeted (see _retry)
                 http_client=http_client,
             )
         return self._sdk
@@ -267,9 +388,19 @@ class LLMClient:
             raise miss
         try:
             data, http_requests = self._call_live(request, params_obj)
+        except LLMUnavailableError as exc:
+            self.log.add_error(self._error_record(request, key, t0, exc))
+            down = _OUTAGES.failed(self.endpoint_id, since=t0)
+            if down >= self.config.outage_s:
+                raise LLMEndpointDownError(
+                    f"endpoint {self.endpoint_id} unreachable for {down:.0f} s (last: {exc});"
+                    " rerun the same command to resume"
+                ) from exc
+            raise
         except LLMError as exc:
             self.log.add_error(self._error_record(request, key, t0, exc))
             raise
+        _OUTAGES.succeeded(self.endpoint_id)
         if self.cache is not None:
             self.cache.put(key, request, data)
         return self._finish(request, key, data, t0, cached=False, http_requests=http_requests)
@@ -400,9 +531,7 @@ class LLMClient:
     def _one_request(
         self, request: dict[str, Any], n: int, seed: int | None
     ) -> tuple[list[str], list[str | None], str | None, int, int]:
-        import openai
-
-        sdk = self._sdk_client()
+        """One request to the endpoint, retried on transient failures (see :meth:`_retry`)."""
         kwargs: dict[str, Any] = {
             "model": request["model"],
             "n": n,
@@ -414,53 +543,108 @@ class LLMClient:
             kwargs["seed"] = seed
         if request["stop"]:
             kwargs["stop"] = request["stop"]
-        texts: list[str] = []
-        reasons: list[str | None] = []
-        try:
-            if request["mode"] == "chat":
-                chat = sdk.chat.completions.create(messages=request["messages"], **kwargs)
-                for c in sorted(chat.choices, key=lambda c: c.index):
-                    msg = c.message
-                    refused = bool(getattr(msg, "refusal", None))
-                    content = getattr(msg, "content", None) if msg is not None else None
-                    texts.append("" if refused else (content or ""))
-                    reasons.append("refusal" if refused else c.finish_reason)
-                rid, usage = chat._request_id, chat.usage
-            else:
-                comp = sdk.completions.create(prompt=request["prompt"], **kwargs)
-                for cc in sorted(comp.choices, key=lambda c: c.index):
-                    texts.append(cc.text or "")
-                    reasons.append(cc.finish_reason)
-                rid, usage = comp._request_id, comp.usage
-        except openai.APITimeoutError as exc:
-            raise LLMUnavailableError(
-                f"{self.endpoint_id}: no answer within {self.config.timeout_s:g} s, "
-                f"{self.config.max_retries + 1} attempts"
-            ) from exc
-        except openai.APIConnectionError as exc:
-            raise LLMUnavailableError(
-                f"{self.endpoint_id}: connection failed ({exc}), "
-                f"{self.config.max_retries + 1} attempts; is the server running?"
-            ) from exc
-        except openai.RateLimitError as exc:
-            raise LLMUnavailableError(
-                f"{self.endpoint_id}: rate limited (HTTP 429, request id {exc.request_id}) after "
-                f"{self.config.max_retries + 1} attempts"
-            ) from exc
-        except openai.APIStatusError as exc:
-            raise LLMUnavailableError(
-                f"{self.endpoint_id}: HTTP {exc.status_code} (request id {exc.request_id}) "
-                f"after up to {self.config.max_retries + 1} attempts: {exc.message}"
-            ) from exc
-        except (openai.OpenAIError, ValueError) as exc:
-            raise LLMUnavailableError(f"{self.endpoint_id}: malformed answer: {exc}") from exc
-        p_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
-        c_tok = int(getattr(usage, "completion_tokens", 0) or 0)
+        if request.get("extra_body"):
+            kwargs["extra_body"] = request["extra_body"]
+        texts, reasons, rid, usage = self._retry(lambda: self._attempt(request, kwargs))
+        p_tok = int(usage.get("prompt_tokens") or 0)
+        c_tok = int(usage.get("completion_tokens") or 0)
         for r in reasons:
             if r == "content_filter":
                 log.warning("%s filtered a sample (request id %s)", self.endpoint_id, rid)
         texts = ["" if r == "content_filter" else t for t, r in zip(texts, reasons, strict=True)]
         return texts, reasons, rid, p_tok, c_tok
+
+    def _retry(self, attempt: Callable[[], _Answer]) -> _Answer:
+        """Run one request with bounded retries: exponential backoff with jitter, Retry-After.
+
+        A failure is retried when it is transient (:class:`_Transient`: timeouts, refused or
+        reset connections, HTTP 408/409/429/5xx, malformed bodies), at most
+        ``max_retries`` times and within ``call_timeout_s``; then the call fails with
+        :class:`LLMUnavailableError` naming every attempt and the real budget.
+
+        Args:
+            attempt: Makes one request.
+
+        Returns:
+            Its answer.
+
+        Raises:
+            LLMUnavailableError: When the retries or the call's time budget are spent.
+            LLMBadRequestError: When the endpoint refuses the request itself (no retry).
+            LLMAuthError: When it refuses the credentials or the model (no retry).
+        """
+        import tenacity
+
+        cfg = self.config
+        failures: list[str] = []
+        t0 = time.monotonic()
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            backoff = _BACKOFF(state)
+            exc = state.outcome.exception() if state.outcome is not None else None
+            after = exc.retry_after if isinstance(exc, _Transient) else None
+            left = cfg.call_timeout_s - (time.monotonic() - t0)
+            return max(0.0, min(max(backoff, after or 0.0), _MAX_WAIT_S, left))
+
+        def note(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            failures.append(str(exc))
+            log.warning(
+                "%s: attempt %d failed (%s); retrying", self.endpoint_id, state.attempt_number, exc
+            )
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(cfg.max_retries + 1)
+            | tenacity.stop_after_delay(cfg.call_timeout_s),
+            wait=wait,
+            retry=tenacity.retry_if_exception_type(_Transient),
+            before_sleep=note,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Transient as exc:
+            failures.append(str(exc))
+            raise LLMUnavailableError(
+                f"{self.endpoint_id}: no usable answer after {len(failures)} attempt(s) in"
+                f" {time.monotonic() - t0:.1f} s ({'; '.join(failures)}); budget per call:"
+                f" connect {cfg.connect_timeout_s:g} s and read {cfg.timeout_s:g} s per"
+                f" attempt, {cfg.max_retries + 1} attempts, {cfg.call_timeout_s:g} s in all"
+            ) from exc
+
+    def _attempt(self, request: dict[str, Any], kwargs: dict[str, Any]) -> _Answer:
+        """One HTTP request; its failures classified as transient or not."""
+        import openai
+
+        sdk = self._sdk_client()
+        chat = request["mode"] == "chat"
+        api = sdk.chat.completions if chat else sdk.completions
+        args = {"messages": request["messages"]} if chat else {"prompt": request["prompt"]}
+        try:
+            raw = api.with_raw_response.create(**args, **kwargs)
+        except openai.APITimeoutError as exc:
+            raise _Transient(
+                f"no answer within the read timeout of {self.config.timeout_s:g} s"
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise _Transient(f"connection failed ({redact_text(str(exc))})") from exc
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            message = redact_text(str(exc.message))[:200]
+            detail = f"HTTP {status} (request id {exc.request_id}): {message}"
+            if status == 429:
+                detail = "rate limited, " + detail
+            if status in _RETRY_STATUS or status >= 500:
+                raise _Transient(detail, _retry_after(exc.response.headers)) from exc
+            if status in (401, 403, 404):
+                raise LLMAuthError(
+                    f"{self.endpoint_id} refused the request: {detail}; check --api-key /"
+                    " OPENAI_API_KEY, --model and --base-url"
+                ) from exc
+            raise LLMBadRequestError(f"{self.endpoint_id}: {detail}") from exc
+        except openai.OpenAIError as exc:
+            raise _Transient(f"malformed answer: {redact_text(str(exc))}") from exc
+        return _parse_body(raw.http_response, chat)
 
     @property
     def stats(self) -> dict[str, Any]:

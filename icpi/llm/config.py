@@ -1,8 +1,10 @@
 """Configuration of the LLM layer: endpoint, model, credentials, retries, cache and sampling.
 
-Values come, in decreasing priority, from command-line flags, a config mapping (YAML), and
-the environment (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``ICPI_LLM_MODEL``). When no base
-URL is configured, the embedded llama.cpp server (SmolLM2-135M-Instruct) is used.
+Values come, in decreasing priority, from command-line flags, a config file (``--config``,
+its ``llm`` section), a method's own defaults (e.g. ICPI's short answers) and the
+environment (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``ICPI_LLM_MODEL``), merged and
+validated by :func:`icpi.config.load`. When no base URL is configured, the embedded
+llama.cpp server (SmolLM2-135M-Instruct) is used.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from icpi.config import STRICT, add_flags, flag_layer, load
+from icpi.core.secrets import redact_url
 
 Mode = Literal["chat", "completion"]
 
@@ -47,6 +52,8 @@ def default_cache_path() -> Path:
 @dataclass(frozen=True)
 class SamplingParams:
     """Sampling parameters forwarded to the endpoint; all of them enter the cache key."""
+
+    __pydantic_config__ = STRICT
 
     n: int = 1
     """Number of completions per request (topped up by extra requests if the server
@@ -91,9 +98,30 @@ class SamplingParams:
         return dataclasses.replace(self, **changes)
 
 
+#: Settings that do not change what a run computes: they are left out of ``config.json``
+#: (so a run resumes with another timeout, offline, or with another cache file) and
+#: recorded per start in ``sessions.jsonl``.
+VOLATILE_KEYS = (
+    "api_key",
+    "timeout_s",
+    "connect_timeout_s",
+    "call_timeout_s",
+    "max_retries",
+    "outage_s",
+    "empty_retries",
+    "cache_path",
+    "use_cache",
+    "offline",
+    "log_path",
+    "server_startup_s",
+)
+
+
 @dataclass(frozen=True)
 class LLMConfig:
     """Where and how to query a language model."""
+
+    __pydantic_config__ = STRICT
 
     base_url: str | None = None
     """OpenAI-compatible endpoint, e.g. ``https://api.openai.com/v1`` or
@@ -107,10 +135,20 @@ class LLMConfig:
     mode: Mode = "completion"
     """``completion`` (plain-text prompt, ``/v1/completions``) or ``chat``
     (``/v1/chat/completions``)."""
-    timeout_s: float = 60.0
-    """Per-request timeout in seconds (connect and read), handed to the SDK."""
-    max_retries: int = 2
-    """Retries the SDK makes on timeouts, refused connections, 408/409/429 and 5xx."""
+    timeout_s: float = 30.0
+    """Read timeout of one HTTP request, seconds (the answer must start within it)."""
+    connect_timeout_s: float = 5.0
+    """Connect timeout of one HTTP request, seconds."""
+    max_retries: int = 4
+    """Retries of one call on transient failures (timeouts, refused or reset connections,
+    HTTP 408/409/429/5xx, malformed bodies), with exponential backoff and jitter (a 429's
+    Retry-After is honoured); then the call fails and the loop falls back."""
+    call_timeout_s: float = 90.0
+    """Longest time one call may take, all its retries included, seconds; then it fails
+    (and the loop falls back). With the defaults a server that accepts the connection and
+    never answers holds a call for at most 3 read timeouts of 30 s."""
+    outage_s: float = 120.0
+    """An endpoint failing every call for this long stops the run (exit 3, resumable)."""
     empty_retries: int = 2
     """Extra requests when every returned sample is empty or refused; then an error."""
     cache_path: Path | None = None
@@ -133,8 +171,10 @@ class LLMConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("chat", "completion"):
             raise ValueError(f"mode must be 'chat' or 'completion', got {self.mode!r}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.timeout_s <= 0 or self.connect_timeout_s <= 0:
+            raise ValueError("timeout_s and connect_timeout_s must be > 0")
+        if self.outage_s <= 0 or self.call_timeout_s <= 0:
+            raise ValueError("outage_s and call_timeout_s must be > 0")
         if self.max_retries < 0 or self.empty_retries < 0:
             raise ValueError("max_retries and empty_retries must be >= 0")
 
@@ -166,7 +206,7 @@ class LLMConfig:
         """Return the configuration as plain JSON data, without the API key.
 
         Returns:
-            A dict safe to log and to write into a run directory.
+            A dict safe to log (URLs stripped of credentials).
         """
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
@@ -179,8 +219,38 @@ class LLMConfig:
             elif isinstance(value, SamplingParams):
                 value = dataclasses.asdict(value)
                 value["stop"] = list(value["stop"])
+            elif isinstance(value, str) and f.name == "base_url":
+                value = redact_url(value)
             out[f.name] = value
         return out
+
+    def recorded(self, per_call: Iterable[str] = ()) -> dict[str, Any]:
+        """What ``config.json`` records: the settings that determine the requests.
+
+        Args:
+            per_call: Sampling fields set per call by the method (e.g. ``n`` and ``seed``
+                derived from the run seed), recorded as such instead of their defaults.
+
+        Returns:
+            :meth:`public_dict` without :data:`VOLATILE_KEYS`.
+        """
+        out = {k: v for k, v in self.public_dict().items() if k not in VOLATILE_KEYS}
+        out.pop("api_key_set", None)
+        per_call = list(per_call)
+        for name in per_call:
+            out["sampling"].pop(name, None)
+        if per_call:
+            out["sampling"]["per_call"] = sorted(per_call)
+        return out
+
+    def session(self) -> dict[str, Any]:
+        """The volatile settings of this start (for ``sessions.jsonl``).
+
+        Returns:
+            :data:`VOLATILE_KEYS` of :meth:`public_dict` (``api_key_set``, never the key).
+        """
+        public = self.public_dict()
+        return {k: public[k] for k in (*VOLATILE_KEYS, "api_key_set") if k in public}
 
     @classmethod
     def from_sources(
@@ -188,109 +258,127 @@ class LLMConfig:
         overrides: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> LLMConfig:
-        """Build a configuration from flags, a config mapping and the environment.
+        """Build a configuration from flags, a config mapping, defaults and the environment.
+
+        Every layer may give sampling fields flat (``temperature``) or under ``sampling``.
 
         Args:
             overrides: Highest priority values (e.g. from flags); ``None`` values are ignored.
-            config: Values from a config file; may hold a ``sampling`` sub-mapping.
+            config: Values from a config file (its ``llm`` section).
             env: Environment; ``None`` reads ``os.environ``.
+            defaults: A method's own defaults (below the config file, above the environment).
 
         Returns:
             The resolved configuration.
 
         Raises:
-            ValueError: On unknown keys or invalid values.
+            ConfigError: On unknown keys or invalid values (a ``ValueError``).
         """
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        env_map = {"base_url": ENV_BASE_URL, "api_key": ENV_API_KEY, "model": ENV_MODEL}
-        for key, var in env_map.items():
-            if env.get(var):
-                values[key] = env[var]
-        sampling: dict[str, Any] = {}
-        names = {f.name for f in dataclasses.fields(cls)}
-        sampling_names = {f.name for f in dataclasses.fields(SamplingParams)}
-        for source in (config or {}, overrides or {}):
-            for key, value in source.items():
-                if value is None:
-                    continue
-                if key == "sampling":
-                    if isinstance(value, SamplingParams):
-                        value = dataclasses.asdict(value)
-                    sampling.update({k: v for k, v in value.items() if v is not None})
-                elif key in sampling_names:
-                    sampling[key] = value
-                elif key in names:
-                    values[key] = value
-                else:
-                    raise ValueError(f"unknown LLM config key {key!r}")
-        for key in ("cache_path", "log_path"):
-            if key in values:
-                values[key] = Path(values[key]).expanduser()
-        unknown = set(sampling) - sampling_names
-        if unknown:
-            raise ValueError(f"unknown sampling keys {sorted(unknown)}")
-        if values.get("base_url") in ("", "embedded"):
-            values["base_url"] = None
-        return cls(**values, sampling=SamplingParams(**sampling))
+        env_layer = {
+            key: env[var]
+            for key, var in (
+                ("base_url", ENV_BASE_URL),
+                ("api_key", ENV_API_KEY),
+                ("model", ENV_MODEL),
+            )
+            if env.get(var)
+        }
+        layers = [_nested(layer) for layer in (env_layer, defaults, config, overrides)]
+        cfg = load(cls, *layers, where="the LLM settings")
+        if cfg.base_url in ("", "embedded"):
+            cfg = dataclasses.replace(cfg, base_url=None)
+        return cfg
 
 
-def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
+_SAMPLING_FIELDS = frozenset(f.name for f in dataclasses.fields(SamplingParams))
+
+
+def _nested(layer: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Move flat sampling keys of a layer under ``sampling``; drop ``None`` values."""
+    out: dict[str, Any] = {}
+    sampling: dict[str, Any] = {}
+    for key, value in (layer or {}).items():
+        if value is None:
+            continue
+        if key in _SAMPLING_FIELDS:
+            sampling[key] = value
+        elif key == "sampling":
+            if isinstance(value, SamplingParams):
+                value = dataclasses.asdict(value)
+            sampling.update({k: v for k, v in dict(value).items() if v is not None})
+        else:
+            out[key] = value
+    if sampling:
+        out["sampling"] = sampling
+    return out
+
+
+#: Flag names of the LLM settings that differ from their field names.
+_FLAG_NAMES = {
+    "timeout_s": "timeout",
+    "connect_timeout_s": "connect-timeout",
+    "outage_s": "outage",
+    "call_timeout_s": "call-timeout",
+    "cache_path": "cache",
+    "log_path": "llm-log",
+    "server_startup_s": "server-startup",
+    "sampling.n": "n-samples",
+}
+
+
+def add_llm_arguments(
+    parser: argparse.ArgumentParser, skip: Iterable[str] = ()
+) -> argparse._ArgumentGroup:
     """Register the LLM flags shared by every command that queries a model.
 
+    One flag per field of :class:`LLMConfig` (help from the field's docstring), read back
+    by :func:`config_from_args`.
+
     Args:
-        parser: Parser (or argument group owner) to extend.
+        parser: The verb's parser.
+        skip: Fields the verb sets itself (dotted, e.g. ``sampling.seed``): no flag.
+
+    Returns:
+        The argument group.
     """
     g = parser.add_argument_group("language model")
-    g.add_argument(
-        "--base-url",
-        help=f"OpenAI-compatible endpoint (default: ${ENV_BASE_URL}, else the embedded "
-        "SmolLM2-135M server; 'embedded' forces the latter).",
-    )
-    g.add_argument("--model", help=f"Model name (default: ${ENV_MODEL} or the endpoint's first).")
-    g.add_argument("--api-key", help=f"API key (default: ${ENV_API_KEY}); never logged or cached.")
-    g.add_argument("--mode", choices=("chat", "completion"), help="Chat or plain completion.")
-    g.add_argument("--timeout", dest="timeout_s", type=float, help="Request timeout, seconds.")
-    g.add_argument("--max-retries", type=int, help="SDK retries on timeouts, 429 and 5xx.")
-    g.add_argument("--cache", dest="cache_path", help="Completion cache file (sqlite3).")
-    g.add_argument(
-        "--no-cache", dest="use_cache", action="store_const", const=False, help="Bypass the cache."
+    skip = {*skip, "use_cache", "server_n_ctx"}
+    add_flags(
+        g,
+        LLMConfig,
+        path=("llm",),
+        skip=skip,
+        rename=_FLAG_NAMES,
+        short={"sampling.n": "-n"},
     )
     g.add_argument(
-        "--offline",
-        action="store_const",
-        const=True,
-        help="Replay completions from the cache only; fail on a miss.",
+        "--no-cache",
+        dest="cfg:llm.use_cache",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="Bypass the completion cache (neither read nor write it).",
     )
-    g.add_argument("--llm-log", dest="log_path", help="JSONL file for request/response records.")
-    g.add_argument("--temperature", type=float, help="Sampling temperature.")
-    g.add_argument("--top-p", type=float, help="Nucleus sampling mass.")
-    g.add_argument("--max-tokens", type=int, help="Maximum completion tokens.")
-    g.add_argument("--seed", type=int, help="Sampling seed.")
-    g.add_argument("-n", "--n-samples", dest="n", type=int, help="Completions per request.")
-    g.add_argument("--stop", action="append", help="Stop sequence (repeatable).")
+    return g
 
 
 def config_from_args(
-    args: argparse.Namespace, config: Mapping[str, Any] | None = None
+    args: argparse.Namespace,
+    config: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> LLMConfig:
     """Resolve an :class:`LLMConfig` from parsed flags, a config mapping and the environment.
 
     Args:
         args: Namespace produced by a parser extended with :func:`add_llm_arguments`.
-        config: Lower-priority values, e.g. the ``llm`` section of a YAML config.
+        config: Lower-priority values, e.g. the ``llm`` section of a config file.
+        defaults: A method's own defaults (below ``config``).
 
     Returns:
         The resolved configuration.
     """
-    keys = (
-        "base_url", "model", "api_key", "mode", "timeout_s", "max_retries", "cache_path",
-        "use_cache", "offline", "log_path", "temperature", "top_p", "max_tokens", "seed", "n",
-        "stop",
-    )  # fmt: skip
-    overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
-    stop = overrides.get("stop")
-    if stop is not None:
-        overrides["stop"] = tuple(stop)
-    return LLMConfig.from_sources(overrides=overrides, config=config)
+    return LLMConfig.from_sources(
+        overrides=flag_layer(args).get("llm"), config=config, defaults=defaults
+    )

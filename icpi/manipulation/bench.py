@@ -7,75 +7,70 @@ Layout of a benchmark directory::
     summary.csv, summary.md          per task x method: mean final cost ± s.e., best so far
     curves.png                       mean cost against iteration, one line per method
 
-A method spec is a method id, optionally with ICPI/run settings in brackets:
-``icpi[k=10]``, ``icpi[feature=raw]``, ``icpi[dataset_size=100]``, ``icpi[model=gpt-4o]``
-(several separated by ``;``). Runs without a model go to a process pool; runs that query a
-model run one after another in this process, sharing one endpoint (the embedded server is
-started once).
+A method spec is a method id, optionally with settings in brackets, validated like any
+other configuration (:func:`~icpi.manipulation.config.parse_method_spec`): ``icpi[k=10]``,
+``icpi[feature=raw]``, ``icpi[dataset_size=100]``, ``icpi[model=gpt-4o]`` (several
+separated by ``;``). Runs without a model go to a process pool; runs that query a model go
+to ``llm_concurrency`` threads in this process, sharing one endpoint and its cache (the
+embedded server is started once).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import dataclasses
 import json
 import logging
 import math
 import multiprocessing
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from icpi.core.rundir import read_jsonl
+from icpi.config import merge
+from icpi.core.files import read_jsonl
+from icpi.core.lock import DirLock
 from icpi.envs import TASKS
+from icpi.errors import ConfigError
 from icpi.llm import LLMConfig
-from icpi.manipulation.improver import ICPISettings
-from icpi.manipulation.methods import METHODS
-from icpi.manipulation.run import RunConfig, run_icpi
+from icpi.manipulation.config import MethodSpec, load_run_config, parse_method_spec
+from icpi.manipulation.methods import get_method, load_methods
+from icpi.manipulation.run import run_method
 
 log = logging.getLogger(__name__)
 
-# Ablation presets: name -> method specs (the paper's axes; "model" takes --models).
+# Presets: name -> method specs (the paper's table and its ablation axes).
 PRESETS: dict[str, tuple[str, ...]] = {
     "table1": ("icpi", "random", "bo", "knn5", "lknn20"),
-    "all": METHODS,
+    "all": (),  # every registered method (filled in by preset_methods)
     "ablation-feature": ("icpi[feature=e]", "icpi[feature=raw]"),
-    "ablation-k": ("icpi[k=5]", "icpi[k=10]", "icpi[k=20]"),
+    "ablation-k": ("icpi[k=5]", "icpi[k=10]", "icpi[k=20]", "icpi[k=40]"),
     "ablation-dataset-size": (
         "icpi[dataset_size=50]",
         "icpi[dataset_size=100]",
-        "icpi[dataset_size=200]",
         "icpi[dataset_size=300]",
     ),
 }
-_ICPI_KEYS = {f.name for f in dataclasses.fields(ICPISettings)}
-_RUN_KEYS = {"dataset_size", "theta0", "model"}
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """A method id with optional setting overrides."""
+def preset_methods(name: str) -> list[str]:
+    """The method specs of a preset.
 
-    name: str
-    """The spec as written (its label in tables and directory names)."""
-    method: str
-    """Method id."""
-    overrides: tuple[tuple[str, str], ...] = ()
-    """(key, value) settings."""
+    Args:
+        name: Preset name (a key of :data:`PRESETS`).
 
-    @property
-    def uses_model(self) -> bool:
-        """Whether runs of this method query a language model."""
-        return self.method == "icpi"
+    Returns:
+        The specs (``all``: every registered method).
 
-    @property
-    def slug(self) -> str:
-        """File-system-safe name."""
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.name).strip("_")
+    Raises:
+        ConfigError: On an unknown preset.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return list(PRESETS[name]) or list(load_methods())
 
 
 def split_list(text: str) -> list[str]:
@@ -99,34 +94,6 @@ def split_list(text: str) -> list[str]:
     return [i for i in items if i]
 
 
-def parse_method(spec: str) -> MethodSpec:
-    """Parse ``method[key=value;...]``.
-
-    Args:
-        spec: The spec.
-
-    Returns:
-        The parsed spec.
-
-    Raises:
-        ValueError: On an unknown method or setting.
-    """
-    m = re.fullmatch(r"([a-z0-9-]+)(?:\[(.*)\])?", spec.strip())
-    if m is None or m.group(1) not in METHODS:
-        raise ValueError(f"unknown method {spec!r}; choose from {', '.join(METHODS)}")
-    overrides = []
-    for part in filter(None, (p.strip() for p in (m.group(2) or "").split(";"))):
-        key, sep, value = part.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in _ICPI_KEYS | _RUN_KEYS:
-            raise ValueError(
-                f"bad setting {part!r} in {spec!r}; use key=value with key in"
-                f" {', '.join(sorted(_ICPI_KEYS | _RUN_KEYS))}"
-            )
-        overrides.append((key, value.strip()))
-    return MethodSpec(name=spec.strip(), method=m.group(1), overrides=tuple(overrides))
-
-
 def parse_seeds(text: str) -> list[int]:
     """Parse ``"0-9"``, ``"0,3,5"`` or ``"0-4,7"``.
 
@@ -137,68 +104,49 @@ def parse_seeds(text: str) -> list[int]:
         Seeds in the order given, without repeats.
 
     Raises:
-        ValueError: On a malformed item.
+        ConfigError: On a malformed item or an empty list.
     """
     seeds: list[int] = []
     for item in split_list(text):
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
         if m is None:
-            raise ValueError(f"bad seed item {item!r}; use e.g. 0-9 or 0,3,5")
+            raise ConfigError(f"bad seed item {item!r}; use e.g. 0-9 or 0,3,5")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
-            raise ValueError(f"empty seed range {item!r}")
+            raise ConfigError(f"empty seed range {item!r}")
         seeds += [s for s in range(lo, hi + 1) if s not in seeds]
+    if not seeds:
+        raise ConfigError(f"no seeds in {text!r}; use e.g. --seeds 0-9 or --seeds 0,3,5")
     return seeds
-
-
-def _typed(field_type: Any, value: str) -> Any:
-    if field_type in (int, "int", "int | None"):
-        return int(value)
-    if field_type in (float, "float"):
-        return float(value)
-    if field_type in (bool, "bool"):
-        return value.lower() in ("1", "true", "yes")
-    return value
-
-
-def run_config(task: str, spec: MethodSpec, seed: int, iterations: int) -> RunConfig:
-    """The run configuration of one (task, method spec, seed).
-
-    Args:
-        task: Task id.
-        spec: Method spec.
-        seed: Instance seed.
-        iterations: Rollouts per run.
-
-    Returns:
-        The configuration (``model`` overrides are applied to the LLM config instead).
-    """
-    icpi_types = {f.name: f.type for f in dataclasses.fields(ICPISettings)}
-    icpi_over = {k: _typed(icpi_types[k], v) for k, v in spec.overrides if k in _ICPI_KEYS}
-    run_over: dict[str, Any] = {
-        k: (int(v) if k == "dataset_size" else v)
-        for k, v in spec.overrides
-        if k in _RUN_KEYS - {"model"}
-    }
-    return RunConfig(
-        task=task,
-        method=spec.method,
-        seed=seed,
-        iterations=iterations,
-        icpi=ICPISettings(**icpi_over),
-        **run_over,
-    )
 
 
 @dataclass(frozen=True)
 class Job:
-    """One run of the benchmark."""
+    """One run of the benchmark: its configuration, its LLM settings and its directory."""
 
     task: str
     spec: MethodSpec
     seed: int
     iterations: int
     out: Path
+    run: Mapping[str, Any]
+    """The user's run layer (flags and config file) under the spec's settings."""
+    llm: Mapping[str, Any]
+    """The user's LLM layer (flags and config file)."""
+
+    def config(self) -> Any:
+        """The run configuration (defaults < user layer < method spec)."""
+        base = {"task": self.task, "seed": self.seed, "iterations": self.iterations}
+        return load_run_config(base, self.run, self.spec.layer(), where=self.spec.label)
+
+    def llm_config(self) -> LLMConfig | None:
+        """The LLM configuration (method defaults < user layer < spec), if it uses one."""
+        if not self.spec.uses_model:
+            return None
+        method = get_method(self.spec.method)
+        return LLMConfig.from_sources(
+            overrides=merge(self.llm, self.spec.llm), defaults=method.llm_defaults
+        )
 
     def done(self) -> bool:
         """Whether the run already finished (its summary covers every iteration)."""
@@ -210,17 +158,13 @@ class Job:
         except (json.JSONDecodeError, KeyError):
             return False
 
-
-def _run_job(job: Job, llm: LLMConfig | None) -> dict[str, Any]:
-    cfg = run_config(job.task, job.spec, job.seed, job.iterations)
-    model = dict(job.spec.overrides).get("model")
-    if llm is not None and model is not None:
-        llm = dataclasses.replace(llm, model=model)
-    return run_icpi(cfg, job.out, llm=llm)
+    def __call__(self) -> dict[str, Any]:
+        """Run (or resume) the job."""
+        return run_method(self.config(), self.out, llm=self.llm_config())
 
 
-def _run_offline_job(job: Job) -> dict[str, Any]:
-    return _run_job(job, None)
+def _run_job(job: Job) -> dict[str, Any]:
+    return job()
 
 
 def run_benchmark(
@@ -229,57 +173,77 @@ def run_benchmark(
     seeds: Sequence[int],
     iterations: int,
     out: Path,
-    llm: LLMConfig | None = None,
+    llm: Mapping[str, Any] | None = None,
+    run: Mapping[str, Any] | None = None,
     workers: int = 2,
+    llm_concurrency: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run every (task, method, seed) that is not finished yet, then write the reports.
 
     Args:
         tasks: Task ids.
-        methods: Method specs (see :func:`parse_method`).
+        methods: Method specs (see :func:`~icpi.manipulation.config.parse_method_spec`).
         seeds: Instance seeds.
         iterations: Rollouts per run, θ0 included.
-        out: Benchmark directory (resumed when it exists).
-        llm: Model endpoint for ICPI; ``None`` resolves the default.
+        out: Benchmark directory (resumed when it exists; locked while running).
+        llm: The user's LLM settings (flags over config file), under each spec's own.
+        run: The user's run settings (e.g. ``dataset``, ``theta0``), under each spec's.
         workers: Processes for the runs that query no model.
+        llm_concurrency: Model-using runs in flight at once (threads sharing one endpoint
+            and the completion cache).
         progress: Show a progress bar.
 
     Returns:
-        Paths of the reports and the wall time.
+        Paths of the reports and the summary rows.
 
     Raises:
-        ValueError: On an unknown task or a malformed method.
+        ConfigError: On an unknown task, a malformed method spec or a bad setting.
     """
     from tqdm import tqdm
 
-    unknown = [t for t in tasks if t not in TASKS]
+    unknown = [t for t in tasks if t not in TASKS and ":" not in t]
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
-    specs = [parse_method(m) for m in methods]
+        raise ConfigError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+    if iterations < 1 or workers < 1 or llm_concurrency < 1:
+        raise ConfigError("--iterations, --workers and --llm-concurrency must be >= 1")
+    specs = [parse_method_spec(m) for m in methods]
     jobs = [
-        Job(t, s, seed, iterations, out / "runs" / t / s.slug / f"seed-{seed}")
+        Job(
+            t, s, seed, iterations, out / "runs" / t / s.slug / f"seed-{seed}", run or {}, llm or {}
+        )
         for t in tasks
         for s in specs
         for seed in seeds
     ]
-    todo = [j for j in jobs if not j.done()]
-    log.info("%d runs, %d to do (%d finished earlier)", len(jobs), len(todo), len(jobs) - len(todo))
-    bar = tqdm(total=len(todo), desc="runs", disable=not progress, unit="run")
-    offline = [j for j in todo if not j.spec.uses_model]
-    online = [j for j in todo if j.spec.uses_model]
-    spawn = multiprocessing.get_context("spawn")  # no fork of a process holding threads
-    with cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=spawn) as pool:
-        futures = {pool.submit(_run_offline_job, j): j for j in offline}
-        llm = llm or (LLMConfig.from_sources() if online else None)
-        for job in online:  # one endpoint, one request at a time
-            _run_job(job, llm)
-            bar.update()
-        for fut in cf.as_completed(futures):
-            fut.result()
-            bar.update()
-    bar.close()
-    return write_reports(jobs, out)
+    for job in jobs:  # every configuration is checked before anything runs
+        job.config()
+        job.llm_config()
+    with DirLock(out, what="benchmark"):
+        todo = [j for j in jobs if not j.done()]
+        log.info(
+            "%d runs, %d to do (%d finished earlier)", len(jobs), len(todo), len(jobs) - len(todo)
+        )
+        bar = tqdm(total=len(todo), desc="runs", disable=not progress, unit="run")
+        offline = [j for j in todo if not j.spec.uses_model]
+        online = [j for j in todo if j.spec.uses_model]
+        spawn = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+        with (
+            cf.ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool,
+            cf.ThreadPoolExecutor(max_workers=llm_concurrency) as threads,
+        ):
+            futures = [pool.submit(_run_job, j) for j in offline]
+            futures += [threads.submit(_run_job, j) for j in online]
+            try:
+                for fut in cf.as_completed(futures):
+                    fut.result()
+                    bar.update()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+        bar.close()
+        return write_reports(jobs, out)
 
 
 def collect_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
@@ -299,7 +263,7 @@ def collect_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "task": job.task,
-                    "method": job.spec.name,
+                    "method": job.spec.label,
                     "seed": job.seed,
                     "iteration": rec["iteration"],
                     "cost": rec["cost"],

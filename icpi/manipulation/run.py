@@ -1,65 +1,40 @@
-"""One ICPI run on one simulated task instance, written to a self-explaining run directory."""
+"""One run of any method on one task instance, written to a self-explaining run directory.
+
+:func:`run_method` is the one entry point of ``icpi run``, of every run of ``icpi bench``,
+of the arm driver and of the Python API: it resolves the task and its instance, opens the
+run directory through a :class:`~icpi.session.RunSession` (lock, ``config.json``, resume),
+builds the method from the registry, resumes what a killed run finished, and drives the
+rest. Records are appended as they happen; ``summary.json`` is written at the end.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from icpi.core import LLMSampler, Sampler
-from icpi.core.records import jsonable
-from icpi.core.rundir import RunDir, append_jsonl, read_jsonl, write_jsonl
+from icpi.core.files import append_jsonl, read_jsonl, write_json, write_jsonl
+from icpi.core.samplers import Sampler
 from icpi.envs import make_task
-from icpi.envs.base import SUCCESS_TOLERANCE
-from icpi.llm import LLMClient, LLMConfig
+from icpi.envs.spec import SUCCESS_TOLERANCE, Instance, SkillTask
+from icpi.llm import LLMConfig
+from icpi.manipulation.config import RunConfig, dump_run_config
 from icpi.manipulation.dataset import ImprovementDataset, load_default_dataset
-from icpi.manipulation.improver import ICPIImprover, ICPISettings, SkillTask
-from icpi.manipulation.methods import (
-    CMAES,
-    METHODS,
-    BayesianOptimisation,
-    Improver,
-    NeighbourCorrection,
-    RandomShooting,
-    drive,
-)
+from icpi.manipulation.methods import MethodContext, drive, get_method
+from icpi.session import RunSession
 
 log = logging.getLogger(__name__)
 
-# Completion length of one Δθ answer (three signed integers fit in ~10 tokens).
-ANSWER_MAX_TOKENS = 24
+#: Sampling fields every model-using method sets per call (derived from the run seed).
+PER_CALL = ("n", "seed")
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """What to run (the resolved config is written to ``config.json``)."""
-
-    task: str
-    """Task id (``slide``, ``slide-gc``, ``rope-swing``, ``rope-swing-gc``, ``ball-roll-gc``)."""
-    method: str = "icpi"
-    """Improvement method."""
-    seed: int = 0
-    """Seed of the task instance (as ``env.reset(seed=...)``) and of every model call."""
-    iterations: int = 20
-    """Rollouts in total, θ0 included."""
-    theta0: Literal["center", "random"] = "center"
-    """Initial θ: the centre of the θ box, or uniform at random (seeded)."""
-    dataset: str | None = None
-    """Dataset directory; ``None``: the shipped default of the task."""
-    dataset_size: int | None = None
-    """Use a seeded subset of this many examples (the paper's dataset-size ablation)."""
-    icpi: ICPISettings = field(default_factory=ICPISettings)
-    """ICPI loop settings."""
-
-
-def initial_theta(task: Any, rng: np.random.Generator, how: str) -> np.ndarray:
+def initial_theta(task: SkillTask, rng: np.random.Generator, how: str) -> np.ndarray:
     """θ0 of a run.
 
     Args:
@@ -82,81 +57,118 @@ def initial_theta(task: Any, rng: np.random.Generator, how: str) -> np.ndarray:
     raise ValueError(f"theta0 must be 'center' or 'random', got {how!r}")
 
 
-def load_dataset(cfg: RunConfig) -> ImprovementDataset:
-    """The dataset of a run (default or given, optionally subset).
+def load_dataset(cfg: RunConfig, task_id: str) -> ImprovementDataset:
+    """The dataset of a run (the shipped default or ``cfg.dataset``, optionally subset).
 
     Args:
         cfg: The run configuration.
+        task_id: The task's id (the dataset must be of that task).
 
     Returns:
         The dataset.
+
+    Raises:
+        DatasetError: If it is missing, corrupt or of another task.
+        ConfigError: If ``dataset_size`` exceeds it.
     """
+    from icpi.errors import ConfigError
+
     if cfg.dataset is None:
-        ds = load_default_dataset(cfg.task)
+        ds = load_default_dataset(task_id)
     else:
-        ds = ImprovementDataset.load(Path(cfg.dataset), task_id=cfg.task)
+        ds = ImprovementDataset.load(Path(cfg.dataset), task_id=task_id)
     if cfg.dataset_size is not None:
+        if cfg.dataset_size > len(ds):
+            raise ConfigError(
+                f"dataset_size={cfg.dataset_size} exceeds the dataset's {len(ds)} examples"
+            )
         ds = ds.subset(cfg.dataset_size, seed=cfg.seed)
     return ds
 
 
-def run_icpi(
+def method_llm(cfg: RunConfig, llm: LLMConfig | None) -> LLMConfig:
+    """The LLM configuration of a run: the given one, or the method's defaults over the env.
+
+    Args:
+        cfg: The run configuration.
+        llm: An already resolved configuration (e.g. from the CLI), or ``None``.
+
+    Returns:
+        The configuration the run uses.
+    """
+    if llm is not None:
+        return llm
+    return LLMConfig.from_sources(defaults=get_method(cfg.method).llm_defaults)
+
+
+def run_method(
     cfg: RunConfig,
-    out: Path,
+    out: Path | str,
     llm: LLMConfig | None = None,
     sampler: Sampler | None = None,
     task: SkillTask | None = None,
-    instance: Any = None,
+    instance: Instance | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) one method (``cfg.method``, ICPI by default) on one task instance.
+    """Run (or resume) one method on one task instance.
 
     Args:
-        cfg: What to run.
+        cfg: What to run (``cfg.method`` picks the method from the registry).
         out: Run directory (resumed when it holds the same run).
-        llm: Model endpoint and sampling; ``None`` resolves the default (embedded) one.
+        llm: Model endpoint and sampling for a model-using method; ``None`` resolves the
+            method's defaults over the environment (the embedded model by default).
         sampler: Use this sampler instead of a model client (tests, dry runs).
-        task: The task to run on (e.g. the real arm's adapter); ``None`` builds the
-            simulated task ``cfg.task``.
-        instance: The instance (needs ``goal``, and ``physics_dict`` when known); ``None``
-            draws one from ``cfg.seed`` as ``env.reset(seed=cfg.seed)`` does.
+        task: The task object (the real arm's adapter, a user's own task); ``None``
+            builds ``cfg.task``.
+        instance: The instance; ``None`` draws one from ``cfg.seed`` as
+            ``env.reset(seed=cfg.seed)`` does.
 
     Returns:
         The summary (also written to ``summary.json``).
+
+    Raises:
+        UserError: On a bad setting, dataset or run directory (one line, see
+            :mod:`icpi.errors`).
     """
-    llm = llm or LLMConfig.from_sources()
-    settings = dataclasses.replace(cfg.icpi, chat=llm.mode == "chat")
-    cfg = dataclasses.replace(cfg, icpi=settings)
+    method = get_method(cfg.method)
+    settings = cfg.settings if isinstance(cfg.settings, method.Settings) else method.Settings()
+    cfg = dataclasses.replace(cfg, settings=settings)
     task = task if task is not None else make_task(cfg.task)
     rng = np.random.default_rng(cfg.seed)
     if instance is None:
         instance = task.sample_instance(rng)
     theta0 = initial_theta(task, rng, cfg.theta0)
-    uses_llm = cfg.method == "icpi" and sampler is None
+    uses_llm = sampler is None and method.needs_model(settings)
+    llm_cfg = method_llm(cfg, llm) if uses_llm else None
     config = {
-        "run": dataclasses.asdict(cfg),
-        "llm": llm.public_dict() if uses_llm else None,
+        "run": dump_run_config(cfg),
+        "llm": llm_cfg.recorded(per_call=PER_CALL) if llm_cfg is not None else None,
         "sampler": type(sampler).__name__ if sampler is not None else None,
-        "instance": {
-            "goal": list(instance.goal),
-            "physics": getattr(instance, "physics_dict", None),
-        },
+        "instance": {"goal": list(instance.goal), "physics": dict(instance.physics)},
         "theta0": theta0,
         "theta_names": task.theta_spec.names,
         "theta_units": task.theta_spec.units,
     }
-    run_dir = RunDir.open(out, config, seed=cfg.seed)
-    records_file = run_dir.records_file
-    client = None
-    if uses_llm:
-        client = LLMClient(dataclasses.replace(llm, log_path=run_dir.llm_log_file))
-        sampler = LLMSampler(
-            client, max_tokens=ANSWER_MAX_TOKENS, stop=["\n"], resample_temperature=0.7
+    dataset = load_dataset(cfg, task.task_id) if method.uses_dataset else None
+    with RunSession(out, config, seed=cfg.seed, llm=llm_cfg) as session:
+        run_dir = session.run_dir
+        if llm_cfg is not None:
+            sampler = session.sampler(
+                resample_temperature=getattr(settings, "resample_temperature", None)
+            )
+        ctx = MethodContext(
+            task=task,
+            instance=instance,
+            theta0=theta0,
+            seed=cfg.seed,
+            dataset=dataset,
+            sampler=sampler,
+            buffer=run_dir.buffer() if method.keeps_buffer else None,
+            prompt_mode=llm_cfg.mode if llm_cfg is not None else "completion",
         )
-    improver = make_improver(cfg, task, instance, theta0, sampler, run_dir)
-    previous = read_jsonl(records_file)
-    t0 = time.perf_counter()
-    try:
-        kept = improver.restore(previous)
+        improver = method(ctx, settings)
+        records_file = run_dir.records_file
+        t0 = time.perf_counter()
+        kept = improver.restore(read_jsonl(records_file))
         if kept:
             log.info("resuming %s at iteration %d", run_dir.path, len(kept))
         write_jsonl(records_file, kept)  # drops a torn line, or adds what the buffer holds
@@ -168,64 +180,10 @@ def run_icpi(
             done=kept,
             on_record=lambda r: append_jsonl(records_file, r),
         )
-    finally:
-        if client is not None:
-            client.close()
-    summary = summarise_records(cfg, records)
-    summary["wall_s_this_session"] = time.perf_counter() - t0
-    (run_dir.path / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
+        summary = summarise_records(cfg, records)
+        summary["wall_s_this_session"] = time.perf_counter() - t0
+        write_json(run_dir.path / "summary.json", summary)
     return summary
-
-
-def make_improver(
-    cfg: RunConfig,
-    task: SkillTask,
-    instance: Any,
-    theta0: np.ndarray,
-    sampler: Sampler | None,
-    run_dir: RunDir,
-) -> Improver:
-    """Build the method of a run.
-
-    Args:
-        cfg: The run configuration (``cfg.method`` picks the method).
-        task: The task.
-        instance: The instance.
-        theta0: Initial θ, shared by every method.
-        sampler: The model sampler (ICPI only).
-        run_dir: The run directory (ICPI keeps its experience buffer there).
-
-    Returns:
-        The improver.
-
-    Raises:
-        ValueError: On an unknown method.
-    """
-    if cfg.method == "icpi":
-        assert sampler is not None
-        return ICPIImprover(
-            task,
-            instance,
-            load_dataset(cfg),
-            sampler,
-            theta0,
-            settings=cfg.icpi,
-            buffer=run_dir.buffer(),
-            seed=cfg.seed,
-        )
-    if cfg.method == "random":
-        return RandomShooting(task, theta0, cfg.seed)
-    if cfg.method == "bo":
-        return BayesianOptimisation(task, theta0, cfg.seed)
-    if cfg.method == "cmaes":
-        return CMAES(task, theta0, cfg.seed)
-    if cfg.method in ("knn5", "lknn20"):
-        linear = cfg.method == "lknn20"
-        k = 20 if linear else 5
-        return NeighbourCorrection(
-            task, theta0, load_dataset(cfg), k=k, linear=linear, feature=cfg.icpi.feature
-        )
-    raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
 
 
 def summarise_records(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -236,15 +194,18 @@ def summarise_records(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str
         records: All records.
 
     Returns:
-        Costs (initial, final, best), success, answer sources, parse failures, mean prompt
-        tokens per model call and model seconds per iteration (ICPI).
+        Costs (initial, final, best) and the best θ, success, answer sources, parse
+        failures, model errors, mean prompt tokens per model call and model seconds per
+        iteration (model-using methods).
     """
     costs = [r["cost"] for r in records]
+    best = int(np.argmin(costs))
     queried = [r for r in records if r.get("model_calls")]
     calls = sum(r["model_calls"] for r in queried)
     sources: dict[str, int] = {}
     for r in records[1:]:
-        sources[r.get("source", cfg.method)] = sources.get(r.get("source", cfg.method), 0) + 1
+        source = r.get("source", cfg.method)
+        sources[source] = sources.get(source, 0) + 1
     return {
         "task": cfg.task,
         "method": cfg.method,
@@ -252,10 +213,13 @@ def summarise_records(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str
         "iterations": len(records),
         "initial_cost": costs[0],
         "final_cost": costs[-1],
-        "best_cost": min(costs),
-        "success": min(costs) < SUCCESS_TOLERANCE,
+        "best_cost": costs[best],
+        "best_iteration": best,
+        "best_theta": records[best]["theta"],
+        "success": costs[best] < SUCCESS_TOLERANCE,
         "sources": sources,
         "parse_failures": sum(len(r.get("parse_errors", [])) for r in records),
+        "model_errors": sum(r.get("model_errors", 0) for r in records),
         "mean_prompt_tokens": (
             sum(r["prompt_tokens"] for r in queried) / calls if calls else math.nan
         ),

@@ -11,21 +11,26 @@ from icpi.core import (
     ImprovementLoop,
     LastN,
     LLMSampler,
+    LoopPieces,
+    LoopPolicy,
     NumericVectorParser,
     PromptTemplate,
     ScriptedSampler,
 )
 
 
-def make_loop(sampler, **kw):
+def make_loop(sampler, seed=0, **policy):
     return ImprovementLoop(
-        context=LastN(3),
-        prompt=PromptTemplate(example="{action} {reward}", query="next:"),
-        sampler=sampler,
-        parser=NumericVectorParser(1),
-        selector=FirstValid(),
-        reward=CallableReward(lambda a: -abs(a[0] - 3.0)),
-        **kw,
+        LoopPieces(
+            context=LastN(3),
+            prompt=PromptTemplate(example="{action} {reward}", query="next:"),
+            sampler=sampler,
+            parser=NumericVectorParser(1),
+            selector=FirstValid(),
+            reward=CallableReward(lambda a: -abs(a[0] - 3.0)),
+        ),
+        LoopPolicy(**policy),
+        seed=seed,
     )
 
 

@@ -6,34 +6,35 @@ import pytest
 
 from icpi.core.buffer import ExperienceBuffer
 from icpi.core.context import AllAttempts, LastN
-from icpi.core.loop import Budget, ImprovementLoop, derive_seed
+from icpi.core.loop import Budget, ImprovementLoop, LoopPieces, LoopPolicy, derive_seed
 from icpi.core.parsing import NumericVectorParser, TextAnswerParser
 from icpi.core.prompts import PromptTemplate
 from icpi.core.rewards import CallableReward, VerifierReward
-from icpi.core.samplers import ScriptedSampler
+from icpi.core.samplers import ScriptedSampler, copy_nearest_example
 from icpi.core.selectors import FirstValid, MajorityVote
-from icpi.core.toy import ToyLinearTask, make_toy_improver, nearest_copy_answer
+from icpi.core.toy import ToyLinearTask, make_toy_improver
 
 
-def _numeric_loop(script, *, buffer=None, fallback=None, n=1, max_resamples=1, **kw):
+def _numeric_loop(script, *, buffer=None, fallback=None, n=1, max_resamples=1, model_errors=()):
     return ImprovementLoop(
-        context=LastN(3),
-        prompt=PromptTemplate(example="{action} -> {reward}", query="next:"),
-        sampler=ScriptedSampler(script),
-        parser=NumericVectorParser(2, low=-1, high=1),
-        selector=FirstValid(),
-        reward=CallableReward(lambda a: -float(np.sum(np.square(a)))),
-        n_samples=n,
-        max_resamples=max_resamples,
-        fallback=fallback,
+        LoopPieces(
+            context=LastN(3),
+            prompt=PromptTemplate(example="{action} -> {reward}", query="next:"),
+            sampler=ScriptedSampler(script),
+            parser=NumericVectorParser(2, low=-1, high=1),
+            selector=FirstValid(),
+            reward=CallableReward(lambda a: -float(np.sum(np.square(a)))),
+        ),
+        LoopPolicy(
+            n_samples=n, max_resamples=max_resamples, fallback=fallback, model_errors=model_errors
+        ),
         buffer=buffer,
-        **kw,
     )
 
 
 def test_toy_improver_with_pattern_completing_double_improves():
     task = ToyLinearTask.sample(1)
-    loop = make_toy_improver(task, ScriptedSampler(nearest_copy_answer), k=10)
+    loop = make_toy_improver(task, ScriptedSampler(copy_nearest_example), k=10)
     result = loop.run(Budget(max_iterations=8))
     costs = [a.info["cost"] for a in result.attempts]
     assert result.attempts[0].source == "initial" and result.attempts[0].prompt is None
@@ -81,7 +82,7 @@ def test_malformed_then_valid_resamples_with_new_seed():
 def test_no_valid_answer_without_fallback_records_invalid():
     calls = []
     loop = _numeric_loop([""], max_resamples=0)
-    loop.reward = CallableReward(lambda a: calls.append(a) or 0.0)
+    loop.pieces.reward = CallableReward(lambda a: calls.append(a) or 0.0)
     result = loop.run(Budget(max_iterations=2))
     assert [a.source for a in result.attempts] == ["invalid", "invalid"]
     assert all(math.isnan(a.reward) for a in result.attempts)
@@ -111,14 +112,14 @@ def test_budget_limits():
 def test_resume_after_kill_redoes_nothing(tmp_path):
     task = ToyLinearTask.sample(3)
     path = tmp_path / "attempts.jsonl"
-    full = make_toy_improver(task, ScriptedSampler(nearest_copy_answer)).run(
+    full = make_toy_improver(task, ScriptedSampler(copy_nearest_example)).run(
         Budget(max_iterations=6)
     )
 
     class Killed(Exception):
         pass
 
-    sampler = ScriptedSampler(nearest_copy_answer)
+    sampler = ScriptedSampler(copy_nearest_example)
     loop = make_toy_improver(task, sampler, buffer=ExperienceBuffer(path, fingerprint={"t": 3}))
     original = loop.reward
 
@@ -127,12 +128,12 @@ def test_resume_after_kill_redoes_nothing(tmp_path):
             raise Killed
         return original(action, state)
 
-    loop.reward = dying_reward
+    loop.pieces.reward = dying_reward
     with pytest.raises(Killed):
         loop.run(Budget(max_iterations=6))
     assert len(ExperienceBuffer(path)) == 4
 
-    sampler2 = ScriptedSampler(nearest_copy_answer)
+    sampler2 = ScriptedSampler(copy_nearest_example)
     resumed = make_toy_improver(
         task, sampler2, buffer=ExperienceBuffer(path, fingerprint={"t": 3})
     ).run(Budget(max_iterations=6))
@@ -145,7 +146,7 @@ def test_resume_after_kill_redoes_nothing(tmp_path):
     assert all(json.loads(line) for line in lines)
     # a finished run resumed again does nothing
     again = make_toy_improver(
-        task, ScriptedSampler(nearest_copy_answer), buffer=ExperienceBuffer(path)
+        task, ScriptedSampler(copy_nearest_example), buffer=ExperienceBuffer(path)
     )
     assert again.run(Budget(max_iterations=6)).resumed == 6
 
@@ -162,18 +163,20 @@ def test_icrl_style_text_configuration():
     answers = ["<answer>3</answer>", "<answer>5</answer>", "<answer>4</answer>"]
     sampler = ScriptedSampler(answers)
     loop = ImprovementLoop(
-        context=AllAttempts(),
-        prompt=PromptTemplate(
-            header="Problem: {problem}",
-            example="Attempt {iteration}: {action} <Reward: {reward:.0f}>",
-            query="{instruction}",
-            instruction=lambda s: "Try something new." if s.iteration % 2 == 0 else "Refine.",
-            system="Answer in <answer></answer> tags.",
+        LoopPieces(
+            context=AllAttempts(),
+            prompt=PromptTemplate(
+                header="Problem: {problem}",
+                example="Attempt {iteration}: {action} <Reward: {reward:.0f}>",
+                query="{instruction}",
+                instruction=lambda s: "Try something new." if s.iteration % 2 == 0 else "Refine.",
+                system="Answer in <answer></answer> tags.",
+            ),
+            sampler=sampler,
+            parser=TextAnswerParser(),
+            selector=MajorityVote(),
+            reward=VerifierReward.exact_answer("4"),
         ),
-        sampler=sampler,
-        parser=TextAnswerParser(),
-        selector=MajorityVote(),
-        reward=VerifierReward.exact_answer("4"),
         task={"problem": "2 + 2"},
     )
     result = loop.run(Budget(max_iterations=5, target_reward=1.0))
@@ -200,12 +203,12 @@ def test_model_errors_fall_back_only_when_declared():
             raise Unavailable("endpoint down")
 
     loop = _numeric_loop(["unused"], fallback=lambda s: [0.0, 0.0], model_errors=(Unavailable,))
-    loop.sampler = Flaky()
+    loop.pieces.sampler = Flaky()
     a = loop.run(Budget(max_iterations=1)).attempts[0]
     assert a.source == "fallback" and a.llm["errors"] == ["Unavailable: endpoint down"] * 2
     assert loop.sampler.calls == 2  # first round + one re-sample
     strict = _numeric_loop(["unused"], fallback=lambda s: [0.0, 0.0])
-    strict.sampler = Flaky()
+    strict.pieces.sampler = Flaky()
     with pytest.raises(Unavailable):
         strict.run(Budget(max_iterations=1))
     assert len(strict.buffer) == 0

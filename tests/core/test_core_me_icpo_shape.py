@@ -10,6 +10,8 @@ from icpi.core import (
     Budget,
     CallableReward,
     ImprovementLoop,
+    LoopPieces,
+    LoopPolicy,
     MajorityVote,
     MinimumEntropy,
     PromptTemplate,
@@ -68,13 +70,15 @@ def test_me_icpo_is_a_configuration_of_the_core():
     sampler = ScriptedSampler(fake_model)
     parser = TextAnswerParser()
     loop = ImprovementLoop(
-        context=AllAttempts(view=_view),
-        prompt=PROMPT,
-        sampler=sampler,
-        parser=parser,
-        selector=MeIcpoSelector(sampler, parser),
-        reward=CallableReward(lambda action: float(action["self_reward"])),
-        n_samples=4,
+        LoopPieces(
+            context=AllAttempts(view=_view),
+            prompt=PROMPT,
+            sampler=sampler,
+            parser=parser,
+            selector=MeIcpoSelector(sampler, parser),
+            reward=CallableReward(lambda action: float(action["self_reward"])),
+        ),
+        LoopPolicy(n_samples=4),
         task={"problem": "2 + 2"},
     )
     result = loop.run(Budget(max_iterations=2))

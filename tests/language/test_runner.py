@@ -161,14 +161,14 @@ def test_task_text_mentions_the_format():
     assert "Answer" in GAME24_TASK and "{numbers}" in GAME24_TASK
 
 
-def test_unreachable_model_stops_the_run_but_empty_answers_do_not(tmp_path):
-    from icpi.llm.errors import LLMEmptyResponseError, LLMUnavailableError
+def test_an_endpoint_down_stops_the_run_but_failed_calls_do_not(tmp_path):
+    from icpi.llm.errors import LLMEmptyResponseError, LLMEndpointDownError
 
     def down(prompt, n, seed):
-        raise LLMUnavailableError("server gone")
+        raise LLMEndpointDownError("endpoint unreachable for 120 s")
 
     cfg = LangConfig(problems=1, rounds=2)
-    with pytest.raises(LLMUnavailableError):
+    with pytest.raises(LLMEndpointDownError):
         run_language(cfg, tmp_path / "r", sampler=ScriptedSampler(down))
     assert len((tmp_path / "r" / "attempts" / "000.jsonl").read_text().splitlines()) == 1
 

@@ -12,12 +12,11 @@ def fake():
 
 
 @pytest.fixture(autouse=True)
-def fast_sdk_retries(monkeypatch):
-    """Shrink the SDK's exponential backoff (0.5 s, 1 s, ...) so retry tests stay fast."""
-    import openai._base_client as base
+def fast_retries(monkeypatch):
+    """Shrink the client's exponential backoff (0.5 s, 1 s, ...) so retry tests stay fast."""
+    import icpi.llm.client as client
 
-    monkeypatch.setattr(base, "INITIAL_RETRY_DELAY", 0.01)
-    monkeypatch.setattr(base, "MAX_RETRY_DELAY", 0.02)
+    monkeypatch.setattr(client, "_BACKOFF", lambda state: 0.01)
 
 
 @pytest.fixture(autouse=True)

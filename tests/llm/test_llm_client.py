@@ -8,6 +8,8 @@ from fake_openai import AUTO, Reply, chat_body, completion_body
 from icpi.llm import (
     CacheMissError,
     CallLog,
+    LLMAuthError,
+    LLMBadRequestError,
     LLMClient,
     LLMConfig,
     LLMEmptyResponseError,
@@ -113,7 +115,7 @@ def test_5xx_retried_then_clear_error(fake, make_client):
     with pytest.raises(LLMUnavailableError, match="HTTP 503") as info:
         make_client(max_retries=2).complete("p")
     assert time.perf_counter() - t0 < 1.0
-    assert len(fake.requests) == 3  # 1 + 2 SDK retries
+    assert len(fake.requests) == 3  # 1 + 2 retries
     assert fake.base_url in str(info.value)
 
 
@@ -143,18 +145,27 @@ def test_failed_calls_are_recorded(fake, make_client, tmp_path):
 
 def test_4xx_not_retried(fake, make_client):
     fake.set(Reply(status=400, body={"error": {"message": "bad request"}}))
-    with pytest.raises(LLMUnavailableError, match="HTTP 400"):
+    with pytest.raises(LLMBadRequestError, match="HTTP 400"):
         make_client().complete("p")
+    assert len(fake.requests) == 1
+    fake.set(Reply(status=401, body={"error": {"message": "bad key"}}))
+    with pytest.raises(LLMAuthError, match=r"HTTP 401.*api-key"):
+        make_client().complete("q")
     assert len(fake.requests) == 1
 
 
 def test_timeout_bounded(fake, make_client):
     fake.set(Reply(body=completion_body("late"), delay_s=1.0))
     t0 = time.perf_counter()
-    with pytest.raises(LLMUnavailableError, match=r"no answer within 0\.15 s"):
+    with pytest.raises(LLMUnavailableError) as info:
         make_client(timeout_s=0.15, max_retries=1).complete("p")
     assert time.perf_counter() - t0 < 0.9
     assert len(fake.requests) == 2
+    # the message states what happened to each attempt and the real budget
+    msg = str(info.value)
+    assert msg.count("no answer within the read timeout of 0.15 s") == 2
+    assert "2 attempt(s)" in msg and "connect 5 s and read 0.15 s per attempt" in msg
+    assert "90 s in all" in msg
 
 
 def test_refused_connection_bounded(make_client):
@@ -174,7 +185,7 @@ def test_dropped_connection_bounded(fake, make_client):
 
 def test_malformed_json_is_a_clear_error(fake, make_client):
     fake.set(Reply(body="this is not json"))
-    with pytest.raises(LLMError):
+    with pytest.raises(LLMUnavailableError, match="not JSON"):
         make_client().complete("p")
 
 

@@ -22,6 +22,7 @@ from icpi.manipulation.dataset import (
     DatasetError,
     ImprovementDataset,
     collect_dataset,
+    compare_datasets,
     default_dataset_dir,
     instance_rng,
     load_default_dataset,
@@ -118,7 +119,7 @@ def test_default_command_is_recorded(tmp_path):
 # ---------------------------------------------------------------------------- resume
 def test_resume_after_interruption_is_bit_identical(small, tmp_path, monkeypatch):
     out = tmp_path / "resume"
-    real = dsmod.collect_instance
+    real = dsmod.design.collect_instance
     calls: list[list[int]] = []
     interrupt = [True]
 
@@ -128,7 +129,7 @@ def test_resume_after_interruption_is_bit_identical(small, tmp_path, monkeypatch
             raise KeyboardInterrupt  # as if killed while running the second instance
         return real(task, seed, indices, design, nthread)
 
-    monkeypatch.setattr(dsmod, "collect_instance", flaky)
+    monkeypatch.setattr(dsmod.design, "collect_instance", flaky)
     with pytest.raises(KeyboardInterrupt):
         collect_dataset(TASK, out, size=SIZE, seed=SEED, workers=1, progress=False, command=COMMAND)
     kept = sorted(p.name for p in (out / ".rollouts").glob("instance_*.npz"))
@@ -315,11 +316,12 @@ def test_cli_collect(tmp_path, caplog):
     assert icpi_main(["collect", "--task", "slide", "--out", str(out), "--size", "0"]) == 2
 
 
-def test_cli_ray_backend_missing(tmp_path, monkeypatch, caplog):
+def test_cli_ray_backend_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     argv = ["collect", "--task", "slide", "--out", str(tmp_path / "r"), "--size", "2"]
-    assert icpi_main([*argv, "--backend", "ray", "--no-progress"]) == 1
-    assert "pip install 'icpi[ray]'" in caplog.text
+    assert icpi_main([*argv, "--backend", "ray", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'icpi[ray]'" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -353,12 +355,52 @@ def test_shipped_dataset_loads_and_matches_its_sidecar(task_id, monkeypatch):
 
 
 @pytest.mark.slow
-def test_shipped_dataset_regenerates_bit_for_bit(tmp_path, monkeypatch):
+def test_shipped_dataset_regenerates_within_tolerance(tmp_path, monkeypatch):
+    # Bit for bit only on the machine that built it: another CPU moves the last bits of the
+    # MuJoCo-computed columns, so the promise checked here is the stated tolerance.
     monkeypatch.delenv("ICPI_DATASETS", raising=False)
-    shipped = default_dataset_dir("slide")
-    meta = json.loads((shipped / "meta.json").read_text())
-    if meta["versions"] != dsmod.package_versions():
-        pytest.skip(f"built with {meta['versions']}, running {dsmod.package_versions()}")
+    shipped = ImprovementDataset.load(default_dataset_dir("slide"))
+    if shipped.meta["versions"] != dsmod.package_versions():
+        pytest.skip(f"built with {shipped.meta['versions']}, running {dsmod.package_versions()}")
     out = tmp_path / "slide"
-    collect_dataset("slide", out, size=300, seed=0, progress=False, command=meta["command"])
-    assert digests(out) == digests(shipped)
+    rebuilt = collect_dataset("slide", out, size=300, seed=0, progress=False)
+    result = compare_datasets(rebuilt, shipped)
+    assert result.within_tolerance, result.describe()
+
+
+def test_tolerance_check_accepts_last_bits_and_refuses_real_changes(small):
+    ref = ImprovementDataset.load(small)
+    assert compare_datasets(ImprovementDataset.load(small), ref).identical
+
+    nudged = ImprovementDataset.load(small)
+    nudged.outcome[3, 0] = np.nextafter(nudged.outcome[3, 0], np.inf)  # one ulp
+    nudged.e[5, 1] *= 1 + 4e-16
+    result = compare_datasets(nudged, ref)
+    assert result.within_tolerance and not result.identical
+    assert result.rows_differing == 2
+
+    moved = ImprovementDataset.load(small)
+    moved.outcome[3, 0] += 1e-6  # a real change: one outcome moved by a micrometre
+    result = compare_datasets(moved, ref)
+    assert not result.within_tolerance
+    assert "outcome.x" in result.describe()
+
+    exact = ImprovementDataset.load(small)
+    exact.dtheta[0, 2] = np.nextafter(exact.dtheta[0, 2], np.inf)  # Δθ* must be exact
+    assert not compare_datasets(exact, ref).within_tolerance
+
+    other = ImprovementDataset.load(small)
+    other.meta["sampling"] = {**other.meta["sampling"], "n_probe": 99}
+    assert "sampling" in compare_datasets(other, ref).describe()
+
+
+def test_cli_compare_to(small, tmp_path, caplog):
+    out = tmp_path / "again"
+    argv = ["collect", "--task", TASK, "--out", str(out), "--size", str(SIZE)]
+    argv += ["--seed", str(SEED), "--no-progress", "--compare-to", str(small)]
+    with caplog.at_level("INFO"):
+        assert icpi_main(argv) == 0
+    assert "bit-identical" in caplog.text
+    argv[argv.index("--seed") + 1] = str(SEED + 1)
+    assert icpi_main([*argv[:-1], str(small)]) == 1
+    assert "outside tolerance" in caplog.text

@@ -16,16 +16,17 @@ import pytest
 from icpi.core import ScriptedSampler, find_numbers
 from icpi.envs import TASKS, make_task
 from icpi.manipulation.dataset import load_default_dataset
-from icpi.manipulation.improver import ICPIImprover, ICPISettings
-from icpi.manipulation.methods import drive
+from icpi.manipulation.methods import MethodContext, drive
+from icpi.manipulation.methods.icpi import ICPI, ICPISettings
 from icpi.manipulation.predictors import knn_mean, local_linear
-from icpi.manipulation.run import RunConfig, run_icpi
+from icpi.manipulation.retrieval import features, relabel_own
+from icpi.manipulation.run import RunConfig, run_method
 from icpi.manipulation.text import NumberFormat, example_line, query_line, situation_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 from fake_openai import FakeOpenAI, Reply, completion_body
 
-ICPI = str(Path(sys.executable).parent / "icpi")
+ICPI_BIN = str(Path(sys.executable).parent / "icpi")
 
 
 def nearest_copy(prompt, n, seed):
@@ -73,41 +74,45 @@ def test_local_linear_recovers_a_linear_map():
 
 
 # ---------------------------------------------------------------- retrieval
-def make_improver(task_id="slide-gc", sampler=None, **settings):
-    task = make_task(task_id)
-    instance = task.sample_instance(np.random.default_rng(4))
+def make_improver(task_id="slide-gc", sampler=None, buffer=None, task=None, **settings):
+    task = task or make_task(task_id)
+    instance = make_task(task_id).sample_instance(np.random.default_rng(4))
     theta0 = 0.5 * (task.theta_spec.low_array + task.theta_spec.high_array)
-    return ICPIImprover(
-        task,
-        instance,
-        load_default_dataset(task_id),
-        sampler or ScriptedSampler(nearest_copy),
-        theta0,
-        settings=ICPISettings(**settings),
+    ctx = MethodContext(
+        task=task,
+        instance=instance,
+        theta0=theta0,
+        seed=0,
+        dataset=load_default_dataset(task_id),
+        sampler=sampler or ScriptedSampler(nearest_copy),
+        buffer=buffer,
     )
+    return ICPI(ctx, ICPISettings(**settings))
 
 
 @pytest.mark.parametrize("feature", ["e", "raw"])
 def test_retrieval_matches_brute_force_and_is_farthest_first(feature):
     imp = make_improver(feature=feature, k=20)
-    drive(imp, imp.task, imp.instance, 3)
+    drive(imp, imp.ctx.task, imp.ctx.instance, 3)
     state = imp.loop.state()
     shown = imp.build(state)
     assert len(shown) == 20
-    feats = np.array([imp._features(ex) for ex in imp.examples])
-    x = (feats - imp.context.offset) / imp.context.scale
-    q = (imp._query(state) - imp.context.offset) / imp.context.scale
+    index = imp.retriever.index
+    feats = np.array([features(ex, feature) for ex in imp.retriever.examples])
+    x = (feats - index.offset) / index.scale
+    q = (features(imp.where(state), feature) - index.offset) / index.scale
     dist = np.linalg.norm(x - q, axis=1)
     expected = np.argsort(dist, kind="stable")[:20][::-1]  # farthest first, nearest last
-    assert [ex["line"] for ex in shown] == [imp.examples[i]["line"] for i in expected]
-    prompt = str(imp.prompt.render(state, shown))
-    assert example_lines(prompt) == [ex["line"] for ex in shown]
+    lines = [imp.text.line(ex) for ex in shown]
+    assert lines == [imp.text.line(imp.retriever.examples[i]) for i in expected]
+    prompt = str(imp.loop.prompt.render(state, shown))
+    assert example_lines(prompt) == lines
     assert prompt.rstrip().endswith("->")
 
 
 def test_k_and_dataset_size_switches(tmp_path):
-    s = run_icpi(
-        RunConfig(task="slide", seed=2, iterations=3, dataset_size=50, icpi=ICPISettings(k=5)),
+    s = run_method(
+        RunConfig(task="slide", seed=2, iterations=3, dataset_size=50, settings=ICPISettings(k=5)),
         tmp_path,
         sampler=ScriptedSampler(nearest_copy),
     )
@@ -121,7 +126,7 @@ def test_k_and_dataset_size_switches(tmp_path):
 @pytest.mark.parametrize("task_id", list(TASKS))
 def test_nearest_neighbour_answers_lower_the_cost(task_id, tmp_path):
     """Plumbing check: a model that copies the nearest example's Δθ* improves every task."""
-    s = run_icpi(RunConfig(task=task_id, seed=1), tmp_path, sampler=ScriptedSampler(nearest_copy))
+    s = run_method(RunConfig(task=task_id, seed=1), tmp_path, sampler=ScriptedSampler(nearest_copy))
     assert s["iterations"] == 20
     assert s["sources"] == {"model": 19}
     assert s["best_cost"] < 0.5 * s["initial_cost"]
@@ -139,7 +144,7 @@ def test_nearest_neighbour_answers_lower_the_cost(task_id, tmp_path):
 )
 def test_malformed_answers_fall_back_and_are_counted(answers, tmp_path):
     sampler = ScriptedSampler(answers)
-    s = run_icpi(RunConfig(task="slide", seed=0, iterations=4), tmp_path, sampler=sampler)
+    s = run_method(RunConfig(task="slide", seed=0, iterations=4), tmp_path, sampler=sampler)
     assert s["iterations"] == 4
     assert s["sources"] == {"fallback": 3}
     assert s["parse_failures"] == 3 * 2  # one query + one re-sample per iteration
@@ -153,7 +158,7 @@ def test_malformed_answers_fall_back_and_are_counted(answers, tmp_path):
 
 
 def test_out_of_range_answer_is_clipped_to_the_theta_box(tmp_path):
-    s = run_icpi(
+    s = run_method(
         RunConfig(task="slide", seed=0, iterations=2),
         tmp_path,
         sampler=ScriptedSampler([" 100 100 100"]),
@@ -165,8 +170,8 @@ def test_out_of_range_answer_is_clipped_to_the_theta_box(tmp_path):
 
 def test_consensus_takes_the_median_of_samples(tmp_path):
     sampler = ScriptedSampler([" 10 0 0", " 2 0 0", " 4 0 0", "junk", " 6 0 0"])
-    run_icpi(
-        RunConfig(task="slide", seed=0, iterations=2, icpi=ICPISettings(n_samples=5)),
+    run_method(
+        RunConfig(task="slide", seed=0, iterations=2, settings=ICPISettings(n_samples=5)),
         tmp_path,
         sampler=sampler,
     )
@@ -178,33 +183,38 @@ def test_consensus_takes_the_median_of_samples(tmp_path):
 
 def test_online_relabel_shows_own_rollouts(tmp_path):
     imp = make_improver("ball-roll-gc", online_relabel=True, k=20)
-    drive(imp, imp.task, imp.instance, 6)
+    drive(imp, imp.ctx.task, imp.ctx.instance, 6)
     state = imp.loop.state()
-    own = imp._relabelled_history(state)
+    own = relabel_own(imp.ctx.task, imp.goal, imp._rollouts(state))
     assert len(own) == 6 * 5
     # relabelling is exact: from a, the step to b reaches b's outcome
     ex = own[0]
     np.testing.assert_allclose(ex["e"], ex["outcome"] - ex["goal"])
     shown = imp.build(state)
     assert len(shown) == 20
+    assert any(any(ex is o for o in own) for ex in shown) or len(shown) == 20
     # the trajectories live in the buffer: a resumed run relabels without re-running
-    resumed = ICPIImprover(
-        imp.task,
-        imp.instance,
-        load_default_dataset("ball-roll-gc"),
-        ScriptedSampler(nearest_copy),
-        imp.theta0,
-        settings=imp.settings,
-        buffer=imp.loop.buffer,
-    )
     calls = []
-    resumed.task = type("Spy", (), {"outcome": imp.task.outcome, "rollout": calls.append})()
-    assert len(resumed._relabelled_history(resumed.loop.state())) == 30 and calls == []
+    spy = type(
+        "Spy",
+        (),
+        {
+            "task_id": "ball-roll-gc",
+            "theta_spec": imp.ctx.task.theta_spec,
+            "outcome": imp.ctx.task.outcome,
+            "rollout": lambda self, *a: calls.append(a),
+        },
+    )()
+    resumed = make_improver(
+        "ball-roll-gc", online_relabel=True, k=20, buffer=imp.loop.buffer, task=spy
+    )
+    again = relabel_own(spy, resumed.goal, resumed._rollouts(resumed.loop.state()))
+    assert len(again) == 30 and calls == []
 
 
 def test_run_directory_explains_itself_and_resumes(tmp_path):
     cfg = RunConfig(task="rope-swing", seed=3, iterations=5)
-    first = run_icpi(cfg, tmp_path, sampler=ScriptedSampler(nearest_copy))
+    first = run_method(cfg, tmp_path, sampler=ScriptedSampler(nearest_copy))
     for name in ("config.json", "meta.json", "attempts.jsonl", "records.jsonl", "summary.json"):
         assert (tmp_path / name).exists(), name
     config = json.loads((tmp_path / "config.json").read_text())
@@ -216,17 +226,17 @@ def test_run_directory_explains_itself_and_resumes(tmp_path):
     assert {"iteration", "theta", "e", "cost"} <= set(records[0])
     # a longer budget resumes: the five finished rollouts are kept, not redone
     sampler = ScriptedSampler(nearest_copy)
-    second = run_icpi(
+    second = run_method(
         RunConfig(task="rope-swing", seed=3, iterations=8),
         tmp_path / "other",
         sampler=sampler,
     )
     assert second["iterations"] == 8
     again = ScriptedSampler(nearest_copy)
-    resumed = run_icpi(cfg, tmp_path, sampler=again)
+    resumed = run_method(cfg, tmp_path, sampler=again)
     assert again.calls == [] and resumed["final_cost"] == first["final_cost"]
     with pytest.raises(ValueError, match="another configuration"):
-        run_icpi(RunConfig(task="rope-swing", seed=4, iterations=5), tmp_path)
+        run_method(RunConfig(task="rope-swing", seed=4, iterations=5), tmp_path)
 
 
 def test_cli_run_is_killed_and_resumes_without_losing_rollouts(tmp_path):
@@ -235,7 +245,7 @@ def test_cli_run_is_killed_and_resumes_without_losing_rollouts(tmp_path):
     fake.set(Reply(body=completion_body(" 1 -1 0", prompt_tokens=450), delay_s=0.15))
     out = tmp_path / "run"
     cmd = [
-        ICPI, "run", "--task", "slide", "--seed", "0", "--iterations", "20", "--out", str(out),
+        ICPI_BIN, "run", "--task", "slide", "--seed", "0", "--iterations", "20", "--out", str(out),
         "--base-url", fake.base_url, "--model", "fake", "--cache", str(tmp_path / "c.sqlite3"),
     ]  # fmt: skip
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-secret-123"}
@@ -268,7 +278,7 @@ def test_cli_run_is_killed_and_resumes_without_losing_rollouts(tmp_path):
 def test_embedded_model_completes_20_iterations(task_id, tmp_path):
     """The real pipeline: embedded SmolLM2 server, real openai client, every task."""
     proc = subprocess.run(
-        [ICPI, "run", "--task", task_id, "--seed", "0", "--iterations", "20",
+        [ICPI_BIN, "run", "--task", task_id, "--seed", "0", "--iterations", "20",
          "--max-resamples", "0", "--out", str(tmp_path / "run"),
          "--cache", str(tmp_path / "cache.sqlite3")],
         capture_output=True, text=True, timeout=900, check=False,
@@ -283,7 +293,7 @@ def test_embedded_model_completes_20_iterations(task_id, tmp_path):
     assert len(calls) == 19
     # replay: the same run from the cache alone, with no server and no HTTP request
     replay = subprocess.run(
-        [ICPI, "run", "--task", task_id, "--seed", "0", "--iterations", "20",
+        [ICPI_BIN, "run", "--task", task_id, "--seed", "0", "--iterations", "20",
          "--max-resamples", "0", "--out", str(tmp_path / "replay"),
          "--cache", str(tmp_path / "cache.sqlite3"), "--offline"],
         capture_output=True, text=True, timeout=300, check=False,
@@ -302,7 +312,7 @@ def test_chat_mode_through_an_openai_endpoint(tmp_path):
     fake.set(Reply(body=chat_body("Correction: 3 -2 1", prompt_tokens=480)))
     try:
         proc = subprocess.run(
-            [ICPI, "run", "--task", "ball-roll-gc", "--seed", "1", "--iterations", "3",
+            [ICPI_BIN, "run", "--task", "ball-roll-gc", "--seed", "1", "--iterations", "3",
              "--out", str(tmp_path / "run"), "--mode", "chat", "--base-url", fake.base_url,
              "--model", "fake", "--cache", str(tmp_path / "c.sqlite3")],
             capture_output=True, text=True, timeout=300, check=False,

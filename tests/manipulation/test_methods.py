@@ -13,16 +13,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from icpi.envs import make_task
-from icpi.manipulation.bench import parse_method, parse_seeds, run_benchmark, split_list
-from icpi.manipulation.improver import ICPISettings
-from icpi.manipulation.methods import METHODS
-from icpi.manipulation.run import RunConfig, run_icpi
+from icpi.errors import ConfigError
+from icpi.manipulation.bench import Job, parse_seeds, run_benchmark, split_list
+from icpi.manipulation.config import RunConfig, load_run_config, parse_method_spec
+from icpi.manipulation.methods import load_methods
+from icpi.manipulation.methods.icpi import ICPISettings
+from icpi.manipulation.run import run_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 from fake_openai import FakeOpenAI, Reply, completion_body
 
 ICPI = str(Path(sys.executable).parent / "icpi")
-BASELINES = [m for m in METHODS if m != "icpi"]
+BASELINES = [name for name, cls in load_methods().items() if not cls.uses_model]
 
 
 def records(path):
@@ -32,7 +34,7 @@ def records(path):
 @pytest.mark.parametrize("method", BASELINES)
 def test_baseline_starts_at_theta0_and_stays_in_the_box(method, tmp_path):
     task = make_task("slide-gc")
-    s = run_icpi(RunConfig(task="slide-gc", method=method, seed=0, iterations=8), tmp_path)
+    s = run_method(RunConfig(task="slide-gc", method=method, seed=0, iterations=8), tmp_path)
     recs = records(tmp_path)
     assert s["iterations"] == 8 and [r["iteration"] for r in recs] == list(range(8))
     centre = 0.5 * (task.theta_spec.low_array + task.theta_spec.high_array)
@@ -47,17 +49,17 @@ def test_baseline_starts_at_theta0_and_stays_in_the_box(method, tmp_path):
 
 @pytest.mark.parametrize("method", BASELINES)
 def test_killed_baseline_run_resumes_exactly(method, tmp_path):
-    full = run_icpi(
+    full = run_method(
         RunConfig(task="ball-roll-gc", method=method, seed=2, iterations=10), tmp_path / "a"
     )
     cfg = RunConfig(task="ball-roll-gc", method=method, seed=2, iterations=10)
     part = tmp_path / "b"
-    run_icpi(RunConfig(task="ball-roll-gc", method=method, seed=2, iterations=10), part)
+    run_method(RunConfig(task="ball-roll-gc", method=method, seed=2, iterations=10), part)
     lines = (part / "records.jsonl").read_text().splitlines()
     # as if killed after 4 rollouts, in the middle of writing the fifth line
     (part / "records.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
     (part / "summary.json").unlink()
-    resumed = run_icpi(cfg, part)
+    resumed = run_method(cfg, part)
     assert records(part) == records(tmp_path / "a")
     assert resumed["final_cost"] == full["final_cost"]
 
@@ -67,7 +69,7 @@ def test_every_baseline_beats_random_shooting_on_slide(tmp_path):
     best = {}
     for method in BASELINES:
         costs = [
-            run_icpi(
+            run_method(
                 RunConfig(task="slide", method=method, seed=seed, iterations=20),
                 tmp_path / method / str(seed),
             )["best_cost"]
@@ -80,16 +82,19 @@ def test_every_baseline_beats_random_shooting_on_slide(tmp_path):
 
 def test_method_specs_and_seed_lists():
     assert split_list("icpi[k=5;feature=raw],random") == ["icpi[k=5;feature=raw]", "random"]
-    spec = parse_method("icpi[k=5;feature=raw;dataset_size=100]")
-    assert spec.method == "icpi" and dict(spec.overrides)["k"] == "5"
-    assert spec.uses_model and not parse_method("cmaes").uses_model
+    spec = parse_method_spec("icpi[k=5;feature=raw;dataset_size=100;model=m2]")
+    assert spec.method == "icpi" and spec.settings == {"k": "5", "feature": "raw"}
+    assert spec.run == {"dataset_size": "100"} and spec.llm == {"model": "m2"}
+    assert spec.uses_model and not parse_method_spec("cmaes").uses_model
     assert parse_seeds("0-3,7,2") == [0, 1, 2, 3, 7]
-    with pytest.raises(ValueError, match="unknown method"):
-        parse_method("gradient-descent")
-    with pytest.raises(ValueError, match="bad setting"):
-        parse_method("icpi[temperature]")
-    with pytest.raises(ValueError, match="bad seed"):
+    with pytest.raises(ConfigError, match="unknown method"):
+        parse_method_spec("gradient-descent")
+    with pytest.raises(ConfigError, match="bad setting"):
+        parse_method_spec("icpi[temperature]")
+    with pytest.raises(ConfigError, match="bad seed"):
         parse_seeds("a-b")
+    with pytest.raises(ConfigError, match="no seeds"):
+        parse_seeds("")
 
 
 def test_benchmark_writes_reports_and_resumes_without_rerunning(tmp_path):
@@ -135,7 +140,7 @@ def test_bench_cli_smoke_with_icpi_through_an_openai_endpoint(tmp_path):
     assert "| icpi |" in proc.stdout and "| icpi[k=5] |" in proc.stdout
     assert "Wall time" in proc.stdout
     k5 = tmp_path / "b" / "runs" / "slide" / "icpi_k=5" / "seed-0" / "config.json"
-    assert json.loads(k5.read_text())["run"]["icpi"]["k"] == 5
+    assert json.loads(k5.read_text())["run"]["settings"]["k"] == 5
 
 
 def test_bench_cli_rejects_bad_input(tmp_path):
@@ -148,9 +153,31 @@ def test_bench_cli_rejects_bad_input(tmp_path):
     assert proc.returncode == 2 and "unknown method" in proc.stderr
 
 
-def test_icpi_settings_are_typed_from_specs():
-    from icpi.manipulation.bench import run_config
+def test_settings_are_typed_from_specs_flags_and_files_alike(tmp_path):
+    spec = parse_method_spec("icpi[k=7;feature=raw;online_relabel=true]")
+    job = Job("slide", spec, 3, 5, tmp_path, run={}, llm={})
+    cfg = job.config()
+    assert cfg.settings == ICPISettings(k=7, feature="raw", online_relabel=True)
+    assert (cfg.task, cfg.seed, cfg.iterations) == ("slide", 3, 5)
+    small = Job("slide", parse_method_spec("icpi[dataset_size=50]"), 0, 5, tmp_path, {}, {})
+    assert small.config().dataset_size == 50
+    # the same loader as flags and config files: one coercion, one set of errors
+    same = load_run_config({"task": "slide", "seed": "3", "iterations": 5}, spec.layer())
+    assert same == cfg
+    with pytest.raises(ConfigError, match="unknown setting 'xi'"):
+        load_run_config({"task": "slide", "method": "lknn20", "settings": {"xi": 1}})
+    with pytest.raises(ConfigError, match="k must be >= 1"):
+        load_run_config({"task": "slide", "settings": {"k": 0}})
+    with pytest.raises(ConfigError, match="iterations"):
+        load_run_config({"task": "slide", "iterations": 0})
+    llm = Job("slide", parse_method_spec("icpi[temperature=0.3]"), 0, 5, tmp_path, {}, {})
+    assert llm.llm_config().sampling.temperature == 0.3
+    assert llm.llm_config().sampling.max_tokens == 24  # the method's default
+    assert Job("slide", parse_method_spec("lknn20"), 0, 5, tmp_path, {}, {}).llm_config() is None
 
-    cfg = run_config("slide", parse_method("icpi[k=7;feature=raw;online_relabel=true]"), 3, 5)
-    assert cfg.icpi == ICPISettings(k=7, feature="raw", online_relabel=True)
-    assert run_config("slide", parse_method("icpi[dataset_size=50]"), 0, 5).dataset_size == 50
+
+def test_readme_method_table_is_the_registry():
+    from icpi.manipulation.methods import method_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert method_table() in readme

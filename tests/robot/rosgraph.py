@@ -37,8 +37,14 @@ FAST_ARM = {
     "approach_duration": "0.5",
     "return_duration": "0.5",
     "dwell": "0.1",
+    "trajectory_lead": "0.6",  # simulated s: 0.15 s wall at time_scale 4 (busy CI cores)
     "joint_state_timeout": "1.0",  # busy CI cores
 }
+
+
+def logs(procs) -> str:
+    """The tail of each node's log, for assertion messages."""
+    return "\n".join(f"--- {k}\n{p.text()[-3000:]}" for k, p in procs.items())
 
 
 class NodeProcess:
@@ -76,6 +82,32 @@ class NodeProcess:
         self._fh.close()
 
 
+FLOOD = """
+import math, sys, time, rclpy
+from geometry_msgs.msg import PointStamped
+rclpy.init()
+node = rclpy.create_node("flood", namespace=sys.argv[1])
+pub = node.create_publisher(PointStamped, "ball/point", 10)
+msg = PointStamped()
+msg.point.x = math.nan
+rate, seconds = float(sys.argv[2]), float(sys.argv[3])
+t0 = time.monotonic()
+k = 0
+while time.monotonic() - t0 < seconds:
+    pub.publish(msg)
+    k += 1
+    time.sleep(max(0.0, t0 + k / rate - time.monotonic()))
+print(f"published {k}", flush=True)
+"""
+
+
+def flood_ball(ns: str, rate: float, seconds: float, log: Path) -> subprocess.Popen:
+    """A separate process that floods the ball topic with NaN points."""
+    fh = open(log, "w")
+    args = [sys.executable, "-c", FLOOD, ns, str(rate), str(seconds)]
+    return subprocess.Popen(args, env=ros_env(), stdout=fh, stderr=subprocess.STDOUT)
+
+
 class Probe:
     """An in-test rclpy node on its own context: sends requests and e-stops, records."""
 
@@ -95,17 +127,24 @@ class Probe:
         self.lock = threading.Lock()
         self.results: list[dict] = []
         self.joint_states: list[tuple[float, list[float]]] = []
+        self.joint_velocities: list[list[float]] = []
         self.trajectories: list[JointTrajectory] = []
+        # Relay of the twin's joint states to the arm node (a fault injector: stop relaying).
+        self.relay_on = True
         n = self.node
-        self.request_pub = n.create_publisher(Float64MultiArray, "icpi/trial_request", 10)
+        self.relay_pub = n.create_publisher(JointState, "relay/joint_states", 50)
         self.estop_pub = n.create_publisher(Bool, "icpi/estop", 10)
         self.raw_pubs: dict[str, object] = {}
-        n.create_subscription(String, "icpi/trial_result", self._on_result, 10)
+        from rclpy.qos import HistoryPolicy, QoSProfile
+
+        every = QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=1000)
+        self.request_pub = n.create_publisher(Float64MultiArray, "icpi/trial_request", every)
+        n.create_subscription(String, "icpi/trial_result", self._on_result, every)
         self.progress: list[dict] = []
         n.create_subscription(
             String, "icpi/progress", lambda m: self.progress.append(json.loads(m.data)), 10
         )
-        from rclpy.qos import DurabilityPolicy, QoSProfile
+        from rclpy.qos import DurabilityPolicy
 
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.arm_state = ""
@@ -135,6 +174,10 @@ class Probe:
     def _on_js(self, msg) -> None:
         with self.lock:
             self.joint_states.append((time.monotonic(), list(msg.position)))
+            self.joint_velocities.append(list(msg.velocity))
+            relay = self.relay_on
+        if relay:
+            self.relay_pub.publish(msg)
 
     def _on_traj(self, msg) -> None:
         with self.lock:
@@ -155,7 +198,7 @@ class Probe:
             time.sleep(0.02)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
-    def wait_matched(self, timeout: float = 15.0) -> None:
+    def wait_matched(self, timeout: float = 45.0) -> None:
         """Wait until the arm node subscribes to requests and publishes results."""
         self.wait_for(
             lambda: (
@@ -198,3 +241,73 @@ class Probe:
         self.ctx.try_shutdown()
         self._thread.join(timeout=2)
         self.node.destroy_node()
+
+
+# ---------------------------------------------------------------- what the controller got
+def trajectory_arrays(msg, joint_names) -> tuple:
+    """Times (N,) and positions, velocities, accelerations (N, 3, J) of a JointTrajectory."""
+    import numpy as np
+
+    order = [list(msg.joint_names).index(n) for n in joint_names]
+    t = np.array([p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points])
+
+    def values(arr):  # missing velocities or accelerations: zero
+        return [arr[j] if len(arr) else 0.0 for j in order]
+
+    d = [[values(p.positions), values(p.velocities), values(p.accelerations)] for p in msg.points]
+    return t, np.array(d, dtype=float).reshape(len(t), 3, len(joint_names))
+
+
+def limit_violations(trajs, joint_names, vmax, amax, jmax, slack=1.05):
+    """Check what a controller executes, from the trajectories it received (a test oracle).
+
+    The controller model is joint_trajectory_controller's: a trajectory starts at its
+    header stamp from the reference at that moment (position, velocity, acceleration)
+    and follows quintic segments through its points; until then the previous one runs;
+    after its last point it holds. The reference is sampled every 2 ms over the whole
+    span and its finite-difference speed, acceleration and jerk are checked per joint.
+
+    Returns:
+        Descriptions of the violations (empty when everything is within limits).
+    """
+    import numpy as np
+    from scipy.interpolate import BPoly
+
+    vmax, amax, jmax = (np.asarray(x, dtype=float) * slack for x in (vmax, amax, jmax))
+    segs = sorted(
+        (m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, *trajectory_arrays(m, joint_names))
+        for m in trajs
+    )
+    grid = np.arange(segs[0][0], segs[-1][0] + segs[-1][1][-1] + 0.05, 0.002)
+    n_j = len(joint_names)
+
+    def state(active, x):
+        if active is None:
+            return np.vstack([segs[0][2][0, 0], np.zeros(n_j), np.zeros(n_j)])
+        poly, end, last = active
+        if x >= end:
+            return np.vstack([last, np.zeros(n_j), np.zeros(n_j)])
+        return np.stack([poly(x, nu=d) for d in (0, 1, 2)])
+
+    ref = np.zeros((len(grid), n_j))
+    active, nxt = None, 0
+    for i, x in enumerate(grid):
+        while nxt < len(segs) and x >= segs[nxt][0] - 1e-9:
+            s0, t, d = segs[nxt]
+            start = state(active, s0)
+            knots = np.concatenate([[s0], s0 + t])
+            active = (BPoly.from_derivatives(knots, [start, *d]), knots[-1], d[-1, 0])
+            nxt += 1
+        ref[i] = state(active, x)[0]
+    out = []
+    for order, name, lim in ((1, "speed", vmax), (2, "acceleration", amax), (3, "jerk", jmax)):
+        d = ref
+        for _ in range(order):
+            d = np.diff(d, axis=0) / 0.002
+        worst = np.abs(d).max(axis=0)
+        if np.any(worst > lim):
+            at = grid[int(np.argmax(np.abs(d).max(axis=1)))]
+            out.append(
+                f"{name} {worst.round(2).tolist()} (limit {lim.round(2).tolist()}) at {at:.3f} s"
+            )
+    return out

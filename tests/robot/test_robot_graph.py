@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs the ros extra: pip install -e '.[ros]'")
 
-from rosgraph import FAST_ARM, FAST_SIM, NodeProcess, Probe, new_namespace
+from rosgraph import FAST_ARM, FAST_SIM, NodeProcess, Probe, logs, new_namespace
 
 THETA = (0.1, 0.06, 0.3)
 
@@ -37,10 +37,6 @@ def close_all(procs, probe):
         p.close()
 
 
-def logs(procs):
-    return "\n".join(f"--- {k}\n{p.text()[-3000:]}" for k, p in procs.items())
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_icpi_run_through_driver_arm_and_simulated_arm(tmp_path):
@@ -51,8 +47,8 @@ def test_icpi_run_through_driver_arm_and_simulated_arm(tmp_path):
     out = tmp_path / "run"
     driver = {
         "sampler": "nearest",
-        "iterations": "3",
-        "dataset_size": "60",
+        "run.iterations": "3",
+        "run.dataset_size": "60",
         "out": str(out),
         "relabel_out": str(tmp_path / "relabelled"),
         "trial_timeout": "30.0",
@@ -125,7 +121,12 @@ def test_estop_mid_trajectory_halts_and_blocks_until_cleared(tmp_path):
         driver = NodeProcess(
             "driver_node",
             ns,
-            {"sampler": "nearest", "iterations": "2", "dataset_size": "30", "out": str(out)},
+            {
+                "sampler": "nearest",
+                "run.iterations": "2",
+                "run.dataset_size": "30",
+                "out": str(out),
+            },
             tmp_path / "driver.log",
         )
         procs["driver"] = driver

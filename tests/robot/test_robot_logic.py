@@ -20,12 +20,15 @@ from icpi.robot.runner import SkillRunner
 from icpi.robot.skill import (
     ArmModel,
     Limits,
+    State,
+    TimedPlan,
     TrialTiming,
     Unreachable,
     clip_to_trust_region,
     plan_move,
     plan_trial,
     skill_task,
+    stop_plan,
     trust_region_violation,
 )
 from icpi.robot.track import BallTrack, RestRule, Watchdog
@@ -67,7 +70,7 @@ def test_trial_plan_follows_the_twin_stroke(skill):
     spec = skill_task(skill).theta_spec
     theta = 0.5 * (spec.low_array + spec.high_array)
     timing = TrialTiming(sample_dt=0.002, approach_duration=0.5, dwell=0.1, hold=0.1)
-    plan = plan_trial(skill, theta, arm, cfg.home, timing)
+    plan = plan_trial(skill, theta, arm, State.at_rest(cfg.home), timing)
     assert np.all(np.diff(plan.times) > 0) and plan.times[0] == pytest.approx(0.002)
     stroke = make_task(skill).stroke(theta)
     n = round((stroke.duration + 0.1) / 0.002) + 1
@@ -77,12 +80,12 @@ def test_trial_plan_follows_the_twin_stroke(skill):
     np.testing.assert_allclose(plan.effector[0], arm.fk(np.asarray(cfg.home)), atol=1e-3)
     np.testing.assert_array_equal(plan.velocities[-1], 0.0)
     # The shipped limits admit the whole θ box of both skills.
-    assert cfg.limits().check(arm, plan.times, plan.positions, np.asarray(cfg.home)) == []
+    assert cfg.limits().check(arm, plan.times, plan.positions, plan.start) == []
 
 
 def test_limits_refuse_each_kind_of_violation():
     cfg = SkillNodeConfig()
-    arm, home = cfg.arm(), np.asarray(cfg.home)
+    arm, home = cfg.arm(), State.at_rest(cfg.home)
     theta = [0.5, 0.12, 0.12]  # fastest, widest stroke
     plan = plan_trial("ball-roll-gc", theta, arm, home, cfg.timing())
     ok = cfg.limits()
@@ -93,6 +96,8 @@ def test_limits_refuse_each_kind_of_violation():
             position_lower=ok.position_lower,
             position_upper=ok.position_upper,
             velocity=ok.velocity,
+            acceleration=ok.acceleration,
+            jerk=ok.jerk,
             workspace=ok.workspace,
         )
         base.update(kw)
@@ -100,13 +105,50 @@ def test_limits_refuse_each_kind_of_violation():
 
     assert "outside" in with_(position_upper=(1.0, 2.4))[0]
     assert "speed" in with_(velocity=(3.0, 3.0))[0]
+    assert "acceleration" in with_(acceleration=(50.0, 50.0))[0]
+    assert "jerk" in with_(jerk=(3750.0, 3750.0))[0]
     assert "workspace" in with_(workspace=(-0.35, 0.0, -0.3, 0.3))[0]
     bad = plan.positions.copy()
     bad[3, 0] = math.nan
     assert ok.check(arm, plan.times, bad, home) == ["trajectory holds NaN or inf"]
     assert "increase" in ok.check(arm, plan.times[::-1], plan.positions, home)[0]
-    back = plan_move(plan.positions[-1], home, arm, 1.0, 0.01)
-    assert ok.check(arm, back.times, back.positions, plan.positions[-1]) == []
+    end = State.at_rest(plan.positions[-1])
+    back = plan_move(end, cfg.home, arm, 1.0, 0.01)
+    assert ok.check(arm, back.times, back.positions, end) == []
+    # A trajectory that starts away from the reference, or ends in motion, is refused.
+    assert "speed" in ok.check(arm, back.times, back.positions, home)[0]
+    slow = Limits(
+        ok.position_lower, ok.position_upper, ok.velocity, (20.0, 20.0), ok.jerk, ok.workspace
+    )
+    assert slow.check(arm, back.times, back.positions, end) == []
+    half = slow.check(arm, back.times[:50], back.positions[:50], end)
+    assert any("acceleration" in v for v in half), half
+
+
+def test_stop_decelerates_along_the_path_within_limits():
+    cfg = SkillNodeConfig(
+        velocity_limits=[4.0, 4.0], acceleration_limits=[40.0, 40.0], jerk_limits=[1500.0, 1500.0]
+    )
+    arm, limits = cfg.arm(), cfg.limits()
+    timing = TrialTiming(sample_dt=0.002, approach_duration=1.0)
+    plan = plan_trial("ball-roll-gc", (0.1, 0.06, 0.3), arm, State.at_rest(cfg.home), timing)
+    assert limits.check(arm, plan.times, plan.positions, plan.start) == []
+    active = TimedPlan(plan, sent_at=10.0)
+    path = arm.fk(plan.spline(np.arange(0.0, plan.duration, 1e-4)))  # the planned path, dense
+    speeds = []
+    for t in np.linspace(0.05, plan.duration - 0.01, 25):  # approach, dwell, stroke, hold
+        stop, why = stop_plan(active, 10.0 + t, arm, limits, 0.002)
+        assert why == [] and stop is not None, why
+        ref = active.state_at(10.0 + t)
+        np.testing.assert_allclose(stop.start.position, ref.position)
+        assert limits.check(arm, stop.times, stop.positions, ref) == []
+        # It stays on the planned path (no new positions): every point lies on it.
+        dist = np.min(np.linalg.norm(stop.effector[:, None] - path[None], axis=2), 1)
+        assert dist.max() < 1e-4
+        speeds.append(float(np.max(np.abs(ref.velocity))))
+    assert max(speeds) > 1.0  # some stops started at speed
+    # At rest (after the end) there is nothing to stop.
+    assert stop_plan(active, 10.0 + plan.duration + 0.1, arm, limits, 0.002) == (None, [])
 
 
 def test_trust_region_refuses_at_the_arm_and_clips_at_the_driver():
@@ -168,7 +210,8 @@ def test_twin_matches_the_in_process_rollout():
     twin = Twin("ball-roll-gc", cfg.arm(), cfg.home, [0.05, 0.004])
     task = twin.task
     theta = np.array([0.25, 0.08, 0.3])
-    plan = plan_trial("ball-roll-gc", theta, cfg.arm(), cfg.home, TrialTiming(sample_dt=0.002))
+    home = State.at_rest(cfg.home)
+    plan = plan_trial("ball-roll-gc", theta, cfg.arm(), home, TrialTiming(sample_dt=0.002))
     twin.command(plan.times, plan.positions, reset_at_home_tol=0.01)
     twin.step(round(plan.stroke_start / twin.dt) + task.nstep)
     expected = task.rollout(twin.instance, theta).outcome
@@ -183,8 +226,8 @@ def test_slide_twin_matches_the_in_process_push():
     cfg = SkillNodeConfig(skill="slide")
     twin = Twin("slide", cfg.arm(), cfg.home, [0.2, 0.2])
     theta = np.array([0.3, 0.2, 0.5])
-    plan = plan_trial("slide", theta, cfg.arm(), cfg.home, TrialTiming(sample_dt=0.002))
-    assert cfg.limits().check(cfg.arm(), plan.times, plan.positions, np.asarray(cfg.home)) == []
+    plan = plan_trial("slide", theta, cfg.arm(), State.at_rest(cfg.home), TrialTiming(0.002))
+    assert cfg.limits().check(cfg.arm(), plan.times, plan.positions, plan.start) == []
     twin.command(plan.times, plan.positions, reset_at_home_tol=0.01)
     twin.step(round(plan.stroke_start / twin.dt) + twin.task.nstep)
     expected = twin.task.rollout(twin.instance, theta).outcome
@@ -200,7 +243,7 @@ class TwinArm:
     def __init__(self, cfg: SkillNodeConfig, time_scale: float = 8.0):
         self.cfg = cfg
         self.twin = Twin(cfg.skill, cfg.arm(), cfg.home, [0.065, 0.0035])
-        self.runner = SkillRunner(cfg, self.send)
+        self.runner = SkillRunner(cfg, self.send, controller_clock=lambda: self.twin.time)
         self.lock = threading.Lock()
         self.sent = []
         self.camera = True
@@ -210,10 +253,19 @@ class TwinArm:
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
-    def send(self, plan):
+    def send(self, plan, start):
         with self.lock:
             self.sent.append(plan)
-            self.twin.command(plan.times, plan.positions, reset_at_home_tol=0.02)
+            stamp = start()
+            self.twin.command(
+                plan.times,
+                plan.positions,
+                reset_at_home_tol=0.02,
+                start=stamp,
+                velocities=plan.velocities,
+                accelerations=plan.accelerations,
+            )
+        return stamp
 
     def loop(self):
         wall0, sim0 = time.monotonic(), self.twin.time
@@ -345,22 +397,30 @@ def test_adapter_clips_and_reports_failures():
 
 
 def test_driver_loop_is_the_simulation_loop(tmp_path):
-    """run_icpi on the adapter (in-process transport) = run_icpi on the MuJoCo task."""
+    """run_method on the adapter (in-process transport) = run_method on the MuJoCo task."""
     from icpi.core import ScriptedSampler
+    from icpi.core.samplers import copy_nearest_example
     from icpi.manipulation.dataset import ImprovementDataset
-    from icpi.manipulation.run import RunConfig, run_icpi
-    from icpi.robot.driver_node import nearest_example_sampler
+    from icpi.manipulation.run import RunConfig, run_method
 
     cfg = RunConfig(task="ball-roll-gc", seed=0, iterations=4, dataset_size=60)
     task = ArmTask("ball-roll-gc", InProcessTransport(), goal=(0.7, 0.1), physics=[0.065, 0.0035])
-    s_arm = run_icpi(
-        cfg, tmp_path / "arm", sampler=nearest_example_sampler(), task=task, instance=task.instance
+    s_arm = run_method(
+        cfg,
+        tmp_path / "arm",
+        sampler=ScriptedSampler(copy_nearest_example),
+        task=task,
+        instance=task.instance,
     )
     sim = make_task("ball-roll-gc")
-    s_sim = run_icpi(
-        cfg, tmp_path / "sim", sampler=nearest_example_sampler(), task=sim, instance=task.instance
+    s_sim = run_method(
+        cfg,
+        tmp_path / "sim",
+        sampler=ScriptedSampler(copy_nearest_example),
+        task=sim,
+        instance=task.instance,
     )
-    assert isinstance(nearest_example_sampler(), ScriptedSampler)
+    assert isinstance(ScriptedSampler(copy_nearest_example), ScriptedSampler)
     arm_rec = [json.loads(x) for x in open(tmp_path / "arm" / "records.jsonl")]
     sim_rec = [json.loads(x) for x in open(tmp_path / "sim" / "records.jsonl")]
     assert [r["theta"] for r in arm_rec] == [r["theta"] for r in sim_rec]

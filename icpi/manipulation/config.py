@@ -1,0 +1,236 @@
+"""The configuration of a manipulation run: one typed dataclass, every front end.
+
+:class:`RunConfig` holds every setting of a run: the task, the method and its settings (the
+method's own :attr:`~icpi.manipulation.methods.base.Method.Settings` dataclass), the seed,
+the budget, θ0 and the dataset. It is loaded, through :func:`load_run_config`, from the
+flags of ``icpi run`` / ``icpi bench`` (:func:`add_run_flags`), a ``--config`` YAML/TOML
+file, a benchmark method spec (``icpi[k=10;feature=raw]``, :func:`parse_method_spec`) and
+the ROS parameters of the arm driver alike; what ``config.json`` records is
+:func:`dump_run_config` of the resolved value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from icpi.config import STRICT, add_field_flag, add_flags, dump, load, merge
+from icpi.errors import ConfigError
+from icpi.manipulation.methods import get_method, load_methods
+from icpi.manipulation.methods.base import MethodSettings
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of one improvement run (``config.json`` records it under ``run``)."""
+
+    __pydantic_config__ = STRICT
+
+    task: str
+    """Task: a shipped id (``slide``, ``slide-gc``, ``rope-swing``, ``rope-swing-gc``,
+    ``ball-roll-gc``) or ``module:Class`` of your own task."""
+    method: str = "icpi"
+    """Improvement method (``icpi run --help`` lists them; see the README's table)."""
+    seed: int = 0
+    """Seed of the task instance (as ``env.reset(seed=...)``), of the method's draws and of
+    every model call."""
+    iterations: int = 20
+    """Rollouts in total, θ0 included."""
+    theta0: Literal["center", "random"] = "center"
+    """Initial θ: the centre of the θ box, or uniform at random (seeded)."""
+    dataset: str | None = None
+    """Dataset directory; unset: the shipped dataset of the task."""
+    dataset_size: int | None = None
+    """Use a seeded subset of this many examples (the paper's dataset-size ablation)."""
+    settings: MethodSettings = dataclasses.field(default_factory=MethodSettings)
+    """The method's settings (its own dataclass; see :func:`load_run_config`)."""
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.dataset_size is not None and self.dataset_size < 1:
+            raise ValueError(f"dataset_size must be >= 1, got {self.dataset_size}")
+
+
+_RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig)) - {"settings"}
+
+
+def load_run_config(*layers: Mapping[str, Any] | None, where: str = "") -> RunConfig:
+    """Resolve a run configuration from layers (defaults < file < flags).
+
+    The method named by the merged layers decides which settings are valid: they are
+    validated against its own settings dataclass, and a setting of another method is
+    refused with the list of those it has.
+
+    Args:
+        *layers: Mappings with :class:`RunConfig` keys (``settings`` a sub-mapping).
+        where: Where the values come from, for messages.
+
+    Returns:
+        The configuration, ``settings`` an instance of the method's settings class.
+
+    Raises:
+        ConfigError: On an unknown method or setting, or an invalid value.
+    """
+    data = merge(*layers)
+    method = get_method(str(data.get("method", "icpi")))
+    settings = load(method.Settings, data.get("settings"), where=f"method {method.name}")
+    base = load(RunConfig, {k: v for k, v in data.items() if k != "settings"}, where=where)
+    return dataclasses.replace(base, settings=settings)
+
+
+def dump_run_config(cfg: RunConfig) -> dict[str, Any]:
+    """The JSON data of a run configuration (what ``config.json`` records under ``run``).
+
+    Args:
+        cfg: The configuration.
+
+    Returns:
+        Its fields, ``settings`` those of the method's settings class.
+    """
+    out = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "settings"}
+    return {**dump_plain(out), "settings": dump(cfg.settings)}
+
+
+def dump_plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain JSON data of a mapping of simple values (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+# ---------------------------------------------------------------------------- flags
+def add_run_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Register the flags of :class:`RunConfig` and of every method's settings.
+
+    A method's setting flag (``--k``, ``--xi``, ...) applies to the methods that have that
+    setting; given with another method it is refused by :func:`load_run_config`.
+
+    Args:
+        parser: The verb's parser.
+        skip: :class:`RunConfig` fields the verb sets itself (e.g. ``seed`` in a bench).
+    """
+    g = parser.add_argument_group("run")
+    add_flags(g, RunConfig, path=("run",), skip={"settings", *skip})
+    m = parser.add_argument_group("method settings (each applies to the methods listed)")
+    owners: dict[str, dict[str, str]] = {}  # field -> method -> its default
+    first: dict[str, type] = {}
+    for name, cls in load_methods().items():
+        for f in dataclasses.fields(cls.Settings):
+            owners.setdefault(f.name, {})[name] = _default_of(f)
+            first.setdefault(f.name, cls.Settings)
+    for fname, settings_cls in first.items():
+        defaults = owners[fname]
+        if len(set(defaults.values())) == 1:
+            default = next(iter(defaults.values()))
+        else:
+            default = "; ".join(f"{v} for {k}" for k, v in defaults.items())
+        add_field_flag(
+            m,
+            settings_cls,
+            fname,
+            path=("run", "settings"),
+            short="-n" if fname == "n_samples" else None,
+            note=f" [{', '.join(defaults)}]",
+            default=default,
+        )
+
+
+def _default_of(f: dataclasses.Field[Any]) -> str:
+    value = f.default
+    if value is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def parameter_names() -> list[str]:
+    """Dotted names of every run setting (RunConfig fields, every method's settings).
+
+    Returns:
+        E.g. ``["task", "method", ..., "settings.k", "settings.xi", ...]`` (the ROS driver
+        declares them as ``run.<name>``).
+    """
+    names = [f.name for f in dataclasses.fields(RunConfig) if f.name != "settings"]
+    settings = {f.name for cls in load_methods().values() for f in dataclasses.fields(cls.Settings)}
+    return names + [f"settings.{n}" for n in sorted(settings)]
+
+
+# ---------------------------------------------------------------------------- method specs
+@dataclass(frozen=True)
+class MethodSpec:
+    """A benchmark's method spec: ``method[key=value;...]``, e.g. ``icpi[k=10;feature=raw]``."""
+
+    label: str
+    """The spec as written (its label in tables and directory names)."""
+    method: str
+    """Method id."""
+    run: Mapping[str, Any]
+    """Run-level overrides (``dataset_size``, ``theta0``, ``dataset``)."""
+    settings: Mapping[str, Any]
+    """The method's settings (strings, coerced by :func:`load_run_config`)."""
+    llm: Mapping[str, Any]
+    """LLM overrides (``model``, sampling fields such as ``temperature``)."""
+
+    @property
+    def uses_model(self) -> bool:
+        """Whether runs of this method query a language model."""
+        method = get_method(self.method)
+        return method.needs_model(load(method.Settings, self.settings, where=self.label))
+
+    @property
+    def slug(self) -> str:
+        """File-system-safe name."""
+        return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", self.label).strip("_")
+
+    def layer(self) -> dict[str, Any]:
+        """The run-config layer of this spec (method, run overrides, settings)."""
+        return {"method": self.method, **self.run, "settings": dict(self.settings)}
+
+
+_LLM_SPEC_KEYS = frozenset({"model", "temperature", "top_p", "max_tokens", "mode"})
+
+
+def parse_method_spec(spec: str) -> MethodSpec:
+    """Parse ``method[key=value;...]`` (values are coerced when the config is loaded).
+
+    Keys that name a :class:`RunConfig` field go to the run, ``model`` and the sampling
+    fields to the LLM settings, every other key to the method's settings.
+
+    Args:
+        spec: The spec.
+
+    Returns:
+        The parsed spec.
+
+    Raises:
+        ConfigError: On an unknown method or a malformed setting.
+    """
+    m = re.fullmatch(r"([a-z0-9+_-]+)(?:\[(.*)\])?", spec.strip())
+    if m is None:
+        raise ConfigError(f"bad method spec {spec!r}; write e.g. icpi or icpi[k=10;feature=raw]")
+    method = get_method(m.group(1)).name
+    run: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    llm: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in (m.group(2) or "").split(";"))):
+        key, sep, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"bad setting {part!r} in {spec!r}; use key=value")
+        target = run if key in _RUN_FIELDS else llm if key in _LLM_SPEC_KEYS else settings
+        target[key] = value.strip()
+    return MethodSpec(spec.strip(), method, run, settings, llm)
+
+
+__all__ = [
+    "MethodSpec",
+    "RunConfig",
+    "add_run_flags",
+    "dump_run_config",
+    "load_run_config",
+    "parameter_names",
+    "parse_method_spec",
+]

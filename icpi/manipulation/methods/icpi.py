@@ -1,0 +1,358 @@
+"""ICPI, as in the paper: the core loop configured for a parametric skill.
+
+One iteration: take the last rollout's θ_i and relative error e_i, retrieve the k
+examples of the improvement dataset nearest to [θ_i, e_i] (k-d tree, normalised
+features), write them as ``θ e -> Δθ`` lines farthest first and nearest last, ask the model
+to complete ``θ_i e_i ->``, parse and validate Δθ, and roll out θ_{i+1} = clip(θ_i + Δθ).
+A bad answer is re-sampled, then replaced by the documented fallback (a local linear fit of
+Δθ on the shown neighbours) and counted.
+
+The method knows the task only through :class:`~icpi.envs.spec.SkillTask`, so the same
+loop runs on the MuJoCo tasks, on the real arm and on a user's own task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from icpi.core import (
+    Attempt,
+    CallableReward,
+    Feedback,
+    FirstValid,
+    ImprovementLoop,
+    LoopPieces,
+    LoopPolicy,
+    LoopState,
+    NumericConsensus,
+    NumericVectorParser,
+    PromptTemplate,
+    Proposal,
+    Selector,
+)
+from icpi.envs.spec import Rollout
+from icpi.llm.errors import MODEL_ERRORS
+from icpi.manipulation.methods import register
+from icpi.manipulation.methods.base import Method, MethodContext, MethodSettings, Vec
+from icpi.manipulation.methods.knn import check_k
+from icpi.manipulation.predictors import local_linear
+from icpi.manipulation.retrieval import (
+    Example,
+    Feature,
+    Retriever,
+    dataset_examples,
+    features,
+    relabel_own,
+)
+from icpi.manipulation.text import NumberFormat, example_line, query_line, situation_text
+
+log = logging.getLogger(__name__)
+
+#: Completion length of one Δθ answer (three signed integers fit in ~10 tokens).
+ANSWER_MAX_TOKENS = 24
+
+
+@dataclass(frozen=True)
+class ICPISettings(MethodSettings):
+    """Knobs of the ICPI loop (the paper's values are the defaults)."""
+
+    k: int = 20
+    """Neighbours retrieved from the dataset and shown in the prompt."""
+    feature: Feature = "e"
+    """Error feature: ``e`` (relative error, the paper's choice) or ``raw`` (s_T, τ_g)."""
+    n_samples: int = 1
+    """Completions per query; above 1 their element-wise median is taken (consensus)."""
+    max_resamples: int = 1
+    """Extra queries when no completion parses, before the fallback."""
+    resample_temperature: float = 0.7
+    """Temperature of a re-sample (a greedy model would only repeat its answer)."""
+    online_relabel: bool = False
+    """Add the run's own rollouts, relabelled in hindsight, to the retrieval set (their
+    trajectories are then kept in the experience buffer, so a resume re-runs nothing)."""
+    theta_steps: int = 100
+    """Integer steps across each θ range in the prompt (100: percent; 1000: permille)."""
+    e_unit: float = 0.01
+    """Metres per integer step of e in the prompt (0.01: centimetres; 0.001: millimetres)."""
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
+        if self.max_resamples < 0:
+            raise ValueError(f"max_resamples must be >= 0, got {self.max_resamples}")
+        if self.theta_steps < 1:
+            raise ValueError(f"theta_steps must be >= 1, got {self.theta_steps}")
+        if not self.e_unit > 0:
+            raise ValueError(f"e_unit must be > 0, got {self.e_unit}")
+
+
+HEADER = "Parameters ({theta}) and error ({length}), then the correction ({theta}) that fixes it:"
+SYSTEM = (
+    "You improve a robot skill. Each example line gives the skill parameters ({theta}), "
+    "the error of the outcome ({length}), and after '->' the correction of the parameters "
+    "({theta}) that removes that error. Answer with the correction for the last line only: "
+    "{d} integers separated by spaces, nothing else."
+)
+
+
+class ICPIText:
+    """How ICPI writes its prompt: number format, example lines, the query, the template."""
+
+    def __init__(
+        self,
+        ctx: MethodContext,
+        where: Callable[[LoopState], Example],
+        feature: Feature,
+        theta_steps: int,
+        e_unit: float,
+    ) -> None:
+        """Create the writer.
+
+        Args:
+            ctx: The run (θ bounds, prompt mode).
+            where: The situation a loop state queries (its last rollout).
+            feature: Error feature of the lines.
+            theta_steps: Integer steps across each θ range.
+            e_unit: Metres per integer step of e.
+        """
+        spec = ctx.task.theta_spec
+        self.feature: Feature = feature
+        self.dim = spec.dim
+        self.fmt = NumberFormat(
+            low=tuple(spec.low), high=tuple(spec.high), theta_steps=theta_steps, e_unit=e_unit
+        )
+        chat = ctx.prompt_mode == "chat"
+        units = {"theta": self.fmt.theta_unit, "length": self.fmt.length_unit, "d": self.dim}
+        self.template = PromptTemplate(
+            header="" if chat else HEADER.format(**units),
+            example=lambda ex: self.line(ex),
+            query=lambda q: str(q["query"]),
+            system=SYSTEM.format(**units) if chat else None,
+            chat=chat,
+            query_fields=lambda state: {"query": self.query(where(state))},
+        )
+        self.parser = NumericVectorParser(
+            self.dim, low=-theta_steps, high=theta_steps, any_line=chat
+        )
+
+    def situation(self, ex: Example) -> str:
+        """The left-hand side ``θ e`` (or ``θ s_T τ_g``) of a line."""
+        return situation_text(
+            self.fmt, ex["theta"], ex["e"], ex["outcome"], ex["goal"], self.feature
+        )
+
+    def line(self, ex: Example) -> str:
+        """One example line ``θ e -> Δθ``."""
+        return example_line(self.situation(ex), self.fmt, ex["dtheta"])
+
+    def query(self, where: Example) -> str:
+        """The query line ``θ_i e_i ->``."""
+        return query_line(self.situation(where))
+
+
+@register
+class ICPI(Method[ICPISettings]):
+    """ICPI on one task instance, assembled from the shared core's pieces."""
+
+    name = "icpi"
+    summary = "the paper's LLM loop: k nearest examples as text, the model completes Δθ"
+    Settings = ICPISettings
+    uses_dataset = True
+    uses_model = True
+    keeps_buffer = True
+    llm_defaults = {"sampling": {"max_tokens": ANSWER_MAX_TOKENS, "stop": ["\n"]}}
+
+    def __init__(self, ctx: MethodContext, settings: ICPISettings | None = None) -> None:
+        """Assemble the loop (see :class:`~icpi.manipulation.methods.base.Method`).
+
+        Raises:
+            ConfigError: If k exceeds the dataset, or the dataset belongs to another task.
+        """
+        super().__init__(ctx, settings)
+        s = self.settings
+        if self.dataset.task_id != ctx.task.task_id:
+            from icpi.errors import ConfigError
+
+            raise ConfigError(
+                f"dataset is for {self.dataset.task_id!r}, task is {ctx.task.task_id!r}"
+            )
+        check_k(s.k, len(self.dataset), self.name)
+        self.goal = np.asarray(ctx.instance.goal, float)
+        self.text = ICPIText(ctx, self.where, s.feature, s.theta_steps, s.e_unit)
+        self.retriever = Retriever(dataset_examples(self.dataset), feature=s.feature, k=s.k)
+        self._pending: Proposal | None = None
+        selector: Selector = FirstValid() if s.n_samples == 1 else NumericConsensus("median")
+        assert ctx.sampler is not None
+        self.loop = ImprovementLoop(
+            LoopPieces(
+                context=self,  # build(): the k nearest, with online relabelling on top
+                prompt=self.text.template,
+                sampler=ctx.sampler,
+                parser=self.text.parser,
+                selector=selector,
+                reward=CallableReward(self._evaluate),
+            ),
+            LoopPolicy(
+                n_samples=s.n_samples,
+                max_resamples=s.max_resamples,
+                model_errors=MODEL_ERRORS,  # a failed call re-samples, then falls back
+                to_action=self._to_action,
+                fallback=self._fallback,
+                initial_action=lambda state: self.box.theta0.tolist(),
+            ),
+            task={"task": ctx.task.task_id, "goal": self.goal.tolist()},
+            buffer=ctx.buffer,
+            seed=ctx.seed,
+        )
+
+    # ------------------------------------------------------------------ state
+    def _rollouts(self, state: LoopState) -> list[Rollout]:
+        return [Rollout.from_record(a.info) for a in state.history if "theta" in a.info]
+
+    def where(self, state: LoopState) -> Example:
+        """The situation of the last rollout (the query)."""
+        last = state.history[-1].info
+        return {
+            "theta": np.asarray(last["theta"], float),
+            "e": np.asarray(last["e"], float),
+            "outcome": np.asarray(last["outcome"], float),
+            "goal": self.goal,
+        }
+
+    def build(self, state: LoopState) -> list[Example]:
+        """The k nearest examples, farthest first (the context builder of the loop).
+
+        Args:
+            state: Loop state (the query is its last attempt).
+
+        Returns:
+            The examples to show (from the dataset, and from the run's own rollouts
+            relabelled in hindsight when ``online_relabel`` is on).
+        """
+        if not state.history:
+            return []
+        own: list[Example] = []
+        if self.settings.online_relabel:
+            own = list(relabel_own(self.ctx.task, self.goal, self._rollouts(state)))
+        return self.retriever.nearest(self.where(state), extra=own)
+
+    # ------------------------------------------------------------------ actions
+    def _to_action(self, dtheta_int: ArrayLike, state: LoopState) -> list[float]:
+        theta = np.asarray(state.history[-1].info["theta"], float)
+        out: list[float] = self.box.clip(theta + self.text.fmt.int_to_dtheta(dtheta_int)).tolist()
+        return out
+
+    def _fallback(self, state: LoopState) -> list[float]:
+        """Local linear fit of Δθ on the shown neighbours, evaluated at the query."""
+        shown = self.build(state)
+        where = self.where(state)
+        feats = np.asarray([features(ex, self.settings.feature) for ex in shown])
+        dtheta = local_linear(
+            feats,
+            np.asarray([ex["dtheta"] for ex in shown]),
+            features(where, self.settings.feature),
+        )
+        log.info("iteration %d: no valid model answer, local linear fallback", state.iteration)
+        return self._to_action(self.text.fmt.dtheta_to_int(dtheta), state)
+
+    def _info(self, rollout: Rollout) -> dict[str, Any]:
+        info = rollout.to_record()
+        if self.settings.online_relabel and rollout.trajectory is not None:
+            # kept in the buffer: a resume (or the real arm) never re-runs a rollout
+            info["trajectory"] = np.asarray(rollout.trajectory, float).tolist()
+        return info
+
+    def _evaluate(self, action: Any) -> tuple[float, dict[str, Any]]:
+        """Reward of :meth:`ImprovementLoop.step` (the loop used on its own)."""
+        result = self.ctx.task.rollout(self.ctx.instance, action)
+        return -result.cost, self._info(result)
+
+    # ------------------------------------------------------------------ ask / tell
+    def ask(self) -> Vec:
+        """Next θ: θ0 first, then θ_i + Δθ from the model (or the fallback).
+
+        Returns:
+            θ, inside the box (asking again before :meth:`tell` returns the same θ).
+        """
+        if self._pending is None:
+            self._pending = self.loop.propose(self.loop.state())
+        return np.asarray(self._pending.action, float)
+
+    def tell(self, theta: Vec, rollout: Rollout) -> dict[str, Any]:
+        """Record the rollout of the asked θ as an attempt (appended to the buffer).
+
+        Args:
+            theta: The θ asked.
+            rollout: Its rollout.
+
+        Returns:
+            The method's part of the record (see :func:`attempt_record`).
+
+        Raises:
+            RuntimeError: If nothing was asked.
+        """
+        if self._pending is None:
+            raise RuntimeError("tell() without ask()")
+        proposal, self._pending = self._pending, None
+        attempt = self.loop.complete(proposal, Feedback(-rollout.cost, self._info(rollout)))
+        self.loop.buffer.append(attempt)
+        return attempt_record(attempt)
+
+    def restore(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of the attempts already in the buffer (the buffer is the truth).
+
+        Args:
+            records: Ignored: a killed run's ``records.jsonl`` may lag its buffer.
+
+        Returns:
+            One record per finished attempt.
+        """
+        return [full_record(a) for a in self.loop.buffer.attempts]
+
+
+def attempt_record(attempt: Attempt) -> dict[str, Any]:
+    """The method's part of an iteration's record: answer, sources, tokens, timings.
+
+    Args:
+        attempt: A finished attempt.
+
+    Returns:
+        ``source`` (initial, model, fallback), ``answer`` (the chosen completion),
+        ``parse_errors``, ``prompt_tokens``, ``completion_tokens``, ``model_calls``,
+        ``model_errors``, ``model_s`` and ``overhead_s``.
+    """
+    chosen = attempt.selection.get("index")
+    return {
+        "source": attempt.source,
+        "answer": attempt.samples[chosen] if chosen is not None else None,
+        "parse_errors": [e for e in attempt.parse_errors if e is not None],
+        "prompt_tokens": attempt.llm.get("prompt_tokens", 0),
+        "completion_tokens": attempt.llm.get("completion_tokens", 0),
+        "model_calls": attempt.llm.get("calls", 0),
+        "model_errors": len(attempt.llm.get("errors", [])),
+        "model_s": attempt.timing.get("model_s", 0.0),
+        "overhead_s": attempt.timing.get("overhead_s", 0.0),
+    }
+
+
+def full_record(attempt: Attempt) -> dict[str, Any]:
+    """The whole ``records.jsonl`` line of an attempt kept in the buffer.
+
+    Args:
+        attempt: A finished attempt.
+
+    Returns:
+        ``iteration``, the rollout's record and :func:`attempt_record`.
+    """
+    rollout = {k: v for k, v in attempt.info.items() if k != "trajectory"}
+    return {"iteration": attempt.iteration, **rollout, **attempt_record(attempt)}
+
+
+__all__ = ["ANSWER_MAX_TOKENS", "ICPI", "ICPISettings", "ICPIText", "attempt_record"]

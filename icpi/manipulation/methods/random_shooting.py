@@ -1,0 +1,41 @@
+"""Random shooting: θ0, then θ uniform in the box."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from icpi.envs.spec import Rollout
+from icpi.manipulation.methods import register
+from icpi.manipulation.methods.base import Method, MethodContext, MethodSettings, Vec
+
+
+@register
+class RandomShooting(Method[MethodSettings]):
+    """θ0, then θ drawn uniformly in the box (seeded)."""
+
+    name = "random"
+    summary = "random shooting, uniform in the θ box"
+
+    def __init__(self, ctx: MethodContext, settings: MethodSettings | None = None) -> None:
+        """Create the method (see :class:`~icpi.manipulation.methods.base.Method`)."""
+        super().__init__(ctx, settings)
+        self.rng = np.random.default_rng([ctx.seed, 17])
+        self.pending: Vec | None = None
+        self.told = 0
+
+    def ask(self) -> Vec:
+        """Next θ."""
+        if self.pending is None:
+            first = self.told == 0
+            self.pending = (
+                self.box.theta0 if first else self.box.from_unit(self.rng.random(self.box.low.size))
+            )
+        return self.pending
+
+    def tell(self, theta: Vec, rollout: Rollout) -> dict[str, Any]:
+        """Count the rollout."""
+        self.pending = None
+        self.told += 1
+        return {"source": "initial" if self.told == 1 else "random"}

@@ -1,0 +1,112 @@
+"""One run session: a run directory owned by this process, and the model client it uses.
+
+Manipulation runs (:func:`icpi.manipulation.run.run_method`, and through it the arm
+driver) and language runs (:func:`icpi.language.runner.run_language`) all open their
+directory through :class:`RunSession`:
+
+1. the directory is locked for this process (:class:`~icpi.core.lock.DirLock`; a second
+   process gets one line naming the holder);
+2. ``config.json`` is written, or compared for a resume (:meth:`RunDir.open`);
+   the settings that do not change the results go to ``sessions.jsonl``;
+3. the LLM client is created on first use, logging every request to ``llm_calls.jsonl``
+   and sharing the completion cache; :meth:`sampler` builds the core's sampler on it;
+4. :meth:`close` closes the client and releases the lock (also on errors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from icpi.core.lock import DirLock
+from icpi.core.rundir import RunDir
+from icpi.core.samplers import LLMSampler
+from icpi.llm.client import LLMClient
+from icpi.llm.config import LLMConfig
+
+
+class RunSession:
+    """A run directory owned by this process, with its (lazily created) model client."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        config: Mapping[str, Any],
+        *,
+        seed: int | None,
+        llm: LLMConfig | None = None,
+        what: str = "run",
+    ) -> None:
+        """Lock and open the run directory.
+
+        Args:
+            path: The run directory (created, or resumed when it holds the same run).
+            config: What determines the run's results (written to ``config.json``).
+            seed: Run seed (``meta.json``).
+            llm: The model endpoint, when the run queries one.
+            what: What the directory is, for messages (``run``, ``language run``).
+
+        Raises:
+            RunDirError: If another process holds the directory, or it holds another run.
+        """
+        self.lock = DirLock(path, what=what)
+        try:
+            session = {"llm": llm.session()} if llm is not None else None
+            self.run_dir = RunDir.open(path, config, seed=seed, session=session)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.llm = llm
+        self._client: LLMClient | None = None
+
+    @property
+    def path(self) -> Path:
+        """The run directory."""
+        return self.run_dir.path
+
+    @property
+    def client(self) -> LLMClient:
+        """The model client (created on first use; requests logged to ``llm_calls.jsonl``).
+
+        Raises:
+            RuntimeError: If the session was opened without an LLM configuration.
+        """
+        if self._client is None:
+            if self.llm is None:
+                raise RuntimeError("this run session has no language model configured")
+            log_path = self.llm.log_path or self.run_dir.llm_log_file
+            self._client = LLMClient(dataclasses.replace(self.llm, log_path=log_path))
+        return self._client
+
+    def sampler(self, **params: Any) -> LLMSampler:
+        """A sampler on the session's client.
+
+        Args:
+            **params: :class:`~icpi.core.samplers.LLMSampler` arguments (per-call sampling
+                overrides, ``resample_temperature``); the rest comes from the LLM config.
+
+        Returns:
+            The sampler.
+        """
+        return LLMSampler(self.client, **params)
+
+    def close(self) -> None:
+        """Close the model client and release the directory (idempotent)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.lock.release()
+
+    def __enter__(self) -> RunSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,101 @@
+"""The client against a misbehaving endpoint: bodies that are not completions, rate limits,
+outages, credentials in URLs. Each of these failed on the package before issue 14."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fake_openai import Reply, completion_body
+
+from icpi.errors import EndpointDownError
+from icpi.llm import LLMClient, LLMConfig, LLMEndpointDownError, LLMUnavailableError
+from icpi.llm.server import free_port
+
+
+def test_html_page_is_a_typed_error_naming_url_and_status(fake, make_client):
+    page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+    fake.set(Reply(body=page, headers={"Content-Type": "text/html"}))
+    with pytest.raises(LLMUnavailableError) as info:
+        make_client(max_retries=1).complete("p")
+    msg = str(info.value)
+    assert "/v1/completions answered HTTP 200 (text/html)" in msg and "not JSON" in msg
+    assert "502 Bad Gateway" in msg  # a snippet of what came back
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"choices": [', {"object": "list", "data": []}, {"choices": "many"}, "null"],
+    ids=["truncated-json", "not-a-completion", "bad-choices", "json-null"],
+)
+def test_malformed_bodies_are_retried_then_succeed(fake, make_client, body):
+    fake.set(Reply(body=body), Reply(body=completion_body(" 1 2 3")))
+    assert make_client(max_retries=2).complete("p").texts == [" 1 2 3"]
+    assert len(fake.requests) == 2
+
+
+def test_retry_after_is_honoured(fake, make_client):
+    fake.set(
+        Reply(status=429, body={"error": {"message": "slow"}}, headers={"Retry-After": "0.4"}),
+        Reply(body=completion_body("ok")),
+    )
+    t0 = time.perf_counter()
+    assert make_client(max_retries=2).complete("p").texts == ["ok"]
+    assert time.perf_counter() - t0 >= 0.4
+
+
+def test_a_call_never_outlasts_its_budget(fake, make_client):
+    """A server that accepts the connection and never answers: bounded by call_timeout_s."""
+    fake.set(Reply(body=completion_body("late"), delay_s=5.0))
+    t0 = time.perf_counter()
+    with pytest.raises(LLMUnavailableError, match=r"budget per call.*1\.2 s in all"):
+        make_client(timeout_s=0.5, max_retries=10, call_timeout_s=1.2).complete("p")
+    assert time.perf_counter() - t0 < 2.5
+
+
+def test_an_endpoint_down_past_the_outage_time_stops_the_run(make_client):
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    client = make_client(base_url=url, max_retries=0, outage_s=0.6)
+    with pytest.raises(LLMUnavailableError) as first:
+        client.complete("p1")
+    assert not isinstance(first.value, EndpointDownError)  # one failed call: fall back
+    time.sleep(0.7)
+    with pytest.raises(LLMEndpointDownError, match=r"unreachable for \d+ s.*resume") as down:
+        client.complete("p2")
+    assert isinstance(down.value, EndpointDownError)  # the CLI exits 3 on this
+
+
+def test_a_success_ends_the_outage(fake, make_client):
+    fake.set(Reply(status=500, body={}), Reply(body=completion_body("ok")), Reply(status=500))
+    client = make_client(max_retries=0, outage_s=0.3)
+    with pytest.raises(LLMUnavailableError):
+        client.complete("a")
+    assert client.complete("b").texts == ["ok"]
+    time.sleep(0.4)
+    with pytest.raises(LLMUnavailableError) as info:  # a fresh outage, not 0.4 s old
+        client.complete("c")
+    assert not isinstance(info.value, EndpointDownError)
+
+
+def test_credentials_in_the_url_are_never_stored(fake, tmp_path, caplog):
+    caplog.set_level("DEBUG")
+    port = fake.base_url.split(":")[2].split("/")[0]
+    url = f"http://alice:PW-SECRET-1@127.0.0.1:{port}/v1?api_key=TOKEN-SECRET-2&x=1"
+    fake.set(Reply(status=500, body={}), Reply(body=completion_body("ok")))
+    cfg = LLMConfig(
+        base_url=url,
+        model="m",
+        cache_path=tmp_path / "cache.sqlite3",
+        log_path=tmp_path / "calls.jsonl",
+        max_retries=2,
+    )
+    with LLMClient(cfg) as client:
+        assert client.complete("p").texts == ["ok"]
+        assert "SECRET" not in client.endpoint_id
+    assert len(fake.requests) == 2  # the server got the URL as given, credentials included
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert b"SECRET" not in path.read_bytes(), path
+    assert "SECRET" not in caplog.text
+    assert "SECRET" not in json.dumps(cfg.public_dict()) + json.dumps(cfg.recorded())
