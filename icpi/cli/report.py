@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -54,17 +51,15 @@ def run(args: argparse.Namespace) -> int:
         args: Parsed arguments.
 
     Returns:
-        Exit code (2 on a directory that cannot be reported).
+        Exit code.
     """
-    from icpi.report import ReportError, write_report
+    from icpi.report import write_report
 
-    try:
-        result = write_report(
-            args.dir, args.out, max_videos=args.max_videos, video_format=args.video_format
-        )
-    except ReportError as err:
-        log.error("%s", err)
-        return 2
+    # A directory that cannot be reported raises ReportError (a UserError): the CLI's
+    # error boundary prints it in one line and exits 2.
+    result = write_report(
+        args.dir, args.out, max_videos=args.max_videos, video_format=args.video_format
+    )
     check = f"{result.identical} identical"
     if result.differing:
         check += f", {result.differing} differ (max |Δ| {result.max_abs_difference:.3g} m)"

@@ -279,15 +279,18 @@ def _rows(runs: Sequence[Run], notes: list[str]) -> list[dict[str, Any]]:
     Records too old for :func:`icpi.manipulation.bench.collect_rows` (without ``theta`` or
     ``iteration``) are collected here instead, with the same keys, and a note says so.
     """
-    from icpi.manipulation.bench import Job, MethodSpec, collect_rows
+    from icpi.manipulation.bench import Job, collect_rows
+    from icpi.manipulation.config import MethodSpec
 
     jobs = [
         Job(
             task=str(r.task),
-            spec=MethodSpec(name=r.label, method=r.method),
+            spec=MethodSpec(r.label, r.method, {}, {}, {}),
             seed=int(r.seed or 0),
             iterations=int(as_dict(r.config.get("run")).get("iterations") or len(r.records)),
             out=r.path,
+            run={},
+            llm={},
         )
         for r in runs
     ]
@@ -303,7 +306,7 @@ def _rows(runs: Sequence[Run], notes: list[str]) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "task": job.task,
-                    "method": job.spec.name,
+                    "method": job.spec.label,
                     "seed": job.seed,
                     "iteration": int(rec.get("iteration", i)),
                     "cost": float(rec["cost"]),

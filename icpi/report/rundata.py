@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icpi.core.rundir import read_jsonl
+from icpi.core.files import read_jsonl
+from icpi.errors import UserError
 
 BENCH_RUN_GLOB = "runs/*/*/seed-*"
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A directory that the report cannot read (the message says why and what it expects)."""
 
 
@@ -189,7 +190,7 @@ def is_benchmark(path: Path) -> bool:
 
 def _method_labels(path: Path) -> dict[str, str]:
     """Map directory names (slugs) to the method specs written in ``results.parquet``."""
-    from icpi.manipulation.bench import MethodSpec
+    from icpi.manipulation.config import MethodSpec
 
     results = path / "results.parquet"
     if not results.exists():
@@ -200,7 +201,7 @@ def _method_labels(path: Path) -> dict[str, str]:
         names = pq.read_table(results, columns=["method"]).column("method").to_pylist()
     except (OSError, KeyError, ValueError):
         return {}
-    return {MethodSpec(name=n, method=n).slug: n for n in dict.fromkeys(names)}
+    return {MethodSpec(n, n, {}, {}, {}).slug: n for n in dict.fromkeys(names)}
 
 
 def load_benchmark(path: Path) -> list[Run]:

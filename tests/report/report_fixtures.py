@@ -16,8 +16,9 @@ import pytest
 from report_helpers import HOSTILE, ITERATIONS, METHODS, SEEDS, TASKS
 
 from icpi.core import ScriptedSampler, find_numbers
-from icpi.manipulation.bench import Job, parse_method, run_config, write_reports
-from icpi.manipulation.run import run_icpi
+from icpi.manipulation.bench import Job, write_reports
+from icpi.manipulation.config import parse_method_spec
+from icpi.manipulation.run import run_method
 
 
 def copy_nearest(prompt, n, seed):
@@ -42,14 +43,12 @@ def bench_dir(tmp_path_factory) -> Path:
     jobs = []
     for task in TASKS:
         for name in METHODS:
-            spec = parse_method(name)
+            spec = parse_method_spec(name)
             for seed in SEEDS:
-                job = Job(
-                    task, spec, seed, ITERATIONS, out / "runs" / task / spec.slug / f"seed-{seed}"
-                )
-                cfg = run_config(task, spec, seed, ITERATIONS)
+                out_dir = out / "runs" / task / spec.slug / f"seed-{seed}"
+                job = Job(task, spec, seed, ITERATIONS, out_dir, run={}, llm={})
                 sampler = hostile_then_nearest() if spec.uses_model else None
-                run_icpi(cfg, job.out, sampler=sampler)
+                run_method(job.config(), job.out, sampler=sampler)
                 jobs.append(job)
     write_reports(jobs, out)
     return out

@@ -13,7 +13,7 @@ import pytest
 from report_helpers import HOSTILE, ITERATIONS, METHODS, SEEDS, TASKS, Page
 
 import icpi.manipulation.bench as bench
-from icpi.core.rundir import read_jsonl, write_jsonl
+from icpi.core.files import read_jsonl, write_jsonl
 from icpi.report import ReportError, write_report
 from icpi.report import media as media_mod
 from icpi.report.page import fmt
