@@ -35,10 +35,12 @@ $(FULL_STAMP): pyproject.toml | $(BIN)/python
 install: $(FULL_STAMP)
 
 # A short benchmark on the embedded defaults (no API key, no network): every task, every
-# method, 2 instances, 10 rollouts each; prints the table and writes demo_out/.
+# method, 2 instances, 10 rollouts each; prints the table, writes demo_out/ and its HTML
+# report demo_out/report.html (the last line printed says where it is).
 demo: $(DEMO_STAMP)
 	$(BIN)/icpi --log-level WARNING bench --tasks all --methods icpi,random,bo,knn5,lknn20,cmaes \
 		--seeds 0-1 --iterations 10 --out demo_out
+	$(BIN)/icpi --log-level WARNING report demo_out
 
 lint: $(FULL_STAMP)
 	$(BIN)/ruff check icpi envs robot launch tests benchmarks datasets

@@ -26,6 +26,7 @@ VERB_MODULES: tuple[str, ...] = (
     "icpi.cli.bench",
     "icpi.cli.llm",
     "icpi.cli.lang",
+    "icpi.cli.report",
 )
 
 

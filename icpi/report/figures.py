@@ -1,0 +1,151 @@
+"""The report's figures (matplotlib, written as SVG data URIs)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from icpi.report.media import data_uri
+
+FIG_WIDTH = 10.0  # in
+PANEL_HEIGHT = 2.8  # in, per row of panels
+# Lower limit of log-scale bands (a mean − s.e. below zero) [m].
+LOG_FLOOR = 1e-5
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _integer_iterations(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _svg_uri(fig: Any) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    _pyplot().close(fig)
+    return data_uri("image/svg+xml", buf.getvalue().encode("utf-8"))
+
+
+def _mean_se(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray(values, float)
+    se = float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else 0.0
+    return float(arr.mean()), se
+
+
+def _band(ax: Any, its: list[int], values: list[list[float]], label: str, color: Any) -> None:
+    stats = [_mean_se(v) for v in values]
+    mean = np.array([m for m, _ in stats])
+    se = np.array([s for _, s in stats])
+    ax.plot(its, mean, marker=".", label=label, color=color)
+    ax.fill_between(its, np.maximum(mean - se, LOG_FLOOR), mean + se, color=color, alpha=0.15)
+
+
+def benchmark_curves(rows: Sequence[dict[str, Any]], tasks: Sequence[str]) -> str:
+    """Best-so-far and cost per iteration, mean ± s.e. over instances, per task and method.
+
+    Args:
+        rows: One row per iteration of every run (``task``, ``method``, ``seed``,
+            ``iteration``, ``cost``, ``best_so_far``), as the benchmark collects them.
+        tasks: Row order of the panels.
+
+    Returns:
+        The figure as an SVG data URI.
+    """
+    plt = _pyplot()
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    with plt.rc_context({"svg.fonttype": "none"}):
+        fig, axes = plt.subplots(
+            len(tasks), 2, figsize=(FIG_WIDTH, PANEL_HEIGHT * len(tasks)), squeeze=False
+        )
+        for row_axes, task in zip(axes, tasks, strict=True):
+            for col, (key, title) in enumerate(
+                (("best_so_far", "best so far"), ("cost", "cost of iteration i (final cost at i)"))
+            ):
+                ax = row_axes[col]
+                for m in methods:
+                    pts: dict[int, list[float]] = {}
+                    for r in rows:
+                        if r["task"] == task and r["method"] == m:
+                            pts.setdefault(int(r["iteration"]), []).append(float(r[key]))
+                    if pts:
+                        its = sorted(pts)
+                        _band(ax, its, [pts[i] for i in its], m, colors[m])
+                ax.set_title(f"{task}: {title}", fontsize=10)
+                ax.set_xlabel("iteration")
+                _integer_iterations(ax)
+                ax.set_ylabel("cost [m]")
+                ax.set_yscale("log")
+                ax.grid(True, alpha=0.3)
+        axes[0][1].legend(fontsize=8, loc="upper right")
+        fig.tight_layout()
+        return _svg_uri(fig)
+
+
+def run_curves(
+    records: Sequence[dict[str, Any]],
+    theta_names: Sequence[str],
+    theta_low: Sequence[float] | None,
+    theta_high: Sequence[float] | None,
+) -> str:
+    """One run: cost and best so far, θ (percent of its range) and e per iteration.
+
+    Args:
+        records: The run's records (``cost`` required; ``theta``, ``e`` optional).
+        theta_names: Names of θ's components.
+        theta_low: Lower bounds of θ (``None``: plot θ in its own units).
+        theta_high: Upper bounds of θ.
+
+    Returns:
+        The figure as an SVG data URI.
+    """
+    plt = _pyplot()
+    its = [int(r.get("iteration", i)) for i, r in enumerate(records)]
+    costs = [float(r["cost"]) for r in records]
+    with plt.rc_context({"svg.fonttype": "none"}):
+        fig, (ax_c, ax_t, ax_e) = plt.subplots(1, 3, figsize=(FIG_WIDTH, PANEL_HEIGHT))
+        ax_c.plot(its, costs, marker=".", label="cost")
+        ax_c.plot(its, np.minimum.accumulate(costs), label="best so far")
+        ax_c.set_yscale("log")
+        ax_c.set_ylabel("cost [m]")
+        ax_c.legend(fontsize=8)
+        with_theta = [(i, r["theta"]) for i, r in zip(its, records, strict=True) if "theta" in r]
+        if with_theta:
+            theta = np.array([t for _, t in with_theta], float)
+            scaled = theta_low is not None and theta_high is not None
+            if scaled:
+                low, high = np.asarray(theta_low, float), np.asarray(theta_high, float)
+                theta = 100.0 * (theta - low) / (high - low)
+            for j in range(theta.shape[1]):
+                name = theta_names[j] if j < len(theta_names) else f"θ{j}"
+                ax_t.plot([i for i, _ in with_theta], theta[:, j], marker=".", label=name)
+            ax_t.set_ylabel("θ [% of range]" if scaled else "θ")
+            ax_t.legend(fontsize=8)
+        with_e = [(i, r["e"]) for i, r in zip(its, records, strict=True) if "e" in r]
+        if with_e:
+            e = np.array([v for _, v in with_e], float)
+            for j in range(e.shape[1]):
+                ax_e.plot([i for i, _ in with_e], e[:, j], marker=".", label=f"e{j}")
+            ax_e.axhline(0.0, color="grey", lw=0.8)
+            ax_e.set_ylabel("e = outcome − goal [m]")
+            ax_e.legend(fontsize=8)
+        for ax, title in ((ax_c, "cost"), (ax_t, "θ"), (ax_e, "relative error")):
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("iteration")
+            _integer_iterations(ax)
+            ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        return _svg_uri(fig)
