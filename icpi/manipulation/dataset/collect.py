@@ -9,13 +9,12 @@ import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from icpi.core.files import atomic_path
 from icpi.envs import TASKS, make_task
-from icpi.envs.base import Task
 from icpi.manipulation.dataset import design as _design
 from icpi.manipulation.dataset.design import DEFAULT_DESIGN, SamplingDesign, select_examples
 from icpi.manipulation.dataset.table import (
@@ -24,6 +23,9 @@ from icpi.manipulation.dataset.table import (
     ImprovementDataset,
     build_meta,
 )
+
+if TYPE_CHECKING:  # MuJoCo is imported by the tasks themselves, when they are built
+    from icpi.envs.base import Task
 
 log = logging.getLogger(__name__)
 
