@@ -1,5 +1,6 @@
 # Two commands on a fresh clone: `make demo` and `make test`.
-# Both create .venv when absent and install the package with pinned versions.
+# Both create .venv when absent and install the package with the exact versions of
+# constraints.txt (pyproject.toml holds compatible ranges, for users' environments).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -18,18 +19,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(BASE_STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[dev]"
+CONSTRAINTS := -c constraints.txt
+
+$(BASE_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -q $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 # The demo needs the embedded LLM too (llama.cpp is built from source once).
-$(DEMO_STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[dev,llm]"
+$(DEMO_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -q $(CONSTRAINTS) -e ".[dev,llm]"
 	touch $(BASE_STAMP) $@
 
 # Everything the tests need, including the embedded LLM (llama.cpp is built from source once).
-$(FULL_STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e ".[dev,llm,ray,ros]"
+$(FULL_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -q $(CONSTRAINTS) -e ".[dev,llm,ray,ros,optuna,lang,report]"
 	touch $(BASE_STAMP) $(DEMO_STAMP) $@
 
 install: $(FULL_STAMP)
@@ -43,8 +46,8 @@ demo: $(DEMO_STAMP)
 	$(BIN)/icpi --log-level WARNING report demo_out
 
 lint: $(FULL_STAMP)
-	$(BIN)/ruff check icpi envs robot launch tests benchmarks datasets
-	$(BIN)/ruff format --check icpi envs robot launch tests benchmarks datasets
+	$(BIN)/ruff check icpi envs robot launch tests benchmarks datasets examples
+	$(BIN)/ruff format --check icpi envs robot launch tests benchmarks datasets examples
 
 typecheck: $(FULL_STAMP)
 	$(BIN)/mypy

@@ -6,9 +6,14 @@ Importing the package registers the simulated tasks with Gymnasium
 task is created, so the in-context core (:mod:`icpi.core`) stays free of MuJoCo and ROS.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from icpi.envs import register_envs
 
-__version__ = "0.1.0"
+try:  # one version source: pyproject.toml, as installed
+    __version__ = version("icpi")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
 
 register_envs()
 

@@ -36,7 +36,11 @@ def add_parser(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task", required=True, choices=list(TASKS), help="Task id.")
+    p.add_argument(
+        "--task",
+        required=True,
+        help=f"Task: a shipped id ({', '.join(TASKS)}), module:Class or path/to/file.py:Class.",
+    )
     p.add_argument("--out", type=Path, required=True, help="Output directory.")
     p.add_argument(
         "--size", type=int, default=DEFAULT_SIZE, help=f"Examples N (default {DEFAULT_SIZE})."

@@ -20,7 +20,7 @@ import numpy as np
 
 from icpi.core.files import append_jsonl, read_jsonl, write_json, write_jsonl
 from icpi.core.samplers import Sampler
-from icpi.envs import make_task
+from icpi.envs import load_task
 from icpi.envs.spec import SUCCESS_TOLERANCE, Instance, SkillTask
 from icpi.llm import LLMConfig
 from icpi.manipulation.config import RunConfig, dump_run_config
@@ -57,12 +57,12 @@ def initial_theta(task: SkillTask, rng: np.random.Generator, how: str) -> np.nda
     raise ValueError(f"theta0 must be 'center' or 'random', got {how!r}")
 
 
-def load_dataset(cfg: RunConfig, task_id: str) -> ImprovementDataset:
+def load_dataset(cfg: RunConfig, task: SkillTask) -> ImprovementDataset:
     """The dataset of a run (the shipped default or ``cfg.dataset``, optionally subset).
 
     Args:
         cfg: The run configuration.
-        task_id: The task's id (the dataset must be of that task).
+        task: The task (the dataset must be of it).
 
     Returns:
         The dataset.
@@ -74,9 +74,9 @@ def load_dataset(cfg: RunConfig, task_id: str) -> ImprovementDataset:
     from icpi.errors import ConfigError
 
     if cfg.dataset is None:
-        ds = load_default_dataset(task_id)
+        ds = load_default_dataset(task.task_id)
     else:
-        ds = ImprovementDataset.load(Path(cfg.dataset), task_id=task_id)
+        ds = ImprovementDataset.load(Path(cfg.dataset), task_id=task.task_id, task=task)
     if cfg.dataset_size is not None:
         if cfg.dataset_size > len(ds):
             raise ConfigError(
@@ -132,7 +132,7 @@ def run_method(
     method = get_method(cfg.method)
     settings = cfg.settings if isinstance(cfg.settings, method.Settings) else method.Settings()
     cfg = dataclasses.replace(cfg, settings=settings)
-    task = task if task is not None else make_task(cfg.task)
+    task = task if task is not None else load_task(cfg.task)
     rng = np.random.default_rng(cfg.seed)
     if instance is None:
         instance = task.sample_instance(rng)
@@ -148,7 +148,7 @@ def run_method(
         "theta_names": task.theta_spec.names,
         "theta_units": task.theta_spec.units,
     }
-    dataset = load_dataset(cfg, task.task_id) if method.uses_dataset else None
+    dataset = load_dataset(cfg, task) if method.uses_dataset else None
     with RunSession(out, config, seed=cfg.seed, llm=llm_cfg, grow=("run.iterations",)) as session:
         run_dir = session.run_dir
         if llm_cfg is not None:

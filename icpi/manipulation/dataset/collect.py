@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from icpi.core.files import atomic_path
-from icpi.envs import TASKS, make_task
+from icpi.envs import TASKS, load_task
+from icpi.envs.spec import SkillTask
+from icpi.errors import UserError
 from icpi.manipulation.dataset import design as _design
 from icpi.manipulation.dataset.design import DEFAULT_DESIGN, SamplingDesign, select_examples
 from icpi.manipulation.dataset.table import (
@@ -25,7 +27,7 @@ from icpi.manipulation.dataset.table import (
 )
 
 if TYPE_CHECKING:  # MuJoCo is imported by the tasks themselves, when they are built
-    from icpi.envs.base import Task
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,10 @@ def load_default_dataset(task_id: str) -> ImprovementDataset:
             builds it).
     """
     if task_id not in TASKS:
-        raise DatasetError(f"unknown task {task_id!r}; choose one of {', '.join(TASKS)}")
+        raise DatasetError(
+            f"no shipped dataset for task {task_id!r} (they exist for {', '.join(TASKS)});"
+            " build one with `icpi collect --task SPEC --out DIR` and pass --dataset DIR"
+        )
     return ImprovementDataset.load(default_dataset_dir(task_id), task_id=task_id)
 
 
@@ -92,7 +97,7 @@ def regeneration_command(task_id: str, out: Path | str, size: int, seed: int) ->
 
 
 def collect_dataset(
-    task_id: str,
+    task_id: str | SkillTask,
     out: Path,
     size: int = DEFAULT_SIZE,
     seed: int = 0,
@@ -110,7 +115,8 @@ def collect_dataset(
     (unless ``keep_rollouts``). The result depends only on (task, size, seed, design).
 
     Args:
-        task_id: Task id.
+        task_id: A task spec (shipped id, ``module:Class``, ``file.py:Class``) or a task
+            object (your own; the Ray backend needs a spec, which its workers load).
         out: Output directory.
         size: Number of examples N.
         seed: Seed of instances, rollouts and selection.
@@ -130,14 +136,16 @@ def collect_dataset(
             instances yield fewer candidate pairs than ``size``.
         ImportError: If the Ray backend is asked for and Ray is not installed.
     """
-    if task_id not in TASKS:
-        raise ValueError(f"unknown task {task_id!r}; choose one of {', '.join(TASKS)}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if size < 1:
         raise ValueError(f"size must be at least 1, got {size}")
     out = Path(out)
-    task = make_task(task_id)
+    spec = task_id if isinstance(task_id, str) else None
+    task = load_task(task_id) if isinstance(task_id, str) else task_id
+    if backend == "ray" and spec is None:
+        raise UserError("the Ray backend needs the task as a spec (module:Class), not an object")
+    task_id = task.task_id
     n_instances = design.n_instances(size)
     rollouts_dir = out / ROLLOUTS_DIR
     _prepare_rollouts_dir(rollouts_dir, task_id, seed, design)
@@ -162,7 +170,8 @@ def collect_dataset(
         )
         try:
             if backend == "ray":
-                runner = _run_ray(task_id, seed, todo, design, workers)
+                assert spec is not None
+                runner = _run_ray(spec, seed, todo, design, workers)
             else:
                 runner = _run_local(task, seed, todo, design, workers)
             for index, arrays in runner:
@@ -183,7 +192,8 @@ def collect_dataset(
         seed,
         design,
         n_instances,
-        command if command is not None else regeneration_command(task_id, out, size, seed),
+        command if command is not None else regeneration_command(spec or task_id, out, size, seed),
+        task_spec=spec,
     )
     dataset.save(out)
     if not keep_rollouts:
@@ -193,7 +203,7 @@ def collect_dataset(
 
 
 def _run_local(
-    task: Task, seed: int, todo: Sequence[int], design: SamplingDesign, workers: int | None
+    task: SkillTask, seed: int, todo: Sequence[int], design: SamplingDesign, workers: int | None
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     nthread = workers or os.cpu_count() or 1
     chunk = max(1, nthread)
@@ -204,7 +214,7 @@ def _run_local(
         )
 
 
-_WORKER_TASKS: dict[str, Task] = {}
+_WORKER_TASKS: dict[str, SkillTask] = {}
 
 
 def _instance_job(
@@ -213,7 +223,7 @@ def _instance_job(
     """One instance in a Ray worker (the task object is cached per worker process)."""
     task = _WORKER_TASKS.get(task_id)
     if task is None:
-        task = _WORKER_TASKS[task_id] = make_task(task_id)
+        task = _WORKER_TASKS[task_id] = load_task(task_id)
     return _design.collect_instance(task, seed, [index], design, nthread=1)[0]
 
 

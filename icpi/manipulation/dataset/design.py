@@ -10,15 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from icpi.envs.spec import SUCCESS_TOLERANCE, Instance, Rollout, SkillTask
-from icpi.manipulation.dataset.table import DatasetError, ImprovementDataset, build_meta
-
-if TYPE_CHECKING:
-    from icpi.envs.base import Task
+from icpi.manipulation.dataset.table import (
+    DatasetError,
+    ImprovementDataset,
+    build_meta,
+    goal_dim,
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,36 @@ def instance_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, 0, index]))
 
 
+def rollout_many(
+    task: SkillTask, instances: Sequence[Instance], thetas: np.ndarray, nthread: int | None
+) -> list[Rollout]:
+    """Run many (instance, θ) pairs.
+
+    In one threaded MuJoCo batch when the task offers ``rollout_batch`` (the shipped tasks
+    do), else one after another.
+
+    Args:
+        task: The task.
+        instances: One instance per θ.
+        thetas: θ, one row each.
+        nthread: Threads of a batch.
+
+    Returns:
+        The rollouts, in order.
+    """
+    batch = getattr(task, "rollout_batch", None)
+    if batch is not None:
+        out: list[Rollout] = batch(instances, thetas, nthread=nthread)
+        return out
+    return [task.rollout(inst, theta) for inst, theta in zip(instances, thetas, strict=True)]
+
+
 def collect_instance(
-    task: Task, seed: int, indices: Sequence[int], design: SamplingDesign, nthread: int | None
+    task: SkillTask,
+    seed: int,
+    indices: Sequence[int],
+    design: SamplingDesign,
+    nthread: int | None,
 ) -> list[dict[str, np.ndarray]]:
     """Run and relabel the rollouts of some instances (batched across them).
 
@@ -96,10 +126,11 @@ def collect_instance(
     rngs = [instance_rng(seed, i) for i in indices]
     instances = [task.sample_instance(rng) for rng in rngs]
     probes = [rng.uniform(low, high, size=(design.n_probe, spec.dim)) for rng in rngs]
-    first = task.rollout_batch(
+    first = rollout_many(
+        task,
         [inst for inst in instances for _ in range(design.n_probe)],
         np.concatenate(probes),
-        nthread=nthread,
+        nthread,
     )
     locals_: list[np.ndarray] = []
     for k, rng in enumerate(rngs):
@@ -115,10 +146,11 @@ def collect_instance(
         ]
         locals_.append(np.array(rows).reshape(-1, spec.dim))
     n_local = design.n_anchor * len(design.local_scales)
-    second = task.rollout_batch(
+    second = rollout_many(
+        task,
         [inst for inst in instances for _ in range(n_local)],
         np.concatenate(locals_),
-        nthread=nthread,
+        nthread,
     )
     results = []
     for k, instance in enumerate(instances):
@@ -196,18 +228,22 @@ def relabel_pairs(
     }
 
 
-def goal_region(task: Task, design: SamplingDesign) -> tuple[np.ndarray, np.ndarray]:
+def goal_region(task: SkillTask, design: SamplingDesign) -> tuple[np.ndarray, np.ndarray]:
     """The task's goal region grown by ``design.goal_margin`` of its span on each side.
 
     Args:
-        task: The task (its ``goal_low``, ``goal_high``).
+        task: The task (its ``goal_low``, ``goal_high``; a task without them has no
+            region: every relabelled goal is kept).
         design: The design.
 
     Returns:
         The lower and upper corners [m].
     """
-    lo = np.asarray(task.goal_low, dtype=np.float64)
-    hi = np.asarray(task.goal_high, dtype=np.float64)
+    if getattr(task, "goal_low", None) is None or getattr(task, "goal_high", None) is None:
+        inf = np.full(goal_dim(task), np.inf)
+        return -inf, inf
+    lo = np.asarray(task.goal_low, dtype=np.float64)  # type: ignore[attr-defined]
+    hi = np.asarray(task.goal_high, dtype=np.float64)  # type: ignore[attr-defined]
     margin = design.goal_margin * (hi - lo)
     return lo - margin, hi + margin
 
@@ -256,7 +292,7 @@ def select_rows(
 
 
 def select_examples(
-    task: Task,
+    task: SkillTask,
     per_instance: Sequence[dict[str, np.ndarray]],
     size: int,
     seed: int,
@@ -278,7 +314,9 @@ def select_examples(
         DatasetError: If there are fewer candidates than ``size``.
     """
     span = task.theta_spec.high_array - task.theta_spec.low_array
-    physics_names = sorted(task.physics_ranges)
+    physics_names = sorted(getattr(task, "physics_ranges", None) or {})
+    if per_instance and not physics_names:
+        physics_names = [str(n) for n in per_instance[0]["physics_names"]]
     rows: dict[str, list[np.ndarray]] = {
         k: [] for k in ("theta", "dtheta", "outcome", "goal", "instance", "a", "b", "physics")
     }
@@ -324,7 +362,7 @@ def select_examples(
 
 
 def dataset_from_rollouts(
-    task: Task,
+    task: SkillTask,
     instance: Instance,
     rollouts: Sequence[Rollout],
     seed: int = 0,

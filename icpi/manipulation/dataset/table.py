@@ -21,11 +21,11 @@ import numpy as np
 
 from icpi.core import rundir
 from icpi.core.files import atomic_path
-from icpi.envs import TASKS, make_task
+from icpi.envs import load_task
+from icpi.envs.spec import SkillTask
 from icpi.errors import UserError
 
 if TYPE_CHECKING:
-    from icpi.envs.base import Task
     from icpi.manipulation.dataset.design import SamplingDesign
 
 FORMAT_NAME = "icpi-improvement-dataset"
@@ -217,7 +217,9 @@ class ImprovementDataset:
             tmp.write_text(text, encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path, task_id: str | None = None) -> ImprovementDataset:
+    def load(
+        cls, directory: Path, task_id: str | None = None, task: SkillTask | None = None
+    ) -> ImprovementDataset:
         """Read and validate a dataset directory.
 
         Checks: the sidecar is valid JSON of this format and (when given) of ``task_id``;
@@ -228,7 +230,9 @@ class ImprovementDataset:
 
         Args:
             directory: Directory holding ``examples.parquet`` and ``meta.json``.
-            task_id: Expected task; ``None`` accepts the sidecar's.
+            task_id: Expected task id; ``None`` accepts the sidecar's.
+            task: The task object to check the θ spec against (a user's own task);
+                ``None``: load it from the sidecar's ``task_spec`` (or shipped id).
 
         Returns:
             The dataset.
@@ -250,8 +254,9 @@ class ImprovementDataset:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise DatasetError(f"{meta_path}: not valid JSON ({err}). {hint}") from err
         _check_meta(meta, meta_path, task_id, hint)
-        task = make_task(meta["task"])
-        hint = _regen_hint(meta["task"], directory)
+        hint = _regen_hint(meta.get("task_spec") or meta["task"], directory)
+        if task is None:
+            task = load_task(meta.get("task_spec") or meta["task"])
         _check_meta_matches_task(meta, task, meta_path, hint)
         if not parquet_path.is_file():
             raise DatasetError(f"{parquet_path}: missing (the sidecar is there). {hint}")
@@ -264,7 +269,7 @@ class ImprovementDataset:
 
         theta_names = list(meta["theta"]["names"])
         axes = list(meta["goal"]["axes"])
-        physics_names = sorted(task.physics_ranges)
+        physics_names = sorted(meta.get("physics") or {})
         expected = cls.column_names(theta_names, axes, physics_names)
         present = list(table.column_names)
         missing = [c for c in expected if c not in present]
@@ -339,7 +344,13 @@ def package_versions() -> dict[str, str | None]:
 
 
 def build_meta(
-    task: Task, size: int, seed: int, design: SamplingDesign, n_instances: int, command: str
+    task: SkillTask,
+    size: int,
+    seed: int,
+    design: SamplingDesign,
+    n_instances: int,
+    command: str,
+    task_spec: str | None = None,
 ) -> dict[str, Any]:
     """The sidecar of a dataset (everything but its columns and the table's hash).
 
@@ -350,12 +361,16 @@ def build_meta(
         design: Sampling design.
         n_instances: Instances sampled.
         command: The command line (or source) that rebuilds it.
+        task_spec: How to load the task (``module:Class`` of a user's task); recorded
+            when it differs from the task id.
 
     Returns:
         JSON data.
     """
     spec = task.theta_spec
-    return {
+    dim = goal_dim(task)
+    physics = getattr(task, "physics_ranges", {}) or {}
+    meta: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "task": task.task_id,
@@ -366,15 +381,15 @@ def build_meta(
             "high": list(spec.high),
         },
         "goal": {
-            "dim": task.goal_dim,
-            "axes": list(GOAL_AXES[: task.goal_dim]),
+            "dim": dim,
+            "axes": list(GOAL_AXES[:dim]),
             "unit": "m",
-            "goal_conditioned": task.goal_conditioned,
-            "fixed_goal": list(task.fixed_goal),
-            "region_low": list(task.goal_low),
-            "region_high": list(task.goal_high),
+            "goal_conditioned": bool(getattr(task, "goal_conditioned", True)),
+            "fixed_goal": _listed(getattr(task, "fixed_goal", None)),
+            "region_low": _listed(getattr(task, "goal_low", None)),
+            "region_high": _listed(getattr(task, "goal_high", None)),
         },
-        "physics": {k: list(task.physics_ranges[k]) for k in sorted(task.physics_ranges)},
+        "physics": {k: list(physics[k]) for k in sorted(physics)},
         "e_definition": E_DEFINITION,
         "size": size,
         "seed": seed,
@@ -388,6 +403,21 @@ def build_meta(
         "versions": package_versions(),
         "command": command,
     }
+    if task_spec is not None and task_spec != task.task_id:
+        meta["task_spec"] = task_spec
+    return meta
+
+
+def _listed(value: Any) -> list[float] | None:
+    return None if value is None else [float(v) for v in value]
+
+
+def goal_dim(task: SkillTask) -> int:
+    """The goal's dimension: the task's ``goal_dim``, else that of an instance's goal."""
+    dim = getattr(task, "goal_dim", None)
+    if dim is None:
+        dim = len(task.sample_instance(np.random.default_rng(0)).goal)
+    return int(dim)
 
 
 _REQUIRED_META = {
@@ -412,15 +442,13 @@ def _check_meta(meta: Any, path: Path, task_id: str | None, hint: str) -> None:
             f"{path}: format {meta['format']!r} v{meta['format_version']}, expected"
             f" {FORMAT_NAME!r} v{FORMAT_VERSION}. {hint}"
         )
-    if meta["task"] not in TASKS:
-        raise DatasetError(f"{path}: unknown task {meta['task']!r}. {hint}")
     if task_id is not None and meta["task"] != task_id:
         raise DatasetError(
             f"{path}: this dataset is for task {meta['task']!r}, not {task_id!r}. {hint}"
         )
 
 
-def _check_meta_matches_task(meta: dict[str, Any], task: Task, path: Path, hint: str) -> None:
+def _check_meta_matches_task(meta: dict[str, Any], task: SkillTask, path: Path, hint: str) -> None:
     spec = task.theta_spec
     theta = meta["theta"]
     want = {
@@ -434,7 +462,11 @@ def _check_meta_matches_task(meta: dict[str, Any], task: Task, path: Path, hint:
         raise DatasetError(
             f"{path}: θ spec {got} does not match task {task.task_id}'s {want}. {hint}"
         )
-    axes = list(GOAL_AXES[: task.goal_dim])
+    if meta["task"] != task.task_id:
+        raise DatasetError(
+            f"{path}: this dataset is for task {meta['task']!r}, not {task.task_id!r}. {hint}"
+        )
+    axes = list(GOAL_AXES[: goal_dim(task)])
     if meta["goal"].get("axes") != axes:
         raise DatasetError(
             f"{path}: goal axes {meta['goal'].get('axes')} do not match {task.task_id}'s"

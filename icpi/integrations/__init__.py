@@ -1,0 +1,1 @@
+"""Bridges to other tools: :mod:`icpi.integrations.optuna_sampler` (an Optuna sampler)."""

@@ -1,0 +1,227 @@
+"""ICPI as an Optuna sampler: put ICPI next to Optuna's own samplers, in ordinary studies.
+
+:class:`ICPISampler` follows OptunaHub's conventions (a ``SimpleBaseSampler`` with the
+search space given up front): the search space is the task's θ box, one float parameter
+per θ name. The objective rolls the skill out, returns the cost, and stores the outcome
+vector in the trial's user attributes (``trial.set_user_attr("outcome", [x, y])``); the
+sampler turns each finished trial back into a rollout (θ from the params, e = outcome −
+goal) and asks any registered method — ``icpi``, ``icpi+``, a baseline — for the next θ.
+Studies then live in Optuna's storages (``sqlite:///study.db``) and show in
+``optuna-dashboard``; a study reloaded from its storage resumes, since the sampler replays
+its finished trials.
+
+Example::
+
+    import optuna
+    from icpi.integrations.optuna_sampler import ICPISampler, objective_for
+
+    task = "slide-gc"
+    sampler = ICPISampler(task, goal=(0.55, 0.1), method="icpi+")
+    study = optuna.create_study(sampler=sampler, storage="sqlite:///putt.db")
+    study.optimize(objective_for(task, sampler.instance), n_trials=20)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from icpi.envs.spec import Instance, Rollout, SkillTask
+
+try:
+    import optuna
+    from optunahub.samplers import SimpleBaseSampler
+except ImportError as err:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "the Optuna sampler needs optuna and optunahub: pip install 'icpi[optuna]'"
+    ) from err
+
+#: User attribute holding a trial's outcome vector.
+OUTCOME_ATTR = "outcome"
+
+
+class ICPISampler(SimpleBaseSampler):
+    """An Optuna sampler that proposes θ with an icpi method (ICPI by default)."""
+
+    def __init__(
+        self,
+        task: str | SkillTask,
+        goal: Sequence[float] | None = None,
+        physics: Mapping[str, float] | None = None,
+        method: str = "icpi",
+        settings: Mapping[str, Any] | None = None,
+        dataset: str | None = None,
+        llm: Any = None,
+        model: Any = None,
+        seed: int = 0,
+        n_trials: int | None = None,
+        outcome_attr: str = OUTCOME_ATTR,
+    ) -> None:
+        """Create the sampler of one task instance.
+
+        Args:
+            task: The task (a spec or an object, see :func:`icpi.envs.load_task`).
+            goal: The goal [m]; ``None``: the instance drawn from ``seed``.
+            physics: The instance's physics where known (simulation); recorded only.
+            method: The method proposing θ (``icpi``, ``icpi+``, ``lknn20``, ...).
+            settings: Its settings by name.
+            dataset: Dataset directory (default: the task's shipped one).
+            llm: LLM settings (an ``LLMConfig`` or its fields) of a model-using method.
+            model: A sampler to use instead of a model client (tests, dry runs).
+            seed: Seed of the method (and of the instance when ``goal`` is None).
+            n_trials: The study's budget, when known (``icpi+`` re-runs its best θ last).
+            outcome_attr: User attribute with each trial's outcome vector.
+        """
+        from icpi.api import task_of
+
+        self.task = task_of(task)
+        spec = self.task.theta_spec
+        space: dict[str, optuna.distributions.BaseDistribution] = {
+            name: optuna.distributions.FloatDistribution(lo, hi)
+            for name, lo, hi in zip(spec.names, spec.low, spec.high, strict=True)
+        }
+        super().__init__(space, seed)
+        if goal is None:
+            self.instance = self.task.sample_instance(np.random.default_rng(seed))
+        else:
+            pairs = tuple(sorted((physics or {}).items()))
+            self.instance = Instance(goal=tuple(map(float, goal)), physics=pairs)
+        self.names = list(spec.names)
+        self.outcome_attr = outcome_attr
+        self._make = lambda: _method(
+            self.task, self.instance, method, settings, dataset, llm, model, seed, n_trials
+        )
+        self._method: Any = None
+        self._told: list[int] = []
+
+    def sample_relative(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The next θ: the method's answer after every finished trial of the study.
+
+        Args:
+            study: The study.
+            trial: The trial being sampled.
+            search_space: The θ box.
+
+        Returns:
+            ``{θ name: value}``.
+        """
+        if not search_space:
+            return {}
+        finished = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.state == optuna.trial.TrialState.COMPLETE
+        ]
+        if self._method is None or [t.number for t in finished[: len(self._told)]] != self._told:
+            self._method, self._told = self._make(), []  # a fresh or reloaded study: replay
+        for t in finished[len(self._told) :]:
+            theta = np.asarray([t.params[n] for n in self.names], float)
+            self._method.ask()
+            self._method.tell(theta, self.rollout_of(theta, t))
+            self._told.append(t.number)
+        theta = self._method.ask()
+        return dict(zip(self.names, map(float, theta), strict=True))
+
+    def rollout_of(self, theta: np.ndarray, trial: optuna.trial.FrozenTrial) -> Rollout:
+        """A finished trial as a rollout (its outcome from the user attributes).
+
+        Args:
+            theta: The trial's θ.
+            trial: The trial.
+
+        Returns:
+            The rollout (no trajectory).
+
+        Raises:
+            ValueError: If the trial lacks the outcome attribute.
+        """
+        if self.outcome_attr not in trial.user_attrs:
+            raise ValueError(
+                f"trial {trial.number} has no user attribute {self.outcome_attr!r}: the"
+                f" objective must call trial.set_user_attr({self.outcome_attr!r}, outcome)"
+            )
+        outcome = np.asarray(trial.user_attrs[self.outcome_attr], float)
+        e = outcome - self.instance.goal_array
+        cost = float(trial.value) if trial.value is not None else float(np.linalg.norm(e))
+        return Rollout(theta=theta, clipped=False, outcome=outcome, e=e, cost=cost)
+
+
+def _method(
+    task: SkillTask,
+    instance: Instance,
+    method: str,
+    settings: Mapping[str, Any] | None,
+    dataset: str | None,
+    llm: Any,
+    model: Any,
+    seed: int,
+    n_trials: int | None,
+) -> Any:
+    """Build the method behind the sampler (in memory: the study is the record)."""
+    from icpi.core import ExperienceBuffer
+    from icpi.llm import LLMClient, LLMConfig
+    from icpi.manipulation.config import load_run_config
+    from icpi.manipulation.methods import MethodContext, get_method
+    from icpi.manipulation.run import initial_theta, load_dataset
+
+    cls = get_method(method)
+    cfg = load_run_config(
+        {"task": task.task_id, "method": method, "seed": seed, "dataset": dataset},
+        {"settings": dict(settings or {})},
+    )
+    sampler = model
+    if sampler is None and cls.needs_model(cfg.settings):
+        from icpi.core.samplers import LLMSampler
+
+        config = llm if isinstance(llm, LLMConfig) else LLMConfig.from_sources(
+            overrides=llm, defaults=cls.llm_defaults
+        )  # fmt: skip
+        params = cls.sampler_params(cfg.settings, task.theta_spec.dim)
+        sampler = LLMSampler(LLMClient(config), **params)
+    ctx = MethodContext(
+        task=task,
+        instance=instance,
+        theta0=initial_theta(task, np.random.default_rng(seed), "center"),
+        seed=seed,
+        dataset=load_dataset(cfg, task) if cls.uses_dataset else None,
+        sampler=sampler,
+        buffer=ExperienceBuffer() if cls.keeps_buffer else None,
+        iterations=n_trials,
+    )
+    return cls(ctx, cfg.settings)
+
+
+def objective_for(
+    task: str | SkillTask, instance: Instance
+) -> Callable[[optuna.trial.Trial], float]:
+    """An objective that rolls a task out: the cost, with the outcome stored on the trial.
+
+    Args:
+        task: The task.
+        instance: The instance (e.g. ``sampler.instance``).
+
+    Returns:
+        ``objective(trial) -> cost``; works with any Optuna sampler (TPE too).
+    """
+    from icpi.api import task_of
+
+    obj = task_of(task)
+    spec = obj.theta_spec
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        theta = [
+            trial.suggest_float(n, lo, hi)
+            for n, lo, hi in zip(spec.names, spec.low, spec.high, strict=True)
+        ]
+        rollout = obj.rollout(instance, theta)
+        trial.set_user_attr(OUTCOME_ATTR, np.asarray(rollout.outcome, float).tolist())
+        return float(rollout.cost)
+
+    return objective
+
+
+__all__ = ["OUTCOME_ATTR", "ICPISampler", "objective_for"]
