@@ -90,12 +90,12 @@ class SkillNodeConfig(ArmConfig):
     return_duration: float = _p(1.0, "Back home after a trial [s]", 0.05, 10.0)
     trajectory_lead: float = _p(
         0.3,
-        "Trials and moves home start this long after they are sent (header stamp) [s]",
+        "Trials and moves home start this long after they are sent (header stamp) [wall s]",
         0.0,
         5.0,
     )
     stop_lead: float = _p(
-        0.1, "Stops start this long after they are sent (header stamp) [s]", 0.0, 1.0
+        0.1, "Stops start this long after they are sent (header stamp) [wall s]", 0.0, 1.0
     )
     position_tolerance: float = _p(
         0.02, "Joint error under which a target (home, stroke end) counts as reached", 1e-4, 1.0
@@ -202,6 +202,9 @@ class SimArmConfig(ArmConfig):
     ball_topic: str = _p("ball/point", "geometry_msgs/PointStamped out")
     frame_id: str = _p("task", "frame_id of the ball points")
     publish_clock: bool = _p(True, "Publish the simulated time on /clock (for use_sim_time)")
+    clock_rate: float = _p(
+        100.0, "Rate of /clock [Hz, wall time]: every use_sim_time node handles each", 1.0, 1000.0
+    )
 
 
 @dataclass
