@@ -29,6 +29,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from icpi.robot.params import SimArmConfig, declare_config
 from icpi.robot.ros_common import duration_s, run_node, time_s
+from icpi.robot.skill import ArmModel
 from icpi.robot.twin import Twin
 
 # Worker tick [s].
@@ -53,7 +54,13 @@ class SimArmNode(Node):
         super().__init__("icpi_sim_arm", **kwargs)
         self.cfg = declare_config(self, SimArmConfig)
         cfg = self.cfg
-        self.twin = Twin(cfg.skill, cfg.arm(), cfg.home, cfg.physics)
+        arm = cfg.arm()
+        if not isinstance(arm, ArmModel):
+            raise ValueError(
+                "the twin simulates the planar models (planar_2r, cartesian_xy) only; a"
+                " serial arm in the twin is not done yet (robot/README.md, issue 15)"
+            )
+        self.twin = Twin(cfg.skill, arm, cfg.home, cfg.physics)
         self.rng = np.random.default_rng(cfg.seed)
         self.js_pub = self.create_publisher(JointState, cfg.joint_state_topic, 20)
         self.ball_pub = self.create_publisher(PointStamped, cfg.ball_topic, qos_profile_sensor_data)

@@ -11,9 +11,10 @@ ball points and the outcome are all in this frame. Two kinematic models are offe
 | ``cartesian_xy`` | x, y prismatic [m] (a gantry) | p = b + (q1, q2) |
 
 with u(a) = (cos a, sin a), b = ``base_xy`` [m] and l1, l2 = ``link_lengths`` [m];
-``elbow`` (+1 / −1) picks the inverse-kinematics branch. A 6-DoF arm holding its wrist
-at constant height and orientation reduces to one of these for planar strikes; anything
-else needs its own :class:`ArmModel`.
+``elbow`` (+1 / −1) picks the inverse-kinematics branch. Serial N-joint arms (a UR5e, a
+Panda, any MJCF or URDF model) holding their effector at a fixed height and orientation
+are :class:`icpi.robot.kinematics.SerialArm` (``kinematics: serial``); every model offers
+the :class:`Kinematics` interface.
 
 ## Skill → stroke
 Each skill is a straight minimum-jerk stroke of the effector, exactly as in the MuJoCo
@@ -39,6 +40,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -47,7 +49,7 @@ from scipy.interpolate import BPoly, make_interp_spline
 from icpi.envs import make_task
 from icpi.envs.base import Task, min_jerk
 
-KINEMATICS = ("planar_2r", "cartesian_xy")
+KINEMATICS = ("planar_2r", "cartesian_xy")  # closed form; "serial": icpi.robot.kinematics
 SKILLS = ("ball-roll-gc", "slide", "slide-gc")  # tasks whose stroke an arm can make
 # Tolerance of the time grid [s].
 _TIME_EPS = 1e-9
@@ -102,11 +104,17 @@ class ArmModel:
         y = l1 * np.sin(q1) + l2 * np.sin(q12)
         return base + np.stack([x, y], axis=-1)
 
-    def ik(self, xy: np.ndarray) -> np.ndarray:
+    def fk_xyz(self, q: np.ndarray) -> np.ndarray:
+        """Effector xyz (z = 0: the model lies in the table plane), same leading shape."""
+        xy = self.fk(q)
+        return np.concatenate([xy, np.zeros_like(xy[..., :1])], axis=-1)
+
+    def ik(self, xy: np.ndarray, seed: np.ndarray | None = None) -> np.ndarray:
         """Joint positions that put the effector at xy (closed form).
 
         Args:
             xy: Effector positions in the task frame [m], shape (2,) or (N, 2).
+            seed: Unused (the closed form has one solution per ``elbow``).
 
         Returns:
             Joint positions, same leading shape.
@@ -129,6 +137,27 @@ class ArmModel:
         q2 = self.elbow * np.arccos(c2)
         q1 = np.arctan2(p[..., 1], p[..., 0]) - np.arctan2(l2 * np.sin(q2), l1 + l2 * np.cos(q2))
         return np.stack([q1, q2], axis=-1)
+
+
+class Kinematics(Protocol):
+    """What the planner and the checks need of an arm: :class:`ArmModel` or a serial arm."""
+
+    @property
+    def n_joints(self) -> int:
+        """Number of joints."""
+        ...
+
+    def fk(self, q: np.ndarray) -> np.ndarray:
+        """Effector xy in the task frame of joint positions (J,) or (N, J)."""
+        ...
+
+    def fk_xyz(self, q: np.ndarray) -> np.ndarray:
+        """Effector xyz in the task frame of joint positions (J,) or (N, J)."""
+        ...
+
+    def ik(self, xy: np.ndarray, seed: np.ndarray | None = None) -> np.ndarray:
+        """Joint positions for effector xy (2,) or (N, 2), in order from ``seed``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -175,9 +204,11 @@ class Limits:
     """Joint jerk limit per joint [rad/s³ or m/s³]."""
     workspace: tuple[float, float, float, float]
     """Box the effector must stay inside: x_min, x_max, y_min, y_max in the task frame [m]."""
+    min_height: float = -math.inf
+    """Lowest effector height above the table [m] (a serial arm's approach may dip)."""
 
     def check(
-        self, arm: ArmModel, times: np.ndarray, positions: np.ndarray, start: State
+        self, arm: Kinematics, times: np.ndarray, positions: np.ndarray, start: State
     ) -> list[str]:
         """Every violation of a sampled joint trajectory, as the controller will run it.
 
@@ -241,7 +272,15 @@ class Limits:
                     f"joint {j} {name} {abs(values[k, j]):.3f}{unit} at t={at[k]:.3f} s"
                     f" exceeds {limit[j]:.3f}{unit}"
                 )
-        xy = arm.fk(positions)
+        xyz = arm.fk_xyz(positions)
+        xy = xyz[:, :2]
+        low = xyz[:, 2] < self.min_height
+        if np.any(low):
+            k = int(np.argmax(low))
+            out.append(
+                f"effector height {xyz[k, 2]:.3f} m at t={times[k]:.3f} s is below"
+                f" {self.min_height:.3f} m"
+            )
         x0, x1, y0, y1 = self.workspace
         outside = (xy[:, 0] < x0) | (xy[:, 0] > x1) | (xy[:, 1] < y0) | (xy[:, 1] > y1)
         if np.any(outside):
@@ -252,7 +291,7 @@ class Limits:
             )
         return out
 
-    def check_plan(self, arm: ArmModel, plan: Plan) -> list[str]:
+    def check_plan(self, arm: Kinematics, plan: Plan) -> list[str]:
         """:meth:`check` on the samples of a plan's curve (what the controller will run)."""
         return self.check(arm, *plan.samples(), plan.start)
 
@@ -385,7 +424,7 @@ def _rest_to_rest(t: float, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def plan_trial(
-    skill: str, theta: ArrayLike, arm: ArmModel, start: State, timing: TrialTiming
+    skill: str, theta: ArrayLike, arm: Kinematics, start: State, timing: TrialTiming
 ) -> Plan:
     """The joint trajectory of one trial of θ, from the arm's state near home.
 
@@ -417,8 +456,8 @@ def plan_trial(
     n_stroke = math.ceil((stroke.duration + timing.hold) / dt - _TIME_EPS) + 1
     n_move = min(n_stroke, math.ceil(stroke.duration / dt - _TIME_EPS) + 1)
     start_xy, ref = stroke.reference(n_stroke, dt)
-    q_start = arm.ik(start_xy)
-    q_stroke = arm.ik(ref[:n_move])
+    q_all = arm.ik(np.vstack([start_xy, ref[:n_move]]), seed=start.position)  # one branch
+    q_start, q_stroke = q_all[0], q_all[1:]
     n_approach = max(1, math.ceil(timing.approach_duration / dt - _TIME_EPS))
     n0 = max(n_approach, math.ceil((timing.approach_duration + timing.dwell) / dt - _TIME_EPS))
     parts = [_rest_to_rest(n_approach * dt, q_start)]
@@ -464,7 +503,7 @@ _MJ_PEAK_CURVATURE = 10.0 / math.sqrt(3.0)
 
 
 def stop_plan(
-    active: TimedPlan, now: float, arm: ArmModel, limits: Limits, dt: float
+    active: TimedPlan, now: float, arm: Kinematics, limits: Limits, dt: float
 ) -> tuple[Plan | None, list[str]]:
     """A stop that decelerates along the running trajectory's own path, within limits.
 
