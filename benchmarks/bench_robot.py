@@ -69,14 +69,8 @@ def through_graph(scale: float, n: int, domain: str, tmp: Path) -> dict:
     sim_params = {"time_scale": str(float(scale)), "camera_noise": "0.0", "camera_dropout": "0.0"}
     procs = [
         start("sim_arm_node", ns, sim_params, env, tmp / f"sim{scale}.log"),
-        # Trajectories start a lead after they are sent, on the twin's clock: keep ~50 ms wall.
-        start(
-            "arm_node",
-            ns,
-            {"trajectory_lead": str(max(0.2, 0.05 * scale))},
-            env,
-            tmp / f"arm{scale}.log",
-        ),
+        # Trajectories start a lead (wall s, scaled to the twin's clock) after they are sent.
+        start("arm_node", ns, {"trajectory_lead": "0.05"}, env, tmp / f"arm{scale}.log"),
     ]
     ctx = rclpy.Context()
     rclpy.init(context=ctx)

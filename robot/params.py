@@ -10,17 +10,33 @@ only inside :func:`declare_config`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from icpi.robot.skill import ArmModel, Limits, TrialTiming
+from icpi.robot.skill import ArmModel, Kinematics, Limits, TrialTiming
 from icpi.robot.track import RestRule
 
 T = TypeVar("T")
 
 # Default arm: planar 2R, base 0.5 m behind the ball, 0.4 m links, home at (−0.25, 0) m.
 DEFAULT_HOME = (-1.25297262, 2.50594525)  # [rad]
+
+
+@functools.lru_cache(maxsize=8)
+def _serial_arm(
+    model: str,
+    joints: tuple[str, ...],
+    base_pose: tuple[float, ...],
+    home: tuple[float, ...],
+    height: float,
+    effector: str,
+) -> Kinematics:
+    """A serial arm, built once per configuration (loading and IK set-up take ~10 ms)."""
+    from icpi.robot.kinematics import SerialArm
+
+    return SerialArm(model, joints, base_pose, home, height, effector)
 
 
 def _p(default: Any, help: str, lo: float | None = None, hi: float | None = None) -> Any:
@@ -38,21 +54,42 @@ class ArmConfig:
     """Kinematics and home pose, shared by the skill node and the simulated arm."""
 
     joint_names: list[str] = _p(["shoulder", "elbow"], "Joint names, in the arm model's order")
-    kinematics: str = _p("planar_2r", "Arm model: planar_2r or cartesian_xy")
-    base_xy: list[float] = _p([-0.5, 0.0], "Arm base in the task frame [m]")
+    kinematics: str = _p("planar_2r", "Arm model: planar_2r, cartesian_xy or serial (model)")
+    base_xy: list[float] = _p([-0.5, 0.0], "Arm base in the task frame [m] (planar models)")
     link_lengths: list[float] = _p([0.4, 0.4], "Upper arm and forearm length [m] (planar_2r)")
     elbow: int = _p(1, "Inverse-kinematics branch (+1 or -1)", -1, 1)
     home: list[float] = _p(list(DEFAULT_HOME), "Home joint positions [rad or m]")
+    model: str = _p("", "serial: arm model, a shipped name (ur5e, panda) or an MJCF/URDF file")
+    base_pose: list[float] = _p(
+        [-0.6, 0.0, 0.0, 0.0], "serial: base x, y, z [m] and yaw [rad] in the task frame"
+    )
+    effector: str = _p("effector", "serial: site (MJCF) or body (URDF) of the effector point")
+    effector_height: float = _p(
+        0.03, "serial: effector height over the table along strokes [m]", -1.0, 2.0
+    )
 
-    def arm(self) -> ArmModel:
+    def arm(self) -> Kinematics:
         """The arm model.
 
         Returns:
-            The :class:`~icpi.robot.skill.ArmModel` of these values.
+            An :class:`~icpi.robot.skill.ArmModel` (planar models) or a
+            :class:`~icpi.robot.kinematics.SerialArm` (``kinematics: serial``).
 
         Raises:
             ValueError: On malformed values.
+            FileNotFoundError: If the serial arm's model file does not exist.
         """
+        if len(self.home) != len(self.joint_names):
+            raise ValueError(f"home needs {len(self.joint_names)} values (one per joint)")
+        if self.kinematics == "serial":
+            return _serial_arm(
+                self.model,
+                tuple(self.joint_names),
+                tuple(self.base_pose),
+                tuple(self.home),
+                self.effector_height,
+                self.effector,
+            )
         if len(self.base_xy) != 2 or len(self.link_lengths) != 2:
             raise ValueError("base_xy and link_lengths need 2 values each")
         if len(self.joint_names) != 2 or len(self.home) != 2:
@@ -80,6 +117,9 @@ class SkillNodeConfig(ArmConfig):
     workspace: list[float] = _p(
         [-0.35, 0.35, -0.3, 0.3], "Effector box x_min, x_max, y_min, y_max in the task frame [m]"
     )
+    min_height: float = _p(
+        -1.0, "Lowest effector height over the table [m] (serial arms; planar: z = 0)", -1.0, 2.0
+    )
     trust_region: list[float] = _p(
         [0.3, 0.05, 0.19], "Largest |Δθ| per parameter between trials (θ units; 0: unbounded)"
     )
@@ -90,12 +130,12 @@ class SkillNodeConfig(ArmConfig):
     return_duration: float = _p(1.0, "Back home after a trial [s]", 0.05, 10.0)
     trajectory_lead: float = _p(
         0.3,
-        "Trials and moves home start this long after they are sent (header stamp) [s]",
+        "Trials and moves home start this long after they are sent (header stamp) [wall s]",
         0.0,
         5.0,
     )
     stop_lead: float = _p(
-        0.1, "Stops start this long after they are sent (header stamp) [s]", 0.0, 1.0
+        0.1, "Stops start this long after they are sent (header stamp) [wall s]", 0.0, 1.0
     )
     position_tolerance: float = _p(
         0.02, "Joint error under which a target (home, stroke end) counts as reached", 1e-4, 1.0
@@ -159,6 +199,7 @@ class SkillNodeConfig(ArmConfig):
             acceleration=tuple(self.acceleration_limits),
             jerk=tuple(self.jerk_limits),
             workspace=(w[0], w[1], w[2], w[3]),
+            min_height=self.min_height,
         )
 
     def timing(self) -> TrialTiming:
@@ -202,6 +243,9 @@ class SimArmConfig(ArmConfig):
     ball_topic: str = _p("ball/point", "geometry_msgs/PointStamped out")
     frame_id: str = _p("task", "frame_id of the ball points")
     publish_clock: bool = _p(True, "Publish the simulated time on /clock (for use_sim_time)")
+    clock_rate: float = _p(
+        100.0, "Rate of /clock [Hz, wall time]: every use_sim_time node handles each", 1.0, 1000.0
+    )
 
 
 @dataclass

@@ -54,6 +54,40 @@ POLL_S = 0.005
 REACHED_COUNT = 3
 
 
+class ClockRate:
+    """How fast the controller's clock runs against the steady clock (sim s per wall s).
+
+    Leads cover the transport of a trajectory, which takes wall time; on a simulated
+    clock that runs ``time_scale`` times faster they must be that much longer in
+    controller time. The rate is measured over windows of at least ``window`` wall seconds
+    (1 until the first window closes; a clock that jumps back starts a new window).
+    """
+
+    def __init__(self, window: float = 1.0) -> None:
+        self.window = window
+        self.rate = 1.0
+        self._ref: tuple[float, float] | None = None
+        self._lock = threading.Lock()
+
+    def sample(self, wall: float, controller: float) -> None:
+        """Record both clocks at one moment (any thread).
+
+        Args:
+            wall: Steady clock [s].
+            controller: Controller clock [s].
+        """
+        with self._lock:
+            if self._ref is None or controller < self._ref[1]:
+                self._ref = (wall, controller)
+                return
+            span = wall - self._ref[0]
+            if span >= self.window:
+                measured = (controller - self._ref[1]) / span
+                if measured > 0:
+                    self.rate = min(max(measured, 1e-3), 1e3)
+                self._ref = (wall, controller)
+
+
 class TrialStop(Exception):
     """A trial ends early; carries the result status and reason."""
 
@@ -99,6 +133,7 @@ class SkillRunner:
         self._send = send
         self.clock = clock
         self.controller_clock = controller_clock or clock
+        self.clock_rate = ClockRate()
         self.track = BallTrack(cfg.rest_rule())
         self.watchdog = Watchdog({JOINTS: cfg.joint_state_timeout, BALL: cfg.ball_timeout})
         self._cond = threading.Condition()
@@ -144,10 +179,12 @@ class SkillRunner:
         hi = np.asarray(self.limits.position_upper) + m
         if np.any(q < lo) or np.any(q > hi):
             return self._ignore(f"joint state {q.tolist()} is out of range")
+        now = self.clock()
+        self.clock_rate.sample(now, self.controller_clock())
         with self._cond:
             self._q = q
             self._q_seq += 1
-            self.watchdog.feed(JOINTS, self.clock())
+            self.watchdog.feed(JOINTS, now)
             self._cond.notify_all()
         return None
 
@@ -288,7 +325,7 @@ class SkillRunner:
             plan = plan_trial(self.cfg.skill, theta, self.arm, start, self.timing)
         except Unreachable as err:
             raise TrialStop("refused", f"stroke out of reach: {err}") from err
-        violations = self.limits.check(self.arm, plan.times, plan.positions, plan.start)
+        violations = self.limits.check_plan(self.arm, plan)
         if violations:
             raise TrialStop("refused", "trajectory violates limits: " + "; ".join(violations))
         stale = self.watchdog.stale(self.clock(), [BALL])
@@ -352,12 +389,14 @@ class SkillRunner:
     def _start_time(self, lead: float | None = None) -> float:
         """When a trajectory sent now starts on the controller's clock.
 
-        ``lead`` (default ``trajectory_lead``) ahead, the time for it to arrive, on the
+        ``lead`` (default ``trajectory_lead``) wall seconds ahead, the time for it to
+        arrive, converted to the controller's clock at its measured rate, on the
         ``sample_dt`` grid.
         """
         dt = self.timing.sample_dt
         lead = self.cfg.trajectory_lead if lead is None else lead
-        return math.ceil((self.controller_clock() + lead) / dt - 1e-6) * dt
+        ahead = lead * self.clock_rate.rate
+        return math.ceil((self.controller_clock() + ahead) / dt - 1e-6) * dt
 
     def _send_locked(self, plan: Plan, start: Callable[[], float] | None = None) -> None:
         stamp = self._send(plan, start or self._start_time)
@@ -436,10 +475,8 @@ class SkillRunner:
             self._wait(POLL_S)
 
     def _move_home(self, start: State, when: str) -> None:
-        plan = plan_move(
-            start, self.home, self.arm, self.timing.return_duration, self.timing.sample_dt
-        )
-        violations = self.limits.check(self.arm, plan.times, plan.positions, plan.start)
+        plan = plan_move(start, self.home, self.timing.return_duration, self.timing.sample_dt)
+        violations = self.limits.check_plan(self.arm, plan)
         if violations:
             raise TrialStop(
                 "refused", f"the move home {when} violates limits: " + "; ".join(violations)
@@ -448,7 +485,7 @@ class SkillRunner:
         self._wait_reached(plan, watch_ball=False)
 
     def _wait_reached(self, plan: Plan, watch_ball: bool) -> None:
-        target = plan.positions[-1]
+        target = plan.end
         deadline = self.clock() + plan.duration + self.cfg.motion_timeout
         seen = self._q_seq
         count = 0

@@ -6,8 +6,9 @@ running one, starting from the current joint positions). Publishes ``joint_state
 (geometry_msgs/PointStamped at ``camera_rate``, with ``camera_latency``, Gaussian
 ``camera_noise``, ``camera_dropout`` and an optional ``camera_fail_after``).
 
-The physics runs on a worker thread at ``time_scale`` simulated seconds per wall second;
-see :mod:`icpi.robot.twin` for how a trajectory drives the effector.
+The physics runs on a worker thread at ``time_scale`` simulated seconds per wall second
+(at most: a twin starved of CPU slows its clock rather than jump ahead); see
+:mod:`icpi.robot.twin` for how a trajectory drives the effector.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ from trajectory_msgs.msg import JointTrajectory
 
 from icpi.robot.params import SimArmConfig, declare_config
 from icpi.robot.ros_common import duration_s, run_node, time_s
+from icpi.robot.skill import ArmModel
 from icpi.robot.twin import Twin
 
 # Worker tick [s].
 TICK_S = 0.002
+# Largest backlog the physics catches up at once [wall s]; a twin further behind (starved
+# of CPU) slows its clock down instead.
+MAX_LAG_S = 0.05
 
 
 class SimArmNode(Node):
@@ -49,7 +54,13 @@ class SimArmNode(Node):
         super().__init__("icpi_sim_arm", **kwargs)
         self.cfg = declare_config(self, SimArmConfig)
         cfg = self.cfg
-        self.twin = Twin(cfg.skill, cfg.arm(), cfg.home, cfg.physics)
+        arm = cfg.arm()
+        if not isinstance(arm, ArmModel):
+            raise ValueError(
+                "the twin simulates the planar models (planar_2r, cartesian_xy) only; a"
+                " serial arm in the twin is not done yet (robot/README.md, issue 15)"
+            )
+        self.twin = Twin(cfg.skill, arm, cfg.home, cfg.physics)
         self.rng = np.random.default_rng(cfg.seed)
         self.js_pub = self.create_publisher(JointState, cfg.joint_state_topic, 20)
         self.ball_pub = self.create_publisher(PointStamped, cfg.ball_topic, qos_profile_sensor_data)
@@ -60,7 +71,9 @@ class SimArmNode(Node):
             self._on_trajectory,
             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
         )
-        self._lock = threading.Lock()
+        # Received trajectories (times, positions, velocities, accelerations, stamp), for
+        # the physics thread, which alone touches the twin.
+        self._inbox: collections.deque[tuple[Any, ...]] = collections.deque()
         self._stop = threading.Event()
         self._traj_wall: float | None = None
         self._pending: collections.deque[tuple[float, Any, np.ndarray]] = collections.deque()
@@ -94,8 +107,18 @@ class SimArmNode(Node):
                 vel = np.array([[float(p.velocities[j]) for j in order] for p in msg.points])
                 if all(len(p.accelerations) == len(names) for p in msg.points):
                     acc = np.array([[p.accelerations[j] for j in order] for p in msg.points])
-            stamp = time_s(msg.header.stamp)
-            with self._lock:
+        except (IndexError, ValueError) as err:
+            self.get_logger().warning(f"ignored malformed trajectory: {err}")
+            return
+        # Handed to the physics thread, which takes it before its next step: no lock to
+        # wait for, so a trajectory received before its stamp starts on time.
+        self._inbox.append((times, pos, vel, acc, time_s(msg.header.stamp)))
+
+    def _take_trajectories(self) -> None:
+        """Schedule the received trajectories on the twin (physics thread)."""
+        while self._inbox:
+            times, pos, vel, acc, stamp = self._inbox.popleft()
+            try:
                 late = self.twin.command(
                     times,
                     pos,
@@ -104,13 +127,15 @@ class SimArmNode(Node):
                     velocities=vel,
                     accelerations=acc,
                 )
-                self._traj_wall = time.monotonic()
+            except ValueError as err:
+                self.get_logger().warning(f"ignored malformed trajectory: {err}")
+                continue
+            self._traj_wall = time.monotonic()
             if late > 0:
                 self.get_logger().warning(
-                    f"late trajectory: arrived {1e3 * late:.1f} ms after its start stamp"
+                    f"late trajectory: {len(times)} points arrived {1e3 * late:.1f} ms"
+                    " after their start stamp"
                 )
-        except (IndexError, ValueError) as err:
-            self.get_logger().warning(f"ignored malformed trajectory: {err}")
 
     def _reset_tol(self) -> float | None:
         return 0.02 if self.cfg.reset_object_at_home else None
@@ -120,21 +145,28 @@ class SimArmNode(Node):
         dt = self.twin.dt
         wall0 = time.monotonic()
         sim0 = self.twin.time
-        next_js = next_cam = wall0
+        next_js = next_cam = next_clock = wall0
+        max_steps = max(1, round(MAX_LAG_S * cfg.time_scale / dt))
         while not self._stop.is_set() and self.context.ok():
             now = time.monotonic()
-            target = sim0 + (now - wall0) * cfg.time_scale
-            with self._lock:
-                n = int((target - self.twin.time) / dt)
-                if n > 0:
-                    self.twin.step(n)
-                q, qdot = self.twin.joint_state()
-                ball = self.twin.object_xyz()
-                traj_wall = self._traj_wall
-                sim_ns = round(self.twin.time * 1e9)
+            behind = int((sim0 + (now - wall0) * cfg.time_scale - self.twin.time) / dt)
+            if behind > max_steps:
+                # Starved (a loaded machine): simulated time slows down instead of jumping
+                # ahead in a burst with no joint states, camera or /clock in between.
+                sim0 -= (behind - max_steps) * dt
+                behind = max_steps
+            self._take_trajectories()
+            for _ in range(behind):
+                self.twin.step()
+                self._take_trajectories()
+            q, qdot = self.twin.joint_state()
+            ball = self.twin.object_xyz()
+            traj_wall = self._traj_wall
+            sim_ns = round(self.twin.time * 1e9)
             # Every stamp is simulated time, published on /clock (use_sim_time elsewhere).
             stamp = Time(sec=sim_ns // 1_000_000_000, nanosec=sim_ns % 1_000_000_000)
-            if self.clock_pub is not None:
+            if self.clock_pub is not None and now >= next_clock:
+                next_clock = max(next_clock + 1.0 / cfg.clock_rate, now)
                 self.clock_pub.publish(Clock(clock=stamp))
             if now >= next_js:
                 next_js = max(next_js + 1.0 / cfg.joint_state_rate, now)

@@ -11,9 +11,10 @@ ball points and the outcome are all in this frame. Two kinematic models are offe
 | ``cartesian_xy`` | x, y prismatic [m] (a gantry) | p = b + (q1, q2) |
 
 with u(a) = (cos a, sin a), b = ``base_xy`` [m] and l1, l2 = ``link_lengths`` [m];
-``elbow`` (+1 / −1) picks the inverse-kinematics branch. A 6-DoF arm holding its wrist
-at constant height and orientation reduces to one of these for planar strikes; anything
-else needs its own :class:`ArmModel`.
+``elbow`` (+1 / −1) picks the inverse-kinematics branch. Serial N-joint arms (a UR5e, a
+Panda, any MJCF or URDF model) holding their effector at a fixed height and orientation
+are :class:`icpi.robot.kinematics.SerialArm` (``kinematics: serial``); every model offers
+the :class:`Kinematics` interface.
 
 ## Skill → stroke
 Each skill is a straight minimum-jerk stroke of the effector, exactly as in the MuJoCo
@@ -25,11 +26,13 @@ twin: the task's own :meth:`icpi.envs.base.Task.stroke` (written once, in ``envs
 | ``slide``, ``slide-gc`` | angle, distance d, T | r_puck + r_pusher + gap | d | T |
 
 ## Trial trajectory
-Sampled every ``sample_dt`` on a uniform grid t_k = k·dt, k ≥ 1 (the controller
-starts from the current state at t = 0): a joint-space minimum-jerk approach from home to
-the stroke start (``approach_duration``), a ``dwell`` at rest, the stroke and a ``hold``
-at its end. Approach + dwell is rounded up to a whole number of samples so that the
-stroke's samples fall on the twin's physics steps when ``sample_dt`` equals them.
+A :class:`Plan` is what the controller runs: knots with positions, velocities and
+accelerations, joined by quintic segments, from the current state at t = 0: a joint-space
+minimum-jerk approach from home to the stroke start (``approach_duration``, one
+segment), a ``dwell`` at rest (one), the stroke (a knot every ``sample_dt``) and a
+``hold`` at its end (one). Approach + dwell is rounded up to a whole number of samples so
+that the stroke's knots fall on the twin's physics steps when ``sample_dt`` equals them.
+Every limit is checked on samples of that curve every ``sample_dt``.
 """
 
 from __future__ import annotations
@@ -37,15 +40,16 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.interpolate import BSpline, make_interp_spline
+from scipy.interpolate import BPoly, make_interp_spline
 
 from icpi.envs import make_task
 from icpi.envs.base import Task, min_jerk
 
-KINEMATICS = ("planar_2r", "cartesian_xy")
+KINEMATICS = ("planar_2r", "cartesian_xy")  # closed form; "serial": icpi.robot.kinematics
 SKILLS = ("ball-roll-gc", "slide", "slide-gc")  # tasks whose stroke an arm can make
 # Tolerance of the time grid [s].
 _TIME_EPS = 1e-9
@@ -100,11 +104,17 @@ class ArmModel:
         y = l1 * np.sin(q1) + l2 * np.sin(q12)
         return base + np.stack([x, y], axis=-1)
 
-    def ik(self, xy: np.ndarray) -> np.ndarray:
+    def fk_xyz(self, q: np.ndarray) -> np.ndarray:
+        """Effector xyz (z = 0: the model lies in the table plane), same leading shape."""
+        xy = self.fk(q)
+        return np.concatenate([xy, np.zeros_like(xy[..., :1])], axis=-1)
+
+    def ik(self, xy: np.ndarray, seed: np.ndarray | None = None) -> np.ndarray:
         """Joint positions that put the effector at xy (closed form).
 
         Args:
             xy: Effector positions in the task frame [m], shape (2,) or (N, 2).
+            seed: Unused (the closed form has one solution per ``elbow``).
 
         Returns:
             Joint positions, same leading shape.
@@ -127,6 +137,27 @@ class ArmModel:
         q2 = self.elbow * np.arccos(c2)
         q1 = np.arctan2(p[..., 1], p[..., 0]) - np.arctan2(l2 * np.sin(q2), l1 + l2 * np.cos(q2))
         return np.stack([q1, q2], axis=-1)
+
+
+class Kinematics(Protocol):
+    """What the planner and the checks need of an arm: :class:`ArmModel` or a serial arm."""
+
+    @property
+    def n_joints(self) -> int:
+        """Number of joints."""
+        ...
+
+    def fk(self, q: np.ndarray) -> np.ndarray:
+        """Effector xy in the task frame of joint positions (J,) or (N, J)."""
+        ...
+
+    def fk_xyz(self, q: np.ndarray) -> np.ndarray:
+        """Effector xyz in the task frame of joint positions (J,) or (N, J)."""
+        ...
+
+    def ik(self, xy: np.ndarray, seed: np.ndarray | None = None) -> np.ndarray:
+        """Joint positions for effector xy (2,) or (N, 2), in order from ``seed``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -173,9 +204,11 @@ class Limits:
     """Joint jerk limit per joint [rad/s³ or m/s³]."""
     workspace: tuple[float, float, float, float]
     """Box the effector must stay inside: x_min, x_max, y_min, y_max in the task frame [m]."""
+    min_height: float = -math.inf
+    """Lowest effector height above the table [m] (a serial arm's approach may dip)."""
 
     def check(
-        self, arm: ArmModel, times: np.ndarray, positions: np.ndarray, start: State
+        self, arm: Kinematics, times: np.ndarray, positions: np.ndarray, start: State
     ) -> list[str]:
         """Every violation of a sampled joint trajectory, as the controller will run it.
 
@@ -239,7 +272,15 @@ class Limits:
                     f"joint {j} {name} {abs(values[k, j]):.3f}{unit} at t={at[k]:.3f} s"
                     f" exceeds {limit[j]:.3f}{unit}"
                 )
-        xy = arm.fk(positions)
+        xyz = arm.fk_xyz(positions)
+        xy = xyz[:, :2]
+        low = xyz[:, 2] < self.min_height
+        if np.any(low):
+            k = int(np.argmax(low))
+            out.append(
+                f"effector height {xyz[k, 2]:.3f} m at t={times[k]:.3f} s is below"
+                f" {self.min_height:.3f} m"
+            )
         x0, x1, y0, y1 = self.workspace
         outside = (xy[:, 0] < x0) | (xy[:, 0] > x1) | (xy[:, 1] < y0) | (xy[:, 1] > y1)
         if np.any(outside):
@@ -249,6 +290,10 @@ class Limits:
                 f" workspace x∈[{x0}, {x1}], y∈[{y0}, {y1}]"
             )
         return out
+
+    def check_plan(self, arm: Kinematics, plan: Plan) -> list[str]:
+        """:meth:`check` on the samples of a plan's curve (what the controller will run)."""
+        return self.check(arm, *plan.samples(), plan.start)
 
 
 @dataclass(frozen=True)
@@ -269,61 +314,57 @@ class TrialTiming:
 
 @dataclass
 class Plan:
-    """A sampled joint trajectory (points from t = dt on; t = 0 is the start state).
+    """A joint trajectory exactly as the controller runs it: knots and quintic segments.
 
-    Between and beyond its points the plan is the quintic spline through them that
-    leaves ``start`` with its velocity and acceleration and ends at rest: the same
-    curve a ``joint_trajectory_controller`` interpolates from positions, velocities and
-    accelerations. :meth:`state_at` evaluates it (the controller's reference at a time).
+    The knots (t > 0; t = 0 is ``start``) carry positions, velocities and accelerations;
+    between them the trajectory is the quintic that matches both ends, which is how
+    ``joint_trajectory_controller`` (and the twin) interpolate them. So the message holds
+    only the knots a motion needs — one per rest-to-rest minimum-jerk move, which is a
+    quintic, and one every ``dt`` along a stroke — while the checks run on samples of the
+    very curve the controller follows, every ``dt`` (:meth:`samples`).
     """
 
     times: np.ndarray
-    """Time of each point from the trajectory start [s], (N,)."""
+    """Time of each knot from the trajectory start [s], (N,), increasing, > 0."""
     positions: np.ndarray
-    """Joint positions, (N, J)."""
+    """Joint positions at the knots, (N, J)."""
+    velocities: np.ndarray
+    """Joint velocities at the knots, (N, J) (zero at the last one)."""
+    accelerations: np.ndarray
+    """Joint accelerations at the knots, (N, J) (zero at the last one)."""
     start: State
     """The reference at t = 0 (where the controller is when the trajectory arrives)."""
-    effector: np.ndarray
-    """Effector xy per point in the task frame [m], (N, 2)."""
+    dt: float
+    """Spacing of the samples the limits are checked on [s]."""
     stroke_start: float = 0.0
     """When the stroke begins [s] (0 for a plain move)."""
-    spline: BSpline = field(init=False, repr=False)
-    """The interpolating quintic, t ∈ [0, duration]."""
+    curve: BPoly = field(init=False, repr=False)
+    """The piecewise quintic, t ∈ [0, duration]."""
 
     def __post_init__(self) -> None:
         t = np.concatenate([[0.0], self.times])
-        q = np.vstack([self.start.position, self.positions])
-        zero = np.zeros(q.shape[1])
-        if len(t) >= 4:
-            bc = ([(1, self.start.velocity), (2, self.start.acceleration)], [(1, zero), (2, zero)])
-            self.spline = make_interp_spline(t, q, k=5, bc_type=bc)
-        else:  # too few points for a quintic: piecewise linear
-            self.spline = make_interp_spline(t, q, k=1)
+        s0 = self.start
+        knots = np.stack([self.positions, self.velocities, self.accelerations], axis=1)
+        ends = [np.stack([s0.position, s0.velocity, s0.acceleration]), *knots]
+        self.curve = BPoly.from_derivatives(t, ends)
 
     @property
     def duration(self) -> float:
-        """Time of the last point [s]."""
+        """Time of the last knot [s]."""
         return float(self.times[-1])
 
     @property
-    def velocities(self) -> np.ndarray:
-        """Joint velocities at the points (N, J) (zero at the last one)."""
-        v: np.ndarray = self.spline(self.times, 1) if self.spline.k > 1 else self._fd_velocity()
-        v[-1] = 0.0
-        return v
+    def end(self) -> np.ndarray:
+        """Joint positions at the end."""
+        out: np.ndarray = self.positions[-1]
+        return out
 
-    @property
-    def accelerations(self) -> np.ndarray:
-        """Joint accelerations at the points (N, J) (zero at the last one)."""
-        if self.spline.k < 2:
-            return np.zeros_like(self.positions)
-        a: np.ndarray = self.spline(self.times, 2)
-        a[-1] = 0.0
-        return a
-
-    def _fd_velocity(self) -> np.ndarray:
-        q = np.vstack([self.start.position, self.positions])
-        return np.diff(q, axis=0) / np.diff(np.concatenate([[0.0], self.times]))[:, None]
+    def samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """The curve every ``dt`` from ``dt`` on and at its end: times (M,), positions (M, J)."""
+        t = np.arange(1, math.floor(self.duration / self.dt + _TIME_EPS) + 1) * self.dt
+        if len(t) == 0 or t[-1] < self.duration - _TIME_EPS:
+            t = np.append(t, self.duration)
+        return t, np.asarray(self.curve(t), dtype=np.float64)
 
     def state_at(self, t: float) -> State:
         """The reference at time ``t`` from the start (at rest at the end after it).
@@ -337,11 +378,8 @@ class Plan:
         if t <= 0.0:
             return self.start
         if t >= self.duration:
-            return State.at_rest(self.positions[-1])
-        derivs = [np.asarray(self.spline(t, d), dtype=np.float64) for d in (0, 1, 2)]
-        if self.spline.k < 2:
-            derivs[2] = np.zeros_like(derivs[0])
-        return State(*derivs)
+            return State.at_rest(self.end)
+        return State(*(np.asarray(self.curve(t, nu=d), dtype=np.float64) for d in (0, 1, 2)))
 
 
 @dataclass(frozen=True)
@@ -380,10 +418,21 @@ def skill_task(skill: str) -> Task:
     return make_task(skill)
 
 
+def _rest_to_rest(t: float, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One knot at rest: time, position, zero velocity and acceleration (as rows)."""
+    return np.array([t]), q[None].copy(), np.zeros((1, len(q))), np.zeros((1, len(q)))
+
+
 def plan_trial(
-    skill: str, theta: ArrayLike, arm: ArmModel, start: State, timing: TrialTiming
+    skill: str, theta: ArrayLike, arm: Kinematics, start: State, timing: TrialTiming
 ) -> Plan:
     """The joint trajectory of one trial of θ, from the arm's state near home.
+
+    Knots: the approach (a joint-space minimum-jerk move, one quintic) ends at rest at
+    the stroke start; the dwell ends there too; then one knot every ``sample_dt`` along
+    the stroke (inverse kinematics of the task's stroke, with velocities and
+    accelerations of the quintic spline through them, at rest at both ends) and the
+    end of the hold.
 
     Args:
         skill: One of :data:`SKILLS`.
@@ -403,42 +452,49 @@ def plan_trial(
     if not dt > 0:
         raise ValueError(f"sample_dt must be positive, got {dt}")
     stroke = skill_task(skill).stroke(np.asarray(theta, dtype=np.float64))
-    q0 = start.position
     # Stroke reference on the grid, relative to its own start (step index only).
     n_stroke = math.ceil((stroke.duration + timing.hold) / dt - _TIME_EPS) + 1
+    n_move = min(n_stroke, math.ceil(stroke.duration / dt - _TIME_EPS) + 1)
     start_xy, ref = stroke.reference(n_stroke, dt)
-    q_stroke = arm.ik(ref)
-    q_start = arm.ik(start_xy)
+    q_all = arm.ik(np.vstack([start_xy, ref[:n_move]]), seed=start.position)  # one branch
+    q_start, q_stroke = q_all[0], q_all[1:]
     n_approach = max(1, math.ceil(timing.approach_duration / dt - _TIME_EPS))
     n0 = max(n_approach, math.ceil((timing.approach_duration + timing.dwell) / dt - _TIME_EPS))
-    k = np.arange(1, n0 + 1, dtype=np.float64)
-    s = min_jerk(k / n_approach)[:, None]
-    q_pre = q0 + s * (q_start - q0)
-    positions = np.vstack([q_pre, q_stroke])
-    times = np.arange(1, len(positions) + 1, dtype=np.float64) * dt
-    return Plan(times, positions, start, arm.fk(positions), stroke_start=(n0 + 1) * dt)
+    parts = [_rest_to_rest(n_approach * dt, q_start)]
+    if n0 > n_approach:
+        parts.append(_rest_to_rest(n0 * dt, q_start))
+    # The stroke: the quintic spline through its samples (from the dwell, at rest at both
+    # ends); its knots carry the spline's own derivatives, so the segments are the spline.
+    t_s = np.arange(n0, n0 + n_move + 1, dtype=np.float64) * dt
+    q_s = np.vstack([q_start, q_stroke])
+    zero = np.zeros(q_s.shape[1])
+    spline = make_interp_spline(t_s, q_s, k=5, bc_type=([(1, zero), (2, zero)],) * 2)
+    t_k = t_s[1:]
+    vel, acc = spline(t_k, 1), spline(t_k, 2)
+    vel[-1] = acc[-1] = 0.0
+    parts.append((t_k, q_s[1:], vel, acc))
+    if n_stroke > n_move:
+        parts.append(_rest_to_rest((n0 + n_stroke) * dt, q_s[-1]))
+    times, positions, velocities, accelerations = (
+        np.concatenate(x) for x in zip(*parts, strict=True)
+    )
+    return Plan(times, positions, velocities, accelerations, start, dt, stroke_start=(n0 + 1) * dt)
 
 
-def plan_move(start: State, goal: ArrayLike, arm: ArmModel, duration: float, dt: float) -> Plan:
-    """A joint-space minimum-jerk move from rest to rest (used to return home).
+def plan_move(start: State, goal: ArrayLike, duration: float, dt: float) -> Plan:
+    """A joint-space minimum-jerk move to rest (one quintic; used to go home).
 
     Args:
-        start: The controller's reference when the move starts (at rest).
+        start: The controller's reference when the move starts.
         goal: Target joint positions.
-        arm: The arm model.
-        duration: Move time [s].
-        dt: Point spacing [s].
+        duration: Move time [s] (rounded up to the ``dt`` grid).
+        dt: Sample spacing of the checks [s].
 
     Returns:
         The plan.
     """
-    q0 = start.position
-    q1 = np.asarray(goal, dtype=np.float64)
     n = max(2, math.ceil(duration / dt - _TIME_EPS))
-    k = np.arange(1, n + 1, dtype=np.float64)
-    s = min_jerk(k / n)[:, None]
-    positions = q0 + s * (q1 - q0)
-    return Plan(k * dt, positions, start, arm.fk(positions))
+    return Plan(*_rest_to_rest(n * dt, np.asarray(goal, dtype=np.float64)), start, dt)
 
 
 # Peak of the minimum-jerk profile's first and second derivative (τ ∈ [0, 1]).
@@ -447,7 +503,7 @@ _MJ_PEAK_CURVATURE = 10.0 / math.sqrt(3.0)
 
 
 def stop_plan(
-    active: TimedPlan, now: float, arm: ArmModel, limits: Limits, dt: float
+    active: TimedPlan, now: float, arm: Kinematics, limits: Limits, dt: float
 ) -> tuple[Plan | None, list[str]]:
     """A stop that decelerates along the running trajectory's own path, within limits.
 
@@ -456,14 +512,15 @@ def stop_plan(
     speed to zero with a minimum-jerk ramp of the time scaling: ṡ(t) = 1 − s_mj(t/T).
     The path covered is half the ramp time's worth of the original. T starts at the
     shortest time the acceleration and jerk limits allow for the current velocity and
-    grows until the sampled stop passes :meth:`Limits.check` from the current reference.
+    grows until the stop passes :meth:`Limits.check` from the current reference. Its
+    knots, every ``dt``, carry the exact derivatives of the re-timed path.
 
     Args:
         active: The running trajectory.
         now: Controller time [s].
         arm: The arm model.
         limits: The limits (the stop passes the same check as every trajectory).
-        dt: Point spacing [s].
+        dt: Knot spacing [s].
 
     Returns:
         ``(plan, [])`` with the stop; ``(None, [])`` when the reference is already at
@@ -473,6 +530,7 @@ def stop_plan(
     plan, elapsed = active.plan, now - active.sent_at
     if elapsed >= plan.duration:
         return None, []
+    elapsed = max(elapsed, 0.0)  # not started yet: stop it at its start (at rest there)
     start = active.state_at(now)
     speed = np.abs(start.velocity)
     ramp = max(
@@ -486,11 +544,17 @@ def stop_plan(
         t = np.arange(1, n + 1, dtype=np.float64) * dt
         u = np.clip(t / ramp, 0.0, 1.0)
         # s(t) = elapsed + T·∫₀^u (1 − s_mj), with ∫₀^u s_mj = 2.5u⁴ − 3u⁵ + u⁶.
-        progress = elapsed + ramp * (u - u**4 * (2.5 + u * (-3.0 + u)))
-        positions = plan.spline(np.minimum(progress, plan.duration))
-        violations = limits.check(arm, t, positions, start)
+        progress = np.minimum(elapsed + ramp * (u - u**4 * (2.5 + u * (-3.0 + u))), plan.duration)
+        rate = 1.0 - min_jerk(u)  # ṡ
+        rate_dot = -30.0 * u**2 * (1.0 - u) ** 2 / ramp  # s̈
+        q, dq, ddq = (np.asarray(plan.curve(progress, nu=d)) for d in (0, 1, 2))
+        vel = dq * rate[:, None]
+        acc = ddq * (rate**2)[:, None] + dq * rate_dot[:, None]
+        vel[-1] = acc[-1] = 0.0
+        stop = Plan(t, q, vel, acc, start, dt)
+        violations = limits.check_plan(arm, stop)
         if not violations:
-            return Plan(t, positions, start, arm.fk(positions)), []
+            return stop, []
         ramp *= 1.5
     return None, violations
 

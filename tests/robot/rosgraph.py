@@ -37,8 +37,9 @@ FAST_ARM = {
     "approach_duration": "0.5",
     "return_duration": "0.5",
     "dwell": "0.1",
-    "trajectory_lead": "0.6",  # simulated s: 0.15 s wall at time_scale 4 (busy CI cores)
+    "trajectory_lead": "0.15",  # wall s (0.6 simulated s at time_scale 4; busy CI cores)
     "joint_state_timeout": "1.0",  # busy CI cores
+    "stop_lead": "0.15",  # wall s: a stop must arrive before it starts, even at load 9
 }
 
 
@@ -258,7 +259,7 @@ def trajectory_arrays(msg, joint_names) -> tuple:
     return t, np.array(d, dtype=float).reshape(len(t), 3, len(joint_names))
 
 
-def limit_violations(trajs, joint_names, vmax, amax, jmax, slack=1.05):
+def limit_violations(trajs, joint_names, q0, vmax, amax, jmax, slack=1.05):
     """Check what a controller executes, from the trajectories it received (a test oracle).
 
     The controller model is joint_trajectory_controller's: a trajectory starts at its
@@ -266,6 +267,7 @@ def limit_violations(trajs, joint_names, vmax, amax, jmax, slack=1.05):
     and follows quintic segments through its points; until then the previous one runs;
     after its last point it holds. The reference is sampled every 2 ms over the whole
     span and its finite-difference speed, acceleration and jerk are checked per joint.
+    ``q0`` is where the arm rests before the first one (a joint state).
 
     Returns:
         Descriptions of the violations (empty when everything is within limits).
@@ -283,7 +285,7 @@ def limit_violations(trajs, joint_names, vmax, amax, jmax, slack=1.05):
 
     def state(active, x):
         if active is None:
-            return np.vstack([segs[0][2][0, 0], np.zeros(n_j), np.zeros(n_j)])
+            return np.vstack([np.asarray(q0, dtype=float), np.zeros(n_j), np.zeros(n_j)])
         poly, end, last = active
         if x >= end:
             return np.vstack([last, np.zeros(n_j), np.zeros(n_j)])

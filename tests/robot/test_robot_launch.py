@@ -105,7 +105,7 @@ def test_node_modules_run_as_scripts():
         assert 'if __name__ == "__main__":' in source, module
 
 
-@pytest.mark.parametrize("yaml_name", ["sim_arm.yaml", "hardware.yaml"])
+@pytest.mark.parametrize("yaml_name", ["sim_arm.yaml", "hardware.yaml", "ur5e.yaml", "panda.yaml"])
 def test_nodes_declare_the_yaml_parameters_with_their_types(yaml_name):
     """Load the YAML into real rclpy nodes: types and ranges are enforced by rclpy."""
     rclpy = pytest.importorskip("rclpy")

@@ -16,7 +16,7 @@ from icpi.envs import make_task
 from icpi.robot.adapter import ArmTask, TrialFailed, relabel_rollouts
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
 from icpi.robot.params import SkillNodeConfig
-from icpi.robot.runner import SkillRunner
+from icpi.robot.runner import ClockRate, SkillRunner
 from icpi.robot.skill import (
     ArmModel,
     Limits,
@@ -71,16 +71,21 @@ def test_trial_plan_follows_the_twin_stroke(skill):
     theta = 0.5 * (spec.low_array + spec.high_array)
     timing = TrialTiming(sample_dt=0.002, approach_duration=0.5, dwell=0.1, hold=0.1)
     plan = plan_trial(skill, theta, arm, State.at_rest(cfg.home), timing)
-    assert np.all(np.diff(plan.times) > 0) and plan.times[0] == pytest.approx(0.002)
+    assert np.all(np.diff(plan.times) > 0)
     stroke = make_task(skill).stroke(theta)
     n = round((stroke.duration + 0.1) / 0.002) + 1
     _start, ref = stroke.reference(n, 0.002)
-    k0 = round(plan.stroke_start / 0.002) - 1  # index of the stroke's first point
-    np.testing.assert_allclose(plan.effector[k0:], ref, atol=1e-12)
-    np.testing.assert_allclose(plan.effector[0], arm.fk(np.asarray(cfg.home)), atol=1e-3)
+    t, q = plan.samples()
+    assert t[0] == pytest.approx(0.002) and t[-1] == pytest.approx(plan.duration)
+    effector = arm.fk(q)
+    k0 = round(plan.stroke_start / 0.002) - 1  # index of the stroke's first sample
+    np.testing.assert_allclose(effector[k0:], ref, atol=1e-12)
+    np.testing.assert_allclose(effector[0], arm.fk(np.asarray(cfg.home)), atol=1e-3)
     np.testing.assert_array_equal(plan.velocities[-1], 0.0)
+    # Few knots: one for the approach, one for the dwell, the stroke's, one for the hold.
+    assert len(plan.times) == 2 + round(stroke.duration / 0.002) + 1 + 1
     # The shipped limits admit the whole θ box of both skills.
-    assert cfg.limits().check(arm, plan.times, plan.positions, plan.start) == []
+    assert cfg.limits().check_plan(arm, plan) == []
 
 
 def test_limits_refuse_each_kind_of_violation():
@@ -89,7 +94,8 @@ def test_limits_refuse_each_kind_of_violation():
     theta = [0.5, 0.12, 0.12]  # fastest, widest stroke
     plan = plan_trial("ball-roll-gc", theta, arm, home, cfg.timing())
     ok = cfg.limits()
-    assert ok.check(arm, plan.times, plan.positions, home) == []
+    times, positions = plan.samples()
+    assert ok.check(arm, times, positions, home) == []
 
     def with_(**kw):
         base = dict(
@@ -101,27 +107,29 @@ def test_limits_refuse_each_kind_of_violation():
             workspace=ok.workspace,
         )
         base.update(kw)
-        return Limits(**base).check(arm, plan.times, plan.positions, home)
+        return Limits(**base).check(arm, times, positions, home)
 
     assert "outside" in with_(position_upper=(1.0, 2.4))[0]
     assert "speed" in with_(velocity=(3.0, 3.0))[0]
     assert "acceleration" in with_(acceleration=(50.0, 50.0))[0]
     assert "jerk" in with_(jerk=(3750.0, 3750.0))[0]
     assert "workspace" in with_(workspace=(-0.35, 0.0, -0.3, 0.3))[0]
-    bad = plan.positions.copy()
+    bad = positions.copy()
     bad[3, 0] = math.nan
-    assert ok.check(arm, plan.times, bad, home) == ["trajectory holds NaN or inf"]
-    assert "increase" in ok.check(arm, plan.times[::-1], plan.positions, home)[0]
-    end = State.at_rest(plan.positions[-1])
-    back = plan_move(end, cfg.home, arm, 1.0, 0.01)
-    assert ok.check(arm, back.times, back.positions, end) == []
+    assert ok.check(arm, times, bad, home) == ["trajectory holds NaN or inf"]
+    assert "increase" in ok.check(arm, times[::-1], positions, home)[0]
+    end = State.at_rest(plan.end)
+    back = plan_move(end, cfg.home, 1.0, 0.01)
+    assert len(back.times) == 1  # one quintic
+    assert ok.check_plan(arm, back) == []
     # A trajectory that starts away from the reference, or ends in motion, is refused.
-    assert "speed" in ok.check(arm, back.times, back.positions, home)[0]
+    bt, bq = back.samples()
+    assert "speed" in ok.check(arm, bt, bq, home)[0]
     slow = Limits(
         ok.position_lower, ok.position_upper, ok.velocity, (20.0, 20.0), ok.jerk, ok.workspace
     )
-    assert slow.check(arm, back.times, back.positions, end) == []
-    half = slow.check(arm, back.times[:50], back.positions[:50], end)
+    assert slow.check_plan(arm, back) == []
+    half = slow.check(arm, bt[:50], bq[:50], end)
     assert any("acceleration" in v for v in half), half
 
 
@@ -132,23 +140,28 @@ def test_stop_decelerates_along_the_path_within_limits():
     arm, limits = cfg.arm(), cfg.limits()
     timing = TrialTiming(sample_dt=0.002, approach_duration=1.0)
     plan = plan_trial("ball-roll-gc", (0.1, 0.06, 0.3), arm, State.at_rest(cfg.home), timing)
-    assert limits.check(arm, plan.times, plan.positions, plan.start) == []
+    assert limits.check_plan(arm, plan) == []
     active = TimedPlan(plan, sent_at=10.0)
-    path = arm.fk(plan.spline(np.arange(0.0, plan.duration, 1e-4)))  # the planned path, dense
+    path = arm.fk(plan.curve(np.arange(0.0, plan.duration, 1e-4)))  # the planned path, dense
     speeds = []
     for t in np.linspace(0.05, plan.duration - 0.01, 25):  # approach, dwell, stroke, hold
         stop, why = stop_plan(active, 10.0 + t, arm, limits, 0.002)
         assert why == [] and stop is not None, why
         ref = active.state_at(10.0 + t)
         np.testing.assert_allclose(stop.start.position, ref.position)
-        assert limits.check(arm, stop.times, stop.positions, ref) == []
+        assert limits.check(arm, *stop.samples(), ref) == []
         # It stays on the planned path (no new positions): every point lies on it.
-        dist = np.min(np.linalg.norm(stop.effector[:, None] - path[None], axis=2), 1)
+        effector = arm.fk(stop.curve(np.linspace(0.0, stop.duration, 200)))
+        dist = np.min(np.linalg.norm(effector[:, None] - path[None], axis=2), 1)
         assert dist.max() < 1e-4
         speeds.append(float(np.max(np.abs(ref.velocity))))
     assert max(speeds) > 1.0  # some stops started at speed
     # At rest (after the end) there is nothing to stop.
     assert stop_plan(active, 10.0 + plan.duration + 0.1, arm, limits, 0.002) == (None, [])
+    # Before it starts (sent with a lead): the stop holds where it would have started.
+    stop, why = stop_plan(active, 9.5, arm, limits, 0.002)
+    assert why == [] and stop is not None
+    np.testing.assert_allclose(stop.end, cfg.home, atol=1e-6)
 
 
 def test_trust_region_refuses_at_the_arm_and_clips_at_the_driver():
@@ -205,6 +218,18 @@ def test_rest_detection_and_watchdog():
 
 
 # ---------------------------------------------------------------- twin
+def command(twin, plan, start=None):
+    """Send a plan to the twin as the node does: knots with velocities and accelerations."""
+    return twin.command(
+        plan.times,
+        plan.positions,
+        reset_at_home_tol=0.02,
+        start=start,
+        velocities=plan.velocities,
+        accelerations=plan.accelerations,
+    )
+
+
 def test_twin_matches_the_in_process_rollout():
     cfg = SkillNodeConfig()
     twin = Twin("ball-roll-gc", cfg.arm(), cfg.home, [0.05, 0.004])
@@ -212,12 +237,12 @@ def test_twin_matches_the_in_process_rollout():
     theta = np.array([0.25, 0.08, 0.3])
     home = State.at_rest(cfg.home)
     plan = plan_trial("ball-roll-gc", theta, cfg.arm(), home, TrialTiming(sample_dt=0.002))
-    twin.command(plan.times, plan.positions, reset_at_home_tol=0.01)
+    command(twin, plan)
     twin.step(round(plan.stroke_start / twin.dt) + task.nstep)
     expected = task.rollout(twin.instance, theta).outcome
     np.testing.assert_allclose(twin.object_xyz()[:2], expected, atol=1e-4)
     q, _ = twin.joint_state()
-    np.testing.assert_allclose(q, plan.positions[-1], atol=1e-3)
+    np.testing.assert_allclose(q, plan.end, atol=1e-3)
     with pytest.raises(ValueError):
         twin.command([0.1, 0.05], plan.positions[:2], None)
 
@@ -227,8 +252,8 @@ def test_slide_twin_matches_the_in_process_push():
     twin = Twin("slide", cfg.arm(), cfg.home, [0.2, 0.2])
     theta = np.array([0.3, 0.2, 0.5])
     plan = plan_trial("slide", theta, cfg.arm(), State.at_rest(cfg.home), TrialTiming(0.002))
-    assert cfg.limits().check(cfg.arm(), plan.times, plan.positions, plan.start) == []
-    twin.command(plan.times, plan.positions, reset_at_home_tol=0.01)
+    assert cfg.limits().check_plan(cfg.arm(), plan) == []
+    command(twin, plan)
     twin.step(round(plan.stroke_start / twin.dt) + twin.task.nstep)
     expected = twin.task.rollout(twin.instance, theta).outcome
     # The puck settles on the table during the approach (in-process it starts unsettled);
@@ -257,14 +282,7 @@ class TwinArm:
         with self.lock:
             self.sent.append(plan)
             stamp = start()
-            self.twin.command(
-                plan.times,
-                plan.positions,
-                reset_at_home_tol=0.02,
-                start=stamp,
-                velocities=plan.velocities,
-                accelerations=plan.accelerations,
-            )
+            command(self.twin, plan, stamp)
         return stamp
 
     def loop(self):
@@ -348,6 +366,32 @@ def test_runner_scores_a_trial_like_the_in_process_rollout():
         assert arm.runner.state() == "no_joint_states"
     finally:
         arm.close()
+
+
+def test_leads_are_wall_time_scaled_to_the_controller_clock():
+    rate = ClockRate(window=1.0)
+    assert rate.rate == 1.0  # until measured
+    for k in range(30):  # a twin at time_scale 4
+        rate.sample(0.1 * k, 10.0 + 0.4 * k)
+    assert rate.rate == pytest.approx(4.0)
+    rate.sample(3.5, 1.0)  # the clock jumps back (a restarted twin): a new window
+    assert rate.rate == pytest.approx(4.0)
+    rate.sample(4.6, 1.0 + 1.1 * 0.5)
+    assert rate.rate == pytest.approx(0.5)
+    wall, sim = [0.0], [100.0]
+    runner = SkillRunner(
+        fast_cfg(trajectory_lead=0.2, stop_lead=0.05),
+        lambda plan, start: start(),
+        clock=lambda: wall[0],
+        controller_clock=lambda: sim[0],
+    )
+    for _ in range(25):  # joint states sample both clocks
+        wall[0] += 0.1
+        sim[0] += 0.4
+        runner.on_joint_state(runner.cfg.joint_names, list(runner.cfg.home), [])
+    assert runner.clock_rate.rate == pytest.approx(4.0)
+    assert runner._start_time() == pytest.approx(sim[0] + 0.8, abs=0.002)
+    assert runner._start_time(runner.cfg.stop_lead) == pytest.approx(sim[0] + 0.2, abs=0.002)
 
 
 # ---------------------------------------------------------------- adapter
