@@ -46,8 +46,8 @@ demo: $(DEMO_STAMP)
 	$(BIN)/icpi --log-level WARNING report demo_out
 
 lint: $(FULL_STAMP)
-	$(BIN)/ruff check icpi envs robot launch tests benchmarks datasets examples
-	$(BIN)/ruff format --check icpi envs robot launch tests benchmarks datasets examples
+	$(BIN)/ruff check icpi launch tests benchmarks examples
+	$(BIN)/ruff format --check icpi launch tests benchmarks examples
 
 typecheck: $(FULL_STAMP)
 	$(BIN)/mypy

@@ -39,11 +39,16 @@ BACKENDS = ("local", "ray")
 
 # ---------------------------------------------------------------------------- defaults
 def datasets_root() -> Path:
-    """Root of the shipped datasets: ``$ICPI_DATASETS`` or ``<repo>/datasets``."""
+    """Root of the shipped datasets: ``$ICPI_DATASETS``, else the package's own copy.
+
+    The datasets are package data (``icpi/datasets``, also reachable as ``datasets/`` at
+    the top of a checkout), so an installed wheel, an editable install and a colcon build
+    all find them.
+    """
     env = os.environ.get("ICPI_DATASETS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "datasets"
+    return Path(__file__).resolve().parents[2] / "datasets"
 
 
 def default_dataset_dir(task_id: str) -> Path:

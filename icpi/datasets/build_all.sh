@@ -9,7 +9,9 @@
 # Extra arguments go to `icpi collect` (e.g. --workers 2). Paths are resolved from the
 # repository root, because the recorded command line names the output as datasets/<task>.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# The repository root (the folder of pyproject.toml), whichever path ran this script.
+cd "$(dirname "$0")"
+while [ ! -f pyproject.toml ] && [ "$PWD" != / ]; do cd ..; done
 PYTHON="${PYTHON:-.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
 write=0
