@@ -58,6 +58,13 @@ def add_parser(subparsers: Any) -> None:
         help="Model-using runs in flight at once (one endpoint, one cache; the embedded"
         " server answers one request at a time, so more helps remote endpoints).",
     )
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: a process pool and threads; ray: one Ray task per run, on a local Ray"
+        " or the cluster of RAY_ADDRESS (pip install 'icpi[ray]'); the same results.",
+    )
     p.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     add_config_flag(p)
     g = p.add_argument_group("run settings (every run)")
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         llm_concurrency=args.llm_concurrency,
         progress=not args.no_progress,
+        backend=args.backend,
     )
     wall = time.perf_counter() - t0
     sys.stdout.write(report["table"])

@@ -22,9 +22,10 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from icpi.config import merge
 from icpi.core.files import read_jsonl
 from icpi.core.lock import DirLock
 from icpi.envs import TASKS
-from icpi.errors import ConfigError
+from icpi.errors import ConfigError, UserError
 from icpi.llm import LLMConfig
 from icpi.manipulation.config import MethodSpec, load_run_config, parse_method_spec
 from icpi.manipulation.methods import get_method, load_methods
@@ -199,6 +200,7 @@ def run_benchmark(
     workers: int = 2,
     llm_concurrency: int = 1,
     progress: bool = True,
+    backend: str = "local",
 ) -> dict[str, Any]:
     """Run every (task, method, seed) that is not finished yet, then write the reports.
 
@@ -214,6 +216,8 @@ def run_benchmark(
         llm_concurrency: Model-using runs in flight at once (threads sharing one endpoint
             and the completion cache).
         progress: Show a progress bar.
+        backend: ``local`` (a process pool and threads) or ``ray`` (one Ray task per run,
+            on a local Ray or the cluster of ``RAY_ADDRESS``; the results are the same).
 
     Returns:
         Paths of the reports and the summary rows.
@@ -228,6 +232,8 @@ def run_benchmark(
         raise ConfigError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
     if iterations < 1 or workers < 1 or llm_concurrency < 1:
         raise ConfigError("--iterations, --workers and --llm-concurrency must be >= 1")
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
     specs = [parse_method_spec(m) for m in methods]
     jobs = [
         Job(
@@ -249,24 +255,84 @@ def run_benchmark(
         t0 = time.perf_counter()
         offline = [j for j in todo if not j.spec.uses_model]
         online = [j for j in todo if j.spec.uses_model]
-        spawn = multiprocessing.get_context("spawn")  # no fork of a process holding threads
-        with (
-            cf.ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool,
-            cf.ThreadPoolExecutor(max_workers=llm_concurrency) as threads,
-        ):
-            futures = [pool.submit(_run_job, j) for j in offline]
-            futures += [threads.submit(_run_job, j) for j in online]
-            try:
-                for fut in cf.as_completed(futures):
-                    fut.result()
-                    bar.update()
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+        execute = _execute_ray if backend == "ray" else _execute_local
+        execute(offline, online, workers, llm_concurrency, bar.update)
         bar.close()
         runs_s = time.perf_counter() - t0
         return {**write_reports(jobs, out), "runs": len(todo), "runs_wall_s": runs_s}
+
+
+def _execute_local(
+    offline: Sequence[Job],
+    online: Sequence[Job],
+    workers: int,
+    llm_concurrency: int,
+    done: Callable[[], Any],
+) -> None:
+    """Model-free runs in a process pool, model runs in threads (one endpoint, one cache)."""
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+    with (
+        cf.ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool,
+        cf.ThreadPoolExecutor(max_workers=llm_concurrency) as threads,
+    ):
+        futures = [pool.submit(_run_job, j) for j in offline]
+        futures += [threads.submit(_run_job, j) for j in online]
+        try:
+            for fut in cf.as_completed(futures):
+                fut.result()
+                done()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _execute_ray(
+    offline: Sequence[Job],
+    online: Sequence[Job],
+    workers: int,
+    llm_concurrency: int,
+    done: Callable[[], Any],
+) -> None:
+    """One Ray task per run; at most ``llm_concurrency`` model runs in flight at once.
+
+    Connects to the cluster of ``RAY_ADDRESS`` when it is set (every node needs the
+    package and the benchmark directory, e.g. on a shared file system), else starts a
+    local Ray with ``workers`` CPUs.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the Ray backend needs Ray: pip install 'icpi[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        address = os.environ.get("RAY_ADDRESS")
+        options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+        if address:
+            ray.init(address=address, **options)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, **options)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(_run_job)
+        pending = {remote.remote(j): j for j in offline}
+        queue = list(online)
+
+        def fill() -> None:
+            while queue and sum(j.spec.uses_model for j in pending.values()) < llm_concurrency:
+                job = queue.pop(0)
+                pending[remote.remote(job)] = job
+
+        fill()
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                pending.pop(ref)
+                ray.get(ref)  # re-raises a run's error (a UserError stays one)
+                done()
+            fill()
+    finally:
+        if started:
+            ray.shutdown()
 
 
 #: Reference method of the paired comparison (the paper's strongest numeric baseline).

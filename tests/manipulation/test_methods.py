@@ -181,3 +181,30 @@ def test_readme_method_table_is_the_registry():
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert method_table() in readme
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_local_backends_results(tmp_path):
+    pytest.importorskip("ray")
+    fake = FakeOpenAI()
+    fake.set(Reply(body=completion_body(" 2 -1 0", prompt_tokens=400)))
+    llm = {"base_url": fake.base_url, "model": "fake", "cache_path": str(tmp_path / "c.sqlite3")}
+    args = (["slide", "ball-roll-gc"], ["random", "lknn20", "icpi"], [0, 1], 4)
+    try:
+        local = run_benchmark(*args, tmp_path / "local", llm=llm, progress=False)
+        ray_ = run_benchmark(
+            *args, tmp_path / "ray", llm=llm, progress=False, backend="ray", workers=2
+        )
+    finally:
+        fake.close()
+
+    def rows(out):
+        keep = ("task", "method", "seed", "iteration", "cost", "theta", "source")
+        table = pq.read_table(out / "results.parquet").to_pylist()
+        return sorted(tuple(json.dumps(r[k]) for k in keep) for r in table)
+
+    assert rows(tmp_path / "local") == rows(tmp_path / "ray")
+    assert len(rows(tmp_path / "ray")) == 2 * 3 * 2 * 4
+    untimed = [[{k: v for k, v in r.items() if not k.endswith("_s_per_iteration")}
+                for r in rep["summary"]] for rep in (local, ray_)]  # fmt: skip
+    assert untimed[0] == untimed[1]
