@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
+from numpy.typing import ArrayLike
 from mujoco import rollout as mj_rollout
 
 from icpi.envs.spec import (
@@ -241,7 +242,9 @@ class Task(ABC):
         adr = self._sensor_adr(model)
         return state, data.sensordata[adr : adr + 3].copy()
 
-    def rollout(self, instance: Instance, theta: Any, record_states: bool = False) -> Rollout:
+    def rollout(
+        self, instance: Instance, theta: ArrayLike, record_states: bool = False
+    ) -> Rollout:
         """Run θ once on an instance.
 
         Args:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # Cost under which a rollout counts as a success [m].
 SUCCESS_TOLERANCE = 0.005
@@ -47,7 +48,7 @@ class ThetaSpec:
         """Upper bounds as a float64 array."""
         return np.asarray(self.high, dtype=np.float64)
 
-    def validate(self, theta: Any) -> tuple[np.ndarray, bool]:
+    def validate(self, theta: ArrayLike) -> tuple[np.ndarray, bool]:
         """Check θ's shape and finiteness, then clip it to the bounds.
 
         Args:
@@ -225,7 +226,7 @@ class SkillTask(Protocol):
         """Draw an instance (goal and hidden physics); the arm returns its configured one."""
         ...
 
-    def rollout(self, instance: Instance, theta: Any) -> Rollout:
+    def rollout(self, instance: Instance, theta: ArrayLike) -> Rollout:
         """Run θ once on an instance (θ is validated and clipped by the task)."""
         ...
 
@@ -240,7 +241,8 @@ def min_jerk(tau: np.ndarray) -> np.ndarray:
         Progress in [0, 1]; its peak slope is 1.875 at τ = 0.5.
     """
     t = np.clip(tau, 0.0, 1.0)
-    return t**3 * (10.0 + t * (-15.0 + 6.0 * t))
+    out: np.ndarray = t**3 * (10.0 + t * (-15.0 + 6.0 * t))
+    return out
 
 
 def straight_stroke(

@@ -90,7 +90,7 @@ class ICPISampler(SimpleBaseSampler):
             self.instance = Instance(goal=tuple(map(float, goal)), physics=pairs)
         self.names = list(spec.names)
         self.outcome_attr = outcome_attr
-        self._make = lambda: _method(
+        self._make: Callable[[], Any] = lambda: _method(
             self.task, self.instance, method, settings, dataset, llm, model, seed, n_trials
         )
         self._method: Any = None

@@ -38,7 +38,7 @@ from icpi.core.lock import DirLock
 from icpi.envs import TASKS
 from icpi.errors import ConfigError, UserError
 from icpi.llm import LLMConfig
-from icpi.manipulation.config import MethodSpec, load_run_config, parse_method_spec
+from icpi.manipulation.config import MethodSpec, RunConfig, load_run_config, parse_method_spec
 from icpi.manipulation.methods import get_method, load_methods
 from icpi.manipulation.run import run_method
 
@@ -156,7 +156,7 @@ class Job:
     llm: Mapping[str, Any]
     """The user's LLM layer (flags and config file)."""
 
-    def config(self) -> Any:
+    def config(self) -> RunConfig:
         """The run configuration (defaults < user layer < method spec)."""
         base = {"task": self.task, "seed": self.seed, "iterations": self.iterations}
         return load_run_config(base, self.run, self.spec.layer(), where=self.spec.label)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from icpi.core.context import KNearest
 from icpi.envs.spec import Instance, Rollout, SkillTask
@@ -29,7 +29,7 @@ Feature = Literal["e", "raw"]
 _OWN_RELABELLING = SamplingDesign(min_error=0.0)
 
 
-def situation(rollout: Rollout, goal: Any) -> dict[str, Vec]:
+def situation(rollout: Rollout, goal: ArrayLike) -> dict[str, Vec]:
     """The situation a rollout leaves: its θ, e and outcome, and the goal.
 
     Args:
@@ -83,7 +83,9 @@ def dataset_examples(dataset: ImprovementDataset) -> list[dict[str, Vec]]:
     ]
 
 
-def relabel_own(task: SkillTask, goal: Any, rollouts: Sequence[Rollout]) -> list[dict[str, Vec]]:
+def relabel_own(
+    task: SkillTask, goal: ArrayLike, rollouts: Sequence[Rollout]
+) -> list[dict[str, Vec]]:
     """Hindsight examples from every ordered pair of a run's own rollouts.
 
     The same relabelling as the datasets' (:func:`~icpi.manipulation.dataset.design.

@@ -50,7 +50,8 @@ def initial_theta(task: SkillTask, rng: np.random.Generator, how: str) -> np.nda
     """
     spec = task.theta_spec
     if how == "center":
-        return 0.5 * (spec.low_array + spec.high_array)
+        centre: np.ndarray = 0.5 * (spec.low_array + spec.high_array)
+        return centre
     if how == "random":
         theta: np.ndarray = spec.sample(rng)
         return theta

@@ -45,7 +45,8 @@ class NumberFormat:
     @property
     def span(self) -> Vec:
         """Width of each θ range."""
-        return np.asarray(self.high, float) - np.asarray(self.low, float)
+        out: Vec = np.asarray(self.high, float) - np.asarray(self.low, float)
+        return out
 
     def theta_to_int(self, theta: ArrayLike) -> list[int]:
         """Encode θ (physical) as integers in [0, theta_steps]."""

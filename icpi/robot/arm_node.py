@@ -23,7 +23,7 @@ from typing import Any
 
 from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import Clock, ClockType
+from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,

@@ -97,12 +97,14 @@ class ArmModel:
         q = np.asarray(q, dtype=np.float64)
         base = np.asarray(self.base_xy, dtype=np.float64)
         if self.kinematics == "cartesian_xy":
-            return base + q
+            shifted: np.ndarray = base + q
+            return shifted
         l1, l2 = self.link_lengths
         q1, q12 = q[..., 0], q[..., 0] + q[..., 1]
         x = l1 * np.cos(q1) + l2 * np.cos(q12)
         y = l1 * np.sin(q1) + l2 * np.sin(q12)
-        return base + np.stack([x, y], axis=-1)
+        out: np.ndarray = base + np.stack([x, y], axis=-1)
+        return out
 
     def fk_xyz(self, q: np.ndarray) -> np.ndarray:
         """Effector xyz (z = 0: the model lies in the table plane), same leading shape."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from icpi.errors import ConfigError
 from icpi.manipulation.methods.base import (
@@ -22,10 +22,10 @@ from icpi.manipulation.methods.base import (
     drive,
 )
 
-M = TypeVar("M", bound=type[Method])
+M = TypeVar("M", bound=type[Method[Any]])
 
 #: Method id -> class, in registration order (what ``--method`` accepts).
-METHODS: dict[str, type[Method]] = {}
+METHODS: dict[str, type[Method[Any]]] = {}
 _LOADED = False
 
 
@@ -52,7 +52,7 @@ def register(cls: M) -> M:
 _ORDER = ("icpi", "icpi_plus", "random_shooting", "bayesian", "knn", "jacobian", "cma_es")
 
 
-def load_methods() -> dict[str, type[Method]]:
+def load_methods() -> dict[str, type[Method[Any]]]:
     """Import every method module of this package (once) and return the registry.
 
     Returns:
@@ -75,7 +75,7 @@ def load_methods() -> dict[str, type[Method]]:
     return METHODS
 
 
-def get_method(name: str) -> type[Method]:
+def get_method(name: str) -> type[Method[Any]]:
     """The method class of an id.
 
     Args:

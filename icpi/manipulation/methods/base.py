@@ -223,7 +223,7 @@ class Box:
 
 
 def drive(
-    method: Method,
+    method: Method[Any],
     task: SkillTask,
     instance: Instance,
     iterations: int,

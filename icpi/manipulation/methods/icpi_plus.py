@@ -46,6 +46,7 @@ from icpi.core import (
     ParseResult,
     Proposal,
     SampleBatch,
+    Sampler,
     Selection,
 )
 from icpi.core.prompts import Prompt
@@ -256,7 +257,7 @@ class ICPIPlus(Method[ICPIPlusSettings]):
         self.text = ICPIText(
             ctx, lambda state: self.local.where(), s.feature, s.theta_steps, s.e_unit
         )
-        sampler: Any = ctx.sampler if s.model == "on" else NoModel()
+        sampler: Sampler = ctx.sampler if ctx.sampler is not None and s.model == "on" else NoModel()
         self._pending: Proposal | None = None
         self.loop = ImprovementLoop(
             LoopPieces(
