@@ -45,6 +45,10 @@ def test_every_verb_takes_your_own_task(tmp_path, capsys):
     bench += ["--iterations", "4", "--dataset", str(data), "--out", str(tmp_path / "b")]
     assert main([*bench, "--no-progress"]) == 0
     assert "putt.py:PuttTask" in capsys.readouterr().out
+    # the runs of a task given by an absolute path stay inside the benchmark directory
+    runs = sorted(p.parents[2].name for p in (tmp_path / "b" / "runs").rglob("summary.json"))
+    assert runs == ["putt.py_PuttTask"] * 4
+    assert not (ROOT / "examples" / "putt.py:PuttTask").exists()
     # a task that ships no dataset says how to build one
     assert main(["run", "--task", PUTT, "--method", "lknn20", "--out", str(tmp_path / "x")]) == 2
     assert "icpi collect --task SPEC" in capsys.readouterr().err

@@ -189,6 +189,21 @@ def _run_job(job: Job) -> dict[str, Any]:
     return job()
 
 
+def task_dir_name(task: str) -> str:
+    """The folder of a task's runs: its id, or for ``path/file.py:Class`` ``file.py_Class``.
+
+    A task given by an absolute path must not escape the benchmark directory.
+
+    Args:
+        task: Task spec.
+
+    Returns:
+        A file-system-safe name (no separators).
+    """
+    name = task if task in TASKS else Path(task.replace("\\", "/")).name
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", name).strip("_.") or "task"
+
+
 def run_benchmark(
     tasks: Sequence[str],
     methods: Sequence[str],
@@ -237,7 +252,13 @@ def run_benchmark(
     specs = [parse_method_spec(m) for m in methods]
     jobs = [
         Job(
-            t, s, seed, iterations, out / "runs" / t / s.slug / f"seed-{seed}", run or {}, llm or {}
+            t,
+            s,
+            seed,
+            iterations,
+            out / "runs" / task_dir_name(t) / s.slug / f"seed-{seed}",
+            run or {},
+            llm or {},
         )
         for t in tasks
         for s in specs
