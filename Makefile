@@ -41,8 +41,8 @@ install: $(FULL_STAMP)
 # method, 2 instances, 10 rollouts each; prints the table, writes demo_out/ and its HTML
 # report demo_out/report.html (the last line printed says where it is).
 demo: $(DEMO_STAMP)
-	$(BIN)/icpi --log-level WARNING bench --tasks all --methods icpi,random,bo,knn5,lknn20,cmaes \
-		--seeds 0-1 --iterations 10 --out demo_out
+	$(BIN)/icpi --log-level WARNING bench --tasks all --preset all --seeds 0-1 --iterations 10 \
+		--out demo_out
 	$(BIN)/icpi --log-level WARNING report demo_out
 
 lint: $(FULL_STAMP)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -221,9 +220,9 @@ def summarise_records(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str
         "parse_failures": sum(len(r.get("parse_errors", [])) for r in records),
         "model_errors": sum(r.get("model_errors", 0) for r in records),
         "mean_prompt_tokens": (
-            sum(r["prompt_tokens"] for r in queried) / calls if calls else math.nan
-        ),
+            sum(r["prompt_tokens"] for r in queried) / calls if calls else None
+        ),  # None (JSON null) for a method that never asked a model
         "model_s_per_iteration": (
-            float(np.mean([r["model_s"] for r in queried])) if queried else math.nan
+            float(np.mean([r["model_s"] for r in queried])) if queried else None
         ),
     }
