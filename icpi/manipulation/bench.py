@@ -505,46 +505,39 @@ def markdown_table(summary: Sequence[dict[str, Any]], tasks: Sequence[str]) -> s
     """
     methods = list(dict.fromkeys(s["method"] for s in summary))
     cell = {(s["task"], s["method"]): s for s in summary}
-    head = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+
+    def grid(text: Callable[[dict[str, Any]], str]) -> list[str]:
+        rows = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+        for m in methods:
+            cells = [text(cell[t, m]) if (t, m) in cell else "–" for t in tasks]
+            rows.append(f"| {m} | " + " | ".join(cells) + " |")
+        return rows
+
+    def cost(s: dict[str, Any]) -> str:
+        ci = f"[{s['final_ci_low']:.4f}, {s['final_ci_high']:.4f}]"
+        return f"{s['final_cost_mean']:.4f} {ci} ({s['best_cost_mean']:.4f})"
+
+    def details(s: dict[str, Any]) -> str:
+        text = f"{s['success_rate']:.0%}"
+        if "vs_ref_wins" in s:
+            text += f"; {s['vs_ref_wins']}/{s['vs_ref_ties']}/{s['vs_ref_losses']}"
+        if "model_win_rate" in s:
+            text += f"; model {s['model_win_rate']:.0%}, parse {s['parse_rate']:.0%}"
+        return text
+
     lines = [
         "Mean final cost [m], bootstrap 95 % interval in brackets, mean best-so-far in"
         " parentheses.",
         "",
-        *head,
-    ]
-    for m in methods:
-        cells = []
-        for t in tasks:
-            s = cell.get((t, m))
-            if s is None:
-                cells.append("–")
-                continue
-            ci = f"[{s['final_ci_low']:.4f}, {s['final_ci_high']:.4f}]"
-            cells.append(f"{s['final_cost_mean']:.4f} {ci} ({s['best_cost_mean']:.4f})")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += [
+        *grid(cost),
         "",
         f"Success rate (best < 5 mm); final cost vs {REFERENCE} on the same instances:"
         f" wins/ties/losses (tie within {TIE_TOLERANCE * 1000:g} mm); for model-using methods"
         " `model` = share of model-asking iterations whose rollout came from the model,"
         " `parse` = share of completions that parsed.",
         "",
-        *head,
+        *grid(details),
     ]
-    for m in methods:
-        cells = []
-        for t in tasks:
-            s = cell.get((t, m))
-            if s is None:
-                cells.append("–")
-                continue
-            text = f"{s['success_rate']:.0%}"
-            if "vs_ref_wins" in s:
-                text += f"; {s['vs_ref_wins']}/{s['vs_ref_ties']}/{s['vs_ref_losses']}"
-            if "model_win_rate" in s:
-                text += f"; model {s['model_win_rate']:.0%}, parse {s['parse_rate']:.0%}"
-            cells.append(text)
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     usage = [s for s in summary if "tokens_per_call" in s]
     if usage:
         lines += [
