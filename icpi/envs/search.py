@@ -1,4 +1,4 @@
-"""Derivative-free search for a good θ on one instance (used to check and to collect data)."""
+"""Derivative-free search for a good θ on one instance (tests check reachability with it)."""
 
 from __future__ import annotations
 
