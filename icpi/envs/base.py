@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
-from numpy.typing import ArrayLike
 from mujoco import rollout as mj_rollout
+from numpy.typing import ArrayLike
 
 from icpi.envs.spec import (
     SUCCESS_TOLERANCE,
@@ -242,9 +242,7 @@ class Task(ABC):
         adr = self._sensor_adr(model)
         return state, data.sensordata[adr : adr + 3].copy()
 
-    def rollout(
-        self, instance: Instance, theta: ArrayLike, record_states: bool = False
-    ) -> Rollout:
+    def rollout(self, instance: Instance, theta: ArrayLike, record_states: bool = False) -> Rollout:
         """Run θ once on an instance.
 
         Args:
