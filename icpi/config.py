@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from icpi.core.secrets import is_secret_key, redact
 from icpi.errors import ConfigError
 
 T = TypeVar("T")
@@ -112,11 +113,13 @@ def load(cls: type[T], *layers: Mapping[str, Any] | None, where: str = "") -> T:
             if e["type"] == "unexpected_keyword_argument":
                 known = ", ".join(f.name for f in _fields_at(cls, e["loc"][:-1]))
                 problems.append(f"unknown setting {key!r} (known: {known})")
+            elif e["loc"] and is_secret_key(e["loc"][-1]):
+                problems.append(f"{key}: {e['msg']}")  # never echo a credential
             else:
-                problems.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+                problems.append(f"{key}: {e['msg']} (got {redact(e.get('input'))!r})")
         src = f" in {where}" if where else ""
         raise ConfigError(f"invalid settings{src}: " + "; ".join(problems)) from None
-    except (TypeError, ValueError) as err:  # a __post_init__ check
+    except TypeError as err:  # data that is not a mapping
         src = f" in {where}" if where else ""
         raise ConfigError(f"invalid settings{src}: {err}") from None
     return result
@@ -216,6 +219,54 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping, got {type(data).__name__}")
+    return data
+
+
+def read_verb_config(
+    path: Path | str | None,
+    *,
+    run_keys_set_by_verb: Iterable[str] = (),
+    llm_keys_set_by_verb: Iterable[str] = (),
+    why: str = "",
+) -> dict[str, Any]:
+    """Read a verb's ``--config`` file: sections ``run`` and ``llm`` only.
+
+    Keys the verb sets itself (a benchmark's ``run.seed``, a run's per-call ``llm`` seed)
+    are refused rather than silently overridden or dropped.
+
+    Args:
+        path: The file; ``None``: no file (an empty mapping).
+        run_keys_set_by_verb: ``run`` keys the file must not set.
+        llm_keys_set_by_verb: ``llm`` sampling keys (e.g. ``seed``) the file must not set,
+            flat or under ``sampling``.
+        why: How the verb sets them, appended to the message.
+
+    Returns:
+        The file's mapping.
+
+    Raises:
+        ConfigError: On another section or a key the verb sets.
+    """
+    if path is None:
+        return {}
+    data = read_config_file(path)
+    unknown = set(data) - {"run", "llm"}
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown sections {sorted(unknown)}")
+    run, llm = data.get("run") or {}, data.get("llm") or {}
+    for name, section in (("run", run), ("llm", llm)):
+        if not isinstance(section, dict):
+            raise ConfigError(f"config file {path}: section {name} must be a mapping")
+    sampling = llm.get("sampling") or {}
+    llm_keys = set(llm) | (set(sampling) if isinstance(sampling, dict) else set())
+    refused = [f"run.{k}" for k in sorted(set(run_keys_set_by_verb) & set(run))]
+    refused += [f"llm.{k}" for k in sorted(set(llm_keys_set_by_verb) & llm_keys)]
+    if refused:
+        tail = f" ({why})" if why else ""
+        raise ConfigError(
+            f"config file {path}: {', '.join(refused)} is set by the command itself{tail};"
+            " remove it"
+        )
     return data
 
 

@@ -11,6 +11,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Run settings that a benchmark sets for each run itself (no flag, refused in --config).
+BENCH_SETS = frozenset({"task", "method", "seed", "iterations"})
+
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``bench`` verb.
@@ -68,9 +71,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     add_config_flag(p)
     g = p.add_argument_group("run settings (every run)")
-    add_flags(
-        g, RunConfig, path=("run",), skip={"task", "method", "seed", "iterations", "settings"}
-    )
+    add_flags(g, RunConfig, path=("run",), skip={*BENCH_SETS, "settings"})
     add_llm_arguments(p, skip=("sampling.seed", "sampling.n"))
     p.set_defaults(func=run)
 
@@ -84,15 +85,17 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit code.
     """
-    from icpi.config import flag_layer, merge, read_config_file
+    from icpi.config import flag_layer, merge, read_verb_config
     from icpi.envs import TASKS
-    from icpi.errors import ConfigError
     from icpi.manipulation.bench import parse_seeds, preset_methods, run_benchmark, split_list
+    from icpi.manipulation.run import PER_CALL
 
-    file = read_config_file(args.config) if args.config else {}
-    unknown = set(file) - {"run", "llm"}
-    if unknown:
-        raise ConfigError(f"config file {args.config}: unknown sections {sorted(unknown)}")
+    file = read_verb_config(
+        args.config,
+        run_keys_set_by_verb=BENCH_SETS,
+        llm_keys_set_by_verb=PER_CALL,
+        why="by --tasks, --methods, --seeds, --iterations and each method, per run",
+    )
     flags = flag_layer(args)
     tasks = list(TASKS) if args.tasks == "all" else split_list(args.tasks)
     methods = preset_methods(args.preset) if args.preset else split_list(args.methods)

@@ -21,7 +21,7 @@ def add_parser(subparsers: Any) -> None:
         subparsers: The ``add_subparsers`` object of the top-level parser.
     """
     from icpi.config import add_config_flag, add_flags
-    from icpi.language.runner import LangConfig
+    from icpi.language.runner import PER_CALL, LangConfig
     from icpi.llm.config import add_llm_arguments
 
     p = subparsers.add_parser(
@@ -44,19 +44,7 @@ def add_parser(subparsers: Any) -> None:
     g = p.add_argument_group("run")
     # The prompt style follows --mode (chat or completion).
     add_flags(g, LangConfig, path=("run",), skip={"chat"}, rename={"puzzles_file": "puzzles"})
-    # The policy's temperature, top_p and max_tokens are run settings above (the papers'
-    # defaults); each call's seed derives from --seed; stop sequences come from the task.
-    add_llm_arguments(
-        p,
-        skip=(
-            "sampling.temperature",
-            "sampling.top_p",
-            "sampling.max_tokens",
-            "sampling.seed",
-            "sampling.n",
-            "sampling.stop",
-        ),
-    )
+    add_llm_arguments(p, skip=tuple(f"sampling.{k}" for k in PER_CALL))
     p.set_defaults(func=run)
 
 
@@ -72,17 +60,19 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         ConfigError: On an invalid setting or combination of settings.
     """
-    from icpi.config import flag_layer, load, read_config_file
+    from icpi.config import flag_layer, load, read_verb_config
     from icpi.errors import ConfigError
-    from icpi.language.runner import LangConfig, run_language
+    from icpi.language.runner import PER_CALL, LangConfig, run_language
     from icpi.llm.config import LLMConfig
 
     if args.llm_concurrency < 1:
         raise ConfigError(f"--llm-concurrency must be >= 1, got {args.llm_concurrency}")
-    file = read_config_file(args.config) if args.config else {}
-    unknown = set(file) - {"run", "llm"}
-    if unknown:
-        raise ConfigError(f"config file {args.config}: unknown sections {sorted(unknown)}")
+    file = read_verb_config(
+        args.config,
+        llm_keys_set_by_verb=PER_CALL,
+        why="by the run settings (run.temperature, run.top_p, run.max_tokens, run.seed)"
+        " and the task (stop), per call",
+    )
     flags = flag_layer(args)
     llm = LLMConfig.from_sources(overrides=flags.get("llm"), config=file.get("llm"))
     where = f"{args.config} and the flags" if args.config else "the flags"

@@ -47,26 +47,20 @@ def resolve(args: argparse.Namespace) -> tuple[Any, Any]:
     Raises:
         ConfigError: On an invalid setting, or a per-call LLM setting in the file.
     """
-    from icpi.config import flag_layer, read_config_file
-    from icpi.errors import ConfigError
+    from icpi.config import flag_layer, read_verb_config
     from icpi.llm.config import LLMConfig
     from icpi.manipulation.config import load_run_config
     from icpi.manipulation.methods import get_method
+    from icpi.manipulation.run import PER_CALL
 
-    file = read_config_file(args.config) if args.config else {}
-    unknown = set(file) - {"run", "llm"}
-    if unknown:
-        raise ConfigError(f"config file {args.config}: unknown sections {sorted(unknown)}")
+    file = read_verb_config(
+        args.config,
+        llm_keys_set_by_verb=PER_CALL,
+        why="per call by the method, from run.seed and its settings, e.g. n_samples",
+    )
     flags = flag_layer(args)
     where = f"{args.config} and the flags" if args.config else "the flags"
     cfg = load_run_config(file.get("run"), flags.get("run"), where=where)
-    for layer in (file.get("llm") or {}, flags.get("llm") or {}):
-        per_call = {"seed", "n"} & set(layer.get("sampling") or {}) | {"seed", "n"} & set(layer)
-        if per_call:
-            raise ConfigError(
-                f"llm {', '.join(sorted(per_call))} is set per call by the method (from"
-                " run.seed and its settings, e.g. n_samples); remove it"
-            )
     llm = LLMConfig.from_sources(
         overrides=flags.get("llm"),
         config=file.get("llm"),

@@ -75,6 +75,11 @@ log = logging.getLogger(__name__)
 
 METHODS = (*ICRL_METHODS, *BASELINES, "me-icpo")
 TASKS = ("game24", "writing", "math")
+#: Sampling parameters the runner sets on every call (``config.json`` records them as
+#: ``per_call``; ``icpi lang`` has no flag for them and refuses them in ``--config``): the
+#: policy's temperature, top_p and max_tokens are run settings (the papers' defaults), each
+#: call's seed and n derive from the run seed and the method, stop sequences from the task.
+PER_CALL = ("max_tokens", "n", "seed", "stop", "temperature", "top_p")
 #: Characters of a response kept in records.jsonl.
 RECORD_TEXT_CHARS = 600
 #: Tokens kept free between the prompt budget and the embedded server's context.
@@ -469,7 +474,7 @@ def run_language(
         "reward_seen": task.reward_seen,
         # Prompt budget in tokens (named without "token": the run directory drops such keys).
         "context_budget": budget.tokens,
-        "llm": llm.recorded(per_call=("seed",)) if sampler is None else None,
+        "llm": llm.recorded(per_call=PER_CALL) if sampler is None else None,
         "sampler": type(sampler).__name__ if sampler is not None else None,
         "problems": [p.id for p in problems],
     }

@@ -52,7 +52,6 @@ def test_foreign_run_directory_and_buffer_are_refused_in_one_line(tmp_path, caps
     icpi_dir = tmp_path / "icpi"
     argv = ["run", "--task", "slide", "--iterations", "1", "--out", str(icpi_dir)]
     assert main([*argv, "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 0
-    (icpi_dir / "attempts.jsonl").write_text(json.dumps({"kind": "header", "fingerprint": {}}))
     (icpi_dir / "attempts.jsonl").write_text('{"kind": "header", "fingerprint": {"x": 1}}\n')
     capsys.readouterr()
     assert main([*argv, "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
@@ -85,9 +84,33 @@ def test_config_file_mistakes(tmp_path, capsys):
     assert "unknown setting 'itrations'" in capsys.readouterr().err
     cfg.write_text("run:\n  task: slide\nllm:\n  sampling:\n    seed: 3\n")
     assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
-    assert "set per call by the method" in capsys.readouterr().err
+    assert "llm.seed is set by the command itself (per call" in capsys.readouterr().err
+    # a benchmark sets each run's task, seed and iterations, and a language run the policy's
+    # sampling: a file that sets them is refused, not silently overridden or dropped
+    cfg.write_text("run:\n  task: rope-swing\n  seed: 0\n")
+    argv = ["bench", "--tasks", "slide", "--methods", "random", "--seeds", "3", "--config"]
+    assert main([*argv, str(cfg), "--out", str(tmp_path / "b")]) == 2
+    assert "run.seed, run.task is set by the command itself" in capsys.readouterr().err
+    cfg.write_text("llm:\n  temperature: 0.9\n")
+    argv = ["lang", "--task", "game24", "--problems", "1", "--config", str(cfg)]
+    assert main([*argv, "--out", str(tmp_path / "l")]) == 2
+    assert "llm.temperature is set by the command itself" in capsys.readouterr().err
     assert main(["run", "--config", str(tmp_path / "nope.toml"), "--out", str(tmp_path)]) == 2
     assert "cannot read config file" in capsys.readouterr().err
+
+
+def test_an_invalid_setting_never_echoes_a_credential(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-TOPSECRET")
+    url = "http://user:hunter2@127.0.0.1:9/v1"
+    assert main(["llm", "ask", "hi", "--base-url", url, "--timeout", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "timeout_s" in err and "sk-TOPSECRET" not in err and "hunter2" not in err
+    # a malformed key itself is named, never shown
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("run:\n  task: slide\nllm:\n  api_key: [sk-LISTED]\n")
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "api_key" in err and "sk-LISTED" not in err
 
 
 def test_debug_level_shows_the_traceback_of_a_user_error(tmp_path, capsys, caplog):
