@@ -442,7 +442,10 @@ def summarise(rows: Sequence[dict[str, Any]], reference: str = REFERENCE) -> lis
         against ``reference`` on the same instances (tie within 1 mm) and the paired mean
         difference with its interval; model answers used (share of model-asking
         iterations whose rollout came from the model), parse rate, tokens per model call
-        and model seconds per iteration.
+        and model seconds per iteration. Every row has every column (``None`` where a
+        figure does not apply: no paired comparison for the reference itself, no model
+        figures for a method that asked no model), so CSV, Parquet and tables share one
+        schema.
     """
     last = _last_rows(rows)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -476,7 +479,7 @@ def summarise(rows: Sequence[dict[str, Any]], reference: str = REFERENCE) -> lis
             row["vs_ref_losses"] = sum(d > TIE_TOLERANCE for d in diff)
             row["vs_ref_diff_mean"] = float(np.mean(diff))
             row["vs_ref_diff_low"], row["vs_ref_diff_high"] = bootstrap_ci(diff)
-        asked = [r for r in per_iter[(task, method)] if r["model_calls"] > 0]
+        asked = [r for r in per_iter[(task, method)] if r.get("model_calls", 0) > 0]
         if asked:
             samples = sum(r["samples"] for r in asked)
             row["model_win_rate"] = float(np.mean([r["source"] == "model" for r in asked]))
@@ -487,7 +490,8 @@ def summarise(rows: Sequence[dict[str, Any]], reference: str = REFERENCE) -> lis
             row["tokens_per_call"] = sum(r["tokens"] for r in asked) / calls
             row["model_s_per_iteration"] = float(np.mean([r["model_s"] for r in asked]))
         out.append(row)
-    return out
+    columns = list(dict.fromkeys(k for row in out for k in row))
+    return [{c: row.get(c) for c in columns} for row in out]
 
 
 def markdown_table(summary: Sequence[dict[str, Any]], tasks: Sequence[str]) -> str:
@@ -519,9 +523,9 @@ def markdown_table(summary: Sequence[dict[str, Any]], tasks: Sequence[str]) -> s
 
     def details(s: dict[str, Any]) -> str:
         text = f"{s['success_rate']:.0%}"
-        if "vs_ref_wins" in s:
+        if s.get("vs_ref_wins") is not None:
             text += f"; {s['vs_ref_wins']}/{s['vs_ref_ties']}/{s['vs_ref_losses']}"
-        if "model_win_rate" in s:
+        if s.get("model_win_rate") is not None:
             text += f"; model {s['model_win_rate']:.0%}, parse {s['parse_rate']:.0%}"
         return text
 
@@ -538,7 +542,7 @@ def markdown_table(summary: Sequence[dict[str, Any]], tasks: Sequence[str]) -> s
         "",
         *grid(details),
     ]
-    usage = [s for s in summary if "tokens_per_call" in s]
+    usage = [s for s in summary if s.get("tokens_per_call") is not None]
     if usage:
         lines += [
             "",

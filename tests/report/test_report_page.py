@@ -99,13 +99,13 @@ def test_every_summary_column_appears_even_new_ones(bench_copy, tmp_path, monkey
     original = bench.summarise
 
     def with_more_columns(rows):
-        return [{**s, "wins_vs_lknn20": "1/0/1", "parse_rate": 0.5} for s in original(rows)]
+        return [{**s, "wins_vs_lknn20": "1/0/1", "regret": 0.5} for s in original(rows)]
 
     monkeypatch.setattr(bench, "summarise", with_more_columns)
     out = tmp_path / "page.html"
     write_report(bench_copy, out, max_videos=0)
     table = Page(out.read_text()).tables["summary-table"]
-    assert table[0][-2:] == ["wins_vs_lknn20", "parse_rate"]
+    assert table[0][-2:] == ["wins_vs_lknn20", "regret"]
     assert {row[-2] for row in table[1:]} == {"1/0/1"} and {row[-1] for row in table[1:]} == {"0.5"}
 
 
