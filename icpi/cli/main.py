@@ -18,6 +18,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+#: Libraries whose INFO records (import-time notices) are hidden unless --log-level DEBUG.
+QUIET_LIBRARIES: tuple[str, ...] = ("OpenGL", "PIL", "matplotlib", "numexpr")
+
 # Verb modules, in the order ``icpi --help`` lists them.
 VERB_MODULES: tuple[str, ...] = (
     "icpi.cli.demo",
@@ -73,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for handler in logging.getLogger().handlers:  # no credential in a URL reaches the log
         handler.addFilter(RedactingFilter())
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        # Third-party import-time notices (PyOpenGL's "No OpenGL_accelerate module") are
+        # not the user's business below DEBUG.
+        for name in QUIET_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)
     debug = level == "DEBUG"
     try:
         code: int = args.func(args)
