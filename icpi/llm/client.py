@@ -626,6 +626,9 @@ class LLMClient:
         try:
             return retrying(attempt)
         except _Transient as exc:
+            died = None if self._server is None else self._server.exit_report()
+            if died is not None:
+                raise LLMUnavailableError(f"{self.endpoint_id}: {died}") from exc
             failures.append(str(exc))
             raise LLMUnavailableError(
                 f"{self.endpoint_id}: no usable answer after {len(failures)} attempt(s) in"

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -214,6 +215,26 @@ class EmbeddedServer:
             log.info("embedded LLM server ready at %s", self.base_url)
             return self.base_url
         raise ServerStartError("embedded LLM server could not bind a free port")
+
+    def exit_report(self) -> str | None:
+        """Say why the server process is gone.
+
+        Returns:
+            ``None`` while it runs (or before it was started); otherwise its exit code,
+            what a SIGILL means, and the tail of its log.
+        """
+        if self._proc is None or self._proc.poll() is None:
+            return None
+        code = self._proc.returncode
+        why = f"exit code {code}"
+        if code == -signal.SIGILL:
+            why += (
+                ": SIGILL, this llama.cpp build uses CPU instructions this machine lacks (a"
+                " wheel built with -march=native on another CPU); rebuild it portable with"
+                " CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --no-cache-dir --force-reinstall"
+                " --no-deps llama-cpp-python"
+            )
+        return f"the embedded LLM server died ({why}); log tail:\n{self._log_tail()}"
 
     def _log_tail(self, n: int = 2000) -> str:
         if self._log_file is None or not self._log_file.exists():
