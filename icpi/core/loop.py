@@ -260,9 +260,12 @@ class ImprovementLoop:
             "keys": [],
         }
         selection = Selection(index=None)
-        preset = self.policy.preset(state) if self.policy.preset is not None else None
-        if state.iteration == 0 and self.policy.initial_action is not None:
-            action, source, valid = self.policy.initial_action(state), "initial", False
+        initial = self.policy.initial_action if state.iteration == 0 else None
+        # The preset is asked only when there is no initial action to take (icpi+'s preset
+        # needs a first rollout to measure).
+        preset = None if initial or self.policy.preset is None else self.policy.preset(state)
+        if initial is not None:
+            action, source, valid = initial(state), "initial", False
         elif preset is not None:
             (action, source), valid = preset, False
         else:

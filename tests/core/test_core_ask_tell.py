@@ -82,3 +82,19 @@ def test_resamples_of_the_same_prompt_use_the_resample_temperature():
     attempt = loop.step(loop.state())
     assert attempt.source == "fallback"
     assert [c["temperature"] for c in client.calls] == [0.0, 0.7, 0.7]
+
+
+def test_the_preset_is_asked_only_after_the_initial_action():
+    # icpi+'s preset re-runs the best θ, which needs a first rollout: a budget of one is θ0.
+    asked = []
+
+    def preset(state):
+        asked.append(state.iteration)
+        return ([2.0], "best") if state.iteration == 1 else None
+
+    loop = make_loop(ScriptedSampler([" 9"]), initial_action=lambda s: [0.0], preset=preset)
+    first = loop.step(loop.state())
+    loop.buffer.append(first)
+    second = loop.step(loop.state())
+    assert (first.source, second.source, second.action) == ("initial", "best", [2.0])
+    assert asked == [1]

@@ -287,8 +287,8 @@ class ICPIPlus(Method[ICPIPlusSettings]):
         """The last rollout of the budget re-runs the best θ (``final_best``), no model call."""
         budget = self.ctx.iterations
         best = self.local.search.best
-        if self.settings.final_best and budget is not None and state.iteration == budget - 1:
-            assert best is not None
+        last = budget is not None and state.iteration == budget - 1
+        if self.settings.final_best and last and best is not None:
             return best.theta.tolist(), "best"
         return None
 
