@@ -30,7 +30,8 @@ import numpy as np
 
 from icpi.core import Budget, ExperienceBuffer, LLMSampler, LoopState, ScriptedSampler
 from icpi.core.prompts import PromptTemplate
-from icpi.core.toy import ToyLinearTask, hindsight_dataset, make_toy_improver, nearest_copy_answer
+from icpi.core.samplers import copy_nearest_example
+from icpi.core.toy import ToyLinearTask, hindsight_dataset, make_toy_improver
 
 
 def loop_overhead(repeats: int, iterations: int, workdir: Path) -> dict[str, float]:
@@ -41,7 +42,7 @@ def loop_overhead(repeats: int, iterations: int, workdir: Path) -> dict[str, flo
     for rep in range(repeats + 1):
         loop = make_toy_improver(
             task,
-            ScriptedSampler(nearest_copy_answer),
+            ScriptedSampler(copy_nearest_example),
             dataset=data,
             k=20,
             precision=3,
