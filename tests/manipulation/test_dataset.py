@@ -360,8 +360,12 @@ def test_shipped_dataset_regenerates_within_tolerance(tmp_path, monkeypatch):
     # MuJoCo-computed columns, so the promise checked here is the stated tolerance.
     monkeypatch.delenv("ICPI_DATASETS", raising=False)
     shipped = ImprovementDataset.load(default_dataset_dir("slide"))
-    if shipped.meta["versions"] != dsmod.package_versions():
-        pytest.skip(f"built with {shipped.meta['versions']}, running {dsmod.package_versions()}")
+    # Only the libraries that compute the numbers excuse a difference; a change of icpi's
+    # own version must not (its collection code is what this test guards).
+    built, running = shipped.meta["versions"], dsmod.package_versions()
+    physics = ("numpy", "mujoco")
+    if any(built[name] != running[name] for name in physics):
+        pytest.skip(f"built with {built}, running {running}")
     out = tmp_path / "slide"
     rebuilt = collect_dataset("slide", out, size=300, seed=0, progress=False)
     result = compare_datasets(rebuilt, shipped)
