@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from icpi.core.buffer import ExperienceBuffer
-from icpi.core.files import append_jsonl, read_jsonl, write_jsonl
+from icpi.core.files import append_jsonl, read_jsonl, write_jsonl, write_text_atomic
 from icpi.core.records import jsonable
 from icpi.core.secrets import redact, redact_command
 from icpi.errors import RunDirError
@@ -92,6 +92,11 @@ def git_sha(cwd: Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _write_config(run: RunDir, config: Mapping[str, Any]) -> None:
+    """Write ``config.json`` atomically (a kill mid-write leaves the old one or the new)."""
+    write_text_atomic(run.config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,7 @@ class RunDir:
                 )
             if stored != clean and _extends(stored, clean, grow, run.path):
                 log.info("extending %s: %s", run.path, ", ".join(_differences(stored, clean)))
-                run.config_file.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+                _write_config(run, clean)
                 stored = clean
             if stored != clean:
                 diff = ", ".join(_differences(stored, clean)[:6])
@@ -189,7 +194,7 @@ class RunDir:
             log.info("reopening run directory %s", run.path)
             run._log_session(session)
             return run
-        run.config_file.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+        _write_config(run, clean)
         meta = {
             "seed": seed,
             "versions": package_versions(),
@@ -198,7 +203,7 @@ class RunDir:
             "host": platform.node(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        run.meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+        write_text_atomic(run.meta_file, json.dumps(meta, indent=2) + "\n")
         log.info("run directory %s; config %s", run.path, json.dumps(clean, sort_keys=True))
         run._log_session(session)
         return run
