@@ -120,3 +120,10 @@ def test_cli_ask_reports_unreachable_endpoint(tmp_path):
     args = ["llm", "ask", "hi", "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "m",
             "--cache", str(tmp_path / "c.db"), "--max-retries", "0", "--timeout", "1"]  # fmt: skip
     assert main(args) == 1
+
+
+def test_cache_and_log_paths_expand_the_home_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = LLMConfig(cache_path="~/c.db", log_path="~/calls.jsonl")
+    assert cfg.cache_path == tmp_path / "c.db" and cfg.log_path == tmp_path / "calls.jsonl"
+    assert cfg.replace(log_path="~/x.jsonl").log_path == tmp_path / "x.jsonl"
