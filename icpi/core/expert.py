@@ -20,6 +20,7 @@ call were expert-conditioned and which one was selected; give each loop its own.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -208,7 +209,7 @@ class ExpertSelector:
         chosen = sel.index is not None and sel.index < len(expert) and expert[sel.index]
         self.sampler.chosen_expert = chosen
         info = {**sel.info, "expert": expert, "expert_rejected": rejected, "expert_chosen": chosen}
-        return Selection(index=sel.index, value=sel.value, info=info)
+        return dataclasses.replace(sel, info=info)  # the inner choice's source is kept
 
 
 def decay(iteration: int, horizon: int, schedule: Schedule = "linear") -> float:

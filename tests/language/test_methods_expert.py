@@ -14,7 +14,7 @@ from icpi.core.expert import (
     with_demonstration,
 )
 from icpi.core.records import Feedback
-from icpi.core.selectors import FirstValid
+from icpi.core.selectors import FirstValid, Selection
 from icpi.language.common import ExpertSettings
 from icpi.language.icrl import LONG_COT, MATH_MIN_ATTEMPTS, build_icrl_loop
 from icpi.language.mathcheck import answers_equal
@@ -201,6 +201,18 @@ def test_expert_region_reject_sampling_drops_unreliable_expert_samples():
     )
     assert out.info["expert_rejected"] == [2] and out.index == 3 and steered.chosen_expert
     assert EXPERT_REJECTED
+
+
+def test_expert_selector_keeps_the_inner_choice_and_its_source():
+    # An inner selector may pick a candidate of its own (icpi+'s numeric ones): its value and
+    # source must survive the expert wrapper, or records.jsonl names the wrong origin.
+    class OwnCandidate:
+        def select(self, results, state):
+            return Selection(index=None, value=[1.0], info={"k": 1}, source="jacobian")
+
+    steered = ExpertSampler(ScriptedSampler(["a"]), ["demo"], share=0.0)
+    out = ExpertSelector(OwnCandidate(), steered, None).select([ParseResult(ok=False)], S)
+    assert (out.index, out.value, out.source, out.info["k"]) == (None, [1.0], "jacobian", 1)
 
 
 def test_annealed_expert_bonus_decays_and_needs_success():
