@@ -155,7 +155,13 @@ def _parse_body(response: Any, chat: bool) -> _Answer:
                 reasons.append(c.get("finish_reason"))
     except (AttributeError, TypeError, ValueError):
         raise _Transient(f"{where} with malformed choices") from None
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    raw_usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    # Token counts are bookkeeping: a count that is not a whole number >= 0 is dropped.
+    usage = {
+        key: value
+        for key, value in raw_usage.items()
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    }
     rid = response.headers.get("x-request-id") or (
         data.get("id") if isinstance(data.get("id"), str) else None
     )

@@ -35,6 +35,15 @@ def test_malformed_bodies_are_retried_then_succeed(fake, make_client, body):
     assert len(fake.requests) == 2
 
 
+@pytest.mark.parametrize("count", ["many", -3, 1.5, None, True])
+def test_a_malformed_token_count_is_no_error(fake, make_client, count):
+    body = completion_body(" 4 5")
+    body["usage"] = {"prompt_tokens": count, "completion_tokens": count, "total_tokens": count}
+    fake.set(Reply(body=body))
+    answer = make_client(max_retries=0).complete("p")
+    assert answer.texts == [" 4 5"] and answer.prompt_tokens == answer.completion_tokens == 0
+
+
 def test_retry_after_is_honoured(fake, make_client):
     fake.set(
         Reply(status=429, body={"error": {"message": "slow"}}, headers={"Retry-After": "0.4"}),
