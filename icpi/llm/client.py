@@ -227,13 +227,8 @@ class LLMClient:
             cache: Completion cache to use instead of opening ``config``'s file.
             call_log: Record sink; ``None`` creates one writing to ``config.log_path``.
             server: Embedded server to use instead of the process-wide one.
-
-        Raises:
-            LLMError: If offline mode is asked for without a cache.
         """
         self.config = config if config is not None else LLMConfig.from_sources()
-        if self.config.offline and not self.config.use_cache:
-            raise LLMError("offline mode replays from the cache: it cannot be used with no cache")
         if cache is None and self.config.use_cache:
             cache = CompletionCache(self.config.resolved_cache_path())
         self.cache = cache

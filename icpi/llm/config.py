@@ -178,6 +178,11 @@ class LLMConfig:
             raise ValueError("outage_s and call_timeout_s must be > 0")
         if self.max_retries < 0 or self.empty_retries < 0:
             raise ValueError("max_retries and empty_retries must be >= 0")
+        if self.offline and not self.use_cache:
+            raise ValueError(
+                "offline mode replays from the cache: it cannot be used with no cache (drop"
+                " --no-cache or --offline)"
+            )
         for name in ("cache_path", "log_path"):  # "~/cache.db" from a flag or a file
             value = getattr(self, name)
             if value is not None:

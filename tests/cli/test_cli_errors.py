@@ -26,6 +26,17 @@ MISTAKES = {
     "bench-bad-spec": ["bench", "--tasks", "slide", "--methods", "knn5[k=x]", "--seeds", "0"],
     "collect-size-0": ["collect", "--task", "slide", "--size", "0"],
     "lang-bad-combination": ["lang", "--task", "writing", "--method", "me-icpo"],
+    "run-offline-no-cache": ["run", "--task", "slide", "--offline", "--no-cache"],
+    "bench-offline-no-cache": [
+        "bench",
+        "--tasks",
+        "slide",
+        "--seeds",
+        "0",
+        "--offline",
+        "--no-cache",
+    ],
+    "lang-offline-no-cache": ["lang", "--task", "game24", "--offline", "--no-cache"],
 }
 
 
