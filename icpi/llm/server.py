@@ -220,19 +220,19 @@ class EmbeddedServer:
         """Say why the server process is gone.
 
         Returns:
-            ``None`` while it runs (or before it was started); otherwise its exit code,
-            what a SIGILL means, and the tail of its log.
+            ``None`` while it runs (or before it was started); otherwise its exit code
+            (for a crash, the likely cause and the fix) and the tail of its log.
         """
         if self._proc is None or self._proc.poll() is None:
             return None
         code = self._proc.returncode
         why = f"exit code {code}"
-        if code == -signal.SIGILL:
-            why += (
-                ": SIGILL, this llama.cpp build uses CPU instructions this machine lacks (a"
-                " wheel built with -march=native on another CPU); rebuild it portable with"
-                " CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --no-cache-dir --force-reinstall"
-                " --no-deps llama-cpp-python"
+        if code < 0 and -code in (signal.SIGILL, signal.SIGSEGV, signal.SIGBUS):
+            why = (
+                f"killed by {signal.Signals(-code).name}: a llama.cpp build for another CPU"
+                " crashes like this (a wheel built with -march=native elsewhere, reused from"
+                " pip's cache); rebuild it portable with CMAKE_ARGS=-DGGML_NATIVE=OFF pip"
+                " install --no-cache-dir --force-reinstall --no-deps llama-cpp-python"
             )
         return f"the embedded LLM server died ({why}); log tail:\n{self._log_tail()}"
 

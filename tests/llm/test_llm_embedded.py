@@ -157,17 +157,18 @@ def test_server_dies_with_a_killed_parent():
             proc.wait()
 
 
-def test_a_server_that_dies_mid_run_is_named_with_its_cause(tmp_path):
-    # A llama.cpp wheel built with -march=native on another CPU dies of SIGILL on the first
-    # completion: the user must read that, not four "connection failed" retries.
+@pytest.mark.parametrize("sig", [signal.SIGILL, signal.SIGSEGV], ids=["SIGILL", "SIGSEGV"])
+def test_a_server_that_dies_mid_run_is_named_with_its_cause(sig, tmp_path):
+    # A llama.cpp wheel built with -march=native on another CPU dies of SIGILL or SIGSEGV on
+    # the first completion: the user must read that, not four "connection failed" retries.
     from icpi.llm import EmbeddedServer, LLMUnavailableError
 
     with EmbeddedServer(n_ctx=256) as server:
         cfg = LLMConfig(use_cache=False, log_path=tmp_path / "calls.jsonl", max_retries=1)
         client = LLMClient(cfg, server=server)
         assert client.complete("1, 2, 3,", max_tokens=2).texts
-        os.kill(server._proc.pid, signal.SIGILL)
+        os.kill(server._proc.pid, sig)
         server._proc.wait(timeout=10)
-        with pytest.raises(LLMUnavailableError, match=r"SIGILL.*GGML_NATIVE=OFF"):
+        with pytest.raises(LLMUnavailableError, match=rf"killed by {sig.name}.*GGML_NATIVE=OFF"):
             client.complete("4, 5, 6,", max_tokens=2)
         client.close()
