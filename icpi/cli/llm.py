@@ -3,6 +3,9 @@
 - ``icpi llm serve`` starts llama.cpp's OpenAI-compatible server with SmolLM2-135M-Instruct
   on 127.0.0.1, prints its base URL and serves in the foreground until interrupted.
   Point other processes at it with ``OPENAI_BASE_URL=<printed URL>``.
+- ``icpi llm serve --calibration`` serves the calibration proposer instead: not a language
+  model, an instrument that answers ICPI prompts with the correction towards a near-optimal
+  θ* of the instance (:mod:`icpi.manipulation.calibration`).
 - ``icpi llm ask "1 2 3 4"`` sends one request through the full client (cache, logs,
   retries) to the configured endpoint (``--base-url`` / ``OPENAI_BASE_URL``) or the
   embedded model, and prints the completions.
@@ -47,6 +50,18 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument(
         "--startup-timeout", type=float, default=120.0, help="Seconds to wait for readiness."
     )
+    serve.add_argument(
+        "--calibration",
+        action="store_true",
+        help="Serve the calibration proposer instead (not a language model: it answers ICPI"
+        " prompts with the correction towards a near-optimal θ* of the instance; models"
+        " calibration-sigma<percent>, calibration-random, calibration-zero).",
+    )
+    serve.add_argument(
+        "--optimum-cache",
+        type=Path,
+        help="Folder of the calibration proposer's θ* files (default: ~/.cache/icpi/calibration).",
+    )
     serve.set_defaults(func=run_serve)
 
     ask = verbs.add_parser("ask", help="Send one prompt and print the completions.")
@@ -66,6 +81,8 @@ def run_serve(args: argparse.Namespace) -> int:
     Returns:
         The exit code.
     """
+    if args.calibration:
+        return serve_calibration(args)
     server = EmbeddedServer(
         args.model_file,
         port=args.port,
@@ -92,6 +109,41 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return code
+
+
+def serve_calibration(args: argparse.Namespace) -> int:
+    """Serve the calibration proposer until interrupted (``icpi llm serve --calibration``).
+
+    Args:
+        args: Parsed ``icpi llm serve`` flags.
+
+    Returns:
+        The exit code.
+    """
+    from icpi.manipulation.calibration import LISTED_MODELS, OptimumStore, serve
+
+    store = OptimumStore(args.optimum_cache)
+    endpoint = serve(args.port or 0, store)
+    url = endpoint.start()
+    print(url, flush=True)
+    log.info(
+        "calibration proposer at %s (models %s; θ* in %s); Ctrl-C stops",
+        url,
+        ", ".join(LISTED_MODELS),
+        store.folder,
+    )
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        endpoint.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        endpoint.stop()
+    return 0
 
 
 def run_ask(args: argparse.Namespace) -> int:

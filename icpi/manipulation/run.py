@@ -22,6 +22,7 @@ from icpi.core.samplers import Sampler
 from icpi.envs import load_task
 from icpi.envs.spec import SUCCESS_TOLERANCE, Instance, SkillTask
 from icpi.llm import LLMConfig
+from icpi.manipulation.calibration import instance_params
 from icpi.manipulation.config import RunConfig, dump_run_config
 from icpi.manipulation.dataset import ImprovementDataset, load_default_dataset
 from icpi.manipulation.methods import MethodContext, drive, get_method
@@ -152,7 +153,9 @@ def run_method(
     with RunSession(out, config, seed=cfg.seed, llm=llm_cfg, grow=("run.iterations",)) as session:
         run_dir = session.run_dir
         if llm_cfg is not None:
-            sampler = session.sampler(**method.sampler_params(settings, task.theta_spec.dim))
+            params = method.sampler_params(settings, task.theta_spec.dim)
+            # a calibration proposer is told the instance (see icpi.manipulation.calibration)
+            sampler = session.sampler(**instance_params(llm_cfg.model, cfg.task, cfg.seed, params))
         ctx = MethodContext(
             task=task,
             instance=instance,
