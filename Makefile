@@ -12,8 +12,9 @@ export MUJOCO_GL ?= egl
 BASE_STAMP := $(VENV)/.installed-base
 DEMO_STAMP := $(VENV)/.installed-demo
 FULL_STAMP := $(VENV)/.installed-full
+ROS_TYPES_STAMP := $(VENV)/.installed-control-msgs
 
-.PHONY: demo test lint typecheck unit bench clean install
+.PHONY: demo test lint typecheck unit bench clean install ros-types
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +44,18 @@ $(FULL_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -q $(CONSTRAINTS) -e ".[dev,llm,ray,ros,optuna,lang,report]"
 	touch $(BASE_STAMP) $(DEMO_STAMP) $@
 
-install: $(FULL_STAMP)
+# control_msgs' FollowJointTrajectory types (not on the index) compiled into the venv from
+# the vendored upstream files and the index's rosidl/ament wheels (~1-2 min, once per venv;
+# vendor/control_msgs/README.md). The arm node then talks to the controller through the
+# action; without them, through the topic.
+$(ROS_TYPES_STAMP): vendor/build_control_msgs.sh $(wildcard vendor/control_msgs/*) \
+		$(wildcard vendor/control_msgs/*/*) | $(FULL_STAMP)
+	bash vendor/build_control_msgs.sh $(VENV)
+	touch $@
+
+ros-types: $(ROS_TYPES_STAMP)
+
+install: $(FULL_STAMP) $(ROS_TYPES_STAMP)
 
 # A short benchmark on the embedded defaults (no API key, no network): every task, every
 # method, 1 instance, 10 rollouts each (about 9 min on 2 cores; 2 instances took 13); prints
@@ -64,7 +76,7 @@ typecheck: $(FULL_STAMP)
 unit: $(FULL_STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
-test: lint typecheck $(FULL_STAMP)
+test: lint typecheck $(FULL_STAMP) $(ROS_TYPES_STAMP)
 	$(BIN)/pytest -q -rs
 
 bench: $(BASE_STAMP)
