@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 from geometry_msgs.msg import PointStamped, PoseStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]
 from rclpy.node import Node
 from rclpy.qos import (
@@ -83,31 +82,18 @@ class ArmSkillNode(Node):
         # Trajectories run on the controller's clock: the node's ROS clock (the twin's
         # simulated time under use_sim_time); the watchdog and timeouts stay on wall time.
         self.runner = SkillRunner(cfg, self._send, controller_clock=self._ros_now)
-        # One callback group per input: a flood on one (a camera spewing NaN, a storm of
-        # requests) cannot starve the joint states or the e-stop of executor threads.
-        joints, camera, requests = (MutuallyExclusiveCallbackGroup() for _ in range(3))
-        urgent = MutuallyExclusiveCallbackGroup()
+        # One executor thread (ros_common.run_node) serves every ready input once per wait:
+        # a flood on one (a camera spewing NaN, a storm of requests) cannot starve the joint
+        # states or the e-stop; every callback only hands over (trials run on the worker).
         self.create_subscription(
-            JointState,
-            cfg.joint_state_topic,
-            self._on_joint_state,
-            qos_profile_sensor_data,
-            callback_group=joints,
+            JointState, cfg.joint_state_topic, self._on_joint_state, qos_profile_sensor_data
         )
         ball_type = PointStamped if cfg.ball_msg_type == "point" else PoseStamped
-        self.create_subscription(
-            ball_type,
-            cfg.ball_topic,
-            self._on_ball,
-            qos_profile_sensor_data,
-            callback_group=camera,
-        )
-        self.create_subscription(
-            Float64MultiArray, cfg.request_topic, self._on_request, EVERY, callback_group=requests
-        )
-        self.create_subscription(Bool, cfg.estop_topic, self._on_estop, 10, callback_group=urgent)
-        self.create_service(Trigger, "~/estop", self._srv_estop, callback_group=urgent)
-        self.create_service(Trigger, "~/clear_estop", self._srv_clear, callback_group=urgent)
+        self.create_subscription(ball_type, cfg.ball_topic, self._on_ball, qos_profile_sensor_data)
+        self.create_subscription(Float64MultiArray, cfg.request_topic, self._on_request, EVERY)
+        self.create_subscription(Bool, cfg.estop_topic, self._on_estop, 10)
+        self.create_service(Trigger, "~/estop", self._srv_estop)
+        self.create_service(Trigger, "~/clear_estop", self._srv_clear)
         self._jobs: queue.Queue[TrialRequest | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="icpi-arm-trials", daemon=True)
         self._worker.start()
@@ -115,7 +101,7 @@ class ArmSkillNode(Node):
         self._state_lock = threading.Lock()
         self._publish_state()
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # ticks even if /clock stops
-        self.create_timer(0.2, self._publish_state, callback_group=urgent, clock=steady)
+        self.create_timer(0.2, self._publish_state, clock=steady)
         self.get_logger().info(
             f"arm skill node ready: skill {cfg.skill}, joints {cfg.joint_names},"
             f" requests on {cfg.request_topic}"
@@ -238,7 +224,7 @@ def main(args: list[str] | None = None) -> int:
     Returns:
         Exit code.
     """
-    return run_node(ArmSkillNode, threads=4, args=args)
+    return run_node(ArmSkillNode, args=args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, String
@@ -151,7 +150,6 @@ class DriverNode(Node):
         self.summary: dict[str, Any] | None = None
         self.stop_event = threading.Event()
         self._sampler = sampler
-        group = ReentrantCallbackGroup()
         self.request_pub = self.create_publisher(
             Float64MultiArray, self.cfg.request_topic, RELIABLE
         )
@@ -159,12 +157,8 @@ class DriverNode(Node):
         self.summary_pub = self.create_publisher(String, self.cfg.summary_topic, LATCHED)
         self.transport = RosTransport(self)
         self.arm_state = ""
-        self.create_subscription(
-            String, self.cfg.arm_state_topic, self._on_arm_state, LATCHED, callback_group=group
-        )
-        self.create_subscription(
-            String, self.cfg.result_topic, self._on_result, EVERY, callback_group=group
-        )
+        self.create_subscription(String, self.cfg.arm_state_topic, self._on_arm_state, LATCHED)
+        self.create_subscription(String, self.cfg.result_topic, self._on_result, EVERY)
         self.task = ArmTask(
             self.run_config.task,
             self.transport,
@@ -260,7 +254,7 @@ def main(args: list[str] | None = None) -> int:
     Returns:
         Exit code: 0 when the run finished, 2 when a trial failed, 1 on another error.
     """
-    return run_node(DriverNode, threads=2, args=args)
+    return run_node(DriverNode, args=args)
 
 
 if __name__ == "__main__":

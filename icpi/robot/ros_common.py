@@ -88,20 +88,28 @@ class RosLogHandler(logging.Handler):
             logger.debug(text)
 
 
-def run_node(make: Callable[[], Node], threads: int = 2, args: list[str] | None = None) -> int:
+def run_node(make: Callable[[], Node], args: list[str] | None = None) -> int:
     """The ``rclpy.init()`` / spin / ``destroy_node()`` / ``rclpy.shutdown()`` form.
 
-    Spins until shutdown (Ctrl-C, SIGTERM) or until the node sets ``done``.
+    Spins until shutdown (Ctrl-C, SIGTERM) or until the node sets ``done``, on a
+    :class:`~rclpy.executors.SingleThreadedExecutor`: each wait serves every ready input
+    once (round robin), so a flood on one topic cannot starve the others, and the nodes'
+    callbacks only hand work over (trials, the ICPI loop and the physics run on their own
+    threads). Not rclpy 9.1's ``MultiThreadedExecutor``: it re-submits a callback that
+    waits in its thread pool's queue on every turn of its spin loop without waiting
+    (ros2/rclpy#1452, fixed upstream by ros2/rclpy#1547 after 9.1.2, the newest wheel on
+    the index); on two cores that loop held the GIL ~6000 times a second, queued ~1700
+    copies of the same callbacks and delayed joint states, camera points and ``/clock``
+    by up to 0.45 s here and by over 1 s on the CI machines of issue 24.
 
     Args:
         make: Builds the node (after ``rclpy.init``).
-        threads: Executor threads.
         args: Command-line arguments (default ``sys.argv``).
 
     Returns:
         The process exit code (1 when the node could not be built).
     """
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
@@ -111,7 +119,7 @@ def run_node(make: Callable[[], Node], threads: int = 2, args: list[str] | None 
         handler = RosLogHandler(node)
         logging.getLogger("icpi").addHandler(handler)
         logging.getLogger("icpi").setLevel(logging.INFO)
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok() and not getattr(node, "done", False):
             executor.spin_once(timeout_sec=0.1)

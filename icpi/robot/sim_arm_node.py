@@ -211,7 +211,7 @@ def main(args: list[str] | None = None) -> int:
     Returns:
         Exit code.
     """
-    return run_node(SimArmNode, threads=2, args=args)
+    return run_node(SimArmNode, args=args)
 
 
 if __name__ == "__main__":
