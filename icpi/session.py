@@ -95,11 +95,19 @@ class RunSession:
         """
         return LLMSampler(self.client, **params)
 
-    def close(self) -> None:
-        """Close the model client and release the directory (idempotent)."""
+    def close(self, failed: bool = False) -> None:
+        """Close the model client and release the directory (idempotent).
+
+        Args:
+            failed: The run ended with an error (e.g. its records belong to another
+                run): a ``config.json`` that was missing is not written back (see
+                :meth:`~icpi.core.rundir.RunDir.settle`).
+        """
         if self._client is not None:
             self._client.close()
             self._client = None
+        if not failed and self.lock.held:
+            self.run_dir.settle()
         self.lock.release()
 
     def __enter__(self) -> RunSession:
@@ -111,4 +119,4 @@ class RunSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self.close(failed=exc is not None)

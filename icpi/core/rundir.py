@@ -23,7 +23,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,10 @@ class RunDir:
 
     path: Path
     """The directory."""
+    pending: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The configuration to write on :meth:`settle`, when ``config.json`` was missing."""
+    seed: int | None = field(default=None, compare=False, repr=False)
+    """The run seed (for a ``meta.json`` written on :meth:`settle`)."""
 
     @property
     def config_file(self) -> Path:
@@ -194,7 +198,36 @@ class RunDir:
             log.info("reopening run directory %s", run.path)
             run._log_session(session)
             return run
+        found = [f.name for f in (run.meta_file, run.records_file, run.attempts_file) if f.exists()]
+        if found:
+            # config.json was deleted: check what the files say before writing anything, and
+            # write it once the run has resumed (see settle), so that a wrong start leaves
+            # the directory as it was.
+            _check_orphans(run, clean, seed, found)
+            log.warning(
+                "%s has no config.json but holds %s; resuming, config.json is written back"
+                " once the run's records have been replayed",
+                run.path,
+                ", ".join(found),
+            )
+            run = cls(run.path, pending=clean, seed=seed)
+            run._log_session(session)
+            return run
         _write_config(run, clean)
+        run._write_meta(seed)
+        log.info("run directory %s; config %s", run.path, json.dumps(clean, sort_keys=True))
+        run._log_session(session)
+        return run
+
+    def settle(self) -> None:
+        """Write ``config.json`` back if it was missing (call once the run has resumed)."""
+        if self.pending is not None and not self.config_file.exists():
+            _write_config(self, self.pending)
+            if not self.meta_file.exists():
+                self._write_meta(self.seed)
+            log.info("wrote %s back", self.config_file)
+
+    def _write_meta(self, seed: int | None) -> None:
         meta = {
             "seed": seed,
             "versions": package_versions(),
@@ -203,10 +236,7 @@ class RunDir:
             "host": platform.node(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        write_text_atomic(run.meta_file, json.dumps(meta, indent=2) + "\n")
-        log.info("run directory %s; config %s", run.path, json.dumps(clean, sort_keys=True))
-        run._log_session(session)
-        return run
+        write_text_atomic(self.meta_file, json.dumps(meta, indent=2) + "\n")
 
     def _log_session(self, session: Mapping[str, Any] | None) -> None:
         import os
@@ -229,10 +259,57 @@ class RunDir:
         Returns:
             The buffer, fingerprinted with the stored configuration.
         """
-        config = json.loads(self.config_file.read_text())
-        run = {k: v for k, v in config.get("run", {}).items() if k not in BUDGET_KEYS}
-        # The budget is left out: a run extended to more iterations keeps its attempts.
-        return ExperienceBuffer(self.attempts_file, fingerprint={**config, "run": run}, fsync=fsync)
+        config = self.pending or json.loads(self.config_file.read_text())
+        return ExperienceBuffer(
+            self.attempts_file, fingerprint=buffer_fingerprint(config), fsync=fsync
+        )
+
+
+def buffer_fingerprint(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The experience buffer's fingerprint of a stored configuration.
+
+    The budget is left out: a run extended to more iterations keeps its attempts.
+
+    Args:
+        config: The configuration as ``config.json`` records it.
+
+    Returns:
+        The fingerprint.
+    """
+    run = {k: v for k, v in config.get("run", {}).items() if k not in BUDGET_KEYS}
+    return {**config, "run": run}
+
+
+def _check_orphans(run: RunDir, config: dict[str, Any], seed: int | None, found: list[str]) -> None:
+    """Refuse a start that does not match the files of a run whose config.json is gone.
+
+    Raises:
+        RunDirError: If ``meta.json`` records another seed, or the experience buffer
+            another configuration; nothing is written.
+    """
+    lost = f"{run.path} holds a run ({', '.join(found)}) whose config.json is missing"
+    if run.meta_file.exists():
+        try:
+            stored = json.loads(run.meta_file.read_text(encoding="utf-8")).get("seed")
+        except (OSError, ValueError, AttributeError):
+            stored = None
+        if stored != seed:
+            raise RunDirError(
+                f"{lost}, and its meta.json records seed {stored}, not {seed}: rerun with"
+                f" its settings (seed {stored}) to resume it, or choose a new directory"
+            )
+    if run.attempts_file.exists():
+        try:
+            with run.attempts_file.open(encoding="utf-8") as fh:
+                header = json.loads(fh.readline())
+        except (OSError, ValueError):
+            header = None
+        want = jsonable(buffer_fingerprint(config))
+        if not isinstance(header, dict) or header.get("fingerprint") != want:
+            raise RunDirError(
+                f"{lost}, and its attempts.jsonl belongs to another configuration: rerun"
+                " with its settings to resume it, or choose a new directory"
+            )
 
 
 #: Keys of ``run`` that are budgets (left out of the buffer's fingerprint).
