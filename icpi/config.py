@@ -104,6 +104,10 @@ def load(cls: type[T], *layers: Mapping[str, Any] | None, where: str = "") -> T:
     from pydantic import ValidationError
 
     data = merge(*layers)
+    src = f" in {where}" if where else ""
+    wrong = _wrong_types(cls, data)
+    if wrong:
+        raise ConfigError(f"invalid settings{src}: " + "; ".join(wrong))
     try:
         result: T = _adapter(cls).validate_python(data)
     except ValidationError as err:
@@ -117,12 +121,54 @@ def load(cls: type[T], *layers: Mapping[str, Any] | None, where: str = "") -> T:
                 problems.append(f"{key}: {e['msg']}")  # never echo a credential
             else:
                 problems.append(f"{key}: {e['msg']} (got {redact(e.get('input'))!r})")
-        src = f" in {where}" if where else ""
         raise ConfigError(f"invalid settings{src}: " + "; ".join(problems)) from None
     except TypeError as err:  # data that is not a mapping
-        src = f" in {where}" if where else ""
         raise ConfigError(f"invalid settings{src}: {err}") from None
     return result
+
+
+class FileText(str):
+    """A string read from a config file.
+
+    YAML and TOML write numbers and booleans without quotes, so a quoted ``"5"`` where a
+    number belongs is a mistake there (while a method spec's ``k=10`` is text by nature,
+    and is converted).
+    """
+
+
+def _mark_text(data: Any) -> Any:
+    """The data of a config file with every string marked as :class:`FileText`."""
+    if isinstance(data, str):
+        return FileText(data)
+    if isinstance(data, dict):
+        return {key: _mark_text(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_mark_text(value) for value in data]
+    return data
+
+
+def _wrong_types(cls: type, data: Any, where: str = "") -> list[str]:
+    """Values that pydantic would convert but that are mistakes.
+
+    ``true`` for a number; a quoted value from a config file (:class:`FileText`) for a
+    number or a boolean.
+    """
+    if not isinstance(data, Mapping) or not dataclasses.is_dataclass(cls):
+        return []
+    hints = _hints(cls)
+    out: list[str] = []
+    for key, value in data.items():
+        hint = _unwrap_optional(hints.get(str(key)))
+        name = f"{where}{key}"
+        inner = _dataclass_of(hint)
+        if inner is not None:
+            out += _wrong_types(inner, value, f"{name}.")
+        elif hint in (int, float) and isinstance(value, bool):
+            out.append(f"{name}: expected a number, got {str(value).lower()}")
+        elif hint in (int, float, bool) and isinstance(value, FileText):
+            kind = "true or false" if hint is bool else "a number"
+            out.append(f"{name}: expected {kind}, got the text {str(value)!r} (drop the quotes)")
+    return out
 
 
 def dump(obj: Any) -> Any:
@@ -189,16 +235,23 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
         path: The file.
 
     Returns:
-        Its top-level mapping.
+        Its top-level mapping (strings marked as :class:`FileText`, so that a quoted
+        number is refused where a number belongs).
 
     Raises:
-        ConfigError: If the file is missing, unreadable, of another type or not a mapping.
+        ConfigError: If the file is missing, unreadable, not UTF-8, of another type or not
+            a mapping.
     """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at"
+            f" offset {err.start}); save it as UTF-8"
+        ) from None
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
@@ -219,7 +272,8 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping, got {type(data).__name__}")
-    return data
+    marked: dict[str, Any] = _mark_text(data)
+    return marked
 
 
 def read_verb_config(
@@ -500,6 +554,7 @@ def add_config_flag(parser: argparse.ArgumentParser) -> None:
 
 __all__ = [
     "STRICT",
+    "FileText",
     "add_config_flag",
     "add_field_flag",
     "add_flags",

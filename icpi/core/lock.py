@@ -35,12 +35,22 @@ class DirLock:
             what: What the directory is (``run``, ``benchmark``, ...), for the message.
 
         Raises:
-            RunDirError: If another process holds it (naming its PID and command).
+            RunDirError: If another process holds it (naming its PID and command), or the
+                directory cannot be created or written (a file in its place, no permission).
         """
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / LOCK_FILE
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a file in the way, no write permission, a full disk
+            why = f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else "")
+            if self.directory.exists() and not self.directory.is_dir():
+                why = "it is a file"
+            raise RunDirError(
+                f"cannot use {self.directory} as the {what} directory: {why}; choose another"
+                " output directory"
+            ) from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

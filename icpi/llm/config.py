@@ -183,6 +183,11 @@ class LLMConfig:
                 "offline mode replays from the cache: it cannot be used with no cache (drop"
                 " --no-cache or --offline)"
             )
+        if self.offline and self.base_url is not None and self.model is None:
+            raise ValueError(
+                "offline mode replays from the cache, which is keyed by the model name: pass"
+                " --model (the one the cached run used)"
+            )
         for name in ("cache_path", "log_path"):  # "~/cache.db" from a flag or a file
             value = getattr(self, name)
             if value is not None:

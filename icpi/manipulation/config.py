@@ -51,6 +51,8 @@ class RunConfig:
     """The method's settings (its own dataclass; see :func:`load_run_config`)."""
 
     def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if self.dataset_size is not None and self.dataset_size < 1:

@@ -49,3 +49,59 @@ def test_a_run_without_config_json_replays_its_records_before_writing_it(tmp_pat
     assert main([*argv, "--method", "random"]) == 0
     assert json.loads((out / "config.json").read_text())["run"]["method"] == "random"
 
+
+def _one_line(capsys, verb: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"icpi {verb}: "), err
+    return err
+
+
+def test_the_last_user_mistakes_are_one_line_and_exit_2(tmp_path, capsys):
+    # Before: each of these ended in a traceback and exit 1.
+    run = ["run", "--task", "slide", "--method", "random", "--iterations", "2"]
+    assert main([*run, "--seed", "-1", "--out", str(tmp_path / "r")]) == 2
+    assert "seed must be >= 0" in _one_line(capsys, "run")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("run:\n  seed: -3\n")
+    assert main([*run, "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "seed must be >= 0, got -3" in _one_line(capsys, "run")
+    cfg.write_bytes(b"run:\n  task: sl\xe9de\n")  # Latin-1, not UTF-8
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "not UTF-8" in _one_line(capsys, "run")
+    offline = ["--offline", "--base-url", "http://127.0.0.1:9/v1"]
+    assert main(["run", "--task", "slide", *offline, "--out", str(tmp_path / "r")]) == 2
+    assert "pass --model" in _one_line(capsys, "run")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for out, why in ((a_file, "it is a file"), (a_file / "sub", "Not a directory")):
+        assert main([*run, "--out", str(out)]) == 2
+        assert why in _one_line(capsys, "run")
+        argv = ["bench", "--tasks", "slide", "--methods", "random", "--seeds", "0"]
+        assert main([*argv, "--out", str(out)]) == 2
+        assert why in _one_line(capsys, "bench")
+        assert main(["collect", "--task", "slide", "--size", "3", "--out", str(out)]) == 2
+        assert why in _one_line(capsys, "collect")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_quoted_number_or_a_boolean_is_not_a_number(tmp_path, capsys):
+    # Before: TOML iterations = "5" ran 5 iterations and YAML iterations: true ran 1.
+    toml = tmp_path / "c.toml"
+    toml.write_text('[run]\ntask = "slide"\nmethod = "random"\niterations = "5"\n')
+    assert main(["run", "--config", str(toml), "--out", str(tmp_path / "r")]) == 2
+    assert "iterations: expected a number, got the text '5'" in _one_line(capsys, "run")
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("run:\n  task: slide\n  method: random\n  iterations: true\n")
+    assert main(["run", "--config", str(yaml), "--out", str(tmp_path / "r")]) == 2
+    assert "iterations: expected a number, got true" in _one_line(capsys, "run")
+    yaml.write_text("run:\n  task: slide\n  method: lknn20\n  settings: {k: '10'}\n")
+    assert main(["run", "--config", str(yaml), "--out", str(tmp_path / "r")]) == 2
+    assert "k: expected a number" in _one_line(capsys, "run")
+    yaml.write_text("llm:\n  timeout_s: '5'\n")
+    assert main(["run", "--task", "slide", "--config", str(yaml), "--out", str(tmp_path)]) == 2
+    assert "timeout_s: expected a number" in _one_line(capsys, "run")
+    assert not (tmp_path / "r").exists()
+    # a method spec is text by nature: its numbers are converted
+    argv = ["bench", "--tasks", "slide", "--methods", "lknn20[k=10]", "--seeds", "0"]
+    assert main([*argv, "--iterations", "2", "--no-progress", "--out", str(tmp_path / "b")]) == 0

@@ -33,8 +33,8 @@ def test_flags_roundtrip(tmp_path):
     parser = argparse.ArgumentParser()
     add_llm_arguments(parser)
     args = parser.parse_args(
-        ["--base-url", "http://x/v1", "--mode", "chat", "--stop", "\n", "--stop", "END",
-         "-n", "4", "--seed", "3", "--offline", "--cache", str(tmp_path / "c.db")]
+        ["--base-url", "http://x/v1", "--model", "m", "--mode", "chat", "--stop", "\n",
+         "--stop", "END", "-n", "4", "--seed", "3", "--offline", "--cache", str(tmp_path / "c.db")]
     )  # fmt: skip
     cfg = config_from_args(args, config={"timeout_s": 5.0})
     assert cfg.mode == "chat" and cfg.offline and cfg.timeout_s == 5.0
