@@ -54,7 +54,7 @@ def prompt_reuse(queries: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run_method(
-            load_run_config({"task": "slide", "iterations": queries + 1}),
+            load_run_config({"task": "slide", "method": "icpi", "iterations": queries + 1}),
             Path(tmp) / "r",
             llm=LLMConfig.from_sources(
                 {"cache_path": str(Path(tmp) / "c")}, defaults={"max_tokens": 24, "stop": ["\n"]}

@@ -14,6 +14,8 @@ Example::
     api.collect(task, "data/putt", size=300)
     summary = api.improve(task, "runs/putt-0", method="icpi+", dataset="data/putt", seed=0)
     summary["best_theta"], summary["best_cost"]
+
+``method`` is a method spec, as everywhere: ``"icpi+[model=off]"``, ``"icpi[k=10]"``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from icpi.core.samplers import Sampler
 from icpi.envs import load_task
 from icpi.envs.spec import Instance, SkillTask
 from icpi.llm import LLMConfig
+from icpi.manipulation.config import DEFAULT_METHOD, RunConfig
 from icpi.manipulation.dataset import ImprovementDataset, collect_dataset
-from icpi.manipulation.methods import get_method
 from icpi.manipulation.run import run_method
 
 
@@ -74,8 +76,8 @@ def collect(
 def improve(
     task: str | SkillTask,
     out: Path | str,
-    method: str = "icpi+",
-    iterations: int = 20,
+    method: str = DEFAULT_METHOD,
+    iterations: int | None = None,
     seed: int = 0,
     dataset: Path | str | None = None,
     settings: Mapping[str, Any] | None = None,
@@ -89,14 +91,16 @@ def improve(
     Args:
         task: The task.
         out: Run directory (``config.json``, ``records.jsonl``, ...); rerun to resume.
-        method: Method id (``icpi``, ``icpi+``, ``lknn20``, ... see the README's table).
-        iterations: Rollouts in total, θ0 included.
+        method: Method spec: an id (``icpi``, ``icpi+``, ``lknn20``, ... see the README's
+            table) with optional settings, e.g. ``icpi+[model=off]``.
+        iterations: Rollouts in total, θ0 included; ``None``: the default of ``icpi run``.
         seed: Seed of the instance (when drawn), the method and every model call.
         dataset: Dataset directory (needed by dataset methods on tasks that ship none).
         settings: The method's settings by name (e.g. ``{"k": 10}``), validated like flags.
         llm: Model endpoint and sampling (an :class:`~icpi.llm.LLMConfig` or its fields,
             e.g. ``{"base_url": ..., "model": ...}``); ``None``: the method's defaults over
-            the environment (the embedded model).
+            the environment (the embedded model). The spec's model keys
+            (``icpi[temperature=0.2]``) go over the fields.
         instance: The instance (e.g. the real arm's configured goal); ``None`` draws one
             from ``seed``.
         sampler: A sampler instead of a model (tests, dry runs).
@@ -105,13 +109,14 @@ def improve(
 
     Returns:
         The summary: initial, final and best cost, the best θ, sources, model use.
-    """
-    from icpi.manipulation.config import load_run_config
 
+    Raises:
+        ConfigError: On a bad spec or setting, or model keys in the spec beside an
+            :class:`~icpi.llm.LLMConfig` object.
+    """
     obj = task_of(task)
-    spec = task if isinstance(task, str) else obj.task_id
     layer = {
-        "task": spec,
+        "task": task if isinstance(task, str) else obj.task_id,
         "method": method,
         "iterations": iterations,
         "seed": seed,
@@ -119,10 +124,47 @@ def improve(
         "settings": dict(settings or {}),
         **run,
     }
-    cfg = load_run_config(layer, where="improve()")
-    if llm is not None and not isinstance(llm, LLMConfig):
-        llm = LLMConfig.from_sources(overrides=llm, defaults=get_method(method).llm_defaults)
-    return run_method(cfg, out, llm=llm, sampler=sampler, task=obj, instance=instance)
+    cfg, llm_cfg = resolve(layer, llm, where="improve()")
+    return run_method(cfg, out, llm=llm_cfg, sampler=sampler, task=obj, instance=instance)
 
 
-__all__ = ["collect", "improve", "task_of"]
+def resolve(
+    layer: Mapping[str, Any], llm: LLMConfig | Mapping[str, Any] | None, where: str
+) -> tuple[RunConfig, LLMConfig | None]:
+    """The run and LLM configurations of a Python front end (``improve``, the sampler).
+
+    Args:
+        layer: Run settings; ``method`` a method spec.
+        llm: An LLM configuration, its fields, or ``None``.
+        where: The front end, for messages.
+
+    Returns:
+        ``(RunConfig, LLMConfig or None)``; ``None`` when neither ``llm`` nor the spec sets
+        a model setting (the run then resolves the method's defaults).
+
+    Raises:
+        ConfigError: On a bad spec or setting, or model keys in the spec beside an
+            :class:`~icpi.llm.LLMConfig` object.
+    """
+    from icpi.errors import ConfigError
+    from icpi.manipulation.config import expand_method_spec, load_run_config
+    from icpi.manipulation.methods import get_method
+
+    given = None if isinstance(llm, LLMConfig) else llm
+    run_layer, llm_layer = expand_method_spec(layer, given, where=where)
+    cfg = load_run_config(run_layer, where=where)
+    if isinstance(llm, LLMConfig):
+        if llm_layer:
+            raise ConfigError(
+                f"model settings {sorted(llm_layer)} in the method spec {layer['method']!r}"
+                f" beside an LLMConfig in {where}: set them in the LLMConfig"
+            )
+        return cfg, llm
+    if not llm_layer:
+        return cfg, None
+    return cfg, LLMConfig.from_sources(
+        overrides=llm_layer, defaults=get_method(cfg.method).llm_defaults
+    )
+
+
+__all__ = ["collect", "improve", "resolve", "task_of"]

@@ -282,8 +282,9 @@ def read_verb_config(
     run_keys_set_by_verb: Iterable[str] = (),
     llm_keys_set_by_verb: Iterable[str] = (),
     why: str = "",
+    sections: Iterable[str] = ("run", "llm"),
 ) -> dict[str, Any]:
-    """Read a verb's ``--config`` file: sections ``run`` and ``llm`` only.
+    """Read a verb's ``--config`` file: sections ``run`` and ``llm`` (and the verb's own).
 
     Keys the verb sets itself (a benchmark's ``run.seed``, a run's per-call ``llm`` seed)
     are refused rather than silently overridden or dropped.
@@ -294,6 +295,7 @@ def read_verb_config(
         llm_keys_set_by_verb: ``llm`` sampling keys (e.g. ``seed``) the file must not set,
             flat or under ``sampling``.
         why: How the verb sets them, appended to the message.
+        sections: The sections the verb reads (e.g. ``bench`` too).
 
     Returns:
         The file's mapping.
@@ -304,13 +306,17 @@ def read_verb_config(
     if path is None:
         return {}
     data = read_config_file(path)
-    unknown = set(data) - {"run", "llm"}
+    known = list(dict.fromkeys(["run", "llm", *sections]))
+    unknown = set(data) - set(known)
     if unknown:
-        raise ConfigError(f"config file {path}: unknown sections {sorted(unknown)}")
-    run, llm = data.get("run") or {}, data.get("llm") or {}
-    for name, section in (("run", run), ("llm", llm)):
-        if not isinstance(section, dict):
+        raise ConfigError(
+            f"config file {path}: unknown sections {sorted(unknown)} (this verb reads"
+            f" {', '.join(known)})"
+        )
+    for name in known:
+        if not isinstance(data.get(name) or {}, dict):
             raise ConfigError(f"config file {path}: section {name} must be a mapping")
+    run, llm = data.get("run") or {}, data.get("llm") or {}
     sampling = llm.get("sampling") or {}
     llm_keys = set(llm) | (set(sampling) if isinstance(sampling, dict) else set())
     refused = [f"run.{k}" for k in sorted(set(run_keys_set_by_verb) & set(run))]
@@ -385,13 +391,13 @@ def _unwrap_optional(hint: Any) -> Any:
     return hint
 
 
-def _default_text(f: dataclasses.Field[Any]) -> str:
+def _default_text(f: dataclasses.Field[Any]) -> str | None:
     if f.default is not dataclasses.MISSING:
         value = f.default
     elif f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
     else:
-        return "required"
+        return None  # no default: the help says nothing rather than "(default: required)"
     if value is None:
         return "unset"
     if isinstance(value, tuple):
@@ -475,12 +481,14 @@ def add_field_flag(
     if kwargs is None:
         return
     opts = [f"--{name or field_name.replace('_', '-')}"] + ([short] if short else [])
-    doc = _plain(field_docs(cls).get(field_name, ""))
+    doc = plain_text(field_docs(cls).get(field_name, ""))
+    shown = default or _default_text(f)
+    text = f"{doc} (default: {shown}){note}" if shown is not None else f"{doc}{note}"
     parser.add_argument(
         *opts,
         dest=_DEST + ".".join((*path, field_name)),
         default=argparse.SUPPRESS,
-        help=f"{doc} (default: {default or _default_text(f)}){note}".replace("%", "%%"),
+        help=text.replace("%", "%%"),
         **kwargs,
     )
 
@@ -488,8 +496,15 @@ def add_field_flag(
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
 
 
-def _plain(doc: str) -> str:
-    """A docstring without reST markup, for ``--help``."""
+def plain_text(doc: str) -> str:
+    """A docstring without reST markup, for ``--help``.
+
+    Args:
+        doc: Text with ``literals`` and :role:`targets`.
+
+    Returns:
+        The text with the markup removed (a role's target by its last name).
+    """
     doc = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], doc)
     return doc.replace("``", "")
 
@@ -565,5 +580,7 @@ __all__ = [
     "load",
     "merge",
     "nest",
+    "plain_text",
     "read_config_file",
+    "read_verb_config",
 ]

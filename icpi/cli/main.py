@@ -15,8 +15,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
+import textwrap
 from collections.abc import Sequence
+
+from icpi.config import plain_text
 
 #: Libraries whose INFO records (import-time notices) are hidden unless --log-level DEBUG.
 QUIET_LIBRARIES: tuple[str, ...] = ("OpenGL", "PIL", "matplotlib", "numexpr")
@@ -31,6 +35,53 @@ VERB_MODULES: tuple[str, ...] = (
     "icpi.cli.lang",
     "icpi.cli.report",
 )
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """The help of every verb: plain text, paragraphs and lists kept, defaults shown.
+
+    Descriptions are docstrings: reST markup is removed, each paragraph is wrapped on its
+    own and each ``- `` item of a list stays on its own line. A flag's help ends with its
+    default unless it states one, has none (``None``, a switch), or is required.
+    """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        blocks = []
+        for para in re.split(r"\n\s*\n", plain_text(text).strip()):
+            items = re.split(r"\n(?=\s*- )", para)
+            for item in items:
+                bullet = item.lstrip().startswith("- ")
+                blocks.append(
+                    textwrap.fill(
+                        " ".join(item.split()),
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent + ("  " if bullet else ""),
+                    )
+                )
+            blocks.append("")
+        return "\n".join(blocks).rstrip("\n")
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = plain_text(action.help or "")
+        no_default = (
+            action.required
+            or not action.option_strings
+            or any(action.default is v for v in (None, argparse.SUPPRESS, False))
+            or action.nargs == 0  # switches: --help, store_true / store_false
+        )
+        if no_default or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _use_formatter(parser: argparse.ArgumentParser) -> None:
+    """Give a parser and every parser below it :class:`HelpFormatter`."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _use_formatter(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name in VERB_MODULES:
         importlib.import_module(name).add_parser(subparsers)
+    _use_formatter(parser)
     return parser
 
 

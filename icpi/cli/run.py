@@ -23,9 +23,12 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "run",
         help="Improve one task instance (ICPI or a baseline) and write a run directory.",
-        description="Methods: " + ", ".join(load_methods()) + ". Settings come from the"
-        " flags, over a --config file, over the method's defaults; config.json records the"
-        " resolved configuration, sessions.jsonl each start.",
+        description="Methods: " + ", ".join(load_methods()) + ". --method takes a method"
+        " spec, the id with optional settings in brackets (icpi+[model=off],"
+        " icpi[k=10;feature=raw]), as icpi bench --methods, config files, api.improve and"
+        " ICPISampler do; the flags under 'method settings' set the same settings. Settings"
+        " come from the flags, over a --config file, over the method's defaults;"
+        " config.json records the resolved configuration, sessions.jsonl each start.",
     )
     p.add_argument("--out", type=Path, required=True, help="Run directory (resumed if present).")
     add_config_flag(p)
@@ -49,7 +52,7 @@ def resolve(args: argparse.Namespace) -> tuple[Any, Any]:
     """
     from icpi.config import flag_layer, read_verb_config
     from icpi.llm.config import LLMConfig
-    from icpi.manipulation.config import load_run_config
+    from icpi.manipulation.config import expand_method_spec, load_run_config
     from icpi.manipulation.methods import get_method
     from icpi.manipulation.run import PER_CALL
 
@@ -59,12 +62,14 @@ def resolve(args: argparse.Namespace) -> tuple[Any, Any]:
         why="per call by the method, from run.seed and its settings, e.g. n_samples",
     )
     flags = flag_layer(args)
+    # A method spec's settings join the layer it was given in: a spec in the file sits
+    # below the flags, one given as --method above the file.
+    file_run, file_llm = expand_method_spec(file.get("run"), file.get("llm"), str(args.config))
+    flag_run, flag_llm = expand_method_spec(flags.get("run"), flags.get("llm"), "the flags")
     where = f"{args.config} and the flags" if args.config else "the flags"
-    cfg = load_run_config(file.get("run"), flags.get("run"), where=where)
+    cfg = load_run_config(file_run, flag_run, where=where)
     llm = LLMConfig.from_sources(
-        overrides=flags.get("llm"),
-        config=file.get("llm"),
-        defaults=get_method(cfg.method).llm_defaults,
+        overrides=flag_llm, config=file_llm, defaults=get_method(cfg.method).llm_defaults
     )
     return cfg, llm
 

@@ -5,7 +5,8 @@ search space given up front): the search space is the task's θ box, one float p
 per θ name. The objective rolls the skill out, returns the cost, and stores the outcome
 vector in the trial's user attributes (``trial.set_user_attr("outcome", [x, y])``); the
 sampler turns each finished trial back into a rollout (θ from the params, e = outcome −
-goal) and asks any registered method — ``icpi``, ``icpi+``, a baseline — for the next θ.
+goal) and asks any registered method — ``icpi+`` (the default of every front end),
+``icpi``, a baseline, given as a method spec like ``icpi+[model=off]`` — for the next θ.
 Studies then live in Optuna's storages (``sqlite:///study.db``) and show in
 ``optuna-dashboard``; a study reloaded from its storage resumes, since the sampler replays
 its finished trials.
@@ -16,7 +17,7 @@ Example::
     from icpi.integrations.optuna_sampler import ICPISampler, objective_for
 
     task = "slide-gc"
-    sampler = ICPISampler(task, goal=(0.55, 0.1), method="icpi+")
+    sampler = ICPISampler(task, goal=(0.55, 0.1), method="icpi+[model=off]")
     study = optuna.create_study(sampler=sampler, storage="sqlite:///putt.db")
     study.optimize(objective_for(task, sampler.instance), n_trials=20)
 """
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from icpi.envs.spec import Instance, Rollout, SkillTask
+from icpi.manipulation.config import DEFAULT_METHOD
 
 try:
     import optuna
@@ -43,14 +45,14 @@ OUTCOME_ATTR = "outcome"
 
 
 class ICPISampler(SimpleBaseSampler):
-    """An Optuna sampler that proposes θ with an icpi method (ICPI by default)."""
+    """An Optuna sampler that proposes θ with an icpi method (``icpi+`` by default)."""
 
     def __init__(
         self,
         task: str | SkillTask,
         goal: Sequence[float] | None = None,
         physics: Mapping[str, float] | None = None,
-        method: str = "icpi",
+        method: str = DEFAULT_METHOD,
         settings: Mapping[str, Any] | None = None,
         dataset: str | None = None,
         llm: Any = None,
@@ -65,8 +67,8 @@ class ICPISampler(SimpleBaseSampler):
             task: The task (a spec or an object, see :func:`icpi.envs.load_task`).
             goal: The goal [m]; ``None``: the instance drawn from ``seed``.
             physics: The instance's physics where known (simulation); recorded only.
-            method: The method proposing θ (``icpi``, ``icpi+``, ``lknn20``, ...).
-            settings: Its settings by name.
+            method: The method spec proposing θ (``icpi+``, ``icpi[k=10]``, ``lknn20``, ...).
+            settings: Its settings by name (beside the spec's own).
             dataset: Dataset directory (default: the task's shipped one).
             llm: LLM settings (an ``LLMConfig`` or its fields) of a model-using method.
             model: A sampler to use instead of a model client (tests, dry runs).
@@ -93,7 +95,7 @@ class ICPISampler(SimpleBaseSampler):
         self._make: Callable[[], Any] = lambda: _method(
             self.task, self.instance, method, settings, dataset, llm, model, seed, n_trials
         )
-        self._method: Any = None
+        self._method: Any = self._make()  # a bad spec or setting is refused here
         self._told: list[int] = []
 
     def sample_relative(
@@ -162,24 +164,21 @@ def _method(
     n_trials: int | None,
 ) -> Any:
     """Build the method behind the sampler (in memory: the study is the record)."""
+    from icpi.api import resolve
     from icpi.core import ExperienceBuffer
     from icpi.llm import LLMClient, LLMConfig
-    from icpi.manipulation.config import load_run_config
     from icpi.manipulation.methods import MethodContext, get_method
     from icpi.manipulation.run import initial_theta, load_dataset
 
-    cls = get_method(method)
-    cfg = load_run_config(
-        {"task": task.task_id, "method": method, "seed": seed, "dataset": dataset},
-        {"settings": dict(settings or {})},
-    )
+    layer = {"task": task.task_id, "method": method, "seed": seed, "dataset": dataset}
+    cfg, config = resolve({**layer, "settings": dict(settings or {})}, llm, "ICPISampler")
+    cls = get_method(cfg.method)
     sampler = model
     if sampler is None and cls.needs_model(cfg.settings):
         from icpi.core.samplers import LLMSampler
 
-        config = llm if isinstance(llm, LLMConfig) else LLMConfig.from_sources(
-            overrides=llm, defaults=cls.llm_defaults
-        )  # fmt: skip
+        if config is None:
+            config = LLMConfig.from_sources(defaults=cls.llm_defaults)
         params = cls.sampler_params(cfg.settings, task.theta_spec.dim)
         sampler = LLMSampler(LLMClient(config), **params)
     ctx = MethodContext(

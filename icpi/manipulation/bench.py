@@ -28,17 +28,24 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from icpi.config import merge
+from icpi.config import STRICT, merge
+from icpi.core.estimate import ExpectationNotice
 from icpi.core.files import read_jsonl
 from icpi.core.lock import DirLock
 from icpi.envs import TASKS
 from icpi.errors import ConfigError, UserError
 from icpi.llm import LLMConfig
-from icpi.manipulation.config import MethodSpec, RunConfig, load_run_config, parse_method_spec
+from icpi.manipulation.config import (
+    DEFAULT_METHOD,
+    MethodSpec,
+    RunConfig,
+    load_run_config,
+    parse_method_spec,
+)
 from icpi.manipulation.methods import get_method, load_methods
 from icpi.manipulation.run import run_method
 
@@ -76,6 +83,105 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "icpi+[model=off;final_best=false]",
     ),
 }
+
+
+#: Reference method of the paired comparison (the paper's strongest numeric baseline).
+REFERENCE = "lknn20"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What a benchmark runs: the flags of ``icpi bench`` and a config file's ``bench:``."""
+
+    __pydantic_config__ = STRICT
+
+    tasks: str = "all"
+    """Comma list of tasks: shipped ids, your own as ``module:Class`` or
+    ``path/file.py:Class``, or ``all`` (the five shipped tasks)."""
+    methods: str = f"{DEFAULT_METHOD},{REFERENCE}"
+    """Comma list of method specs, e.g. ``icpi+,lknn20,icpi[k=10;feature=raw]``; the default
+    is the default method of every front end beside the baseline the summary pairs it with."""
+    preset: str | None = None
+    """A preset list of method specs instead of ``methods``."""
+    models: str | None = None
+    """Comma list of model names: adds ``icpi[model=NAME]`` for each (model ablation)."""
+    seeds: str = "0-4"
+    """Instance seeds, e.g. ``0-9`` or ``0,3,5``."""
+    iterations: int = RunConfig.iterations
+    """Rollouts per run, θ0 included."""
+    workers: int = 2
+    """Processes for the runs that query no model."""
+    llm_concurrency: int = 1
+    """Model-using runs in flight at once (one endpoint, one cache; the embedded server
+    answers one request at a time, so more helps remote endpoints)."""
+    backend: Literal["local", "ray"] = "local"
+    """``local``: a process pool and threads; ``ray``: one Ray task per run, on a local Ray
+    or the cluster of ``RAY_ADDRESS`` (``pip install 'icpi[ray]'``); the same results."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def load_bench_config(*layers: Mapping[str, Any] | None, where: str = "") -> BenchConfig:
+    """Resolve a benchmark's configuration from layers (defaults < file < flags).
+
+    In a file, ``tasks``, ``methods`` and ``seeds`` may also be lists. The highest layer
+    that names ``methods`` or ``preset`` decides the methods; one layer naming both is
+    refused.
+
+    Args:
+        *layers: Mappings with :class:`BenchConfig` keys.
+        where: Where the values come from, for messages.
+
+    Returns:
+        The configuration; ``preset`` unset when ``methods`` decides.
+
+    Raises:
+        ConfigError: On an unknown key, a bad value or ``methods`` beside ``preset``.
+    """
+    from icpi.config import load
+
+    plain: list[dict[str, Any]] = []
+    chosen: dict[str, Any] = {}
+    for layer in layers:
+        flat = {
+            k: ",".join(map(str, v)) if isinstance(v, list | tuple) else v
+            for k, v in (layer or {}).items()
+            if v is not None
+        }
+        if "methods" in flat and "preset" in flat:
+            raise ConfigError(f"methods and preset both set{' in ' + where if where else ''}")
+        if "methods" in flat or "preset" in flat:
+            chosen = {"methods": flat.pop("methods", None), "preset": flat.pop("preset", None)}
+        plain.append(flat)
+    cfg = load(BenchConfig, *plain, {k: v for k, v in chosen.items() if v is not None}, where=where)
+    if cfg.preset is not None:
+        preset_methods(cfg.preset)  # an unknown preset is refused here
+    return cfg
+
+
+def bench_methods(cfg: BenchConfig) -> list[str]:
+    """The method specs of a benchmark configuration.
+
+    Args:
+        cfg: The configuration.
+
+    Returns:
+        The preset's or ``methods``' specs, then ``icpi[model=NAME]`` per model.
+    """
+    methods = preset_methods(cfg.preset) if cfg.preset else split_list(cfg.methods)
+    return methods + [f"icpi[model={m}]" for m in split_list(cfg.models or "")]
+
+
+def bench_tasks(cfg: BenchConfig) -> list[str]:
+    """The task specs of a benchmark configuration (``all``: the shipped tasks).
+
+    Args:
+        cfg: The configuration.
+
+    Returns:
+        Task specs.
+    """
+    return list(TASKS) if cfg.tasks.strip() == "all" else split_list(cfg.tasks)
 
 
 def preset_methods(name: str) -> list[str]:
@@ -180,13 +286,20 @@ class Job:
         except (json.JSONDecodeError, KeyError):
             return False
 
-    def __call__(self) -> dict[str, Any]:
-        """Run (or resume) the job."""
-        return run_method(self.config(), self.out, llm=self.llm_config())
+    def __call__(self, notice: ExpectationNotice | None = None) -> dict[str, Any]:
+        """Run (or resume) the job.
+
+        Args:
+            notice: Where its model calls are counted and timed (shared by a benchmark).
+
+        Returns:
+            The run's summary.
+        """
+        return run_method(self.config(), self.out, llm=self.llm_config(), notice=notice)
 
 
-def _run_job(job: Job) -> dict[str, Any]:
-    return job()
+def _run_job(job: Job, notice: ExpectationNotice | None = None) -> dict[str, Any]:
+    return job(notice)
 
 
 def task_dir_name(task: str) -> str:
@@ -269,15 +382,23 @@ def run_benchmark(
         job.llm_config()
     with DirLock(out, what="benchmark"):
         todo = [j for j in jobs if not j.done()]
-        log.info(
-            "%d runs, %d to do (%d finished earlier)", len(jobs), len(todo), len(jobs) - len(todo)
-        )
-        bar = tqdm(total=len(todo), desc="runs", disable=not progress, unit="run")
-        t0 = time.perf_counter()
         offline = [j for j in todo if not j.spec.uses_model]
         online = [j for j in todo if j.spec.uses_model]
+        steps = sum(j.iterations - max(1, len(read_jsonl(j.out / "records.jsonl"))) for j in online)
+        log.info(
+            "%d runs, %d to do (%d finished earlier); %d query the model in %d rollouts (their"
+            " duration is estimated once the first is timed)",
+            len(jobs),
+            len(todo),
+            len(jobs) - len(todo),
+            len(online),
+            steps,
+        )
+        notice = ExpectationNotice(f"benchmark {out}", steps, concurrency=llm_concurrency)
+        bar = tqdm(total=len(todo), desc="runs", disable=not progress, unit="run")
+        t0 = time.perf_counter()
         execute = _execute_ray if backend == "ray" else _execute_local
-        execute(offline, online, workers, llm_concurrency, bar.update)
+        execute(offline, online, workers, llm_concurrency, bar.update, notice)
         bar.close()
         runs_s = time.perf_counter() - t0
         return {**write_reports(jobs, out), "runs": len(todo), "runs_wall_s": runs_s}
@@ -289,6 +410,7 @@ def _execute_local(
     workers: int,
     llm_concurrency: int,
     done: Callable[[], Any],
+    notice: ExpectationNotice | None = None,
 ) -> None:
     """Model-free runs in a process pool, model runs in threads (one endpoint, one cache)."""
     spawn = multiprocessing.get_context("spawn")  # no fork of a process holding threads
@@ -297,7 +419,7 @@ def _execute_local(
         cf.ThreadPoolExecutor(max_workers=llm_concurrency) as threads,
     ):
         futures = [pool.submit(_run_job, j) for j in offline]
-        futures += [threads.submit(_run_job, j) for j in online]
+        futures += [threads.submit(_run_job, j, notice) for j in online]
         try:
             for fut in cf.as_completed(futures):
                 fut.result()
@@ -314,12 +436,14 @@ def _execute_ray(
     workers: int,
     llm_concurrency: int,
     done: Callable[[], Any],
+    notice: ExpectationNotice | None = None,
 ) -> None:
     """One Ray task per run; at most ``llm_concurrency`` model runs in flight at once.
 
     Connects to the cluster of ``RAY_ADDRESS`` when it is set (every node needs the
     package and the benchmark directory, e.g. on a shared file system), else starts a
-    local Ray with ``workers`` CPUs.
+    local Ray with ``workers`` CPUs. The runs execute elsewhere, so each logs its own
+    expected duration there (``notice`` is not used).
     """
     try:
         import ray
@@ -356,8 +480,6 @@ def _execute_ray(
             ray.shutdown()
 
 
-#: Reference method of the paired comparison (the paper's strongest numeric baseline).
-REFERENCE = "lknn20"
 #: Two final costs closer than this count as a tie in the paired comparison [m].
 TIE_TOLERANCE = 0.001
 #: Bootstrap resamples of the intervals (seeded: the same rows give the same table).

@@ -4,9 +4,16 @@
 method's own :attr:`~icpi.manipulation.methods.base.Method.Settings` dataclass), the seed,
 the budget, θ0 and the dataset. It is loaded, through :func:`load_run_config`, from the
 flags of ``icpi run`` / ``icpi bench`` (:func:`add_run_flags`), a ``--config`` YAML/TOML
-file, a benchmark method spec (``icpi[k=10;feature=raw]``, :func:`parse_method_spec`) and
-the ROS parameters of the arm driver alike; what ``config.json`` records is
-:func:`dump_run_config` of the resolved value.
+file, the Python API, the Optuna sampler and the ROS parameters of the arm driver alike;
+what ``config.json`` records is :func:`dump_run_config` of the resolved value.
+
+A method is named everywhere by one grammar, the method spec ``id[key=value;...]``
+(:func:`parse_method_spec`): ``icpi``, ``icpi[k=10;feature=raw]``, ``icpi+[model=off]``. Its
+keys are the fields of the method's settings dataclass (found by introspection, so a
+setting a method adds is a spec key at once), of :class:`RunConfig` (``dataset_size``) and
+the model's (``model``, ``temperature``). :func:`expand_method_spec` turns a layer whose
+``method`` is a spec into plain run and LLM layers; :data:`DEFAULT_METHOD` is the method of
+every front end that is given none.
 """
 
 from __future__ import annotations
@@ -24,6 +31,12 @@ from icpi.errors import ConfigError
 from icpi.manipulation.methods import get_method, load_methods
 from icpi.manipulation.methods.base import MethodSettings
 
+#: The method of every front end given none (``icpi run``, config files, ``api.improve``,
+#: ``ICPISampler``, the arm driver; ``icpi bench`` runs it beside its reference baseline).
+#: ``icpi+``: the best method measured on every task (``benchmarks/RESULTS.md``), it ends on
+#: the best θ it found, and a poor model cannot make it worse than its numeric candidates.
+DEFAULT_METHOD = "icpi+"
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -33,9 +46,10 @@ class RunConfig:
 
     task: str
     """Task: a shipped id (``slide``, ``slide-gc``, ``rope-swing``, ``rope-swing-gc``,
-    ``ball-roll-gc``) or ``module:Class`` of your own task."""
-    method: str = "icpi"
-    """Improvement method (``icpi run --help`` lists them; see the README's table)."""
+    ``ball-roll-gc``), or your own task as ``module:Class`` or ``path/file.py:Class``."""
+    method: str = DEFAULT_METHOD
+    """Method spec: a method id, optionally with settings, e.g. ``icpi+``,
+    ``icpi+[model=off]``, ``icpi[k=10;feature=raw]`` (ids: the README's table)."""
     seed: int = 0
     """Seed of the task instance (as ``env.reset(seed=...)``), of the method's draws and of
     every model call."""
@@ -65,9 +79,10 @@ _RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig)) - {"setti
 def load_run_config(*layers: Mapping[str, Any] | None, where: str = "") -> RunConfig:
     """Resolve a run configuration from layers (defaults < file < flags).
 
-    The method named by the merged layers decides which settings are valid: they are
-    validated against its own settings dataclass, and a setting of another method is
-    refused with the list of those it has.
+    A layer's ``method`` may be a method spec (see :func:`expand_method_spec`). The method
+    named by the merged layers decides which settings are valid: they are validated
+    against its own settings dataclass, and a setting of another method is refused with
+    the list of those it has.
 
     Args:
         *layers: Mappings with :class:`RunConfig` keys (``settings`` a sub-mapping).
@@ -77,10 +92,22 @@ def load_run_config(*layers: Mapping[str, Any] | None, where: str = "") -> RunCo
         The configuration, ``settings`` an instance of the method's settings class.
 
     Raises:
-        ConfigError: On an unknown method or setting, or an invalid value.
+        ConfigError: On an unknown method or setting, an invalid value, or model settings
+            in a spec (front ends with a model configuration expand the spec first, with
+            :func:`expand_method_spec`).
     """
-    data = merge(*layers)
-    method = get_method(str(data.get("method", "icpi")))
+    expanded = []
+    for layer in layers:
+        run, llm = expand_method_spec(layer, where=where)
+        if llm:
+            raise ConfigError(
+                f"model settings {sorted(llm)} in the method spec {(layer or {}).get('method')!r}"
+                f"{_in(where)} have no model configuration to go to here; set them in the LLM"
+                " settings"
+            )
+        expanded.append(run)
+    data = merge(*expanded)
+    method = get_method(str(data.get("method", DEFAULT_METHOD)))
     settings = load(method.Settings, data.get("settings"), where=f"method {method.name}")
     base = load(RunConfig, {k: v for k, v in data.items() if k != "settings"}, where=where)
     return dataclasses.replace(base, settings=settings)
@@ -165,7 +192,7 @@ def parameter_names() -> list[str]:
 # ---------------------------------------------------------------------------- method specs
 @dataclass(frozen=True)
 class MethodSpec:
-    """A benchmark's method spec: ``method[key=value;...]``, e.g. ``icpi[k=10;feature=raw]``."""
+    """A method spec: ``method[key=value;...]``, e.g. ``icpi[k=10;feature=raw]``."""
 
     label: str
     """The spec as written (its label in tables and directory names)."""
@@ -194,16 +221,19 @@ class MethodSpec:
         return {"method": self.method, **self.run, "settings": dict(self.settings)}
 
 
+#: Spec keys that go to the model's settings (unless the method has a setting of that name,
+#: like ``icpi+``'s ``model`` switch).
 _LLM_SPEC_KEYS = frozenset({"model", "temperature", "top_p", "max_tokens", "mode"})
 
 
 def parse_method_spec(spec: str) -> MethodSpec:
     """Parse ``method[key=value;...]`` (values are coerced when the config is loaded).
 
-    A key that names a setting of the method goes to its settings (``icpi+[model=off]``),
-    one that names a :class:`RunConfig` field to the run, ``model`` and the sampling fields
-    to the LLM settings (``icpi[model=gpt-4o]``), and any other key to the settings, where
-    validation refuses it with the list of valid ones.
+    A key that names a setting of the method goes to its settings (``icpi+[model=off]``;
+    the keys are read from the method's settings dataclass), one that names a
+    :class:`RunConfig` field to the run, ``model`` and the sampling fields to the LLM
+    settings (``icpi[model=gpt-4o]``), and any other key to the settings, where validation
+    refuses it with the list of valid ones. Dashes in keys read as underscores.
 
     Args:
         spec: The spec.
@@ -214,9 +244,12 @@ def parse_method_spec(spec: str) -> MethodSpec:
     Raises:
         ConfigError: On an unknown method or a malformed setting.
     """
-    m = re.fullmatch(r"([a-z0-9+_-]+)(?:\[(.*)\])?", spec.strip())
+    m = re.fullmatch(r"([A-Za-z0-9+_-]+)(?:\[(.*)\])?", spec.strip())
     if m is None:
-        raise ConfigError(f"bad method spec {spec!r}; write e.g. icpi or icpi[k=10;feature=raw]")
+        raise ConfigError(
+            f"bad method spec {spec!r}; write a method id with optional settings, e.g. icpi,"
+            " icpi+[model=off] or icpi[k=10;feature=raw]"
+        )
     cls = get_method(m.group(1))
     method = cls.name
     own = {f.name for f in dataclasses.fields(cls.Settings)}
@@ -232,15 +265,93 @@ def parse_method_spec(spec: str) -> MethodSpec:
             target = settings
         else:
             target = run if key in _RUN_FIELDS else llm
+        if key in target:
+            raise ConfigError(f"{key} is set twice in the method spec {spec!r}")
         target[key] = value.strip()
+    if "method" in run or "task" in run:
+        raise ConfigError(f"a method spec sets settings, not the task or method: {spec!r}")
     return MethodSpec(spec.strip(), method, run, settings, llm)
 
 
+def format_method_spec(method: str, settings: Mapping[str, Any] | None = None) -> str:
+    """Write a method spec: ``method[key=value;...]`` (keys in the order given).
+
+    Args:
+        method: Method id.
+        settings: Settings to write (e.g. those that differ from the method's defaults).
+
+    Returns:
+        E.g. ``icpi+[model=off]``; the bare id without settings.
+    """
+
+    def text(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    items = ";".join(f"{k}={text(v)}" for k, v in (settings or {}).items())
+    return f"{method}[{items}]" if items else method
+
+
+def _in(where: str) -> str:
+    return f" in {where}" if where else ""
+
+
+def expand_method_spec(
+    run: Mapping[str, Any] | None, llm: Mapping[str, Any] | None = None, where: str = ""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Expand the method spec of one layer of settings into plain run and LLM layers.
+
+    ``{"method": "icpi[k=10;temperature=0.2]"}`` becomes the run layer ``{"method": "icpi",
+    "settings": {"k": "10"}}`` and the LLM layer ``{"temperature": "0.2"}``, so a spec given
+    in a config file sits below the flags and one given as a flag above the file. A value
+    set both in the spec and beside it in the same layer (``--method icpi[k=10] --k 5``) is
+    refused: the two would silently disagree.
+
+    Args:
+        run: A run layer (``method``, other :class:`RunConfig` keys, ``settings``); ``None``
+            or one without ``method`` passes through.
+        llm: The LLM layer of the same source (flat or nested sampling keys).
+        where: Where the layer comes from, for messages.
+
+    Returns:
+        ``(run layer, LLM layer)``, the spec's values merged in.
+
+    Raises:
+        ConfigError: On a malformed spec or a value set twice.
+    """
+    out = dict(run or {})
+    model = dict(llm or {})
+    text = out.get("method")
+    if text is None:
+        return out, model
+    spec = parse_method_spec(str(text))
+    settings = dict(out.get("settings") or {})
+    sampling = model.get("sampling") or {}
+    twice = [f"settings.{k}" for k in spec.settings if k in settings]
+    twice += [k for k in spec.run if out.get(k) is not None]
+    twice += [f"llm.{k}" for k in spec.llm if k in model or k in sampling]
+    if twice:
+        raise ConfigError(
+            f"{', '.join(twice)} set twice{_in(where)}: in the method spec {spec.label!r} and"
+            " beside it; keep one"
+        )
+    out.update(spec.run)
+    out["method"] = spec.method
+    if settings or spec.settings:
+        out["settings"] = {**settings, **spec.settings}
+    model.update(spec.llm)
+    return out, model
+
+
 __all__ = [
+    "DEFAULT_METHOD",
     "MethodSpec",
     "RunConfig",
     "add_run_flags",
     "dump_run_config",
+    "expand_method_spec",
+    "format_method_spec",
     "load_run_config",
     "parameter_names",
     "parse_method_spec",

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from icpi.core.estimate import ExpectationNotice
 from icpi.core.files import append_jsonl, read_jsonl, write_json, write_jsonl
 from icpi.core.samplers import Sampler
 from icpi.envs import load_task
@@ -25,7 +26,7 @@ from icpi.llm import LLMConfig
 from icpi.manipulation.calibration import instance_params
 from icpi.manipulation.config import RunConfig, dump_run_config
 from icpi.manipulation.dataset import ImprovementDataset, load_default_dataset
-from icpi.manipulation.methods import MethodContext, drive, get_method
+from icpi.manipulation.methods import MethodContext, MethodSettings, drive, get_method
 from icpi.session import RunSession
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,33 @@ def method_llm(cfg: RunConfig, llm: LLMConfig | None) -> LLMConfig:
     return LLMConfig.from_sources(defaults=get_method(cfg.method).llm_defaults)
 
 
+def method_settings(cfg: RunConfig) -> MethodSettings:
+    """The settings of a run's method: ``cfg.settings``, or its defaults when bare.
+
+    Args:
+        cfg: The run configuration.
+
+    Returns:
+        ``cfg.settings`` if it belongs to the method; the method's defaults if it is the
+        bare :class:`MethodSettings` of ``RunConfig(task, method=...)``.
+
+    Raises:
+        ConfigError: If the settings belong to another method (they would be dropped).
+    """
+    from icpi.errors import ConfigError
+
+    method = get_method(cfg.method)
+    if type(cfg.settings) is MethodSettings:
+        return method.Settings()
+    if not isinstance(cfg.settings, method.Settings):
+        raise ConfigError(
+            f"method {method.name} takes {method.Settings.__name__}, but the RunConfig holds"
+            f" {type(cfg.settings).__name__}: pass {method.Settings.__name__}(...) or"
+            " settings by name (load_run_config, api.improve(settings=...))"
+        )
+    return cfg.settings
+
+
 def run_method(
     cfg: RunConfig,
     out: Path | str,
@@ -109,6 +137,7 @@ def run_method(
     sampler: Sampler | None = None,
     task: SkillTask | None = None,
     instance: Instance | None = None,
+    notice: ExpectationNotice | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) one method on one task instance.
 
@@ -122,16 +151,19 @@ def run_method(
             builds ``cfg.task``.
         instance: The instance; ``None`` draws one from ``cfg.seed`` as
             ``env.reset(seed=cfg.seed)`` does.
+        notice: Where this run's model calls are counted and timed for the expected
+            duration (a benchmark shares one among its runs); ``None``: the run logs its
+            own, after its first model call.
 
     Returns:
         The summary (also written to ``summary.json``).
 
     Raises:
-        UserError: On a bad setting, dataset or run directory (one line, see
-            :mod:`icpi.errors`).
+        UserError: On a bad setting (settings of another method included), dataset or run
+            directory (one line, see :mod:`icpi.errors`).
     """
     method = get_method(cfg.method)
-    settings = cfg.settings if isinstance(cfg.settings, method.Settings) else method.Settings()
+    settings = method_settings(cfg)
     cfg = dataclasses.replace(cfg, settings=settings)
     task = task if task is not None else load_task(cfg.task)
     rng = np.random.default_rng(cfg.seed)
@@ -174,18 +206,41 @@ def run_method(
         if kept:
             log.info("resuming %s at iteration %d", run_dir.path, len(kept))
         write_jsonl(records_file, kept)  # drops a torn line, or adds what the buffer holds
-        records = drive(
-            improver,
-            task,
-            instance,
-            cfg.iterations,
-            done=kept,
-            on_record=lambda r: append_jsonl(records_file, r),
-        )
+        if llm_cfg is not None and notice is None:
+            left = cfg.iterations - max(1, len(kept))  # θ0 asks no model
+            notice = ExpectationNotice(f"run {run_dir.path}", left)
+        timer = _CallTimer(session, notice)
+
+        def on_record(record: dict[str, Any]) -> None:
+            append_jsonl(records_file, record)
+            timer.update()
+
+        records = drive(improver, task, instance, cfg.iterations, done=kept, on_record=on_record)
         summary = summarise_records(cfg, records)
         summary["wall_s_this_session"] = time.perf_counter() - t0
         write_json(run_dir.path / "summary.json", summary)
     return summary
+
+
+class _CallTimer:
+    """Feeds a run's model-using rollouts (timed by its client) to an expectation notice."""
+
+    def __init__(self, session: RunSession, notice: ExpectationNotice | None) -> None:
+        self.session = session
+        self.notice = notice
+        self.calls = self.live = 0
+        self.live_s = 0.0
+
+    def update(self) -> None:
+        """Pass the rollout just recorded on to the notice if it asked the model."""
+        if self.notice is None or self.session.llm is None:
+            return
+        stats = self.session.client.stats
+        calls, live = stats["calls"], stats["calls"] - stats["cache_hits"]
+        live_s = stats["live_latency_s"]
+        if calls > self.calls:
+            self.notice.observe(live_s - self.live_s, live=live > self.live)
+        self.calls, self.live, self.live_s = calls, live, live_s
 
 
 def summarise_records(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -53,7 +53,17 @@ def test_foreign_run_directory_and_buffer_are_refused_in_one_line(tmp_path, caps
     assert "another configuration (run.seed: 0 -> 9" in err and len(err.splitlines()) == 1
     # an attempts.jsonl of another run dropped into an ICPI run directory
     icpi_dir = tmp_path / "icpi"
-    argv = ["run", "--task", "slide", "--iterations", "1", "--out", str(icpi_dir)]
+    argv = [
+        "run",
+        "--task",
+        "slide",
+        "--method",
+        "icpi",
+        "--iterations",
+        "1",
+        "--out",
+        str(icpi_dir),
+    ]
     assert main([*argv, "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 0
     (icpi_dir / "attempts.jsonl").write_text('{"kind": "header", "fingerprint": {"x": 1}}\n')
     capsys.readouterr()

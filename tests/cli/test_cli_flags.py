@@ -25,7 +25,8 @@ def test_run_sends_the_sampling_flags_and_records_them(fake, tmp_path):
     fake.set(Reply(body=completion_body(" 1 -1 0", " 2 0 0")))
     out = tmp_path / "run"
     argv = [
-        "run", "--task", "slide", "--seed", "4", "--iterations", "3", "--out", str(out),
+        "run", "--task", "slide", "--method", "icpi", "--seed", "4", "--iterations", "3",
+        "--out", str(out),
         "--base-url", fake.base_url, "--model", "fake-model", "--max-tokens", "200",
         "--stop", "END", "--stop", "\n\n", "--temperature", "0.3", "--top-p", "0.9",
         "-n", "2", "--k", "7", "--resample-temperature", "0.8",
@@ -58,7 +59,7 @@ def test_run_sends_the_sampling_flags_and_records_them(fake, tmp_path):
 def test_run_defaults_are_the_methods_and_are_recorded(fake, tmp_path):
     fake.set(Reply(body=completion_body(" 1 -1 0")))
     out = tmp_path / "run"
-    argv = ["run", "--task", "slide", "--iterations", "2", "--out", str(out)]
+    argv = ["run", "--task", "slide", "--method", "icpi", "--iterations", "2", "--out", str(out)]
     assert main([*argv, "--base-url", fake.base_url, "--model", "m"]) == 0
     (body,) = completions(fake)
     assert (body["max_tokens"], body["stop"], body["temperature"]) == (24, ["\n"], 0.0)
@@ -70,7 +71,7 @@ def test_run_config_file_and_flags(fake, tmp_path):
     fake.set(Reply(body=completion_body(" 1 -1 0")))
     cfg = tmp_path / "run.toml"
     cfg.write_text(
-        '[run]\ntask = "ball-roll-gc"\niterations = 2\n[run.settings]\nk = 9\n'
+        '[run]\ntask = "ball-roll-gc"\nmethod = "icpi"\niterations = 2\n[run.settings]\nk = 9\n'
         '[llm]\nmodel = "from-file"\n[llm.sampling]\nmax_tokens = 11\n'
     )
     out = tmp_path / "run"

@@ -50,7 +50,7 @@ def records(path: Path) -> list[dict]:
 def test_hostile_endpoint_run_finishes_in_one_start(fake, tmp_path):
     fake.set(*HOSTILE, cycle=True)
     out = tmp_path / "run"
-    argv = ["run", "--task", "slide", "--iterations", "13", "--out", str(out)]
+    argv = ["run", "--task", "slide", "--method", "icpi", "--iterations", "13", "--out", str(out)]
     t0 = time.perf_counter()
     proc = run_icpi(*argv, "--base-url", fake.base_url, "--model", "m", *FAST)
     wall = time.perf_counter() - t0
@@ -91,7 +91,8 @@ def test_hostile_endpoint_lang_finishes_in_one_start(fake, tmp_path):
 def test_endpoint_down_exits_3_in_one_line_and_resumes(tmp_path):
     out = tmp_path / "run"
     port = free_port()
-    argv = ["run", "--task", "ball-roll-gc", "--iterations", "6", "--out", str(out)]
+    argv = ["run", "--task", "ball-roll-gc", "--method", "icpi", "--iterations", "6"]
+    argv += ["--out", str(out)]
     argv += ["--model", "m", "--base-url", f"http://127.0.0.1:{port}/v1"]  # nobody listens
     proc = run_icpi(*argv, "--outage", "2", "--max-retries", "1")
     assert proc.returncode == 3, proc.stderr[-2000:]
@@ -118,7 +119,8 @@ def test_credentials_in_the_base_url_reach_no_file_and_no_log(fake, tmp_path):
     url = f"http://bob:PW-SECRET-7@127.0.0.1:{port}/v1"
     out = tmp_path / "run"
     cache = tmp_path / "cache.sqlite3"
-    argv = ["--log-level", "DEBUG", "run", "--task", "slide", "--iterations", "3"]
+    argv = ["--log-level", "DEBUG", "run", "--task", "slide", "--method", "icpi"]
+    argv += ["--iterations", "3"]
     proc = run_icpi(*argv, "--out", str(out), "--base-url", url, "--model", "m", "--cache",
                     str(cache), env={"OPENAI_API_KEY": "sk-KEY-SECRET-8"})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -149,7 +151,8 @@ def test_a_directory_has_one_owner_at_a_time(verb, fake, tmp_path):
     out = tmp_path / "out"
     llm = ["--base-url", fake.base_url, "--model", "m"]
     argv = {
-        "run": ["run", "--task", "slide", "--iterations", "12", "--out", str(out), *llm],
+        "run": ["run", "--task", "slide", "--method", "icpi", "--iterations", "12",
+                "--out", str(out), *llm],
         "bench": ["bench", "--tasks", "slide", "--methods", "icpi", "--seeds", "0",
                   "--iterations", "12", "--out", str(out), "--no-progress", *llm],
         "collect": ["collect", "--task", "rope-swing", "--size", "10", "--out", str(out),
@@ -195,7 +198,19 @@ def test_kill_9_leaves_no_embedded_server_behind(how, tmp_path):
     pytest.importorskip("llama_cpp")
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [ICPI, "run", "--task", "slide", "--iterations", "20", "--out", str(out), "--no-cache"],
+        [
+            ICPI,
+            "run",
+            "--task",
+            "slide",
+            "--method",
+            "icpi",
+            "--iterations",
+            "20",
+            "--out",
+            str(out),
+            "--no-cache",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group, so killing it spares pytest

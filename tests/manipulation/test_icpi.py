@@ -112,7 +112,14 @@ def test_retrieval_matches_brute_force_and_is_farthest_first(feature):
 
 def test_k_and_dataset_size_switches(tmp_path):
     s = run_method(
-        RunConfig(task="slide", seed=2, iterations=3, dataset_size=50, settings=ICPISettings(k=5)),
+        RunConfig(
+            task="slide",
+            method="icpi",
+            seed=2,
+            iterations=3,
+            dataset_size=50,
+            settings=ICPISettings(k=5),
+        ),
         tmp_path,
         sampler=ScriptedSampler(nearest_copy),
     )
@@ -126,7 +133,11 @@ def test_k_and_dataset_size_switches(tmp_path):
 @pytest.mark.parametrize("task_id", list(TASKS))
 def test_nearest_neighbour_answers_lower_the_cost(task_id, tmp_path):
     """Plumbing check: a model that copies the nearest example's Δθ* improves every task."""
-    s = run_method(RunConfig(task=task_id, seed=1), tmp_path, sampler=ScriptedSampler(nearest_copy))
+    s = run_method(
+        RunConfig(task=task_id, method="icpi", seed=1),
+        tmp_path,
+        sampler=ScriptedSampler(nearest_copy),
+    )
     assert s["iterations"] == 20
     assert s["sources"] == {"model": 19}
     assert s["best_cost"] < 0.5 * s["initial_cost"]
@@ -144,7 +155,9 @@ def test_nearest_neighbour_answers_lower_the_cost(task_id, tmp_path):
 )
 def test_malformed_answers_fall_back_and_are_counted(answers, tmp_path):
     sampler = ScriptedSampler(answers)
-    s = run_method(RunConfig(task="slide", seed=0, iterations=4), tmp_path, sampler=sampler)
+    s = run_method(
+        RunConfig(task="slide", method="icpi", seed=0, iterations=4), tmp_path, sampler=sampler
+    )
     assert s["iterations"] == 4
     assert s["sources"] == {"fallback": 3}
     assert s["parse_failures"] == 3 * 2  # one query + one re-sample per iteration
@@ -159,7 +172,7 @@ def test_malformed_answers_fall_back_and_are_counted(answers, tmp_path):
 
 def test_out_of_range_answer_is_clipped_to_the_theta_box(tmp_path):
     s = run_method(
-        RunConfig(task="slide", seed=0, iterations=2),
+        RunConfig(task="slide", method="icpi", seed=0, iterations=2),
         tmp_path,
         sampler=ScriptedSampler([" 100 100 100"]),
     )
@@ -171,7 +184,9 @@ def test_out_of_range_answer_is_clipped_to_the_theta_box(tmp_path):
 def test_consensus_takes_the_median_of_samples(tmp_path):
     sampler = ScriptedSampler([" 10 0 0", " 2 0 0", " 4 0 0", "junk", " 6 0 0"])
     run_method(
-        RunConfig(task="slide", seed=0, iterations=2, settings=ICPISettings(n_samples=5)),
+        RunConfig(
+            task="slide", method="icpi", seed=0, iterations=2, settings=ICPISettings(n_samples=5)
+        ),
         tmp_path,
         sampler=sampler,
     )
@@ -213,7 +228,7 @@ def test_online_relabel_shows_own_rollouts(tmp_path):
 
 
 def test_run_directory_explains_itself_and_resumes(tmp_path):
-    cfg = RunConfig(task="rope-swing", seed=3, iterations=5)
+    cfg = RunConfig(task="rope-swing", method="icpi", seed=3, iterations=5)
     first = run_method(cfg, tmp_path, sampler=ScriptedSampler(nearest_copy))
     for name in ("config.json", "meta.json", "attempts.jsonl", "records.jsonl", "summary.json"):
         assert (tmp_path / name).exists(), name
@@ -227,7 +242,7 @@ def test_run_directory_explains_itself_and_resumes(tmp_path):
     # a longer budget resumes: the five finished rollouts are kept, not redone
     sampler = ScriptedSampler(nearest_copy)
     second = run_method(
-        RunConfig(task="rope-swing", seed=3, iterations=8),
+        RunConfig(task="rope-swing", method="icpi", seed=3, iterations=8),
         tmp_path / "other",
         sampler=sampler,
     )
@@ -236,7 +251,7 @@ def test_run_directory_explains_itself_and_resumes(tmp_path):
     resumed = run_method(cfg, tmp_path, sampler=again)
     assert again.calls == [] and resumed["final_cost"] == first["final_cost"]
     with pytest.raises(ValueError, match="another configuration"):
-        run_method(RunConfig(task="rope-swing", seed=4, iterations=5), tmp_path)
+        run_method(RunConfig(task="rope-swing", method="icpi", seed=4, iterations=5), tmp_path)
 
 
 def test_cli_run_is_killed_and_resumes_without_losing_rollouts(tmp_path):
@@ -245,7 +260,8 @@ def test_cli_run_is_killed_and_resumes_without_losing_rollouts(tmp_path):
     fake.set(Reply(body=completion_body(" 1 -1 0", prompt_tokens=450), delay_s=0.15))
     out = tmp_path / "run"
     cmd = [
-        ICPI_BIN, "run", "--task", "slide", "--seed", "0", "--iterations", "20", "--out", str(out),
+        ICPI_BIN, "run", "--task", "slide", "--method", "icpi", "--seed", "0", "--iterations", "20",
+        "--out", str(out),
         "--base-url", fake.base_url, "--model", "fake", "--cache", str(tmp_path / "c.sqlite3"),
     ]  # fmt: skip
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-secret-123"}
@@ -278,8 +294,8 @@ def test_cli_run_is_killed_and_resumes_without_losing_rollouts(tmp_path):
 def test_embedded_model_completes_20_iterations(task_id, tmp_path):
     """The real pipeline: embedded SmolLM2 server, real openai client, every task."""
     proc = subprocess.run(
-        [ICPI_BIN, "run", "--task", task_id, "--seed", "0", "--iterations", "20",
-         "--max-resamples", "0", "--out", str(tmp_path / "run"),
+        [ICPI_BIN, "run", "--task", task_id, "--method", "icpi", "--seed", "0",
+         "--iterations", "20", "--max-resamples", "0", "--out", str(tmp_path / "run"),
          "--cache", str(tmp_path / "cache.sqlite3")],
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
@@ -293,8 +309,8 @@ def test_embedded_model_completes_20_iterations(task_id, tmp_path):
     assert len(calls) == 19
     # replay: the same run from the cache alone, with no server and no HTTP request
     replay = subprocess.run(
-        [ICPI_BIN, "run", "--task", task_id, "--seed", "0", "--iterations", "20",
-         "--max-resamples", "0", "--out", str(tmp_path / "replay"),
+        [ICPI_BIN, "run", "--task", task_id, "--method", "icpi", "--seed", "0",
+         "--iterations", "20", "--max-resamples", "0", "--out", str(tmp_path / "replay"),
          "--cache", str(tmp_path / "cache.sqlite3"), "--offline"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -312,7 +328,8 @@ def test_chat_mode_through_an_openai_endpoint(tmp_path):
     fake.set(Reply(body=chat_body("Correction: 3 -2 1", prompt_tokens=480)))
     try:
         proc = subprocess.run(
-            [ICPI_BIN, "run", "--task", "ball-roll-gc", "--seed", "1", "--iterations", "3",
+            [ICPI_BIN, "run", "--task", "ball-roll-gc", "--method", "icpi", "--seed", "1",
+             "--iterations", "3",
              "--out", str(tmp_path / "run"), "--mode", "chat", "--base-url", fake.base_url,
              "--model", "fake", "--cache", str(tmp_path / "c.sqlite3")],
             capture_output=True, text=True, timeout=300, check=False,

@@ -447,7 +447,7 @@ def test_driver_loop_is_the_simulation_loop(tmp_path):
     from icpi.manipulation.dataset import ImprovementDataset
     from icpi.manipulation.run import RunConfig, run_method
 
-    cfg = RunConfig(task="ball-roll-gc", seed=0, iterations=4, dataset_size=60)
+    cfg = RunConfig(task="ball-roll-gc", method="icpi", seed=0, iterations=4, dataset_size=60)
     task = ArmTask("ball-roll-gc", InProcessTransport(), goal=(0.7, 0.1), physics=[0.065, 0.0035])
     s_arm = run_method(
         cfg,
