@@ -73,14 +73,25 @@ class RunSession:
     def client(self) -> LLMClient:
         """The model client (created on first use; requests logged to ``llm_calls.jsonl``).
 
+        Its model is resolved when it is created, before the run's first rollout (a
+        configured endpoint without ``--model`` is asked for its list once).
+
         Raises:
             RuntimeError: If the session was opened without an LLM configuration.
+            NoModelError: If no model is configured and the endpoint names none.
+            LLMEndpointDownError: If the endpoint stayed down while it was asked.
         """
         if self._client is None:
             if self.llm is None:
                 raise RuntimeError("this run session has no language model configured")
             log_path = self.llm.log_path or self.run_dir.llm_log_file
-            self._client = LLMClient(dataclasses.replace(self.llm, log_path=log_path))
+            client = LLMClient(dataclasses.replace(self.llm, log_path=log_path))
+            try:
+                client.resolve_model()  # once, before the first rollout
+            except BaseException:
+                client.close()
+                raise
+            self._client = client
         return self._client
 
     def sampler(self, **params: Any) -> LLMSampler:

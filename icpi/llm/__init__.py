@@ -31,6 +31,7 @@ from icpi.llm.errors import (
     LLMError,
     LLMUnavailableError,
     MissingDependencyError,
+    NoModelError,
     ServerStartError,
 )
 from icpi.llm.records import CallLog, CallRecord, CallStats
@@ -54,6 +55,7 @@ __all__ = [
     "LLMResponse",
     "LLMUnavailableError",
     "MissingDependencyError",
+    "NoModelError",
     "SamplingParams",
     "ServerStartError",
     "add_llm_arguments",

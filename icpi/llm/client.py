@@ -13,14 +13,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from icpi.core.secrets import install_log_redaction, redact_text, redact_url
 from icpi.llm.cache import CompletionCache, request_key
@@ -33,6 +34,7 @@ from icpi.llm.errors import (
     LLMEndpointDownError,
     LLMError,
     LLMUnavailableError,
+    NoModelError,
 )
 from icpi.llm.records import CallLog, CallRecord
 from icpi.llm.server import EmbeddedServer, embedded_endpoint_id, shared_server
@@ -50,6 +52,7 @@ _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 #: Seed offset between re-asks after an all-empty answer.
 _RESEED_STEP = 7919
 
+T = TypeVar("T")
 Messages = Sequence[Mapping[str, str]]
 PromptLike = str | Messages
 
@@ -97,9 +100,13 @@ _BACKOFF = _backoff
 class _Transient(Exception):
     """A failure worth retrying (with the server's Retry-After, if it gave one)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.reason = reason or message
+        """The failure in a few words (for the one line that stops a run)."""
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -135,10 +142,15 @@ def _parse_body(response: Any, chat: bool) -> _Answer:
         data = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
         snippet = response.content[:80].decode("utf-8", "replace")
-        raise _Transient(f"{where} with a body that is not JSON: {snippet!r}") from None
+        raise _Transient(
+            f"{where} with a body that is not JSON: {snippet!r}", reason="the answer is not JSON"
+        ) from None
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices:
-        raise _Transient(f"{where} with JSON that is not a completion (no choices)")
+        raise _Transient(
+            f"{where} with JSON that is not a completion (no choices)",
+            reason="the answer is not a completion",
+        )
     texts: list[str] = []
     reasons: list[str | None] = []
     try:
@@ -154,7 +166,9 @@ def _parse_body(response: Any, chat: bool) -> _Answer:
                 texts.append(text if isinstance(text, str) else "")
                 reasons.append(c.get("finish_reason"))
     except (AttributeError, TypeError, ValueError):
-        raise _Transient(f"{where} with malformed choices") from None
+        raise _Transient(
+            f"{where} with malformed choices", reason="the answer is not a completion"
+        ) from None
     raw_usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     # Token counts are bookkeeping: a count that is not a whole number >= 0 is dropped.
     usage = {
@@ -200,6 +214,12 @@ class _OutageClock:
             start = self._since.setdefault(endpoint, since)
         return time.perf_counter() - start
 
+    def down(self, endpoint: str) -> float:
+        """How long every call to the endpoint has failed (0 when it answers)."""
+        with self._lock:
+            start = self._since.get(endpoint)
+        return 0.0 if start is None else time.perf_counter() - start
+
     def succeeded(self, endpoint: str) -> None:
         """Note a successful call: the outage (if any) is over."""
         with self._lock:
@@ -237,6 +257,7 @@ class LLMClient:
         self._sdk: openai.OpenAI | None = None
         self._model: str | None = self.config.model
         self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
 
     # ----------------------------------------------------------------- endpoint
     @property
@@ -248,35 +269,101 @@ class LLMClient:
 
     @property
     def model(self) -> str:
-        """The model name sent with requests (asks a configured endpoint if unset).
+        """The model name sent with requests (see :meth:`resolve_model`)."""
+        return self.resolve_model()
+
+    def resolve_model(self) -> str:
+        """The model name sent with requests; asks a configured endpoint once if unset.
+
+        Runs resolve it before their first rollout (:class:`~icpi.session.RunSession`).
+        The listing goes through the same bounded retries, call budget and outage clock as
+        a completion: it is tried until the endpoint has been down for ``outage_s``.
+
+        Returns:
+            The configured model, the embedded model's alias, or the first model listed.
 
         Raises:
-            LLMError: If no model is configured in offline mode or the endpoint lists none.
+            NoModelError: If the endpoint lists no model or refuses to list them (exit 2).
+            LLMEndpointDownError: If the listing failed for ``outage_s`` (exit 3).
         """
-        with self._lock:
+        with self._model_lock:
             if self._model is None:
                 if self.config.base_url is None:
                     self._model = EMBEDDED_MODEL
-                elif self.config.offline:
-                    raise LLMError("offline mode needs the model name: pass --model")
+                elif self.config.offline:  # refused by LLMConfig; kept for direct callers
+                    raise NoModelError("offline mode needs the model name: pass --model")
                 else:
                     self._model = self._discover_model()
             return self._model
 
     def _discover_model(self) -> str:
-        import openai
+        while True:
+            t0 = time.perf_counter()
+            # No call outlasts the outage time that is left: the run stops on time.
+            left = self.config.outage_s - _OUTAGES.down(self.endpoint_id)
+            try:
+                models = self._retry(
+                    self._list_models, budget_s=max(0.1, min(self.config.call_timeout_s, left))
+                )
+            except (LLMAuthError, LLMBadRequestError) as exc:
+                raise NoModelError(
+                    f"no --model given, and {self.endpoint_id} refused to list its models"
+                    f" ({exc}); pass --model"
+                ) from exc
+            except LLMUnavailableError as exc:
+                down = _OUTAGES.failed(self.endpoint_id, since=t0)
+                if down >= self.config.outage_s:
+                    raise self._down(down, exc) from exc
+                log.warning(
+                    "no --model given, and listing the models at %s failed (%s); trying"
+                    " again until it has been down %g s",
+                    self.endpoint_id,
+                    exc.reason,
+                    self.config.outage_s,
+                )
+                time.sleep(min(1.0, self.config.outage_s - down))
+                continue
+            _OUTAGES.succeeded(self.endpoint_id)
+            if not models:
+                raise NoModelError(
+                    f"no --model given, and {self.endpoint_id} lists no models; pass --model"
+                )
+            log.info("using model %r listed by %s", models[0], self.endpoint_id)
+            return models[0]
 
-        sdk = self._sdk_client_locked()
+    def _list_models(self, left_s: float) -> list[str]:
+        """One ``GET /models``; the ids it lists (see :meth:`_attempt` for the errors)."""
+        sdk = self._sdk_client()
+        with self._classified(left_s):
+            raw = sdk.models.with_raw_response.list(timeout=self._timeout(left_s))
+        response = raw.http_response
+        url = redact_url(str(response.request.url)) if response.request is not None else "?"
+        ctype = response.headers.get("content-type", "") or "no content type"
         try:
-            models = [m.id for m in sdk.models.list()]
-        except openai.OpenAIError as exc:
-            raise LLMUnavailableError(
-                f"no --model given and listing models at {self.endpoint_id} failed: {exc}"
-            ) from exc
-        if not models:
-            raise LLMError(f"no --model given and {self.endpoint_id} lists no models")
-        log.info("using model %r listed by %s", models[0], self.endpoint_id)
-        return models[0]
+            data = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            snippet = response.content[:80].decode("utf-8", "replace")
+            raise _Transient(
+                f"{url} answered HTTP {response.status_code} ({ctype}) with a body that is not"
+                f" JSON: {snippet!r}",
+                reason="the answer is not JSON",
+            ) from None
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise _Transient(
+                f"{url} answered HTTP {response.status_code} ({ctype}) with JSON that is not a"
+                " model list",
+                reason="the answer is not a model list",
+            )
+        return [m["id"] for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+    def _down(self, down: float, exc: LLMUnavailableError) -> LLMEndpointDownError:
+        """The error that stops a run: one short sentence (the details are logged at DEBUG)."""
+        log.debug("endpoint %s down for %.0f s; last failure: %s", self.endpoint_id, down, exc)
+        return LLMEndpointDownError(
+            f"endpoint {self.endpoint_id} unreachable for {down:.0f} s ({exc.reason});"
+            " rerun the same command to resume"
+        )
 
     def _sdk_client_locked(self) -> openai.OpenAI:
         import openai
@@ -415,10 +502,7 @@ class LLMClient:
             self.log.add_error(self._error_record(request, key, t0, exc))
             down = _OUTAGES.failed(self.endpoint_id, since=t0)
             if down >= self.config.outage_s:
-                raise LLMEndpointDownError(
-                    f"endpoint {self.endpoint_id} unreachable for {down:.0f} s (last: {exc});"
-                    " rerun the same command to resume"
-                ) from exc
+                raise self._down(down, exc) from exc
             raise
         except LLMError as exc:
             self.log.add_error(self._error_record(request, key, t0, exc))
@@ -568,7 +652,7 @@ class LLMClient:
             kwargs["stop"] = request["stop"]
         if request.get("extra_body"):
             kwargs["extra_body"] = request["extra_body"]
-        texts, reasons, rid, usage = self._retry(lambda: self._attempt(request, kwargs))
+        texts, reasons, rid, usage = self._retry(lambda left: self._attempt(request, kwargs, left))
         p_tok = int(usage.get("prompt_tokens") or 0)
         c_tok = int(usage.get("completion_tokens") or 0)
         for r in reasons:
@@ -577,16 +661,19 @@ class LLMClient:
         texts = ["" if r == "content_filter" else t for t, r in zip(texts, reasons, strict=True)]
         return texts, reasons, rid, p_tok, c_tok
 
-    def _retry(self, attempt: Callable[[], _Answer]) -> _Answer:
+    def _retry(self, attempt: Callable[[float], T], budget_s: float | None = None) -> T:
         """Run one request with bounded retries: exponential backoff with jitter, Retry-After.
 
         A failure is retried when it is transient (:class:`_Transient`: timeouts, refused or
         reset connections, HTTP 408/409/429/5xx, malformed bodies), at most
         ``max_retries`` times and within ``call_timeout_s``; then the call fails with
-        :class:`LLMUnavailableError` naming every attempt and the real budget.
+        :class:`LLMUnavailableError` naming every attempt and the real budget. Each attempt
+        is given what is left of ``call_timeout_s`` and caps its timeouts at it, so a call
+        never outlasts its budget.
 
         Args:
-            attempt: Makes one request.
+            attempt: Makes one request, given the seconds left of the call's budget.
+            budget_s: The call's budget; ``None``: ``call_timeout_s``.
 
         Returns:
             Its answer.
@@ -599,6 +686,7 @@ class LLMClient:
         import tenacity
 
         cfg = self.config
+        budget = cfg.call_timeout_s if budget_s is None else budget_s
         failures: list[str] = []
         t0 = time.monotonic()
 
@@ -606,7 +694,7 @@ class LLMClient:
             backoff = _BACKOFF(state)
             exc = state.outcome.exception() if state.outcome is not None else None
             after = exc.retry_after if isinstance(exc, _Transient) else None
-            left = cfg.call_timeout_s - (time.monotonic() - t0)
+            left = budget - (time.monotonic() - t0)
             return max(0.0, min(max(backoff, after or 0.0), _MAX_WAIT_S, left))
 
         def note(state: tenacity.RetryCallState) -> None:
@@ -618,42 +706,54 @@ class LLMClient:
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(cfg.max_retries + 1)
-            | tenacity.stop_after_delay(cfg.call_timeout_s),
+            | tenacity.stop_after_delay(budget),
             wait=wait,
             retry=tenacity.retry_if_exception_type(_Transient),
             before_sleep=note,
             reraise=True,
         )
         try:
-            return retrying(attempt)
+            return retrying(lambda: attempt(budget - (time.monotonic() - t0)))
         except _Transient as exc:
             died = None if self._server is None else self._server.exit_report()
             if died is not None:
-                raise LLMUnavailableError(f"{self.endpoint_id}: {died}") from exc
+                raise LLMUnavailableError(
+                    f"{self.endpoint_id}: {died}", reason="the embedded server died"
+                ) from exc
             failures.append(str(exc))
             raise LLMUnavailableError(
                 f"{self.endpoint_id}: no usable answer after {len(failures)} attempt(s) in"
                 f" {time.monotonic() - t0:.1f} s ({'; '.join(failures)}); budget per call:"
                 f" connect {cfg.connect_timeout_s:g} s and read {cfg.timeout_s:g} s per"
-                f" attempt, {cfg.max_retries + 1} attempts, {cfg.call_timeout_s:g} s in all"
+                f" attempt, {cfg.max_retries + 1} attempts, {budget:g} s in all",
+                reason=exc.reason,
             ) from exc
 
-    def _attempt(self, request: dict[str, Any], kwargs: dict[str, Any]) -> _Answer:
-        """One HTTP request; its failures classified as transient or not."""
+    def _timeout(self, left_s: float) -> Any:
+        """The SDK timeout of one attempt: the configured ones, capped at ``left_s``."""
         import openai
 
-        sdk = self._sdk_client()
-        chat = request["mode"] == "chat"
-        api = sdk.chat.completions if chat else sdk.completions
-        args = {"messages": request["messages"]} if chat else {"prompt": request["prompt"]}
+        left = max(left_s, 0.001)
+        return openai.Timeout(
+            min(self.config.timeout_s, left), connect=min(self.config.connect_timeout_s, left)
+        )
+
+    @contextlib.contextmanager
+    def _classified(self, left_s: float) -> Iterator[None]:
+        """Turn the SDK's errors of one request into transient ones or typed errors."""
+        import openai
+
         try:
-            raw = api.with_raw_response.create(**args, **kwargs)
+            yield
         except openai.APITimeoutError as exc:
+            read = min(self.config.timeout_s, max(left_s, 0.0))
             raise _Transient(
-                f"no answer within the read timeout of {self.config.timeout_s:g} s"
+                f"no answer within the read timeout of {read:.3g} s", reason="no answer"
             ) from exc
         except openai.APIConnectionError as exc:
-            raise _Transient(f"connection failed ({redact_text(str(exc))})") from exc
+            raise _Transient(
+                f"connection failed ({redact_text(str(exc))})", reason="connection failed"
+            ) from exc
         except openai.APIStatusError as exc:
             status = exc.status_code
             message = redact_text(str(exc.message))[:200]
@@ -661,7 +761,9 @@ class LLMClient:
             if status == 429:
                 detail = "rate limited, " + detail
             if status in _RETRY_STATUS or status >= 500:
-                raise _Transient(detail, _retry_after(exc.response.headers)) from exc
+                raise _Transient(
+                    detail, _retry_after(exc.response.headers), reason=f"HTTP {status}"
+                ) from exc
             if status in (401, 403, 404):
                 raise LLMAuthError(
                     f"{self.endpoint_id} refused the request: {detail}; check --api-key /"
@@ -669,7 +771,18 @@ class LLMClient:
                 ) from exc
             raise LLMBadRequestError(f"{self.endpoint_id}: {detail}") from exc
         except openai.OpenAIError as exc:
-            raise _Transient(f"malformed answer: {redact_text(str(exc))}") from exc
+            raise _Transient(
+                f"malformed answer: {redact_text(str(exc))}", reason="malformed answer"
+            ) from exc
+
+    def _attempt(self, request: dict[str, Any], kwargs: dict[str, Any], left_s: float) -> _Answer:
+        """One HTTP request, its timeouts capped at ``left_s``; failures classified."""
+        sdk = self._sdk_client()
+        chat = request["mode"] == "chat"
+        api = sdk.chat.completions if chat else sdk.completions
+        args = {"messages": request["messages"]} if chat else {"prompt": request["prompt"]}
+        with self._classified(left_s):
+            raw = api.with_raw_response.create(**args, **kwargs, timeout=self._timeout(left_s))
         return _parse_body(raw.http_response, chat)
 
     @property

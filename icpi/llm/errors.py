@@ -7,8 +7,9 @@ How a run treats them (see :mod:`icpi.errors`):
   counts it (:data:`MODEL_ERRORS`);
 - :class:`EndpointDownError` (the endpoint failed every call for ``outage_s``) stops the
   run, resumable, exit code 3;
-- :class:`LLMAuthError`, :class:`CacheMissError` (offline replay without the completion)
-  and :class:`MissingDependencyError` are the user's to fix: exit code 2.
+- :class:`LLMAuthError`, :class:`NoModelError` (no ``--model`` and the endpoint lists
+  none), :class:`CacheMissError` (offline replay without the completion) and
+  :class:`MissingDependencyError` are the user's to fix: exit code 2.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ class LLMUnavailableError(LLMError):
     Timeouts, refused or reset connections, rate limits, 5xx and malformed bodies end here.
     """
 
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        """Create the error.
+
+        Args:
+            message: Every attempt and the call's budget.
+            reason: The last failure in a few words (``connection failed``, ``HTTP 503``).
+        """
+        super().__init__(message)
+        self.reason = reason or "no usable answer"
+
 
 class LLMBadRequestError(LLMError):
     """The endpoint refused this request (HTTP 400/413/422, e.g. a prompt beyond its context)."""
@@ -37,6 +48,10 @@ class LLMEmptyResponseError(LLMError):
 
 class LLMAuthError(LLMError, UserError):
     """The endpoint refused the credentials or does not know the model (HTTP 401/403/404)."""
+
+
+class NoModelError(LLMError, UserError):
+    """No model is configured and the endpoint names none to use (pass ``--model``)."""
 
 
 class CacheMissError(LLMError, UserError):

@@ -105,3 +105,30 @@ def test_a_quoted_number_or_a_boolean_is_not_a_number(tmp_path, capsys):
     # a method spec is text by nature: its numbers are converted
     argv = ["bench", "--tasks", "slide", "--methods", "lknn20[k=10]", "--seeds", "0"]
     assert main([*argv, "--iterations", "2", "--no-progress", "--out", str(tmp_path / "b")]) == 0
+
+
+def test_model_discovery_goes_through_the_outage_clock_before_the_first_rollout(
+    tmp_path, capsys, fake
+):
+    # Before: nothing listening, --outage 5, 40 iterations: exit 0 in 4.9 s with every
+    # rollout from the fallback; an HTML page on /models: an AttributeError traceback.
+    from icpi.llm.server import free_port
+    from icpi.llm.testing import Reply
+
+    argv = ["run", "--task", "slide", "--iterations", "6", "--outage", "1", "--max-retries", "1"]
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    assert main([*argv, "--base-url", nowhere, "--out", str(tmp_path / "a")]) == 3
+    err = _one_line(capsys, "run")
+    assert "(connection failed); rerun the same command to resume" in err
+    assert not (tmp_path / "a" / "records.jsonl").exists()
+    fake.set(Reply(body="<html>login</html>", headers={"Content-Type": "text/html"}))
+    assert main([*argv, "--base-url", fake.base_url, "--out", str(tmp_path / "b")]) == 3
+    assert "(the answer is not JSON)" in _one_line(capsys, "run")
+    assert {r["path"] for r in fake.requests} == {"/v1/models"}
+    for reply, why in (
+        (Reply(body={"object": "list", "data": []}), "lists no models; pass --model"),
+        (Reply(status=404, body={"error": {"message": "no"}}), "refused to list its models"),
+    ):
+        fake.set(reply)
+        assert main([*argv, "--base-url", fake.base_url, "--out", str(tmp_path / "c")]) == 2
+        assert why in _one_line(capsys, "run")

@@ -13,7 +13,6 @@ from icpi.llm import (
     LLMClient,
     LLMConfig,
     LLMEmptyResponseError,
-    LLMError,
     LLMUnavailableError,
 )
 from icpi.llm.server import free_port
@@ -98,8 +97,8 @@ def test_offline_replays_and_fails_loudly_on_miss(fake, make_client, tmp_path):
 
 
 def test_offline_needs_model_name_and_cache(fake, tmp_path):
-    with pytest.raises(LLMError, match="--model"):
-        _ = LLMClient(LLMConfig(base_url=fake.base_url, offline=True)).model
+    with pytest.raises(ValueError, match="pass --model"):  # refused before any run directory
+        LLMConfig(base_url=fake.base_url, offline=True)
     with pytest.raises(ValueError, match="no cache"):  # refused before any run directory
         LLMConfig(offline=True, use_cache=False)
     # the embedded endpoint needs no model name and starts nothing offline

@@ -108,3 +108,38 @@ def test_credentials_in_the_url_are_never_stored(fake, tmp_path, caplog):
             assert b"SECRET" not in path.read_bytes(), path
     assert "SECRET" not in caplog.text
     assert "SECRET" not in json.dumps(cfg.public_dict()) + json.dumps(cfg.recorded())
+
+
+def test_each_attempt_is_capped_at_what_is_left_of_the_call_budget(fake, make_client):
+    """Issue 25: the budget was checked only between attempts (150 s held a call 183.8 s)."""
+    fake.set(Reply(body=completion_body("late"), delay_s=5.0))
+    client = make_client(timeout_s=1.0, max_retries=5, call_timeout_s=1.5)
+    t0 = time.perf_counter()
+    with pytest.raises(LLMUnavailableError, match=r"1\.5 s in all"):
+        client.complete("p")
+    assert time.perf_counter() - t0 < 1.5 + 0.3  # before: 2.0 s (a second 1 s attempt)
+
+
+def test_model_discovery_is_retried_and_resolved_once(fake, make_client):
+    """Issue 25: the listing ran outside the retries, again on every call after a failure."""
+    models = {"object": "list", "data": [{"id": "listed-model", "object": "model"}]}
+    fake.set(Reply(status=503, body={}), Reply(body="<html>proxy</html>"), Reply(body=models))
+    client = make_client(model=None, max_retries=3)
+    assert client.resolve_model() == "listed-model"
+    assert [r["path"] for r in fake.requests] == ["/v1/models"] * 3
+    fake.set(Reply(body=completion_body("ok")))
+    assert client.complete("p").texts == ["ok"] and client.complete("q").texts == ["ok"]
+    assert [r["path"] for r in fake.requests] == ["/v1/completions"] * 2
+    assert fake.requests[0]["body"]["model"] == "listed-model"
+
+
+def test_model_discovery_stops_on_the_outage_clock_in_one_short_line(make_client):
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    client = make_client(base_url=url, model=None, max_retries=1, outage_s=0.8)
+    t0 = time.perf_counter()
+    with pytest.raises(LLMEndpointDownError) as down:
+        client.resolve_model()
+    assert 0.8 <= time.perf_counter() - t0 < 3.0
+    message = str(down.value)
+    assert message.endswith("(connection failed); rerun the same command to resume")
+    assert len(message) < 120 and "attempt" not in message, message
