@@ -168,15 +168,26 @@ class Task(ABC):
         """
         return self._compiled(instance)[0]
 
+    def spec(self, instance: Instance) -> mujoco.MjSpec:
+        """The instance's scene, not compiled (a fresh copy to extend, e.g. with a camera).
+
+        Args:
+            instance: The instance.
+
+        Returns:
+            The spec with the instance's goal and physics applied.
+        """
+        spec = self._base_spec.copy()
+        spec.site("goal").pos[: self.goal_dim] = instance.goal
+        self._apply_instance(spec, instance)
+        return spec
+
     def _compiled(self, instance: Instance) -> tuple[mujoco.MjModel, mujoco.MjData]:
         cached = self._models.get(instance)
         if cached is not None:
             self._models.move_to_end(instance)
             return cached
-        spec = self._base_spec.copy()
-        spec.site("goal").pos[: self.goal_dim] = instance.goal
-        self._apply_instance(spec, instance)
-        model = spec.compile()
+        model = self.spec(instance).compile()
         self._models[instance] = (model, mujoco.MjData(model))
         if len(self._models) > MODEL_CACHE_SIZE:
             self._models.popitem(last=False)

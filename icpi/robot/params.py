@@ -13,10 +13,13 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from icpi.robot.skill import ArmModel, Kinematics, Limits, TrialTiming
 from icpi.robot.track import RestRule
+
+if TYPE_CHECKING:
+    from icpi.robot.tracker import TrackerSettings
 
 T = TypeVar("T")
 
@@ -347,3 +350,57 @@ def declare_config(node: Any, cls: type[T]) -> T:
             raise ValueError(f"parameter {f.name} must be finite")
         values[f.name] = list(value) if isinstance(default, list) else value
     return cls(**values)
+
+
+@dataclass
+class TrackerConfig:
+    """Parameters of ``icpi-tracker-node`` (ball points from camera frames).
+
+    The defaults track the twin's orange 60 mm ball; on hardware set ``calibration`` (made
+    by ``icpi-calibrate``), the colour range and the ball's radius.
+    """
+
+    calibration: str = _p("", "Camera calibration YAML written by icpi-calibrate (required)")
+    image_topic: str = _p("camera/image_raw", "sensor_msgs/Image in (rgb8, bgr8, rgba8, bgra8)")
+    camera_info_topic: str = _p(
+        "camera/camera_info", "sensor_msgs/CameraInfo in: must match the calibration"
+    )
+    ball_topic: str = _p("ball/point", "geometry_msgs/PointStamped out (task frame, image stamp)")
+    hsv_low: list[int] = _p([8, 120, 40], "Lowest ball colour, OpenCV HSV (H 0-179, S, V 0-255)")
+    hsv_high: list[int] = _p([30, 255, 255], "Highest ball colour, OpenCV HSV")
+    ball_radius: float = _p(0.03, "Ball radius [m] (height of its centre)", 0.001, 0.5)
+    size_tolerance: float = _p(
+        0.5, "A blob's radius may differ from the expected one by this fraction", 0.05, 5.0
+    )
+    table_box: list[float] = _p(
+        [-0.5, 1.5, -0.6, 0.6], "Ball points beyond x_min, x_max, y_min, y_max [m] are ignored"
+    )
+    max_speed: float = _p(6.0, "Fastest plausible ball [m/s] (outlier gate)", 0.01, 100.0)
+    gate_margin: float = _p(0.02, "Slack of the outlier gate [m]", 0.0, 1.0)
+    reacquire_frames: int = _p(3, "Agreeing frames that take a ball off the track", 1, 100)
+    lost_after: float = _p(0.5, "A track silent this long starts afresh [s]", 0.01, 60.0)
+    max_rate: float = _p(120.0, "Frames faster than this are skipped [Hz] (floods)", 1.0, 10000.0)
+    image_timeout: float = _p(1.0, "Warn when no image came for this long [s, wall]", 0.01, 60.0)
+
+    def settings(self) -> TrackerSettings:
+        """The tracker's :class:`~icpi.robot.tracker.TrackerSettings`.
+
+        Raises:
+            ValueError: On malformed values.
+        """
+        from icpi.robot.tracker import TrackerSettings
+
+        if len(self.hsv_low) != 3 or len(self.hsv_high) != 3 or len(self.table_box) != 4:
+            raise ValueError("hsv_low and hsv_high need 3 values, table_box 4")
+        return TrackerSettings(
+            hsv_low=(self.hsv_low[0], self.hsv_low[1], self.hsv_low[2]),
+            hsv_high=(self.hsv_high[0], self.hsv_high[1], self.hsv_high[2]),
+            ball_radius=self.ball_radius,
+            size_tolerance=self.size_tolerance,
+            table_box=(self.table_box[0], self.table_box[1], self.table_box[2], self.table_box[3]),
+            max_speed=self.max_speed,
+            gate_margin=self.gate_margin,
+            reacquire_frames=self.reacquire_frames,
+            lost_after=self.lost_after,
+            max_rate=self.max_rate,
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -25,6 +26,8 @@ SCRIPTS = {
     "icpi-arm-node": "icpi.robot.arm_node:main",
     "icpi-driver-node": "icpi.robot.driver_node:main",
     "icpi-sim-arm-node": "icpi.robot.sim_arm_node:main",
+    "icpi-tracker-node": "icpi.robot.tracker_node:main",
+    "icpi-calibrate": "icpi.robot.calibrate:main",
 }
 CONFIGS = {"icpi_arm": SkillNodeConfig, "icpi_sim_arm": SimArmConfig, "icpi_driver": DriverConfig}
 # Nested sections of a node's YAML that hold the typed run configuration (driver only).
@@ -99,6 +102,8 @@ def test_sim_yaml_sets_every_parameter_and_shares_the_arm_geometry():
 
 
 def test_node_modules_run_as_scripts():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {k: v for k, v in scripts.items() if k != "icpi"} == SCRIPTS
     for target in SCRIPTS.values():
         module = target.partition(":")[0]
         source = (ROOT / "robot" / (module.rsplit(".", 1)[1] + ".py")).read_text()
