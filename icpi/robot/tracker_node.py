@@ -157,7 +157,7 @@ def main(args: list[str] | None = None) -> int:
     Returns:
         Exit code (1 on a bad parameter or calibration).
     """
-    return run_node(TrackerNode, threads=1, args=args)
+    return run_node(TrackerNode, args=args)
 
 
 if __name__ == "__main__":
