@@ -6,7 +6,9 @@ see :mod:`icpi.robot.contract`), ``estop_topic`` (std_msgs/Bool, true engages).
 Publishes: ``trajectory_topic`` (trajectory_msgs/JointTrajectory), ``result_topic``
 (std_msgs/String JSON), ``state_topic`` (std_msgs/String, transient local, on change:
 ``idle``, ``busy``, ``estopped``, ``no_joint_states`` or ``no_camera``).
-Services: ``~/estop``, ``~/clear_estop`` (std_srvs/Trigger).
+Services: ``~/estop``, ``~/clear_estop`` (std_srvs/Trigger). With ``lockstep`` (simulation)
+it publishes ``grant_topic`` (std_msgs/Float64MultiArray ``[granted time s, trajectories
+sent]``, see :meth:`SkillRunner.grant`) every 10 ms.
 
 Trials run on a worker thread, one at a time; a request while one runs is answered
 ``busy``. Malformed or out-of-range messages are logged (throttled) and ignored.
@@ -38,7 +40,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
 from icpi.robot.params import SkillNodeConfig, declare_config
-from icpi.robot.ros_common import run_node, time_msg, trajectory_msg
+from icpi.robot.ros_common import run_node, time_msg, time_s, trajectory_msg
 from icpi.robot.runner import SkillRunner
 from icpi.robot.skill import Plan
 
@@ -49,6 +51,8 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 EVERY = QoSProfile(
     history=HistoryPolicy.KEEP_ALL, depth=1000, reliability=ReliabilityPolicy.RELIABLE
 )
+# Period of the clock grants to a twin in lockstep [wall s].
+GRANT_PERIOD_S = 0.01
 # Longest silence of the log about ignored messages of one source [s].
 WARN_PERIOD_S = 1.0
 LATCHED = QoSProfile(
@@ -102,10 +106,17 @@ class ArmSkillNode(Node):
         self._publish_state()
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # ticks even if /clock stops
         self.create_timer(0.2, self._publish_state, clock=steady)
+        if cfg.lockstep:  # simulation: the twin's clock advances as far as granted
+            self.grant_pub = self.create_publisher(Float64MultiArray, cfg.grant_topic, RELIABLE)
+            self.create_timer(GRANT_PERIOD_S, self._grant, clock=steady)
         self.get_logger().info(
             f"arm skill node ready: skill {cfg.skill}, joints {cfg.joint_names},"
             f" requests on {cfg.request_topic}"
         )
+
+    def _grant(self) -> None:
+        until, sent = self.runner.grant()
+        self.grant_pub.publish(Float64MultiArray(data=[until, float(sent)]))
 
     def _ros_now(self) -> float:
         return float(self.get_clock().now().nanoseconds) * 1e-9
@@ -147,13 +158,15 @@ class ArmSkillNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_joint_state(self, msg: JointState) -> None:
-        why = self.runner.on_joint_state(list(msg.name), list(msg.position), list(msg.velocity))
+        why = self.runner.on_joint_state(
+            list(msg.name), list(msg.position), list(msg.velocity), time_s(msg.header.stamp)
+        )
         if why:
             self._warn("joint state", why)
 
     def _on_ball(self, msg: Any) -> None:
         p = msg.point if isinstance(msg, PointStamped) else msg.pose.position
-        why = self.runner.on_ball((p.x, p.y, p.z))
+        why = self.runner.on_ball((p.x, p.y, p.z), time_s(msg.header.stamp))
         if why:
             self._warn("ball point", why)
 

@@ -70,6 +70,20 @@ class ArmConfig:
     effector_height: float = _p(
         0.03, "serial: effector height over the table along strokes [m]", -1.0, 2.0
     )
+    controller_model: str = _p(
+        "stamp",
+        "How the controller takes a new trajectory over: stamp (at its header stamp, from"
+        " the desired state) or jtc (ros2_controllers joint_trajectory_controller: on"
+        " arrival, from the measured state)",
+    )
+    lockstep: bool = _p(
+        False,
+        "Simulation: the twin advances its clock only as far as the arm node grants"
+        " (deterministic timing on any machine); set the same in both nodes",
+    )
+    grant_topic: str = _p(
+        "icpi/clock_grant", "std_msgs/Float64MultiArray [granted time s, trajectories sent]"
+    )
 
     def arm(self) -> Kinematics:
         """The arm model.
@@ -143,8 +157,12 @@ class SkillNodeConfig(ArmConfig):
     position_tolerance: float = _p(
         0.02, "Joint error under which a target (home, stroke end) counts as reached", 1e-4, 1.0
     )
-    joint_state_timeout: float = _p(0.5, "Watchdog: largest joint-state silence [s]", 0.01, 10.0)
-    ball_timeout: float = _p(1.0, "Watchdog: largest ball-track silence [s]", 0.01, 10.0)
+    joint_state_timeout: float = _p(
+        0.5, "Watchdog: largest joint-state age, header stamp to the node's clock [s]", 0.01, 10.0
+    )
+    ball_timeout: float = _p(
+        1.0, "Watchdog: largest ball-point age, header stamp to the node's clock [s]", 0.01, 10.0
+    )
     motion_timeout: float = _p(
         5.0, "Extra time beyond a trajectory's duration to reach its end [s]", 0.1, 60.0
     )
@@ -238,6 +256,12 @@ class SimArmConfig(ArmConfig):
         -1.0, "Camera goes silent this long after each trajectory starts [s] (<0: never)", -1.0, 1e6
     )
     seed: int = _p(0, "Seed of the camera noise and drop-outs", 0, 2**31 - 1)
+    velocity_limits: list[float] = _p(
+        [15.0, 15.0], "The drive's joint speed limits [rad/s or m/s]: never exceeded"
+    )
+    acceleration_limits: list[float] = _p(
+        [300.0, 300.0], "The drive's joint acceleration limits [rad/s² or m/s²]: never exceeded"
+    )
     reset_object_at_home: bool = _p(
         True, "Put the ball back on its spot when a trajectory starts at home"
     )

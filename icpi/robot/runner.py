@@ -12,7 +12,12 @@ worker thread):
    refuse it on any violation; abort without moving when the camera is stale;
 4. send it, then watch: the e-stop halts at once (a stop along the path) and the
    trial ends ``estopped``; stale joint states or a stale ball track abort it (stop,
-   ``aborted``); a trajectory whose end is not reached in time aborts it;
+   ``aborted``); a trajectory whose end is not reached in time aborts it. Staleness
+   is judged on the controller's clock from the messages' header stamps (the twin's
+   simulated time under ``use_sim_time``: a twin starved of CPU slows that clock
+   instead of tripping the watchdog); the timeouts (``motion_timeout``,
+   ``settle_timeout``) and the rest window run on the steady clock, so a graph whose
+   clock stops still ends the trial;
 5. wait for the ball to rest, judged on ball points received after the motion ended
    (a lagging camera cannot report the start spot); outcome = rest position,
    e = outcome − goal, cost = ‖e‖;
@@ -88,6 +93,11 @@ class ClockRate:
                 self._ref = (wall, controller)
 
 
+def _stamped(stamp: float, now: float) -> float:
+    """When a message was taken, on the controller's clock: its stamp, never after now."""
+    return min(stamp, now) if stamp > 0 else now
+
+
 class TrialStop(Exception):
     """A trial ends early; carries the result status and reason."""
 
@@ -114,9 +124,10 @@ class SkillRunner:
             send: Sends a joint trajectory to the arm's controller; it calls the given
                 function for the start time on the controller's clock (the message's
                 header stamp) just before publishing, and returns that time.
-            clock: Monotonic clock of the watchdog and the timeouts [s].
+            clock: Steady clock of the timeouts [s].
             controller_clock: The controller's clock [s] (simulated time under
-                ``use_sim_time``), on which sent trajectories run; default ``clock``.
+                ``use_sim_time``), on which sent trajectories run and staleness is
+                judged; default ``clock``.
 
         Raises:
             ValueError: On an inconsistent configuration.
@@ -144,13 +155,20 @@ class SkillRunner:
         self._busy = False
         # The trajectory the controller runs (its reference), as sent by this runner.
         self._active: TimedPlan | None = None
+        # Lockstep (simulation): no trajectory starts before the granted time; count sent.
+        self._granted = -math.inf
+        self.sent = 0
         self.last_theta: np.ndarray | None = None
         self.ignored = 0
         self.trials = 0
 
     # ------------------------------------------------------------------ inputs
     def on_joint_state(
-        self, names: Sequence[str], positions: Sequence[float], velocities: Sequence[float]
+        self,
+        names: Sequence[str],
+        positions: Sequence[float],
+        velocities: Sequence[float],
+        stamp: float = 0.0,
     ) -> str | None:
         """Take a joint state (any thread).
 
@@ -158,6 +176,7 @@ class SkillRunner:
             names: Joint names of the message.
             positions: Positions, one per name.
             velocities: Velocities, one per name, or empty.
+            stamp: Header stamp on the controller's clock [s] (0: unstamped, now).
 
         Returns:
             Why the message was ignored, or ``None`` when it was used.
@@ -179,20 +198,22 @@ class SkillRunner:
         hi = np.asarray(self.limits.position_upper) + m
         if np.any(q < lo) or np.any(q > hi):
             return self._ignore(f"joint state {q.tolist()} is out of range")
-        now = self.clock()
-        self.clock_rate.sample(now, self.controller_clock())
+        ctrl = self.controller_clock()
+        self.clock_rate.sample(self.clock(), ctrl)
         with self._cond:
             self._q = q
             self._q_seq += 1
-            self.watchdog.feed(JOINTS, now)
+            self.watchdog.feed(JOINTS, _stamped(stamp, ctrl))
             self._cond.notify_all()
         return None
 
-    def on_ball(self, xyz: Sequence[float]) -> str | None:
+    def on_ball(self, xyz: Sequence[float], stamp: float = 0.0) -> str | None:
         """Take a ball point from the camera (any thread).
 
         Args:
             xyz: Ball position in the task frame [m].
+            stamp: Header stamp (capture time) on the controller's clock [s] (0:
+                unstamped, now).
 
         Returns:
             Why the point was ignored, or ``None`` when it was used.
@@ -203,9 +224,8 @@ class SkillRunner:
         x0, x1, y0, y1 = self.cfg.ball_box
         if not (x0 <= p[0] <= x1 and y0 <= p[1] <= y1):
             return self._ignore(f"ball point ({p[0]:.3f}, {p[1]:.3f}) is outside ball_box")
-        now = self.clock()
-        self.track.add(now, p)
-        self.watchdog.feed(BALL, now)
+        self.track.add(self.clock(), p)
+        self.watchdog.feed(BALL, _stamped(stamp, self.controller_clock()))
         return None
 
     def _ignore(self, why: str) -> str:
@@ -229,7 +249,7 @@ class SkillRunner:
             return "estopped"
         if self._busy:
             return "busy"
-        now = self.clock()
+        now = self.controller_clock()
         if self.watchdog.stale(now, [JOINTS]):
             return "no_joint_states"
         if self.watchdog.stale(now, [BALL]):
@@ -328,7 +348,7 @@ class SkillRunner:
         violations = self.limits.check_plan(self.arm, plan)
         if violations:
             raise TrialStop("refused", "trajectory violates limits: " + "; ".join(violations))
-        stale = self.watchdog.stale(self.clock(), [BALL])
+        stale = self.watchdog.stale(self.controller_clock(), [BALL])
         if stale:
             raise TrialStop("aborted", "camera stale before the trial: " + "; ".join(stale))
         # ---- motion
@@ -396,11 +416,35 @@ class SkillRunner:
         dt = self.timing.sample_dt
         lead = self.cfg.trajectory_lead if lead is None else lead
         ahead = lead * self.clock_rate.rate
-        return math.ceil((self.controller_clock() + ahead) / dt - 1e-6) * dt
+        start = math.ceil((self.controller_clock() + ahead) / dt - 1e-6) * dt
+        return max(start, self._granted)  # never before the time granted to the twin
+
+    def grant(self) -> tuple[float, int]:
+        """The controller time up to which nothing new will start, for the twin in lockstep.
+
+        The simulated arm advances its clock only up to the latest grant whose count of
+        trajectories it has received (``lockstep``): a trajectory is never late however
+        slowly the graph runs. The grant is the shorter lead (``trajectory_lead``,
+        ``stop_lead``) ahead of the controller's clock; every later trajectory starts at
+        it or after it.
+
+        Returns:
+            ``(granted time [s], trajectories sent so far)``.
+        """
+        lead = min(self.cfg.trajectory_lead, self.cfg.stop_lead) * self.clock_rate.rate
+        dt = self.timing.sample_dt
+        with self._cond:
+            now = self.controller_clock()
+            if now < self._granted - 2.0 * lead - 1.0:  # the clock went back: a new twin
+                self._granted = -math.inf
+            until = math.floor((now + lead) / dt + 1e-6) * dt
+            self._granted = max(self._granted, until)
+            return self._granted, self.sent
 
     def _send_locked(self, plan: Plan, start: Callable[[], float] | None = None) -> None:
         stamp = self._send(plan, start or self._start_time)
         self._active = TimedPlan(plan, stamp)
+        self.sent += 1
 
     def _stop_locked(self, why: str) -> None:
         """Decelerate the controller's reference to rest within limits (lock held)."""
@@ -452,7 +496,7 @@ class SkillRunner:
     def _check_all(self, watch_ball: bool) -> None:
         self._check_estop()
         names = [JOINTS, BALL] if watch_ball else [JOINTS]
-        stale = self.watchdog.stale(self.clock(), names)
+        stale = self.watchdog.stale(self.controller_clock(), names)
         if stale:
             self._halt()
             raise TrialStop("aborted", "watchdog: " + "; ".join(stale))
@@ -467,10 +511,10 @@ class SkillRunner:
             self._check_estop()
             with self._cond:
                 q = self._q
-            if q is not None and not self.watchdog.stale(self.clock(), [JOINTS]):
+            if q is not None and not self.watchdog.stale(self.controller_clock(), [JOINTS]):
                 return q.copy()
             if self.clock() > deadline:
-                stale = self.watchdog.stale(self.clock(), [JOINTS])
+                stale = self.watchdog.stale(self.controller_clock(), [JOINTS])
                 raise TrialStop("aborted", "no fresh joint states: " + "; ".join(stale))
             self._wait(POLL_S)
 

@@ -1,14 +1,19 @@
 """``icpi-sim-arm-node``: the MuJoCo ball-roll twin behind the arm's topics.
 
-Subscribes ``trajectory_topic`` (trajectory_msgs/JointTrajectory: a new one replaces the
-running one, starting from the current joint positions). Publishes ``joint_state_topic``
+Subscribes ``trajectory_topic`` (trajectory_msgs/JointTrajectory: a new one takes over as
+``controller_model`` says, see :mod:`icpi.robot.twin`; the drive never exceeds
+``velocity_limits`` and ``acceleration_limits``, and says so when it had to hold a
+command to them). Publishes ``joint_state_topic``
 (sensor_msgs/JointState at ``joint_state_rate``) and ``ball_topic``
 (geometry_msgs/PointStamped at ``camera_rate``, with ``camera_latency``, Gaussian
 ``camera_noise``, ``camera_dropout`` and an optional ``camera_fail_after``).
 
 The physics runs on a worker thread at ``time_scale`` simulated seconds per wall second
 (at most: a twin starved of CPU slows its clock rather than jump ahead); see
-:mod:`icpi.robot.twin` for how a trajectory drives the effector.
+:mod:`icpi.robot.twin` for how a trajectory drives the effector. With ``lockstep`` it
+subscribes ``grant_topic`` (std_msgs/Float64MultiArray ``[time s, trajectories]`` from
+the arm node) and never advances its clock past the latest granted time whose
+trajectories it has all received: a trajectory cannot arrive late, on any machine.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from icpi.robot.params import SimArmConfig, declare_config
@@ -60,7 +66,15 @@ class SimArmNode(Node):
                 "the twin simulates the planar models (planar_2r, cartesian_xy) only; a"
                 " serial arm in the twin is not done yet (robot/README.md, issue 15)"
             )
-        self.twin = Twin(cfg.skill, arm, cfg.home, cfg.physics)
+        self.twin = Twin(
+            cfg.skill,
+            arm,
+            cfg.home,
+            cfg.physics,
+            controller_model=cfg.controller_model,
+            velocity_limits=cfg.velocity_limits,
+            acceleration_limits=cfg.acceleration_limits,
+        )
         self.rng = np.random.default_rng(cfg.seed)
         self.js_pub = self.create_publisher(JointState, cfg.joint_state_topic, 20)
         self.ball_pub = self.create_publisher(PointStamped, cfg.ball_topic, qos_profile_sensor_data)
@@ -74,6 +88,16 @@ class SimArmNode(Node):
         # Received trajectories (times, positions, velocities, accelerations, stamp), for
         # the physics thread, which alone touches the twin.
         self._inbox: collections.deque[tuple[Any, ...]] = collections.deque()
+        # Lockstep: grants (time, trajectories sent) and the trajectories accepted so far.
+        self._grants: collections.deque[tuple[float, int]] = collections.deque()
+        self._accepted = 0
+        if cfg.lockstep:
+            self.create_subscription(
+                Float64MultiArray,
+                cfg.grant_topic,
+                self._on_grant,
+                QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+            )
         self._stop = threading.Event()
         self._traj_wall: float | None = None
         self._pending: collections.deque[tuple[float, Any, np.ndarray]] = collections.deque()
@@ -82,7 +106,9 @@ class SimArmNode(Node):
         # sees the arm before its trajectory subscription is served.
         self._starter = self.create_timer(0.01, self._start_physics)
         self.get_logger().info(
-            f"simulated arm ready: {cfg.skill}, physics {cfg.physics}, time_scale {cfg.time_scale}"
+            f"simulated arm ready: {cfg.skill}, physics {cfg.physics}, time_scale"
+            f" {cfg.time_scale}, controller {cfg.controller_model}"
+            + (", in lockstep with the arm node's grants" if cfg.lockstep else ", real time")
         )
 
     def _start_physics(self) -> None:
@@ -113,6 +139,18 @@ class SimArmNode(Node):
         # Handed to the physics thread, which takes it before its next step: no lock to
         # wait for, so a trajectory received before its stamp starts on time.
         self._inbox.append((times, pos, vel, acc, time_s(msg.header.stamp)))
+        self._accepted += 1  # after the hand-over: a grant never outruns its trajectories
+
+    def _on_grant(self, msg: Float64MultiArray) -> None:
+        data = list(msg.data)
+        if len(data) == 2 and all(np.isfinite(data)):
+            self._grants.append((float(data[0]), int(data[1])))
+
+    def _granted(self, granted: float) -> float:
+        """The latest granted time whose trajectories have all arrived (physics thread)."""
+        while self._grants and self._grants[0][1] <= self._accepted:
+            granted = max(granted, self._grants.popleft()[0])
+        return granted
 
     def _take_trajectories(self) -> None:
         """Schedule the received trajectories on the twin (physics thread)."""
@@ -147,6 +185,8 @@ class SimArmNode(Node):
         sim0 = self.twin.time
         next_js = next_cam = next_clock = wall0
         max_steps = max(1, round(MAX_LAG_S * cfg.time_scale / dt))
+        granted = 0.0
+        limited = 0
         while not self._stop.is_set() and self.context.ok():
             now = time.monotonic()
             behind = int((sim0 + (now - wall0) * cfg.time_scale - self.twin.time) / dt)
@@ -156,9 +196,19 @@ class SimArmNode(Node):
                 sim0 -= (behind - max_steps) * dt
                 behind = max_steps
             self._take_trajectories()
-            for _ in range(behind):
+            if cfg.lockstep:
+                granted = self._granted(granted)
+                behind = min(behind, int((granted - self.twin.time) / dt + 1e-6))
+            for _ in range(max(behind, 0)):
                 self.twin.step()
                 self._take_trajectories()
+            if self.twin.limited > limited:
+                self.get_logger().error(
+                    f"drive limited: a commanded motion exceeded the arm's limits for"
+                    f" {self.twin.limited - limited} steps; held to the limits",
+                    throttle_duration_sec=1.0,
+                )
+                limited = self.twin.limited
             q, qdot = self.twin.joint_state()
             ball = self.twin.object_xyz()
             traj_wall = self._traj_wall

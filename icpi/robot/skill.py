@@ -51,6 +51,9 @@ from icpi.envs.base import Task, min_jerk
 
 KINEMATICS = ("planar_2r", "cartesian_xy")  # closed form; "serial": icpi.robot.kinematics
 SKILLS = ("ball-roll-gc", "slide", "slide-gc")  # tasks whose stroke an arm can make
+# How a controller takes a new trajectory over (icpi.robot.twin's docstring): at its header
+# stamp from the desired state, or as ros2_controllers' joint_trajectory_controller does.
+CONTROLLER_MODELS = ("stamp", "jtc")
 # Tolerance of the time grid [s].
 _TIME_EPS = 1e-9
 

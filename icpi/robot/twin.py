@@ -11,6 +11,26 @@ approach (in-process it starts unsettled) and slides under Coulomb friction.
 
 The joint state read back is the inverse kinematics of the effector's actual position,
 and its velocity the Jacobian-inverse of the effector's velocity (finite difference).
+
+## Controller models
+How a new trajectory takes over (``controller_model``, :data:`CONTROLLER_MODELS`):
+
+- ``stamp``: it starts at its header stamp, from the reference (desired state) at that
+  moment; the running one is followed until then. One that arrives after its stamp
+  starts on arrival, from the reference, every knot shifted by the delay: it is never
+  skipped into.
+- ``jtc``: the stock ros2_controllers ``joint_trajectory_controller`` (Jazzy, Kilted):
+  it replaces the running one at the first control cycle after arrival, from the
+  *measured* state (position and velocity; acceleration zero), with its first segment
+  ending at the first point at ``stamp + time_from_start`` (stamp 0: the arrival);
+  the segments between points follow the points' own times, so a point already in the
+  past is sampled into, as that controller does.
+
+## Drive limits
+Whatever arrives, the effector never moves faster than the arm's ``velocity_limits``
+and ``acceleration_limits``: the drive follows the controller's reference exactly while
+the reference keeps within them and, the moment it would not (a jump), brakes towards
+it within them instead, counting the step in :attr:`Twin.limited` (the node logs it).
 """
 
 from __future__ import annotations
@@ -23,7 +43,7 @@ from scipy.interpolate import BPoly
 
 from icpi.envs import make_task
 from icpi.envs.base import Instance
-from icpi.robot.skill import SKILLS, ArmModel
+from icpi.robot.skill import CONTROLLER_MODELS, SKILLS, ArmModel
 
 # Tolerance of the time grid [s].
 _TIME_EPS = 1e-9
@@ -32,7 +52,16 @@ _TIME_EPS = 1e-9
 class Twin:
     """A persistent MuJoCo scene driven by joint trajectories."""
 
-    def __init__(self, skill: str, arm: ArmModel, home: Sequence[float], physics: Sequence[float]):
+    def __init__(
+        self,
+        skill: str,
+        arm: ArmModel,
+        home: Sequence[float],
+        physics: Sequence[float],
+        controller_model: str = "stamp",
+        velocity_limits: Sequence[float] | None = None,
+        acceleration_limits: Sequence[float] | None = None,
+    ):
         """Build the scene with the effector at home and the object on its spot.
 
         Args:
@@ -40,12 +69,37 @@ class Twin:
             arm: Arm model (maps joints to the effector's xy).
             home: Home joint positions.
             physics: Hidden physical parameters, in sorted name order.
+            controller_model: ``stamp`` or ``jtc`` (see the module docstring).
+            velocity_limits: The drive's joint speed limits (``None``: unlimited).
+            acceleration_limits: The drive's joint acceleration limits (``None``:
+                unlimited).
 
         Raises:
-            ValueError: On an unknown skill or a physics value outside its range.
+            ValueError: On an unknown skill or controller model, a physics value outside
+                its range, or non-positive limits.
         """
         if skill not in SKILLS:
             raise ValueError(f"the twin runs {list(SKILLS)}, not {skill!r}")
+        if controller_model not in CONTROLLER_MODELS:
+            raise ValueError(
+                f"controller_model must be one of {CONTROLLER_MODELS}, got {controller_model!r}"
+            )
+        self.controller_model = controller_model
+        n_j = arm.n_joints
+        self._vmax = (
+            np.full(n_j, np.inf)
+            if velocity_limits is None
+            else np.asarray(velocity_limits, dtype=np.float64)
+        )
+        self._amax = (
+            np.full(n_j, np.inf)
+            if acceleration_limits is None
+            else np.asarray(acceleration_limits, dtype=np.float64)
+        )
+        if self._vmax.shape != (n_j,) or self._amax.shape != (n_j,):
+            raise ValueError(f"the drive limits need {n_j} values each")
+        if np.any(self._vmax <= 0) or np.any(self._amax <= 0):
+            raise ValueError("the drive limits must be positive")
         self.task = make_task(skill)
         names = sorted(self.task.physics_ranges)
         if len(physics) != len(names):
@@ -75,6 +129,11 @@ class Twin:
         self.data.qpos[self._qadr] = arm.fk(self.home)
         mujoco.mj_forward(m, self.data)
         self._hold = self.home.copy()  # joint reference while no trajectory runs
+        # The drive's command (position, velocity): the reference, within the limits.
+        self._drive_q = self.home.copy()
+        self._drive_v = np.zeros(n_j)
+        self.limited = 0
+        """Physics steps on which the drive had to hold the reference to its limits."""
 
     # ------------------------------------------------------------------ state
     @property
@@ -122,28 +181,27 @@ class Twin:
         velocities: np.ndarray | None = None,
         accelerations: np.ndarray | None = None,
     ) -> float:
-        """Schedule a joint trajectory; at its start it replaces the running one.
+        """Take a joint trajectory over as the configured controller model does.
 
-        As in ``joint_trajectory_controller``: the trajectory starts at ``start`` (its
-        header stamp; ``None``: now) and the running one is followed until then; from
-        its implicit point at t = 0, the reference at that moment (position, velocity,
-        acceleration: the controller starts from its desired state), it interpolates
-        with quintic segments when velocities and accelerations are given, cubic with
-        velocities only, linear with positions only. A trajectory planned from the
-        reference so continues it without a jump. One that arrives late starts at once
-        from the reference, towards its points still ahead.
+        Segments are quintic when velocities and accelerations are given, cubic with
+        velocities only, linear with positions only. ``stamp``: the trajectory starts at
+        ``start`` (its header stamp; ``None``: now) from the reference there, or on
+        arrival, shifted, when that is past. ``jtc``: it replaces the running one at the
+        next physics step, from the measured state (module docstring).
 
         Args:
             times: Time of each point from ``start`` [s], increasing, > 0.
             positions: Joint positions (N, J).
             reset_at_home_tol: When the reference is within this of home (joint-wise) at
                 the start, the object is put back first; ``None`` never does.
-            start: Start time on the simulated clock [s].
+            start: Start time on the simulated clock [s] (the header stamp; ``None`` or
+                0: on arrival).
             velocities: Joint velocities at the points (N, J), optional.
             accelerations: Joint accelerations at the points (N, J), optional.
 
         Returns:
-            How late it arrived [s] (0 when on time).
+            How late it arrived [s]: after its stamp (``stamp``), after its first point
+            (``jtc``); 0 when on time.
 
         Raises:
             ValueError: On a malformed trajectory.
@@ -165,32 +223,47 @@ class Twin:
         if t[0] <= 0 or np.any(np.diff(t) <= 0):
             raise ValueError("trajectory times must increase from above 0")
         now = self.time
-        begin = now if start is None else float(start)
-        self._pending = (begin, begin + t, np.stack(derivs, axis=1), reset_at_home_tol)
-        self._activate()
-        return max(0.0, now - begin)
+        begin = now if not start else float(start)
+        late = max(0.0, now - begin)
+        if self.controller_model == "stamp":
+            # Late: it starts now, every knot shifted by the delay (never skipped into).
+            begin = max(begin, now)
+            self._pending = (begin, begin + t, np.stack(derivs, axis=1), reset_at_home_tol)
+            self._activate()
+        else:
+            # jtc: taken over at the next control cycle (physics step), from the measured
+            # state; its points keep their own times from the stamp.
+            self._pending = (-np.inf, begin + t, np.stack(derivs, axis=1), reset_at_home_tol)
+            late = max(0.0, now - (begin + float(t[0])))
+        return late
 
     def _activate(self) -> None:
         """Start the pending trajectory when its time has come (at the current step)."""
         if self._pending is None or self._pending[0] > self.time + _TIME_EPS:
             return
-        begin, knots, points, reset_tol = self._pending
+        _, knots, points, reset_tol = self._pending
         self._pending = None
         now = self.time
-        ref = self.reference_state()
+        if self.controller_model == "stamp":
+            ref = self.reference_state()
+        else:  # measured position and velocity, acceleration zero
+            q, qdot = self.joint_state()
+            ref = np.stack([q, qdot, np.zeros_like(q)])
         if reset_tol is not None and np.max(np.abs(ref[0] - self.home)) <= reset_tol:
             self.reset_object()
+        self._hold = points[-1, 0].copy()
         ahead = knots > now + _TIME_EPS
-        if not np.any(ahead):
-            self._hold = points[-1, 0].copy()
+        if not np.any(ahead):  # over already: hold its last point
             self._poly = None
             return
-        x = np.concatenate([[max(begin, now)], knots[ahead]])
-        # Points: (derivative order, joint); the start carries as many of the reference.
-        yi = [ref[: points.shape[1]], *points[ahead]]
+        first = int(np.argmax(ahead))
+        if first == 0:  # from the start state to the first point
+            x = np.concatenate([[now], knots])
+            yi = [ref[: points.shape[1]], *points]  # (derivative order, joint) per point
+        else:  # jtc, first point in the past: its own segments (a jump the drive limits)
+            x, yi = knots[first - 1 :], list(points[first - 1 :])
         self._poly = BPoly.from_derivatives(x, yi)
         self._end = float(x[-1])
-        self._hold = points[-1, 0].copy()
 
     def reference_state(self) -> np.ndarray:
         """The joint reference now: position, velocity, acceleration, shape (3, J)."""
@@ -207,6 +280,26 @@ class Twin:
         out: np.ndarray = self._poly(self.time)
         return out
 
+    def _drive(self, target: np.ndarray) -> np.ndarray:
+        """The drive's next command towards the reference ``target``, within its limits."""
+        dt = self.dt
+        v = (target - self._drive_q) / dt
+        tol = 1.0 + 1e-6
+        within = np.all(np.abs(v) <= self._vmax * tol) and np.all(
+            np.abs(v - self._drive_v) <= self._amax * dt * tol
+        )
+        if not within:
+            self.limited += 1
+            # Brake towards the target: never closer faster than the arm can stop there.
+            err = target - self._drive_q
+            reach = np.sqrt(2.0 * self._amax * np.abs(err))
+            v = np.clip(v, -reach, reach)
+            v = np.clip(v, self._drive_v - self._amax * dt, self._drive_v + self._amax * dt)
+            v = np.clip(v, -self._vmax, self._vmax)
+        self._drive_v = v
+        self._drive_q = self._drive_q + v * dt
+        return self._drive_q
+
     def step(self, n: int = 1) -> None:
         """Advance the physics by ``n`` steps.
 
@@ -215,6 +308,6 @@ class Twin:
         """
         for _ in range(n):
             self._activate()
-            self.data.ctrl[:2] = self.arm.fk(self.reference())
+            self.data.ctrl[:2] = self.arm.fk(self._drive(self.reference()))
             mujoco.mj_step(self.model, self.data)
             self._step += 1

@@ -31,16 +31,49 @@ def new_namespace() -> str:
     return f"/t{os.getpid()}_{next(_ns)}"
 
 
-# Fast settings of the graph for tests: 4x faster physics, short moves.
-FAST_SIM = {"time_scale": "4.0", "camera_noise": "0.0", "camera_dropout": "0.0"}
+# Deterministic mode of the graph for tests: the twin in lockstep with the arm node (its
+# clock never passes a time the arm node has not granted, so no trajectory is ever late)
+# and the watchdogs judged on header stamps in simulated time. The watchdog then cannot
+# fire on a slow machine: a stamp is at most the grant lead (min(trajectory_lead,
+# stop_lead) x time_scale = 0.6 s) plus one publication period (0.04 s) older than the
+# arm node's clock, under its timeouts (1.0 s). 4x faster physics, short moves.
+LOCKSTEP = {"lockstep": "true"}
+FAST_SIM = {**LOCKSTEP, "time_scale": "4.0", "camera_noise": "0.0", "camera_dropout": "0.0"}
 FAST_ARM = {
+    **LOCKSTEP,
     "approach_duration": "0.5",
     "return_duration": "0.5",
     "dwell": "0.1",
-    "trajectory_lead": "0.15",  # wall s (0.6 simulated s at time_scale 4; busy CI cores)
-    "joint_state_timeout": "1.0",  # busy CI cores
-    "stop_lead": "0.15",  # wall s: a stop must arrive before it starts, even at load 9
+    "trajectory_lead": "0.15",  # wall s (0.6 simulated s at time_scale 4)
+    "stop_lead": "0.15",  # wall s
+    "joint_state_timeout": "1.0",  # simulated s (see above)
 }
+# Real time (no lockstep): the twin's clock runs on, whatever the arm node does.
+REAL_TIME = {"lockstep": "false"}
+
+
+def start_graph(tmp_path, ns, sim=None, arm=None, driver=None) -> dict:
+    """The twin, the arm node and (optionally) the driver, in deterministic mode.
+
+    Args:
+        tmp_path: Folder of the node logs.
+        ns: Namespace of the graph.
+        sim, arm: Parameters over ``FAST_SIM`` / ``FAST_ARM`` (``REAL_TIME`` in both for
+            a real-time graph).
+        driver: Parameters of the driver node; ``None``: no driver.
+
+    Returns:
+        The node processes by name (``sim``, ``arm``, ``driver``); close each.
+    """
+    procs = {}
+    sim_params, arm_params = {**FAST_SIM, **(sim or {})}, {**FAST_ARM, **(arm or {})}
+    if sim_params["lockstep"] != arm_params["lockstep"]:
+        raise ValueError("lockstep must be the same in the twin and the arm node")
+    procs["sim"] = NodeProcess("sim_arm_node", ns, sim_params, tmp_path / "sim.log")
+    procs["arm"] = NodeProcess("arm_node", ns, arm_params, tmp_path / "arm.log")
+    if driver is not None:
+        procs["driver"] = NodeProcess("driver_node", ns, driver, tmp_path / "driver.log")
+    return procs
 
 
 def logs(procs) -> str:
@@ -129,6 +162,7 @@ class Probe:
         self.results: list[dict] = []
         self.joint_states: list[tuple[float, list[float]]] = []
         self.joint_velocities: list[list[float]] = []
+        self.joint_stamps: list[float] = []  # header stamps of the joint states [s]
         self.trajectories: list[JointTrajectory] = []
         # Relay of the twin's joint states to the arm node (a fault injector: stop relaying).
         self.relay_on = True
@@ -176,6 +210,7 @@ class Probe:
         with self.lock:
             self.joint_states.append((time.monotonic(), list(msg.position)))
             self.joint_velocities.append(list(msg.velocity))
+            self.joint_stamps.append(msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
             relay = self.relay_on
         if relay:
             self.relay_pub.publish(msg)
@@ -242,6 +277,29 @@ class Probe:
         self.ctx.try_shutdown()
         self._thread.join(timeout=2)
         self.node.destroy_node()
+
+
+def measure_clock(probe: Probe, seconds: float = 1.5) -> tuple[float, float]:
+    """The twin's clock as the probe sees it: rate (simulated s per wall s) and worst gap.
+
+    Args:
+        probe: A probe receiving the twin's joint states.
+        seconds: How long to watch [wall s].
+
+    Returns:
+        ``(rate, worst wall-time gap between joint states [s])``.
+    """
+    with probe.lock:
+        n0 = len(probe.joint_states)
+    time.sleep(seconds)
+    with probe.lock:
+        wall = [t for t, _ in probe.joint_states[n0:]]
+        stamps = probe.joint_stamps[n0:]
+    if len(wall) < 3:
+        raise AssertionError(f"the twin published {len(wall)} joint states in {seconds} s")
+    rate = (stamps[-1] - stamps[0]) / (wall[-1] - wall[0])
+    gap = max(b - a for a, b in itertools.pairwise(wall))
+    return rate, gap
 
 
 # ---------------------------------------------------------------- what the controller got

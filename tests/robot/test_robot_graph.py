@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import time
 
 import numpy as np
@@ -15,19 +17,10 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs the ros extra: pip install -e '.[ros]'")
 
-from rosgraph import FAST_ARM, FAST_SIM, NodeProcess, Probe, logs, new_namespace
+from rosgraph import NodeProcess, Probe, logs, new_namespace
+from rosgraph import start_graph as start
 
 THETA = (0.1, 0.06, 0.3)
-
-
-def start(tmp_path, ns, sim=None, arm=None, driver=None):
-    procs = {}
-    sim_params, arm_params = {**FAST_SIM, **(sim or {})}, {**FAST_ARM, **(arm or {})}
-    procs["sim"] = NodeProcess("sim_arm_node", ns, sim_params, tmp_path / "sim.log")
-    procs["arm"] = NodeProcess("arm_node", ns, arm_params, tmp_path / "arm.log")
-    if driver is not None:
-        procs["driver"] = NodeProcess("driver_node", ns, driver, tmp_path / "driver.log")
-    return procs
 
 
 def close_all(procs, probe):
@@ -60,6 +53,7 @@ def test_icpi_run_through_driver_arm_and_simulated_arm(tmp_path):
         rc = procs["driver"].wait(timeout=90)
         assert rc == 0, logs(procs)
         assert procs["arm"].alive() and procs["sim"].alive()
+        assert "late trajectory" not in procs["sim"].text(), logs(procs)
         records = [json.loads(x) for x in open(out / "records.jsonl")]
         assert [r["iteration"] for r in records] == [0, 1, 2]
         summary = json.loads((out / "summary.json").read_text())
@@ -80,6 +74,47 @@ def test_icpi_run_through_driver_arm_and_simulated_arm(tmp_path):
         # Progress is published per rollout (the first may precede the probe's discovery).
         assert 2 <= len(probe.progress) <= 3
         assert probe.progress[-1]["cost"] == pytest.approx(records[-1]["cost"])
+    finally:
+        close_all(procs, probe)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_lockstep_twin_waits_for_an_arm_node_that_stalls_mid_trial(tmp_path):
+    """Deterministic mode: the arm node frozen for 1.5 s mid-approach costs nothing.
+
+    In real time the twin would run 6 simulated seconds ahead (time_scale 4): the stop
+    would come late and the watchdog would fire. In lockstep the twin's clock waits at
+    the granted time, so the trial ends ok with no late trajectory.
+    """
+    ns = new_namespace()
+    procs, probe = {}, None
+    try:
+        procs = start(tmp_path, ns, arm={"approach_duration": "2.0"})
+        probe = Probe(ns)
+        probe.wait_matched()
+        home = np.array(probe.joint_states[-1][1])
+        probe.request(1, THETA)
+        probe.wait_for(
+            lambda: np.max(np.abs(np.array(probe.joint_states[-1][1]) - home)) > 0.02,
+            20,
+            "the arm to move",
+        )
+        arm_pid = procs["arm"].proc.pid
+        os.kill(arm_pid, signal.SIGSTOP)
+        try:
+            with probe.lock:
+                n0 = len(probe.joint_stamps)
+            time.sleep(1.5)
+            with probe.lock:
+                stamps = probe.joint_stamps[n0 - 1 :]
+        finally:
+            os.kill(arm_pid, signal.SIGCONT)
+        # The twin's clock stopped within the grant lead (0.6 s simulated) of the stall.
+        assert stamps[-1] - stamps[0] <= 0.7, stamps[-1] - stamps[0]
+        res = probe.result(1, 40)
+        assert res["status"] == "ok", (res, logs(procs))
+        assert "late trajectory" not in procs["sim"].text()
     finally:
         close_all(procs, probe)
 

@@ -243,8 +243,56 @@ def test_twin_matches_the_in_process_rollout():
     np.testing.assert_allclose(twin.object_xyz()[:2], expected, atol=1e-4)
     q, _ = twin.joint_state()
     np.testing.assert_allclose(q, plan.end, atol=1e-3)
+    assert twin.limited == 0  # the drive follows a trajectory within limits exactly
     with pytest.raises(ValueError):
         twin.command([0.1, 0.05], plan.positions[:2], None)
+
+
+@pytest.mark.parametrize("model", ["stamp", "jtc"])
+def test_a_late_stop_never_moves_the_twin_faster_than_its_drive_limits(model):
+    """Issue 24: a stop stamped 0.3 s in the past made the twin jump at 7 rad/s."""
+    cfg = SkillNodeConfig(velocity_limits=[4.0, 4.0], acceleration_limits=[40.0, 40.0])
+    arm, limits, vmax = cfg.arm(), cfg.limits(), np.array([4.0, 4.0])
+    twin = Twin("ball-roll-gc", arm, cfg.home, [0.065, 0.0035], model, vmax, [40.0, 40.0])
+    plan = plan_trial("ball-roll-gc", (0.1, 0.06, 0.3), arm, State.at_rest(cfg.home), TrialTiming())
+    assert limits.check_plan(arm, plan) == []
+    sent_at = twin.time + twin.dt
+    command(twin, plan, start=sent_at)
+    twin.step(round((plan.stroke_start + 0.15) / twin.dt))  # mid-stroke, at speed
+    assert np.max(np.abs(twin.joint_state()[1])) > 1.0
+    # The stop the arm node planned 0.3 s ago reaches the twin only now.
+    stamp = twin.time - 0.3
+    stop, why = stop_plan(TimedPlan(plan, sent_at), stamp, arm, limits, 0.01)
+    assert stop is not None, why
+    late = command(twin, stop, start=stamp)
+    assert late > 0.2
+    speeds = []
+    for _ in range(round(1.5 / twin.dt)):
+        twin.step()
+        speeds.append(np.abs(twin.joint_state()[1]))
+    assert np.max(speeds) <= 1.05 * 4.0, np.max(speeds, axis=0)
+    assert twin.limited > 0  # the drive held the jump to its limits
+    assert np.max(speeds[-20:]) < 1e-3  # and the arm came to rest
+
+
+def test_twin_controller_models_take_a_trajectory_over():
+    """stamp: at the stamp, from the desired state; jtc: on arrival, from the measured one."""
+    cfg = SkillNodeConfig()
+    arm, home = cfg.arm(), np.asarray(cfg.home)
+    goal = home + np.array([0.1, -0.1])
+    move = plan_move(State.at_rest(home), goal, 0.5, 0.01)
+    for model in ("stamp", "jtc"):
+        twin = Twin("ball-roll-gc", arm, home, [0.065, 0.0035], model)
+        command(twin, move, start=0.2)
+        twin.step(round(0.1 / twin.dt))
+        moved = np.max(np.abs(twin.joint_state()[0] - home))
+        # stamp waits for its stamp; jtc starts towards the first point on arrival.
+        assert (moved < 1e-6) if model == "stamp" else (moved > 1e-4), (model, moved)
+        twin.step(round(1.0 / twin.dt))
+        np.testing.assert_allclose(twin.joint_state()[0], goal, atol=1e-3)
+        assert twin.limited == 0
+    with pytest.raises(ValueError, match="controller_model"):
+        Twin("ball-roll-gc", arm, home, [0.065, 0.0035], "pid")
 
 
 def test_slide_twin_matches_the_in_process_push():
@@ -287,16 +335,21 @@ class TwinArm:
 
     def loop(self):
         wall0, sim0 = time.monotonic(), self.twin.time
+        most = round(0.05 * self.scale / 0.002)  # as the node: starved, the clock slows
         while not self.stop.is_set():
             with self.lock:
                 n = int((sim0 + (time.monotonic() - wall0) * self.scale - self.twin.time) / 0.002)
+                if n > most:
+                    sim0 -= (n - most) * 0.002
+                    n = most
                 self.twin.step(max(n, 0))
                 q, qd = self.twin.joint_state()
                 ball = self.twin.object_xyz()
+                stamp = self.twin.time
             if self.joints:
-                self.runner.on_joint_state(self.cfg.joint_names, q.tolist(), qd.tolist())
+                self.runner.on_joint_state(self.cfg.joint_names, q.tolist(), qd.tolist(), stamp)
             if self.camera:
-                self.runner.on_ball(ball.tolist())
+                self.runner.on_ball(ball.tolist(), stamp)
             time.sleep(0.01)
 
     def close(self):
@@ -306,7 +359,12 @@ class TwinArm:
 
 def fast_cfg(**kw):
     cfg = SkillNodeConfig(
-        sample_dt=0.002, approach_duration=0.3, dwell=0.05, return_duration=0.3, rest_window=0.2
+        sample_dt=0.002,
+        approach_duration=0.3,
+        dwell=0.05,
+        return_duration=0.3,
+        rest_window=0.2,
+        joint_state_timeout=1.0,  # simulated s: 0.125 wall s at time_scale 8
     )
     for k, v in kw.items():
         setattr(cfg, k, v)
