@@ -11,14 +11,18 @@ the mean reward the method saw, tokens, live model time, and for ME-ICPO Mean@k 
 The paper's setting (GPT-4.1, 100 puzzles, 50 rounds; ICRL Preset 90 %, Best-of-N 49 %)::
 
     OPENAI_API_KEY=... python benchmarks/bench_language.py --base-url https://api.openai.com/v1 \
-        --model gpt-4.1 --mode chat --puzzles 100 --rounds 50 --max-tokens 1000 \
-        --k 16 --entropy-k 16 --final-k 16 --me-rounds 5 --llm-concurrency 8
+        --model gpt-4.1 --mode chat --prompts paper --puzzles 100 --rounds 50 --me-rounds 5 \
+        --llm-concurrency 8
+
+(the defaults are the papers': 1000 completion tokens, judge 1024 tokens at temperature 0,
+critiques, reflections and summaries 100 tokens, ME-ICPO k = entropy_k = final_k = 16).
 
 On the embedded SmolLM2-135M (2 CPU cores: slow, and near-zero success — it shows the
-pipeline, not the paper's numbers)::
+pipeline, not the paper's numbers), shrunk explicitly::
 
     python benchmarks/bench_language.py --puzzles 10 --rounds 10 \
-        --methods icrl-preset,best-of-n,me-icpo --k 2 --entropy-k 2 --final-k 2
+        --methods icrl-preset,best-of-n,me-icpo --max-tokens 64 --judge-tokens 16 \
+        --helper-tokens 40 --k 2 --entropy-k 2 --final-k 2
 
 Every run is a resumable run directory and every request is cached: a second invocation
 replays in seconds, and a raised ``--rounds`` extends the finished runs.
@@ -34,7 +38,7 @@ import os
 import time
 from pathlib import Path
 
-from icpi.language import METHODS, LangConfig, run_language
+from icpi.language import METHODS, lang_config, run_language
 from icpi.llm import LLMConfig, LLMUnavailableError, stop_shared_server
 
 PAPER_METHODS = (
@@ -83,14 +87,15 @@ def main() -> None:
     ap.add_argument("--base-url", help="OpenAI-compatible endpoint (default: embedded model)")
     ap.add_argument("--model")
     ap.add_argument("--mode", choices=("chat", "completion"), default="completion")
-    ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--helper-tokens", type=int, default=40)
-    ap.add_argument("--judge-tokens", type=int, default=16)
+    ap.add_argument("--prompts", choices=("package", "paper"), default="package")
+    ap.add_argument("--max-tokens", type=int, default=1000)
+    ap.add_argument("--helper-tokens", type=int, default=100)
+    ap.add_argument("--judge-tokens", type=int, default=1024)
     ap.add_argument("--step-judge", choices=("llm", "rule"), default="llm")
     ap.add_argument("--answer-judge", choices=("llm", "verifier"), default="llm")
-    ap.add_argument("--k", type=int, default=2)
-    ap.add_argument("--entropy-k", type=int, default=2)
-    ap.add_argument("--final-k", type=int, default=2)
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--entropy-k", type=int, default=16)
+    ap.add_argument("--final-k", type=int, default=16)
     ap.add_argument("--llm-concurrency", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("/tmp/icpi-bench-language"))
@@ -115,7 +120,8 @@ def main() -> None:
     try:
         for method in methods:
             me = method == "me-icpo"
-            cfg = LangConfig(
+            settings = {"k": args.k, "entropy_k": args.entropy_k, "final_k": args.final_k}
+            cfg = lang_config(
                 task="game24",
                 method=method,
                 problems=args.puzzles,
@@ -124,12 +130,11 @@ def main() -> None:
                 max_tokens=args.max_tokens,
                 helper_tokens=args.helper_tokens,
                 judge_tokens=args.judge_tokens,
+                prompts=args.prompts,
                 step_judge=args.step_judge,
                 answer_judge=args.answer_judge,
-                k=args.k,
-                entropy_k=args.entropy_k,
-                final_k=args.final_k,
                 chat=llm.mode == "chat",
+                **(settings if me else {}),
             )
             t0 = time.perf_counter()
             for _try in range(5):  # a killed server stops the run; resume on a new one
@@ -151,7 +156,8 @@ def main() -> None:
     print()
     print(
         f"Game of 24, standard split (ranks 901-1000), first {args.puzzles} puzzles; {model}, "
-        f"{args.mode} mode, temperature 0.6, top_p 0.95, max_tokens {args.max_tokens}; "
+        f"{args.mode} mode, {args.prompts} prompts, temperature 0.6, top_p 0.95, max_tokens"
+        f" {args.max_tokens}, judge {args.judge_tokens} tokens; "
         f"reward seen: steps by {args.step_judge}, bonus by {args.answer_judge}; "
         f"success by the exact verifier; load average {os.getloadavg()[0]:.2f}"
     )

@@ -40,6 +40,7 @@ class RunSession:
         llm: LLMConfig | None = None,
         what: str = "run",
         grow: tuple[str, ...] = (),
+        config_format: int | None = None,
     ) -> None:
         """Lock and open the run directory.
 
@@ -50,6 +51,8 @@ class RunSession:
             llm: The model endpoint, when the run queries one.
             what: What the directory is, for messages (``run``, ``language run``).
             grow: Budget keys a resume may raise (see :meth:`RunDir.open`).
+            config_format: Format of ``config.json`` (``None``: the core's; see
+                :meth:`RunDir.open`).
 
         Raises:
             RunDirError: If another process holds the directory, or it holds another run.
@@ -57,7 +60,8 @@ class RunSession:
         self.lock = DirLock(path, what=what)
         try:
             session = {"llm": llm.session()} if llm is not None else None
-            self.run_dir = RunDir.open(path, config, seed=seed, session=session, grow=grow)
+            fmt = {} if config_format is None else {"config_format": config_format}
+            self.run_dir = RunDir.open(path, config, seed=seed, session=session, grow=grow, **fmt)
         except BaseException:
             self.lock.release()
             raise

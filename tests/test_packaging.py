@@ -37,6 +37,7 @@ def test_wheel_and_sdist_install_in_a_clean_venv_and_run(tmp_path):
         "icpi/robot/arms/ur5e.xml",
         "icpi/report/templates/report.html.j2",
         "icpi/language/data/game24_ranks.txt",
+        "icpi/language/data/icrl_paper_prompts.md",
     ):
         assert needed in names, needed
     assert not any(n.startswith(("envs/", "robot/", "datasets/")) for n in names)

@@ -148,6 +148,7 @@ class RunDir:
         seed: int | None,
         session: Mapping[str, Any] | None = None,
         grow: Iterable[str] = (),
+        config_format: int = CONFIG_FORMAT,
     ) -> RunDir:
         """Create a run directory, or reopen it to resume (or extend) the same run.
 
@@ -162,6 +163,8 @@ class RunDir:
                 ``run.rounds``): a stored run that differs only in them, with a smaller
                 value, is extended (``config.json`` then records the new budget); a smaller
                 value than stored is refused — a run is extended, never cut.
+            config_format: Format of ``config.json`` written (a kind of run whose keys
+                changed counts its own formats, e.g. language runs).
 
         Returns:
             The run directory.
@@ -172,17 +175,17 @@ class RunDir:
         """
         run = cls(Path(path))
         run.path.mkdir(parents=True, exist_ok=True)
-        clean = jsonable(redact({"format": CONFIG_FORMAT, **config}))
+        clean = jsonable(redact({"format": config_format, **config}))
         if run.config_file.exists():
             try:
                 stored = json.loads(run.config_file.read_text())
             except (OSError, json.JSONDecodeError) as err:
                 raise RunDirError(f"{run.config_file} is unreadable ({err})") from None
-            if not isinstance(stored, dict) or stored.get("format") != CONFIG_FORMAT:
+            if not isinstance(stored, dict) or stored.get("format") != config_format:
                 raise RunDirError(
                     f"{run.path} holds a run written by an earlier version of icpi (config"
                     f" format {stored.get('format', 1) if isinstance(stored, dict) else '?'},"
-                    f" this version writes {CONFIG_FORMAT}); its files are kept as they are,"
+                    f" this version writes {config_format}); its files are kept as they are,"
                     " but it cannot be resumed: choose a new directory"
                 )
             if stored != clean and _extends(stored, clean, grow, run.path):

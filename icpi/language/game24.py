@@ -381,20 +381,29 @@ def check_answer(expr: str | None, numbers: Sequence[int]) -> AnswerCheck:
 
 # --------------------------------------------------------------------------- responses
 _STEP = re.compile(
-    r"step\s*(\d+)\s*[:.)]?\s*(?P<lhs>[^=\n]*?)=\s*(?P<res>[-\d/ .]+?)\s*"
-    r"\(\s*left\s*:?\s*(?P<left>[^)]*)\)",
+    r"step\s*(\d+)\s*[:.)]?\s*(?P<lhs>(?:(?!step\s*\d|\(\s*left)[^=\n])*?)=\s*"
+    r"(?P<res>[-\d/ .]+?)\s*\(\s*left\s*:?\s*(?P<left>[^)]*)\)",
     re.IGNORECASE,
 )
-_ANSWER_LINE = re.compile(r"answer[*\s]*[:：]?[*\s]*(?P<expr>.*)", re.IGNORECASE)
+#: An answer marker: ``Answer:`` / ``Final answer:`` at the start of a line (after bullets,
+#: ``#``, ``*`` or an ``<answer>`` tag), or ``**Answer**:`` anywhere (the paper's one-line
+#: format). A sentence that mentions an answer is no marker.
+_ANSWER_MARK = re.compile(
+    r"(?:^[ \t>*#_-]*(?:<answer>[ \t]*)?|\*\*[ \t]*)(?:final[ \t]+)?answer[ \t]*\**[ \t]*[:：]",
+    re.IGNORECASE | re.MULTILINE,
+)
+_ANSWER_BLOCK = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.IGNORECASE | re.DOTALL)
 _INT = re.compile(r"-?\d+(?:/\d+)?")
 
 
 @dataclass(frozen=True)
 class Step:
-    """One ``StepN: a op b = c (left: …)`` line of a response."""
+    """One ``StepN: a op b = c (left: …)`` of a response."""
 
-    line: int
-    """Index of the line in the response."""
+    start: int
+    """Offset of the step in the response."""
+    end: int
+    """Offset just after it (its reward tag goes there)."""
     lhs: str
     """The operation (``"4 + 8"``)."""
     result: str
@@ -402,19 +411,26 @@ class Step:
     left: tuple[Fraction, ...]
     """The numbers stated as left."""
 
+    @property
+    def text(self) -> str:
+        """The step as the judge is shown it (``"4 + 8 = 12 (left: 4 6 12)"``)."""
+        left = " ".join(_fmt_step(x) for x in self.left)
+        return f"{self.lhs} = {self.result} (left: {left})"
+
 
 @dataclass(frozen=True)
 class ParsedResponse:
     """Steps and final answer read from a Game of 24 response."""
 
-    lines: list[str]
-    """The response's lines."""
+    text: str
+    """The response."""
     steps: list[Step] = field(default_factory=list)
-    """Step lines found."""
+    """Steps found, in order."""
     answer: str | None = None
     """The final answer expression (left of ``=``), if any."""
-    answer_line: int | None = None
-    """Index of the answer line."""
+    answer_span: tuple[int, int] | None = None
+    """Offsets of the answer (marker to the end of its line): kept when the response is
+    cut for a later prompt; its reward tag goes at the end."""
 
 
 def _fractions(text: str) -> tuple[Fraction, ...]:
@@ -427,11 +443,44 @@ def _fractions(text: str) -> tuple[Fraction, ...]:
     return tuple(out)
 
 
+def _region(text: str) -> tuple[int, int]:
+    """Offsets of the last ``<answer>…</answer>`` block's content, else of the whole text."""
+    blocks = list(_ANSWER_BLOCK.finditer(text))
+    if not blocks:
+        return 0, len(text)
+    return blocks[-1].start(1), blocks[-1].end(1)
+
+
+def _answer_candidates(text: str, lo: int, hi: int) -> list[tuple[str, int, int]]:
+    """``(expression, start, end)`` after each answer marker between two offsets."""
+    out = []
+    for m in _ANSWER_MARK.finditer(text, lo, hi):
+        begin = m.end()
+        stop = text.find("\n", begin, hi)
+        stop = hi if stop < 0 else stop
+        if not text[begin:stop].strip():  # the expression on the next line
+            nxt = text.find("\n", stop + 1, hi) if stop < hi else -1
+            begin, stop = stop, (hi if nxt < 0 else nxt)
+        segment = text[begin:stop]
+        close = segment.lower().find("</answer>")
+        if close >= 0:
+            stop = begin + close
+            segment = segment[:close]
+        expr = segment.split("=")[0].replace("$", " ").strip().strip("*").strip()
+        if expr:
+            out.append((expr, m.start(), stop))
+    return out
+
+
 def parse_response(text: str) -> ParsedResponse:
     """Read the steps and the final answer of a response (model output is data).
 
-    The answer is the text after the last ``Answer`` marker (``**Answer**:``,
-    ``Answer:``), cut at ``=``; ``<answer>`` tags and Markdown are ignored.
+    The response may follow the package's format (one ``StepN:`` per line, then an
+    ``Answer:`` line) or the paper's (``<answer>**Response** Step1: … **Answer**: …
+    </answer>``, possibly on one line); when ``<answer>`` tags are present, the last tagged
+    block is read. The answer is the last one after an answer marker (``Answer:`` at the
+    start of a line, ``**Answer**:`` anywhere) that is a well-formed expression, else the
+    last one after a marker; prose that mentions an answer is ignored.
 
     Args:
         text: The response.
@@ -439,24 +488,43 @@ def parse_response(text: str) -> ParsedResponse:
     Returns:
         The parsed response (missing parts are empty / ``None``).
     """
-    clean = re.sub(r"</?answer>", "", text or "", flags=re.IGNORECASE)
-    lines = clean.splitlines()
-    steps: list[Step] = []
-    answer: str | None = None
-    answer_line: int | None = None
-    for i, line in enumerate(lines):
-        m = _STEP.search(line.replace("$", ""))
-        if m:
-            steps.append(
-                Step(i, m.group("lhs").strip(), m.group("res").strip(), _fractions(m.group("left")))
-            )
-            continue
-        a = _ANSWER_LINE.search(line.replace("$", ""))
-        if a and not re.match(r"\s*step", line, re.IGNORECASE):
-            expr = a.group("expr").split("=")[0].strip().strip("*").strip()
-            if expr:
-                answer, answer_line = expr, i
-    return ParsedResponse(lines=lines, steps=steps, answer=answer, answer_line=answer_line)
+    text = text or ""
+    clean = text.replace("$", " ")  # same offsets, LaTeX math delimiters gone
+    lo, hi = _region(clean)
+    candidates = _answer_candidates(clean, lo, hi) or (
+        _answer_candidates(clean, 0, len(clean)) if (lo, hi) != (0, len(clean)) else []
+    )
+    chosen = next((c for c in reversed(candidates) if _well_formed(c[0])), None)
+    if chosen is None and candidates:
+        chosen = candidates[-1]
+    end = chosen[1] if chosen is not None else len(clean)
+    steps = _steps(clean, lo, min(hi, end)) or _steps(clean, 0, end)
+    if chosen is None:
+        return ParsedResponse(text=text, steps=steps)
+    return ParsedResponse(
+        text=text, steps=steps, answer=chosen[0], answer_span=(chosen[1], chosen[2])
+    )
+
+
+def _steps(text: str, lo: int, hi: int) -> list[Step]:
+    """The steps between two offsets."""
+    return [
+        Step(m.start(), m.end(), m.group("lhs").strip(), m.group("res").strip(),
+             _fractions(m.group("left")))
+        for m in _STEP.finditer(text, lo, max(lo, hi))
+    ]  # fmt: skip
+
+
+def _well_formed(expr: str) -> bool:
+    try:
+        evaluate_expression(_normal(expr))
+    except ExpressionError:
+        return False
+    return True
+
+
+def _normal(expr: str) -> str:
+    return re.sub(r"\s+", "", expr.translate(_MINUS)).replace("×", "*").replace("÷", "/")
 
 
 def final_answer(text: str) -> str | None:
@@ -474,7 +542,7 @@ def final_answer(text: str) -> str | None:
     ans = parse_response(text).answer
     if ans is None:
         return None
-    key = re.sub(r"\s+", "", ans.translate(_MINUS)).replace("×", "*").replace("÷", "/")
+    key = _normal(ans)
     try:
         evaluate_expression(key)
     except ExpressionError:

@@ -1,8 +1,8 @@
-"""Run a language improver on N problems for R rounds into a resumable run directory.
+"""Run a language method on N problems for R rounds into a resumable run directory.
 
 Layout (on top of :class:`~icpi.core.rundir.RunDir`)::
 
-    <run>/config.json            resolved configuration (written first)
+    <run>/config.json            resolved configuration (written first; format 3)
     <run>/meta.json              seed, versions, git SHA
     <run>/llm_calls.jsonl        every model request (tokens, latency, texts)
     <run>/attempts/NNN.jsonl     experience buffer of problem NNN (one line per round)
@@ -17,8 +17,9 @@ run without a model. A finished run is extended by running it again with more ro
 concurrently against one endpoint (``concurrency``): each problem has its own samplers,
 seeds and buffer, so the results do not depend on the concurrency.
 
-``config.json`` states the reward the method sees (``reward_seen``) and the prompt budget
-in tokens (``context_budget``) next to the resolved settings.
+``config.json`` states the reward the method sees (``reward_seen``), the context window
+and where it came from (``context_window``), the prompt budget in tokens
+(``context_budget``) and the prompt set with the source of each text (``prompts``).
 """
 
 from __future__ import annotations
@@ -30,173 +31,37 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from icpi.config import STRICT
-from icpi.core import (
-    Attempt,
-    Budget,
-    ExperienceBuffer,
-    ImprovementLoop,
-    LLMSampler,
-    RunDir,
-    Sampler,
-)
+from icpi.core import Attempt, ExperienceBuffer, LLMSampler, Sampler
 from icpi.core.files import append_jsonl, write_json, write_jsonl
 from icpi.errors import ConfigError
 from icpi.language import game24
-from icpi.language.common import (
-    DEFAULT_CONTEXT_TOKENS,
-    ExpertSettings,
-    RoundUsage,
-    Samplers,
-    TokenBudget,
-)
-from icpi.language.icrl import (
-    BASELINES,
-    ICRL_ABLATIONS,
-    ICRL_METHODS,
-    SINGLE_PASS,
-    build_icrl_loop,
-)
-from icpi.language.me_icpo import (
-    ME_ABLATIONS,
-    MeIcpoSettings,
-    build_me_icpo_loop,
-    final_sampling,
-)
-from icpi.language.tasks import SPLITS, LanguageTask, Problem, load_math_problems, make_task
+from icpi.language.budget import CONTEXT_MARGIN, DEFAULT_CONTEXT_TOKENS, TokenBudget
+from icpi.language.config import LANG_CONFIG_FORMAT, LangConfig, dump_lang_config, resolve
+from icpi.language.metering import Samplers
+from icpi.language.methods import LangContext, LangMethod, get_method
+from icpi.language.prompts import prompt_set
+from icpi.language.tasks import LanguageTask, Problem, get_task, load_math_problems
 from icpi.llm import LLMClient, LLMConfig
+from icpi.llm.window import endpoint_context_window
 from icpi.session import RunSession
 
 log = logging.getLogger(__name__)
 
-METHODS = (*ICRL_METHODS, *BASELINES, "me-icpo")
-TASKS = ("game24", "writing", "math")
 #: Sampling parameters the runner sets on every call (``config.json`` records them as
 #: ``per_call``; ``icpi lang`` has no flag for them and refuses them in ``--config``): the
 #: policy's temperature, top_p and max_tokens are run settings (the papers' defaults), each
 #: call's seed and n derive from the run seed and the method, stop sequences from the task.
 PER_CALL = ("max_tokens", "n", "seed", "stop", "temperature", "top_p")
-#: Characters of a response kept in records.jsonl.
+#: Characters of a response kept in records.jsonl (the buffer keeps it whole).
 RECORD_TEXT_CHARS = 600
-#: Tokens kept free between the prompt budget and the embedded server's context.
-CONTEXT_MARGIN = 64
 #: Expert demonstrations drawn for Game of 24 (solved by the reference solver).
 GAME24_DEMOS = 50
-
-
-@dataclass(frozen=True)
-class LangConfig:
-    """What to run (the resolved config is written to ``config.json``)."""
-
-    __pydantic_config__ = STRICT
-
-    task: Literal["game24", "writing", "math"] = "game24"
-    """Task id."""
-    method: str = "icrl-preset"
-    """``icrl-preset``, ``icrl-autonomous``, ``best-of-n``, ``self-refine``, ``reflexion``,
-    ``cot-only``, ``long-cot`` or ``me-icpo``."""
-    ablation: str | None = None
-    """ICRL: ``zero-reward``, ``no-reward``, ``short-context``, ``explore-only``,
-    ``exploit-only``, ``no-instruction``; ME-ICPO: ``no-entropy``, ``no-reward``,
-    ``no-entropy+no-reward``, ``oracle``."""
-    problems: int = 5
-    """Number of problems."""
-    rounds: int = 5
-    """Rounds per problem (ICRL: one response each; ME-ICPO: k candidates each; CoT-only
-    and Long-CoT answer once, whatever this says)."""
-    seed: int = 0
-    """Seed of the problems (puzzle generator) and of every model call."""
-    temperature: float = 0.6
-    """Policy sampling temperature (both papers: 0.6)."""
-    top_p: float = 0.95
-    """Policy nucleus mass (both papers: 0.95)."""
-    max_tokens: int = 1000
-    """Completion tokens per response (ICRL Game of 24: ≤ 1000)."""
-    judge_tokens: int = 16
-    """Completion tokens of a judge verdict."""
-    helper_tokens: int = 100
-    """Completion tokens of a critique, reflection or summary (ME-ICPO: ≤ ~100)."""
-    step_judge: Literal["llm", "rule"] = "llm"
-    """Game of 24 step rewards: the model's own judge (the paper) or the exact solver."""
-    answer_judge: Literal["llm", "verifier"] = "llm"
-    """Game of 24 final-equation bonus: the model's own judge (the paper) or the exact
-    verifier (which leaks the answer). Success is always the exact verifier's."""
-    split: str = "tot-test"
-    """Game of 24 puzzles: ``tot-test`` (ranks 901–1000), ``all``, ``random``,
-    ``random-unsolvable`` or ``random-any``."""
-    puzzles_file: str | None = None
-    """Game of 24 puzzle file (CSV or JSONL, ranked); default: the public ranking."""
-    math_file: str | None = None
-    """JSONL file of the math task (``question``, ``answer`` per line)."""
-    threshold: float = 7.0
-    """Writing: coherence score counted as a success."""
-    k: int = 16
-    """ME-ICPO candidates per round."""
-    entropy_k: int = 16
-    """ME-ICPO samples per entropy estimate."""
-    final_k: int = 16
-    """ME-ICPO final samples (Mean@k, Maj@k)."""
-    chat: bool = False
-    """Send chat messages (else plain completion prompts, which the embedded 135M model
-    follows better)."""
-    context_tokens: int | None = None
-    """Prompt budget, tokens (the newest attempts that fit are kept); ``None``: the
-    embedded server's context minus ``max_tokens`` and a margin, else
-    ``DEFAULT_CONTEXT_TOKENS`` minus ``max_tokens``."""
-    expert_share: float = 0.0
-    """Seed 001, implicit expert forcing: expected share of samples drawn with a solved
-    example in context (0: off; ICPO uses 1 of 8)."""
-    expert_file: str | None = None
-    """JSONL of solved examples (``question``, ``solution``); Game of 24 default: solver
-    solutions of puzzles outside the run."""
-    expert_reject: bool = False
-    """Seed 001, expert-region reject sampling (ME-ICPO): drop expert candidates that
-    disagree with the on-policy majority."""
-    expert_bonus: float = 0.0
-    """Seed 001, annealed expert bonus (ICRL): extra reward of a full-reward attempt drawn
-    with a demonstration, decaying linearly to 0 over ``expert_anneal`` rounds."""
-    expert_anneal: int = 10
-    """Rounds over which the expert bonus decays."""
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r} (choose from {METHODS})")
-        if self.task not in TASKS:
-            raise ConfigError(f"unknown task {self.task!r} (choose from {TASKS})")
-        allowed = ME_ABLATIONS if self.method == "me-icpo" else ICRL_ABLATIONS
-        if self.ablation is not None and (self.ablation not in allowed or self.method in BASELINES):
-            raise ConfigError(f"ablation {self.ablation!r} does not apply to {self.method}")
-        if self.method == "me-icpo" and self.task == "writing":
-            raise ConfigError("ME-ICPO votes on final answers; the writing task has none")
-        if self.task == "math" and not self.math_file:
-            raise ConfigError("the math task needs a math_file (JSONL with question, answer)")
-        if min(self.problems, self.rounds, self.k, self.entropy_k, self.final_k) < 1:
-            raise ConfigError("problems, rounds, k, entropy_k and final_k must be >= 1")
-        if self.split not in SPLITS:
-            raise ConfigError(f"unknown split {self.split!r} (choose from {SPLITS})")
-        if self.context_tokens is not None and self.context_tokens < 256:
-            raise ConfigError("context_tokens must be >= 256")
-        if not 0.0 <= self.expert_share <= 1.0:
-            raise ConfigError("expert_share must be in [0, 1]")
-        if (self.expert_reject or self.expert_bonus) and not self.expert_share:
-            raise ConfigError("expert reject sampling and bonus need expert_share > 0")
-        if self.expert_reject and self.method != "me-icpo":
-            raise ConfigError("expert reject sampling filters ME-ICPO's candidates")
-        if self.expert_bonus and self.method not in ICRL_METHODS:
-            raise ConfigError("the expert bonus shapes the reward of ICRL methods")
-        if self.expert_share and self.method in ("best-of-n", *SINGLE_PASS):
-            raise ConfigError(f"{self.method} takes no expert demonstrations")
-        if self.expert_anneal < 1:
-            raise ConfigError("expert_anneal must be >= 1")
-
-    @property
-    def rounds_run(self) -> int:
-        """Rounds actually run (single-pass baselines answer once)."""
-        return 1 if self.method in SINGLE_PASS else self.rounds
+#: Tokens of a judge's or helper's own prompt text (instructions, reference passage)
+#: counted when sizing the response shown to it, at one token per character.
+HELPER_OVERHEAD_TOKENS = 400
 
 
 def attempt_usage(attempt: Attempt) -> dict[str, Any]:
@@ -229,7 +94,8 @@ def round_records(problem: Problem, attempts: list[Attempt]) -> list[dict[str, A
         attempts: Its attempts, one per round.
 
     Returns:
-        Records with reward, success, running-max success, tokens and the response.
+        Records with reward, success, running-max success, tokens and the response (its
+        first :data:`RECORD_TEXT_CHARS` characters; ``response_chars`` is its length).
     """
     out = []
     solved = False
@@ -237,7 +103,7 @@ def round_records(problem: Problem, attempts: list[Attempt]) -> list[dict[str, A
         success = bool(a.info.get("success", False))
         solved = solved or success
         action = a.action
-        response = action.get("response") if isinstance(action, Mapping) else action
+        response = str((action.get("response") if isinstance(action, Mapping) else action) or "")
         rec: dict[str, Any] = {
             "problem": problem.index,
             "id": problem.id,
@@ -248,7 +114,8 @@ def round_records(problem: Problem, attempts: list[Attempt]) -> list[dict[str, A
             "source": a.source,
             "usage": attempt_usage(a),
             "answer": a.info.get("answer"),
-            "response": str(response or "")[:RECORD_TEXT_CHARS],
+            "response": response[:RECORD_TEXT_CHARS],
+            "response_chars": len(response),
         }
         if "mean_at_k" in a.info:
             rec["mean_at_k"] = a.info["mean_at_k"]
@@ -289,124 +156,167 @@ def summarise_rounds(records: list[dict[str, Any]], rounds: int) -> list[dict[st
     return out
 
 
-def _make_samplers(
-    cfg: LangConfig, task: LanguageTask, client: LLMClient | None, sampler: Sampler | None
+def make_samplers(
+    cfg: LangConfig, task: LanguageTask[Any], client: LLMClient | None, sampler: Sampler | None
 ) -> Samplers:
+    """The metered samplers of one problem (policy, judge, helper).
+
+    Args:
+        cfg: What to run (sampling, token limits, extra request fields).
+        task: The task (stop sequences of a response).
+        client: The model client (``None`` with a scripted ``sampler``).
+        sampler: Use this sampler for every role instead of a model.
+
+    Returns:
+        The samplers.
+    """
+
     def make(role: str) -> Sampler:
         if sampler is not None:
             return sampler
         assert client is not None
+        extra: dict[str, Any] = {"extra_body": dict(cfg.extra_body)} if cfg.extra_body else {}
         if role == "policy":
             return LLMSampler(
-                client,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                max_tokens=cfg.max_tokens,
-                stop=list(task.stop),
-            )
+                client, temperature=cfg.temperature, top_p=cfg.top_p,
+                max_tokens=cfg.max_tokens, stop=list(task.stop), **extra,
+            )  # fmt: skip
         tokens = cfg.judge_tokens if role == "judge" else cfg.helper_tokens
-        return LLMSampler(client, temperature=0.0, top_p=1.0, max_tokens=tokens)
+        return LLMSampler(client, temperature=0.0, top_p=1.0, max_tokens=tokens, **extra)
 
     return Samplers.build(make)
 
 
-def resolve_context_tokens(cfg: LangConfig, llm: LLMConfig, scripted: bool = False) -> int:
-    """The prompt budget of a run, tokens.
+@dataclasses.dataclass(frozen=True)
+class ContextWindow:
+    """The context window a run plans its prompts for."""
+
+    tokens: int
+    """Window, tokens."""
+    source: str
+    """Where it comes from (``--context-tokens``, the embedded server, the endpoint, the
+    default)."""
+
+
+def resolve_window(
+    cfg: LangConfig, llm: LLMConfig, *, scripted: bool = False, stored: Mapping[str, Any] | None
+) -> ContextWindow:
+    """The context window of a run.
+
+    In order: ``--context-tokens`` (a prompt budget: the window is it plus the completion
+    and margin); the window recorded by the run being resumed; a scripted sampler's
+    (unknown: the default); the embedded server's ``n_ctx``; the window the endpoint
+    reports (:func:`~icpi.llm.window.endpoint_context_window`: vLLM's ``max_model_len``
+    and the like); else :data:`DEFAULT_CONTEXT_TOKENS`.
 
     Args:
         cfg: What to run.
         llm: The endpoint.
-        scripted: A sampler stands in for the model (no context limit known).
+        scripted: A sampler stands in for the model.
+        stored: ``config.json`` of the run being resumed (``None``: a new run).
 
     Returns:
-        ``cfg.context_tokens``, else the embedded server's context minus ``max_tokens`` and
-        :data:`CONTEXT_MARGIN`, else :data:`DEFAULT_CONTEXT_TOKENS` minus ``max_tokens``.
-
-    Raises:
-        ValueError: If ``max_tokens`` leaves fewer than 256 tokens for the prompt.
+        The window.
     """
     if cfg.context_tokens is not None:
-        return cfg.context_tokens
-    if llm.embedded and not scripted:
-        tokens = llm.server_n_ctx - cfg.max_tokens - CONTEXT_MARGIN
-    else:
-        tokens = DEFAULT_CONTEXT_TOKENS - cfg.max_tokens
+        return ContextWindow(
+            cfg.context_tokens + cfg.max_tokens + CONTEXT_MARGIN, "--context-tokens"
+        )
+    recorded = (stored or {}).get("context_window")
+    if isinstance(recorded, Mapping) and isinstance(recorded.get("tokens"), int):
+        return ContextWindow(int(recorded["tokens"]), str(recorded.get("source", "recorded")))
+    if scripted:
+        return ContextWindow(DEFAULT_CONTEXT_TOKENS, "default (scripted sampler)")
+    if llm.embedded:
+        return ContextWindow(llm.server_n_ctx, "embedded server n_ctx")
+    if not llm.offline:
+        found = endpoint_context_window(llm)
+        if found is not None:
+            return ContextWindow(found.tokens, f"endpoint {found.source}")
+    log.warning(
+        "the endpoint does not report its context window; planning prompts for %d tokens"
+        " (a refusal that names the window lowers it; set --context-tokens for vLLM's"
+        " --max-model-len or Ollama's num_ctx)", DEFAULT_CONTEXT_TOKENS,
+    )  # fmt: skip
+    return ContextWindow(DEFAULT_CONTEXT_TOKENS, "default")
+
+
+def prompt_budget(cfg: LangConfig, window: ContextWindow) -> TokenBudget:
+    """The policy's prompt budget in a window.
+
+    Args:
+        cfg: What to run (``max_tokens``, ``context_tokens``).
+        window: The context window.
+
+    Returns:
+        The budget (``reserve``: the completion and margin of each request).
+
+    Raises:
+        ConfigError: If ``max_tokens`` leaves fewer than 256 tokens for the prompt.
+    """
+    reserve = cfg.max_tokens + CONTEXT_MARGIN
+    tokens = cfg.context_tokens if cfg.context_tokens is not None else window.tokens - reserve
     if tokens < 256:
         raise ConfigError(
-            f"max_tokens {cfg.max_tokens} leaves {tokens} tokens of the model's context for "
-            "the prompt; lower --max-tokens or set --context-tokens"
+            f"max_tokens {cfg.max_tokens} leaves {tokens} tokens of the {window.tokens}-token"
+            f" context ({window.source}) for the prompt; lower --max-tokens or set"
+            " --context-tokens"
         )
-    return tokens
+    return TokenBudget(tokens, reserve=reserve)
+
+
+def helper_chars(cfg: LangConfig, window: ContextWindow) -> int:
+    """Longest response shown to a judge or helper, characters (one token per character).
+
+    Args:
+        cfg: What to run (``judge_tokens``, ``helper_tokens``).
+        window: The context window.
+
+    Returns:
+        Characters (at least 400).
+    """
+    used = max(cfg.judge_tokens, cfg.helper_tokens) + CONTEXT_MARGIN + HELPER_OVERHEAD_TOKENS
+    return max(window.tokens - used, 400)
 
 
 def expert_demonstrations(
-    cfg: LangConfig, task: LanguageTask, problems: Sequence[Problem]
+    task: LanguageTask[Any], expert_file: str | None, problems: Sequence[Problem]
 ) -> list[str]:
     """Solved examples for implicit expert forcing.
 
     Args:
-        cfg: What to run (``expert_file``).
         task: The task.
+        expert_file: JSONL of ``question`` + ``solution`` rows (``None``: Game of 24's
+            solver solutions).
         problems: The run's problems (never used as demonstrations).
 
     Returns:
-        ``expert_file``'s ``question`` + ``solution`` rows, or for Game of 24 the reference
-        solver's step-by-step solutions of :data:`GAME24_DEMOS` ranked puzzles outside
-        the run.
+        ``expert_file``'s rows, or for Game of 24 the reference solver's step-by-step
+        solutions of :data:`GAME24_DEMOS` ranked puzzles evenly spread over the ranks
+        outside the standard test split: the same set whatever ``--problems`` says, minus
+        any puzzle of the run (only a run outside the test split can hold one).
 
     Raises:
-        ValueError: Without a source of demonstrations for the task, or on a bad file.
+        ConfigError: Without a source of demonstrations for the task, or on a bad file.
     """
-    if cfg.expert_file:
-        rows = load_math_problems(cfg.expert_file, answer_key="solution")
+    if expert_file:
+        rows = load_math_problems(expert_file, answer_key="solution")
         return [f"{r['question'].strip()}\n{r['solution'].strip()}" for r in rows]
     if task.name != "game24":
         raise ConfigError(f"expert demonstrations for {task.name} need --expert-file")
-    used = {tuple(p.data["numbers"]) for p in problems}
-    pool = [
-        r.numbers
-        for r in task.ranked()  # type: ignore[attr-defined]
-        if r.numbers not in used
-    ]
+    lo, hi = game24.TOT_TEST_RANKS
+    ranked = task.ranked()  # type: ignore[attr-defined]
+    pool = [r.numbers for r in ranked if not lo <= r.rank <= hi]
     step = max(1, len(pool) // GAME24_DEMOS)
+    used = {tuple(p.data["numbers"]) for p in problems}
     demos = []
     for numbers in pool[::step][:GAME24_DEMOS]:
+        if numbers in used:
+            continue
         steps = game24.solution_steps(numbers)
         if steps:
             demos.append("\n".join([f"Input: {' '.join(map(str, numbers))}", *steps]))
     return demos
-
-
-def _build_loop(
-    cfg: LangConfig,
-    task: LanguageTask,
-    problem: Problem,
-    samplers: Samplers,
-    buffer: ExperienceBuffer,
-    seed: int,
-    budget: TokenBudget,
-    expert: ExpertSettings | None,
-) -> tuple[ImprovementLoop, RoundUsage]:
-    if cfg.method == "me-icpo":
-        settings = MeIcpoSettings(
-            k=cfg.k, entropy_k=cfg.entropy_k, final_k=cfg.final_k, ablation=cfg.ablation
-        )
-        return build_me_icpo_loop(
-            task, problem, samplers, settings, buffer=buffer, seed=seed, chat=cfg.chat,
-            budget=budget, expert=expert,
-        )  # fmt: skip
-    return build_icrl_loop(
-        cfg.method,
-        task,
-        problem,
-        samplers,
-        ablation=cfg.ablation,
-        buffer=buffer,
-        seed=seed,
-        chat=cfg.chat,
-        budget=budget,
-        expert=expert,
-    )
 
 
 def problem_seed(seed: int, index: int) -> int:
@@ -420,6 +330,14 @@ def problem_seed(seed: int, index: int) -> int:
         A distinct non-negative seed per problem.
     """
     return (seed * 10_007 + index * 101 + 1) % (2**31 - 1)
+
+
+def _stored_config(out: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((out / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == LANG_CONFIG_FORMAT else None
 
 
 def run_language(
@@ -444,74 +362,93 @@ def run_language(
         The summary (also written to ``summary.json``).
 
     Raises:
-        ValueError: On a bad configuration, or a directory holding another run.
+        ConfigError: On a bad configuration.
+        RunDirError: On a directory holding another run.
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
-    task = make_task(
-        cfg.task,
-        step_judge=cfg.step_judge,
-        answer_judge=cfg.answer_judge,
-        split=cfg.split,  # type: ignore[arg-type]
-        puzzles_file=cfg.puzzles_file,
-        math_file=cfg.math_file,
-        threshold=cfg.threshold,
-    )
-    problems = task.problems(cfg.problems, cfg.seed)
+    cfg = resolve(cfg)
+    out = Path(out)
+    prompts = prompt_set(cfg.prompts)
+    task = get_task(cfg.task)(cfg.task_settings, prompts)
+    method_cls = get_method(cfg.method)
+    start = cfg.start if cfg.start is not None else task.default_start()
+    problems = task.problems(cfg.seed, start, cfg.count(start))
+    if not problems:
+        raise ConfigError(f"no {task.name} problem from position {start}")
     llm = llm or LLMConfig.from_sources()
-    budget = TokenBudget(resolve_context_tokens(cfg, llm, scripted=sampler is not None))
-    expert = None
-    if cfg.expert_share > 0:
-        expert = ExpertSettings(
-            demonstrations=tuple(expert_demonstrations(cfg, task, problems)),
-            share=cfg.expert_share,
-            reject=cfg.expert_reject,
-            bonus=cfg.expert_bonus,
-            anneal_rounds=cfg.expert_anneal,
+    window = resolve_window(cfg, llm, scripted=sampler is not None, stored=_stored_config(out))
+    budget = prompt_budget(cfg, window)
+    task.judge_chars = helper_chars(cfg, window)
+    share = float(getattr(cfg.settings, "expert_share", 0.0))
+    demos: list[str] = []
+    if share > 0:
+        demos = expert_demonstrations(task, getattr(cfg.settings, "expert_file", None), problems)
+    base_ctx = LangContext(
+        task=task,
+        samplers=Samplers.build(lambda role: _Unused()),
+        budget=budget,
+        prompts=prompts,
+        chat=cfg.chat,
+        demonstrations=tuple(demos),
+        helper_chars=helper_chars(cfg, window),
+    )
+    probe: LangMethod[Any] = method_cls(base_ctx, cfg.settings)  # validates settings × task
+    notes = []
+    leaked = task.leaks(problems)
+    if leaked:
+        notes.append(
+            f"the {cfg.prompts} prompts show {', '.join(leaked)} solved as a demonstration"
+            " (a test puzzle of the standard split): its result is not a test result"
         )
+        log.warning("note: %s", notes[-1])
+    rounds = cfg.rounds_run
     config = {
-        "run": dataclasses.asdict(cfg),
-        "reward_seen": task.reward_seen,
+        "kind": "language",
+        "run": dump_lang_config(cfg),
+        "reward_seen": probe.reward_seen(),
+        "context_window": dataclasses.asdict(window),
         # Prompt budget in tokens (named without "token": the run directory drops such keys).
         "context_budget": budget.tokens,
+        "prompts": {"set": prompts.name, "sources": dict(prompts.sources)},
+        "notes": notes,
         "llm": llm.recorded(per_call=PER_CALL) if sampler is None else None,
         "sampler": type(sampler).__name__ if sampler is not None else None,
         "problems": [p.id for p in problems],
     }
     session = RunSession(
-        out,
-        config,
-        seed=cfg.seed,
-        llm=llm if sampler is None else None,
-        what="language run",
-        grow=("run.rounds",),
-    )
+        out, config, seed=cfg.seed, llm=llm if sampler is None else None,
+        what="language run", grow=("run.rounds",), config_format=LANG_CONFIG_FORMAT,
+    )  # fmt: skip
     run_dir = session.run_dir
     (run_dir.path / "attempts").mkdir(exist_ok=True)
     records_path = run_dir.path / "records.jsonl"
     client = session.client if sampler is None else None
-    rounds = cfg.rounds_run
     lock = threading.Lock()
     stop = threading.Event()
     t0 = time.perf_counter()
     write_jsonl(records_path, [])
 
     def run_problem(problem: Problem) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        samplers = _make_samplers(cfg, task, client, sampler)
+        ctx = dataclasses.replace(base_ctx, samplers=make_samplers(cfg, task, client, sampler))
+        method = method_cls(ctx, cfg.settings)
         seed = problem_seed(cfg.seed, problem.index)
         buffer = ExperienceBuffer(
             run_dir.path / "attempts" / f"{problem.index:03d}.jsonl",
             fingerprint={"problem": problem.id, "method": cfg.method},
         )
-        loop, usage = _build_loop(cfg, task, problem, samplers, buffer, seed, budget, expert)
+        loop, usage = method.build(problem, buffer=buffer, seed=seed)
+        done = len(buffer)
         with lock:
             for rec in round_records(problem, buffer.attempts[:rounds]):
                 append_jsonl(records_path, rec)
-        for r in range(len(buffer), rounds):
+        if 0 < done < rounds:
+            log.info("%s %s: resuming at round %d", cfg.method, problem.id, done)
+        for r in range(done, rounds):
             if stop.is_set():
                 return [], None
             usage.start_round()
-            loop.run(Budget(max_iterations=r + 1))
+            buffer.append(loop.step(loop.state()))
             rec = round_records(problem, buffer.attempts)[-1]
             with lock:
                 append_jsonl(records_path, rec)
@@ -520,9 +457,7 @@ def run_language(
                 cfg.method, problem.id, r, rec["reward"], rec["success"],
                 rec["usage"].get("tokens", 0),
             )  # fmt: skip
-        final = None
-        if cfg.method == "me-icpo":
-            final = _final(run_dir, loop, task, problem, samplers, cfg, seed)
+        final = _final(run_dir.path, method, loop, problem, cfg.rounds, seed)
         return round_records(problem, buffer.attempts[:rounds]), final
 
     def guarded(problem: Problem) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -542,8 +477,8 @@ def run_language(
         records = [r for recs, _ in results for r in recs]
         finals = [f for _, f in results if f is not None]
         write_jsonl(records_path, records)
-        summary = _summary(cfg, problems, records, finals, time.perf_counter() - t0)
-        summary["reward_seen"] = task.reward_seen
+        summary = summarise_run(cfg, problems, records, finals, time.perf_counter() - t0)
+        summary["reward_seen"] = config["reward_seen"]
         summary["context_budget"] = budget.tokens
         write_json(run_dir.path / "summary.json", summary)
     finally:
@@ -551,40 +486,57 @@ def run_language(
     return summary
 
 
+class _Unused:
+    """A sampler that must not be called (the method object that only validates)."""
+
+    def sample(self, prompt: Any, n: int, seed: int | None) -> Any:
+        raise RuntimeError("this sampler only stands in while the settings are checked")
+
+
 def _final(
-    run_dir: RunDir,
-    loop: ImprovementLoop,
-    task: LanguageTask,
-    problem: Problem,
-    samplers: Samplers,
-    cfg: LangConfig,
-    seed: int,
-) -> dict[str, Any]:
-    path = run_dir.path / "attempts" / f"{problem.index:03d}.final.json"
-    if path.exists():
-        data: dict[str, Any] = json.loads(path.read_text())
-        if data.get("after_rounds", cfg.rounds) == cfg.rounds:
+    path: Path, method: LangMethod[Any], loop: Any, problem: Problem, rounds: int, seed: int
+) -> dict[str, Any] | None:
+    file = path / "attempts" / f"{problem.index:03d}.final.json"
+    if file.exists():
+        data: dict[str, Any] = json.loads(file.read_text())
+        if data.get("after_rounds", rounds) == rounds:
             return data
-    result = {"problem": problem.index, "id": problem.id, "after_rounds": cfg.rounds}
-    result |= final_sampling(loop, task, problem, samplers, cfg.final_k, seed)
-    write_json(path, result)
+    result = method.finish(loop, problem, seed)
+    if result is None:
+        return None
+    result = {"problem": problem.index, "id": problem.id, "after_rounds": rounds, **result}
+    write_json(file, result)
     return result
 
 
-def _summary(
+def summarise_run(
     cfg: LangConfig,
     problems: list[Problem],
     records: list[dict[str, Any]],
     finals: list[dict[str, Any]],
     wall_s: float,
 ) -> dict[str, Any]:
+    """The summary of a run (``summary.json``).
+
+    Args:
+        cfg: What ran.
+        problems: Its problems.
+        records: Its round records.
+        finals: ME-ICPO's final samples per problem.
+        wall_s: Wall time of this session, seconds.
+
+    Returns:
+        Success rate and running-max success per round, final success, tokens, and for
+        ME-ICPO Mean@k and Maj@k.
+    """
     per_round = summarise_rounds(records, cfg.rounds_run)
     tokens = sum(r["usage"].get("tokens", 0) for r in records)
     final_tokens = sum(f["usage"].get("tokens", 0) for f in finals)
     summary: dict[str, Any] = {
         "task": cfg.task,
         "method": cfg.method,
-        "ablation": cfg.ablation,
+        "ablation": getattr(cfg.settings, "ablation", None),
+        "prompts": cfg.prompts,
         "problems": len(problems),
         "rounds": cfg.rounds_run,
         "success_rate": [r["success_rate"] for r in per_round],
@@ -598,7 +550,7 @@ def _summary(
     if cfg.task == "game24":
         summary["solvable_problems"] = sum(bool(p.data.get("solvable")) for p in problems)
     if finals:
-        summary["final_k"] = cfg.final_k
+        summary["final_k"] = finals[0].get("k")
         summary["mean_at_k"] = sum(f["mean_at_k"] for f in finals) / len(finals)
         summary["maj_at_k"] = sum(bool(f["maj_at_k"]) for f in finals) / len(finals)
     return summary

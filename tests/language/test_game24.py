@@ -18,7 +18,7 @@ from icpi.language.game24 import (
     rule_step_rewards,
     solve,
 )
-from icpi.language.tasks import GAME24_EXAMPLES
+from icpi.language.prompts import PACKAGE, PAPER
 
 SOLVABLE = [(4, 4, 6, 8), (1, 4, 8, 8), (3, 3, 8, 8), (1, 5, 5, 5), (4, 9, 10, 13), (2, 3, 4, 6)]
 UNSOLVABLE = [(1, 1, 1, 1), (1, 1, 1, 2), (13, 13, 13, 13), (1, 7, 7, 13), (5, 5, 5, 7)]
@@ -129,9 +129,18 @@ def test_check_answer_verdicts():
     assert check_answer("(6 - 4 * (4 + 8)", nums).error.startswith("malformed")
 
 
-@pytest.mark.parametrize("numbers, expr, value", GAME24_EXAMPLES)
-def test_prompt_examples_are_right(numbers, expr, value):
-    assert evaluate_expression(expr)[0] == value and check_answer(expr, numbers).ok
+@pytest.mark.parametrize("prompts", [PACKAGE, PAPER], ids=["package", "paper"])
+def test_prompt_demonstrations_are_right(prompts):
+    # Every worked example of the task text is a right solution with three sure steps.
+    text = prompts.game24_task.format(numbers="1 2 3 4")
+    blocks = text.split("Input: ")[1:-1]  # the last one is the puzzle asked
+    assert [tuple(map(int, b.split("\n")[0].split())) for b in blocks] == [
+        tuple(d) for d in prompts.game24_demos
+    ]
+    for block, numbers in zip(blocks, prompts.game24_demos, strict=True):
+        parsed = parse_response(block)
+        assert check_answer(parsed.answer, numbers).ok
+        assert rule_step_rewards(parsed, numbers) == [game24.SURE] * 3
 
 
 GOOD = """Step1: 4 + 8 = 12 (left: 4 6 12)
@@ -143,7 +152,11 @@ Step3: 2 * 12 = 24 (left: 24)
 def test_parse_response_and_rule_rewards_of_a_solution():
     parsed = parse_response(GOOD)
     assert [s.lhs for s in parsed.steps] == ["4 + 8", "6 - 4", "2 * 12"]
-    assert parsed.answer == "(6 - 4) * (4 + 8)" and parsed.answer_line == 3
+    assert parsed.answer == "(6 - 4) * (4 + 8)"
+    assert parsed.answer_span is not None
+    assert (
+        GOOD[parsed.answer_span[0] : parsed.answer_span[1]] == "**Answer**: (6 - 4) * (4 + 8) = 24"
+    )
     assert rule_step_rewards(parsed, (4, 4, 6, 8)) == [3.0, 3.0, 3.0]
     assert final_answer(GOOD) == "(6-4)*(4+8)"
     tagged = "<answer>" + GOOD.replace("**Answer**:", "Answer:") + "</answer>"

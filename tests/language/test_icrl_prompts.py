@@ -1,24 +1,22 @@
 """Prompt assembly of ICRL prompting (Preset, Autonomous, every ablation) and baselines."""
 
 import pytest
-from lang_support import SOLUTION_3457, WRONG_3457, exact24, scripted
+from lang_support import SOLUTION_3457, WRONG_3457, build, exact24, scripted
 
 from icpi.core import Budget
-from icpi.language.icrl import (
-    CHOOSE,
-    EXPLOIT,
-    EXPLORE,
-    REFINE_INSTRUCTION,
-    REFLEXION_INSTRUCTION,
-    build_icrl_loop,
-)
+from icpi.errors import ConfigError
+from icpi.language.methods.reflexion import REFLEXION_INSTRUCTION
+from icpi.language.methods.self_refine import REFINE_INSTRUCTION
+from icpi.language.prompts import PACKAGE
 
+EXPLORE, EXPLOIT, CHOOSE = PACKAGE.explore, PACKAGE.exploit, PACKAGE.choose
 INSTRUCTIONS = (EXPLORE, EXPLOIT, CHOOSE)
 
 
 def run(method, puzzle, rounds=4, ablation=None, script=(WRONG_3457, SOLUTION_3457)):
     sampler, samplers = scripted(list(script))
-    loop, _ = build_icrl_loop(method, exact24(), puzzle, samplers, ablation=ablation)
+    extra = {"ablation": ablation} if ablation else {}
+    loop = build(method, exact24(), puzzle, samplers, **extra)
     result = loop.run(Budget(max_iterations=rounds))
     policy_prompts = [p for p, n, s in sampler.calls if "Input: 3 4 5 7" in p and n == 1]
     return result, policy_prompts, sampler
@@ -108,7 +106,7 @@ def test_self_refine_shows_critiques_not_rewards(puzzle):
         return [WRONG_3457] * n
 
     sampler, samplers = scripted(model)
-    loop, _ = build_icrl_loop("self-refine", exact24(), puzzle, samplers)
+    loop = build("self-refine", exact24(), puzzle, samplers)
     result = loop.run(Budget(max_iterations=3))
     assert [a.info["feedback"] for a in result.attempts] == [critique] * 3
     prompts = [p for p, _, _ in sampler.calls if not p.rstrip().endswith("Feedback:")]
@@ -123,7 +121,7 @@ def test_reflexion_reflects_after_failures_only(puzzle):
         return [WRONG_3457 if seed % 2 == 0 else SOLUTION_3457] * n
 
     sampler, samplers = scripted(model)
-    loop, _ = build_icrl_loop("reflexion", exact24(), puzzle, samplers, seed=2)
+    loop = build("reflexion", exact24(), puzzle, samplers, seed=2)
     result = loop.run(Budget(max_iterations=3))
     successes = [a.info["success"] for a in result.attempts]
     reflections = [bool(a.info["reflection"]) for a in result.attempts]
@@ -140,8 +138,8 @@ def test_reflexion_reflects_after_failures_only(puzzle):
 )
 def test_bad_ablations_are_refused(puzzle, method, ablation):
     _, samplers = scripted(["x"])
-    with pytest.raises(ValueError):
-        build_icrl_loop(method, exact24(), puzzle, samplers, ablation=ablation)
+    with pytest.raises(ConfigError):
+        build(method, exact24(), puzzle, samplers, ablation=ablation)
 
 
 def test_empty_answers_never_crash(puzzle):

@@ -3,13 +3,14 @@
 from fractions import Fraction
 
 import pytest
-from lang_support import SOLUTION_3457, scripted
+from lang_support import SOLUTION_3457, build, scripted
 
 from icpi.core import Attempt, LoopState
 from icpi.core.selectors import answer_entropy
 from icpi.language import game24
 from icpi.language.game24 import parse_response, rule_step_rewards
-from icpi.language.tasks import Game24Reward, judge_step_verdict
+from icpi.language.tasks import Game24Reward, Game24Task
+from icpi.language.tasks.game24 import judge_step_verdict
 
 S = LoopState(iteration=0, history=[])
 FRACTIONS_3388 = """Step1: 8 / 3 = 8/3 (left: 3 8 8/3)
@@ -67,10 +68,11 @@ def test_llm_judge_decides_the_answer_bonus_too():
 
 
 def test_model_written_reward_tags_are_stripped():
-    from icpi.language.icrl import tagged_response
+    from icpi.language.methods.attempts import tagged_response
 
     text = "Step1: 7 - 5 = 2 (left: 2 3 4) <Reward: 3.00>\nAnswer: 3 + 4 = 7\nTotal reward: 99"
-    a = Attempt(0, text, 0.0, {"line_rewards": [[0, 0.0], [1, 0.0]]})
+    marks = [[text.index(")") + 1, 0.0], [text.index(" = 7") + 4, 0.0]]
+    a = Attempt(0, text, 0.0, {"reward_marks": marks})
     shown = tagged_response(a)
     assert "99" not in shown and "<Reward: 3.00>" not in shown
     assert shown.count("<Reward:") == 3  # two real line tags and the real total
@@ -88,8 +90,6 @@ def test_all_invalid_entropy_never_beats_half_valid():
 
 
 def test_vote_counts_the_task_answer_not_the_string():
-    from icpi.language.tasks import Game24Task
-
     task = Game24Task()
     keys = task.vote_keys(["(6-4)*(4+8)", "(4+8)*(6-4)", "4*6*(8-4)/4", None])
     assert keys[0] == keys[1] and keys[0] != keys[2] and keys[3] is None
@@ -98,8 +98,6 @@ def test_vote_counts_the_task_answer_not_the_string():
 
 def test_reflexion_reflects_on_the_reward_it_sees(puzzle):
     from icpi.core import Budget
-    from icpi.language.icrl import build_icrl_loop
-    from icpi.language.tasks import Game24Task
 
     wrong = (
         "Step1: 3 + 4 = 7 (left: 5 7 7)\nStep2: 7 + 5 = 12 (left: 7 12)\n"
@@ -109,12 +107,12 @@ def test_reflexion_reflects_on_the_reward_it_sees(puzzle):
     def model(prompt, n, seed):
         if prompt.rstrip().endswith("Reflection:"):
             return ["a reflection"]
-        if prompt.rstrip().endswith("Answer:"):  # the judge likes everything
+        if "Game of 24 rule" in prompt:  # the judge likes everything
             return ["Answer: 10" if "Proposed solution" in prompt else "Answer: 3"]
         return [wrong] * n
 
     sampler, samplers = scripted(model)
-    loop, _ = build_icrl_loop("reflexion", Game24Task(), puzzle, samplers)
+    loop = build("reflexion", Game24Task(), puzzle, samplers)
     attempts = loop.run(Budget(max_iterations=2)).attempts
     # Wrong by the verifier, but full reward by the judge the method sees: no reflection.
     assert [a.info["success"] for a in attempts] == [False, False]
@@ -127,24 +125,20 @@ def test_reflexion_reflects_on_the_reward_it_sees(puzzle):
 def test_empty_helper_judge_and_entropy_answers_never_stop_a_run(puzzle):
     # Found by bench_language on the embedded model: an all-empty summary stopped ME-ICPO.
     from icpi.core import Budget
-    from icpi.language.icrl import build_icrl_loop
-    from icpi.language.me_icpo import MeIcpoSettings, build_me_icpo_loop
-    from icpi.language.tasks import Game24Task
     from icpi.llm.errors import LLMEmptyResponseError
 
     def model(prompt, n, seed):
-        if prompt.rstrip().endswith(("Summary:", "Answer:", "Reflection:")) or n == 2:
+        judge = "Game of 24 rule" in prompt
+        if prompt.rstrip().endswith(("Summary:", "Reflection:")) or judge or n == 2:
             raise LLMEmptyResponseError("only empty samples")  # helper, judge, entropy
         return [SOLUTION_3457] * n
 
     _, samplers = scripted(model)
-    loop, _ = build_me_icpo_loop(
-        Game24Task(), puzzle, samplers, MeIcpoSettings(k=3, entropy_k=2, final_k=2)
-    )
+    loop = build("me-icpo", Game24Task(), puzzle, samplers, k=3, entropy_k=2, final_k=2)
     a = loop.run(Budget(max_iterations=2)).attempts[-1]
     assert a.source == "model" and a.action["summary"].endswith("Final answer: (3*4)*(7-5)")
     for method in ("icrl-preset", "reflexion"):
-        loop, _ = build_icrl_loop(method, Game24Task(), puzzle, samplers)
+        loop = build(method, Game24Task(), puzzle, samplers)
         attempts = loop.run(Budget(max_iterations=2)).attempts
         assert [x.reward for x in attempts] == [0.0, 0.0]  # no verdict: nothing earned
         assert all(x.info["success"] for x in attempts)

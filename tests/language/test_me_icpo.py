@@ -7,12 +7,14 @@ import pytest
 from lang_support import exact24, scripted
 
 from icpi.core import Budget
-from icpi.language.me_icpo import (
+from icpi.errors import ConfigError
+from icpi.language.methods import LangContext
+from icpi.language.methods.me_icpo import (
     IDEAS_BAD,
     IDEAS_GOOD,
     IDEAS_PLAIN,
+    MeIcpo,
     MeIcpoSettings,
-    build_me_icpo_loop,
     final_sampling,
 )
 from icpi.language.tasks import WritingTask
@@ -45,7 +47,8 @@ def make_model(with_a, with_b, candidates=(A, A, B, None)):
 def build(puzzle, model, ablation=None, seed=0, final_k=K):
     sampler, samplers = scripted(model)
     settings = MeIcpoSettings(k=K, entropy_k=EK, final_k=final_k, ablation=ablation)
-    loop, _ = build_me_icpo_loop(exact24(), puzzle, samplers, settings, seed=seed)
+    method = MeIcpo(LangContext(task=exact24(), samplers=samplers), settings)
+    loop, _ = method.build(puzzle, seed=seed)
     return loop, sampler, samplers
 
 
@@ -126,8 +129,10 @@ def test_final_sampling_mean_and_majority(puzzle):
 
 
 def test_me_icpo_needs_final_answers(puzzle):
+    from icpi.config import load
+
     _, samplers = scripted(["x"])
-    with pytest.raises(ValueError, match="final answers"):
-        build_me_icpo_loop(WritingTask(), puzzle, samplers, MeIcpoSettings())
-    with pytest.raises(ValueError, match="ablation"):
-        build_me_icpo_loop(exact24(), puzzle, samplers, MeIcpoSettings(ablation="zero-reward"))
+    with pytest.raises(ConfigError, match="final answers"):
+        MeIcpo(LangContext(task=WritingTask(), samplers=samplers))
+    with pytest.raises(ConfigError, match="ablation"):
+        load(MeIcpoSettings, {"ablation": "zero-reward"})

@@ -1,7 +1,7 @@
 """Issue 10: ME-ICPO votes and ablations, math answers, CoT-only / Long-CoT, expert steering."""
 
 import pytest
-from lang_support import SOLUTION_3457, WRONG_3457, exact24, scripted
+from lang_support import SOLUTION_3457, WRONG_3457, build, exact24, scripted
 
 from icpi.core import Budget, LoopState, ParseResult, ScriptedSampler
 from icpi.core.expert import (
@@ -15,17 +15,16 @@ from icpi.core.expert import (
 )
 from icpi.core.records import Feedback
 from icpi.core.selectors import FirstValid, Selection
-from icpi.language.common import ExpertSettings
-from icpi.language.icrl import LONG_COT, MATH_MIN_ATTEMPTS, build_icrl_loop
+from icpi.errors import ConfigError
+from icpi.language.config import lang_config
 from icpi.language.mathcheck import answers_equal
-from icpi.language.me_icpo import (
-    IDEAS_GOOD,
-    IDEAS_PLAIN,
-    MeIcpoSettings,
-    build_me_icpo_loop,
-)
-from icpi.language.runner import LangConfig, expert_demonstrations, run_language
-from icpi.language.tasks import MathTask, Problem
+from icpi.language.metering import Samplers
+from icpi.language.methods import LangContext, get_method
+from icpi.language.methods.cot import LONG_COT
+from icpi.language.methods.icrl import MATH_MIN_ATTEMPTS, ICRLSettings
+from icpi.language.methods.me_icpo import IDEAS_GOOD, IDEAS_PLAIN, MeIcpoSettings
+from icpi.language.runner import expert_demonstrations, run_language
+from icpi.language.tasks import Game24Settings, Game24Task, MathSettings, MathTask, Problem
 
 S = LoopState(iteration=0, history=[])
 C1, C2, C3 = "(6 - 4) * (4 + 8)", "(4 + 8) * (6 - 4)", "(4 + 8 - 6) * 4"
@@ -54,8 +53,7 @@ def me_model(candidates):
 def test_me_icpo_vote_pools_equal_answers_so_the_right_ones_win(p4468):
     # By strings, W (twice) beats each right expression (once each); by answer, 24 wins.
     _, samplers = scripted(me_model([W, W, C1, C2, C3]))
-    settings = MeIcpoSettings(k=5, entropy_k=2, final_k=2)
-    loop, _ = build_me_icpo_loop(exact24(), p4468, samplers, settings)
+    loop = build("me-icpo", exact24(), p4468, samplers, k=5, entropy_k=2, final_k=2)
     a = loop.run(Budget(max_iterations=1)).attempts[0]
     assert a.selection["self_rewards"] == [0.0, 0.0, 1.0, 1.0, 1.0]
     assert a.selection["label_key"] == "24 using 4 4 6 8"
@@ -65,16 +63,18 @@ def test_combined_ablation_is_random_and_untagged(p4468):
     picks = set()
     for seed in range(6):
         sampler, samplers = scripted(me_model([C1, W, C2]))
-        settings = MeIcpoSettings(k=3, entropy_k=2, final_k=2, ablation="no-entropy+no-reward")
-        loop, _ = build_me_icpo_loop(exact24(), p4468, samplers, settings, seed=seed)
+        loop = build(
+            "me-icpo", exact24(), p4468, samplers, seed=seed, k=3, entropy_k=2, final_k=2,
+            ablation="no-entropy+no-reward",
+        )  # fmt: skip
         result = loop.run(Budget(max_iterations=2))
         assert all(n != 2 for _, n, _ in sampler.calls)  # no entropy samples
         picks.add(result.attempts[0].selection["index"])
         round2 = [p for p, n, _ in sampler.calls if n == 3][1]
         assert IDEAS_PLAIN in round2 and IDEAS_GOOD not in round2
     assert len(picks) > 1
-    with pytest.raises(ValueError):
-        LangConfig(method="icrl-preset", ablation="no-entropy+no-reward")
+    with pytest.raises(ConfigError):
+        lang_config(method="icrl-preset", ablation="no-entropy+no-reward")
 
 
 # --------------------------------------------------------------------------- math
@@ -103,7 +103,7 @@ def test_math_answers_compare_symbolically(gold, answer, equal):
 
 
 def test_math_task_rewards_and_votes_equal_forms(tmp_path):
-    task = MathTask(str(tmp_path / "unused.jsonl"))
+    task = MathTask(MathSettings(math_file=str(tmp_path / "unused.jsonl")))
     problem = Problem(0, "math:0", {"question": "Half of 1?", "answer": "\\frac{1}{2}"})
     reward = task.reward(problem, None)
     assert reward("so <answer>0.5</answer>", S).reward == 1.0
@@ -116,18 +116,13 @@ def test_math_context_holds_at_least_32_attempts(tmp_path):
     # Long answers: uncut, a handful would fill the context (the old code kept 3).
     long = "Let me think. " + "7 " * 1500 + "<answer>5</answer>"
     sampler = ScriptedSampler([long])
-    task = MathTask(str(tmp_path / "unused.jsonl"))
+    task = MathTask(MathSettings(math_file=str(tmp_path / "unused.jsonl")))
     problem = Problem(0, "math:0", {"question": "2 + 3?", "answer": "5"})
-    loop, _ = build_icrl_loop("icrl-preset", task, problem, scripted_samplers(sampler))
+    loop = build("icrl-preset", task, problem, Samplers.build(lambda role: sampler))
     loop.run(Budget(max_iterations=MATH_MIN_ATTEMPTS + 3))
     last = sampler.calls[-1][0]
     assert last.count("<attempt>\nResponse") >= MATH_MIN_ATTEMPTS
-
-
-def scripted_samplers(sampler):
-    from icpi.language.common import Samplers
-
-    return Samplers.build(lambda role: sampler)
+    assert last.count("<answer>5</answer>") >= MATH_MIN_ATTEMPTS  # cut, answers kept
 
 
 # --------------------------------------------------------------------------- baselines
@@ -141,14 +136,15 @@ def test_cot_only_and_long_cot_answer_once(tmp_path):
     for method, success in (("cot-only", 0.0), ("long-cot", None)):
         s = ScriptedSampler(model)
         out = run_language(
-            LangConfig(method=method, problems=1, rounds=5, **exact), tmp_path / method, sampler=s
-        )
+            lang_config(method=method, problems=1, rounds=5, **exact), tmp_path / method,
+            sampler=s,
+        )  # fmt: skip
         assert out["rounds"] == 1 and len(s.calls) == 1
         if success is not None:
             assert out["final_success"] == success
     sampler, samplers = scripted([thought])
     p = Problem(0, "24:3 4 5 7", {"numbers": [3, 4, 5, 7], "solvable": True})
-    loop, _ = build_icrl_loop("long-cot", exact24(), p, samplers)
+    loop = build("long-cot", exact24(), p, samplers)
     a = loop.run(Budget(max_iterations=1)).attempts[0]
     assert LONG_COT in sampler.calls[0][0] and "<think>" in sampler.calls[0][0]
     # Only the final response after </think> is scored: three sure steps and the bonus.
@@ -235,9 +231,12 @@ def test_annealed_expert_bonus_decays_and_needs_success():
 def test_icrl_with_expert_demonstrations_and_bonus(tmp_path):
     p = Problem(0, "24:3 4 5 7", {"numbers": [3, 4, 5, 7], "solvable": True})
     sampler, samplers = scripted([SOLUTION_3457])
-    expert = ExpertSettings(demonstrations=("Input: 1 1 4 6\nAnswer: (1 + 1 + 4) * 4 = 24",),
-                            share=1.0, bonus=5.0, anneal_rounds=2)  # fmt: skip
-    loop, _ = build_icrl_loop("icrl-preset", exact24(), p, samplers, expert=expert)
+    ctx = LangContext(
+        task=exact24(), samplers=samplers,
+        demonstrations=("Input: 1 1 4 6\nAnswer: (1 + 1 + 4) * 4 = 24",),
+    )  # fmt: skip
+    settings = ICRLSettings(expert_share=1.0, expert_bonus=5.0, expert_anneal=2)
+    loop, _ = get_method("icrl-preset")(ctx, settings).build(p)
     attempts = loop.run(Budget(max_iterations=3)).attempts
     assert all(c[0].startswith(DEMO_HEADER) for c in sampler.calls)
     assert [a.reward for a in attempts] == [24.0, 21.5, 19.0]  # 19 + 5 × (1, 0.5, 0)
@@ -253,30 +252,33 @@ def test_me_icpo_expert_candidates_that_disagree_are_rejected(p4468):
         return [resp(C1), resp(C2), resp(C3)][:n]
 
     _, samplers = scripted(model)
-    expert = ExpertSettings(demonstrations=("a demo",), share=0.4, reject=True)
-    settings = MeIcpoSettings(k=5, entropy_k=2, final_k=2)
-    loop, _ = build_me_icpo_loop(exact24(), p4468, samplers, settings, expert=expert)
+    ctx = LangContext(task=exact24(), samplers=samplers, demonstrations=("a demo",))
+    settings = MeIcpoSettings(k=5, entropy_k=2, final_k=2, expert_share=0.4, expert_reject=True)
+    loop, _ = get_method("me-icpo")(ctx, settings).build(p4468)
     a = loop.run(Budget(max_iterations=1)).attempts[0]
     assert a.selection["expert"] == [False] * 3 + [True] * 2
     assert a.selection["expert_rejected"] == [3, 4]
     assert a.info["success"] is True
 
 
-def test_game24_demonstrations_come_from_the_solver_outside_the_run():
-    cfg = LangConfig(problems=3, expert_share=0.125)
-    from icpi.language.tasks import Game24Task
+def test_game24_demonstrations_are_fixed_and_never_test_puzzles():
+    from icpi.language import game24
 
     task = Game24Task()
-    problems = task.problems(3, 0)
-    demos = expert_demonstrations(cfg, task, problems)
+    demos = expert_demonstrations(task, None, task.problems(0, 900, 3))
     assert len(demos) == 50
-    used = {" ".join(map(str, p.data["numbers"])) for p in problems}
-    assert not any(d.splitlines()[0].removeprefix("Input: ") in used for d in demos)
+    # The same set whatever --problems says, and never a puzzle of the test split.
+    assert demos == expert_demonstrations(task, None, task.problems(0, 900, 100))
+    test = {" ".join(map(str, n)) for n in game24.standard_ranking()[900:1000]}
+    assert not any(d.splitlines()[0].removeprefix("Input: ") in test for d in demos)
+    # A run outside the test split never sees its own puzzles as demonstrations.
+    everything = Game24Task(Game24Settings(split="all")).problems(0, 0, 1362)
+    assert expert_demonstrations(task, None, everything) == []
     first = demos[0].splitlines()
     assert first[1].startswith("Step1:") and first[-1].startswith("Answer:")
     numbers = [int(x) for x in first[0].split()[1:]]
     assert exact24().is_correct(Problem(0, "", {"numbers": numbers}), first[-1][8:-5])
-    with pytest.raises(ValueError, match="expert_share"):
-        LangConfig(expert_reject=True, method="me-icpo")
-    with pytest.raises(ValueError, match="ME-ICPO"):
-        LangConfig(expert_share=0.1, expert_reject=True)
+    with pytest.raises(ConfigError, match="expert_share"):
+        lang_config(expert_reject=True, method="me-icpo")
+    with pytest.raises(ConfigError, match=r"expert_reject.*applies to me-icpo"):
+        lang_config(expert_share=0.1, expert_reject=True)

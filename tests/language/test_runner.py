@@ -3,17 +3,19 @@
 import json
 
 import pytest
-from lang_support import SOLUTION_3457
+from lang_support import EXACT, SOLUTION_3457, build
 
 from icpi.cli.main import main
 from icpi.core import ScriptedSampler
-from icpi.language.runner import LangConfig, run_language, summarise_rounds
-from icpi.language.tasks import GAME24_TASK
+from icpi.errors import ConfigError
+from icpi.language.config import lang_config
+from icpi.language.prompts import PACKAGE
+from icpi.language.runner import run_language, summarise_rounds
 
 
 def exact_cfg(**kw):
     """A run with exact Game of 24 rewards (no judge calls): tests of the run mechanics."""
-    return LangConfig(**{"step_judge": "rule", "answer_judge": "verifier", **kw})
+    return lang_config(**{**EXACT, **kw})
 
 
 def model_solving(numbers_text, solution):
@@ -74,7 +76,7 @@ def test_another_config_is_refused(tmp_path):
 def test_success_and_running_max(tmp_path):
     from icpi.language.tasks import Game24Task
 
-    first = Game24Task().problems(1, 0)[0]  # rank 901 of the standard split
+    first = Game24Task().problems(0, 900, 1)[0]  # rank 901 of the standard split
     solution = first.data["solution"]
     text = " ".join(map(str, first.data["numbers"]))
     sampler = ScriptedSampler(model_solving(text, f"Answer: {solution} = 24"))
@@ -141,8 +143,9 @@ def test_summarise_rounds_counts_only_reached_rounds():
     ],
 )
 def test_bad_configs(kwargs):
-    with pytest.raises(ValueError):
-        LangConfig(**kwargs)
+    with pytest.raises(ConfigError):
+        cfg = lang_config(**kwargs)
+        run_language(cfg, "/nonexistent/never-created", sampler=ScriptedSampler(["x"]))
 
 
 def test_cli_rejects_bad_combination(tmp_path, capsys):
@@ -157,19 +160,19 @@ def test_cli_rejects_bad_combination(tmp_path, capsys):
 def test_cli_help_lists_the_verb(capsys):
     with pytest.raises(SystemExit):
         main(["lang", "--help"])
-    out = capsys.readouterr().out
+    out = "".join(capsys.readouterr().out.split())  # argparse wraps at hyphens
     flags = (
         "--k", "--entropy-k", "--max-tokens", "--ablation", "--step-judge", "--math-file",
         "--answer-judge", "--split", "--puzzles", "--context-tokens", "--llm-concurrency",
         "--expert-share", "--expert-file", "--expert-reject", "--expert-bonus", "cot-only",
-        "long-cot", "no-entropy+no-reward",
+        "long-cot", "no-entropy+no-reward", "--prompts", "--start", "--end", "--extra-body",
     )  # fmt: skip
     for flag in flags:
         assert flag in out
 
 
 def test_task_text_mentions_the_format():
-    assert "Answer" in GAME24_TASK and "{numbers}" in GAME24_TASK
+    assert "Answer" in PACKAGE.game24_task and "{numbers}" in PACKAGE.game24_task
 
 
 def test_an_endpoint_down_stops_the_run_but_failed_calls_do_not(tmp_path):
@@ -199,7 +202,7 @@ def test_writing_and_math_runs(tmp_path):
         return ["Plan: p\nPassage: text <answer>42</answer>"] * n
 
     w = run_language(
-        LangConfig(task="writing", method="icrl-autonomous", problems=1, rounds=2),
+        lang_config(task="writing", method="icrl-autonomous", problems=1, rounds=2),
         tmp_path / "w",
         sampler=ScriptedSampler(model),
     )
@@ -207,8 +210,8 @@ def test_writing_and_math_runs(tmp_path):
     f = tmp_path / "q.jsonl"
     f.write_text('{"question": "6 * 7?", "answer": "42"}\n{"question": "1 + 1?", "answer": "2"}\n')
     m = run_language(
-        LangConfig(task="math", method="me-icpo", problems=2, rounds=1, k=2, entropy_k=2,
-                   final_k=2, math_file=str(f)),
+        lang_config(task="math", method="me-icpo", problems=2, rounds=1, k=2, entropy_k=2,
+                    final_k=2, math_file=str(f)),
         tmp_path / "m",
         sampler=ScriptedSampler(model),
     )  # fmt: skip
@@ -217,17 +220,16 @@ def test_writing_and_math_runs(tmp_path):
 
 def test_math_icrl_context_is_sorted_by_reward(tmp_path, puzzle):
     from icpi.core import Budget
-    from icpi.language.common import Samplers
-    from icpi.language.icrl import build_icrl_loop
-    from icpi.language.tasks import MathTask, Problem
+    from icpi.language.metering import Samplers
+    from icpi.language.tasks import MathSettings, MathTask, Problem
 
     answers = iter(
         ["<answer>1</answer> first", "<answer>42</answer> right", "<answer>3</answer> x"]
     )
     sampler = ScriptedSampler(lambda prompt, n, seed: [next(answers, "none")])
-    task = MathTask(str(tmp_path / "unused.jsonl"))
+    task = MathTask(MathSettings(math_file=str(tmp_path / "unused.jsonl")))
     problem = Problem(0, "math:0", {"question": "6 * 7?", "answer": "42"})
-    loop, _ = build_icrl_loop("icrl-preset", task, problem, Samplers.build(lambda r: sampler))
+    loop = build("icrl-preset", task, problem, Samplers.build(lambda r: sampler))
     loop.run(Budget(max_iterations=4))
     last = sampler.calls[-1][0]
     # Best attempt last (nearest the task), the others before it.

@@ -8,19 +8,18 @@ import time
 from pathlib import Path
 
 import pytest
-from lang_support import SOLUTION_3457
+from lang_support import EXACT, SOLUTION_3457
 
 from icpi.cli.main import main
 from icpi.core import ScriptedSampler
 from icpi.language import game24
-from icpi.language.runner import LangConfig, run_language
-from icpi.language.tasks import Game24Task
+from icpi.language.config import lang_config
+from icpi.language.runner import run_language
+from icpi.language.tasks import Game24Settings, Game24Task
 from icpi.llm import LLMConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 from fake_openai import FakeOpenAI, Reply, completion_body
-
-EXACT = {"step_judge": "rule", "answer_judge": "verifier"}
 
 
 # --------------------------------------------------------------------------- the split
@@ -33,12 +32,14 @@ def test_standard_ranking_is_exactly_the_solvers_1362_solvable_puzzles():
 
 
 def test_tot_test_is_ranks_901_to_1000():
-    probs = Game24Task().problems(100, seed=0)
+    probs = Game24Task().problems(0, 900, 100)
     assert [p.data["rank"] for p in probs] == list(range(901, 1001))
     # Rank 901 opens the ToT test set; rank 1000 is the paper's Figure 10 example.
     assert probs[0].data["numbers"] == [4, 5, 6, 10] and probs[-1].data["numbers"] == [4, 9, 10, 13]
     assert all(p.data["solvable"] for p in probs)
-    assert Game24Task(split="all").problems(3, 0)[0].data["numbers"] == [1, 1, 4, 6]
+    assert Game24Task(Game24Settings(split="all")).problems(0, 0, 3)[0].data["numbers"] == [
+        1, 1, 4, 6,
+    ]  # fmt: skip
 
 
 def test_puzzle_files_csv_in_tot_format_and_jsonl(tmp_path):
@@ -47,9 +48,13 @@ def test_puzzle_files_csv_in_tot_format_and_jsonl(tmp_path):
         "Rank,Puzzles,AMT (s),Solved rate\n"
         "902,1 2 4 7,10.1,90%\n901,4 5 6 10,10.0,91%\n5,1 1 1 1,4.0,99%\n"
     )
-    task = Game24Task(puzzles_file=str(csv))
-    assert [p.data["numbers"] for p in task.problems(10, 0)] == [[4, 5, 6, 10], [1, 2, 4, 7]]
-    everything = Game24Task(split="all", puzzles_file=str(csv)).problems(10, 0)
+    task = Game24Task(Game24Settings(puzzles_file=str(csv)))
+    start = task.default_start()
+    assert start == 1  # the position of rank 901 in this file
+    assert [p.data["numbers"] for p in task.problems(0, start, 10)] == [
+        [4, 5, 6, 10], [1, 2, 4, 7],
+    ]  # fmt: skip
+    everything = Game24Task(Game24Settings(split="all", puzzles_file=str(csv))).problems(0, 0, 10)
     assert [p.data["rank"] for p in everything] == [5, 901, 902]
     assert everything[0].data["solvable"] is False  # classified by the solver
     jl = tmp_path / "p.jsonl"
@@ -57,7 +62,7 @@ def test_puzzle_files_csv_in_tot_format_and_jsonl(tmp_path):
     rows = game24.load_puzzles(jl)
     assert [(r.rank, r.numbers) for r in rows] == [(1, (2, 3, 4, 13)), (7, (3, 3, 8, 8))]
     with pytest.raises(ValueError, match="rank in 901"):
-        Game24Task(puzzles_file=str(jl)).problems(5, 0)
+        Game24Task(Game24Settings(puzzles_file=str(jl))).problems(0, 0, 5)
 
 
 @pytest.mark.parametrize(
@@ -113,12 +118,13 @@ def test_cli_runs_a_puzzle_file_and_states_the_reward(tmp_path, capsys, monkeypa
 
 
 def test_config_states_the_papers_reward_and_the_budget(tmp_path):
-    cfg = LangConfig(problems=1, rounds=1, context_tokens=1500)
+    cfg = lang_config(problems=1, rounds=1, context_tokens=1500)
     run_language(cfg, tmp_path / "r", sampler=ScriptedSampler(["Answer: 0"]))
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert "model's own judge" in config["reward_seen"] and "never shown" in config["reward_seen"]
     assert config["context_budget"] == 1500
-    assert config["run"]["step_judge"] == "llm" and config["run"]["answer_judge"] == "llm"
+    judges = config["run"]["task_settings"]
+    assert judges["step_judge"] == "llm" and judges["answer_judge"] == "llm"
 
 
 # --------------------------------------------------------------------------- budget
@@ -151,7 +157,7 @@ def http_llm(fake, tmp_path, **kw):
 
 def test_a_long_run_keeps_the_newest_attempts_that_fit_and_never_dies(fake, tmp_path):
     limited_server(fake, 3200, SOLUTION_3457 + "\n" + "I also tried many other things. " * 8)
-    cfg = LangConfig(
+    cfg = lang_config(
         problems=1, rounds=12, split="random", context_tokens=3000, max_tokens=64, **EXACT
     )
     summary = run_language(cfg, tmp_path / "r", llm=http_llm(fake, tmp_path))
@@ -166,13 +172,13 @@ def test_a_long_run_keeps_the_newest_attempts_that_fit_and_never_dies(fake, tmp_
 
 
 def _problem(cfg):
-    return Game24Task(split="random").problems(1, cfg.seed)[0]
+    return Game24Task(Game24Settings(split="random")).problems(cfg.seed, 0, 1)[0]
 
 
 def test_a_context_refusal_is_a_failed_round_then_the_budget_shrinks(fake, tmp_path):
     limited_server(fake, 1500, SOLUTION_3457 + "\n" + "more words " * 30)
     # The stated budget is too large for this endpoint: it refuses, the run goes on.
-    cfg = LangConfig(
+    cfg = lang_config(
         problems=1, rounds=10, split="random", context_tokens=5000, max_tokens=64, **EXACT
     )
     summary = run_language(cfg, tmp_path / "r", llm=http_llm(fake, tmp_path))
@@ -191,11 +197,11 @@ def test_a_finished_run_is_extended_with_more_rounds(tmp_path):
         return [SOLUTION_3457] * n
 
     base = {"problems": 2, "split": "random", **EXACT}
-    run_language(LangConfig(rounds=2, **base), tmp_path / "r", sampler=ScriptedSampler(model))
+    run_language(lang_config(rounds=2, **base), tmp_path / "r", sampler=ScriptedSampler(model))
     assert len(calls) == 4
     calls.clear()
     summary = run_language(
-        LangConfig(rounds=4, **base), tmp_path / "r", sampler=ScriptedSampler(model)
+        lang_config(rounds=4, **base), tmp_path / "r", sampler=ScriptedSampler(model)
     )
     assert len(calls) == 4 and len(summary["success_rate"]) == 4  # only rounds 2 and 3 ran
     assert json.loads((tmp_path / "r" / "config.json").read_text())["run"]["rounds"] == 4
@@ -204,10 +210,10 @@ def test_a_finished_run_is_extended_with_more_rounds(tmp_path):
         (p, i) for p in range(2) for i in range(4)
     ]
     with pytest.raises(ValueError, match="extended, never cut"):
-        run_language(LangConfig(rounds=3, **base), tmp_path / "r", sampler=ScriptedSampler(model))
+        run_language(lang_config(rounds=3, **base), tmp_path / "r", sampler=ScriptedSampler(model))
     with pytest.raises(ValueError, match="another configuration"):
         run_language(
-            LangConfig(rounds=5, temperature=0.9, **base), tmp_path / "r",
+            lang_config(rounds=5, temperature=0.9, **base), tmp_path / "r",
             sampler=ScriptedSampler(model),
         )  # fmt: skip
 
@@ -215,16 +221,16 @@ def test_a_finished_run_is_extended_with_more_rounds(tmp_path):
 def test_me_icpo_final_samples_are_redrawn_after_an_extension(tmp_path):
     base = {"method": "me-icpo", "problems": 1, "k": 2, "entropy_k": 2, "final_k": 2, **EXACT}
     s = ScriptedSampler([SOLUTION_3457])
-    run_language(LangConfig(rounds=1, split="random", **base), tmp_path / "r", sampler=s)
+    run_language(lang_config(rounds=1, split="random", **base), tmp_path / "r", sampler=s)
     path = tmp_path / "r" / "attempts" / "000.final.json"
     assert json.loads(path.read_text())["after_rounds"] == 1
-    run_language(LangConfig(rounds=2, split="random", **base), tmp_path / "r", sampler=s)
+    run_language(lang_config(rounds=2, split="random", **base), tmp_path / "r", sampler=s)
     assert json.loads(path.read_text())["after_rounds"] == 2
 
 
 def test_problems_run_concurrently_against_one_endpoint(fake, tmp_path):
     limited_server(fake, 100_000, SOLUTION_3457, delay_s=0.2)
-    cfg = LangConfig(problems=4, rounds=2, split="random", max_tokens=64, **EXACT)
+    cfg = lang_config(problems=4, rounds=2, split="random", max_tokens=64, **EXACT)
     t0 = time.perf_counter()
     run_language(cfg, tmp_path / "one", llm=http_llm(fake, tmp_path, use_cache=False))
     serial = time.perf_counter() - t0

@@ -6,16 +6,20 @@ import pytest
 from lang_support import SOLUTION_3457, WRONG_3457, scripted
 
 from icpi.core import LoopState
+from icpi.errors import ConfigError
+from icpi.language.prompts import PACKAGE
 from icpi.language.tasks import (
-    GAME24_EXAMPLES,
     Game24Reward,
+    Game24Settings,
     Game24Task,
+    MathSettings,
     MathTask,
+    WritingSettings,
     WritingTask,
-    judge_step_verdict,
     load_math_problems,
     make_task,
 )
+from icpi.language.tasks.game24 import judge_step_verdict
 
 S = LoopState(iteration=0, history=[])
 
@@ -23,7 +27,8 @@ S = LoopState(iteration=0, history=[])
 def test_game24_reward_rule_based():
     fb = Game24Reward([3, 4, 5, 7], "rule", answer_judge="verifier")(SOLUTION_3457, S)
     assert fb.reward == 19.0 and fb.info["success"] and fb.info["step_rewards"] == [3.0] * 3
-    assert fb.info["line_rewards"] == [[0, 3.0], [1, 3.0], [2, 3.0], [3, 10.0]]
+    ends = [SOLUTION_3457.index(")", SOLUTION_3457.index(f"Step{i}")) + 1 for i in (1, 2, 3)]
+    assert fb.info["reward_marks"] == [[e, 3.0] for e in ends] + [[len(SOLUTION_3457), 10.0]]
     bad = Game24Reward([3, 4, 5, 7], "rule", answer_judge="verifier")(WRONG_3457, S)
     assert bad.reward == 0.0 and not bad.info["success"] and "equals 19" in bad.info["answer_error"]
     empty = Game24Reward([3, 4, 5, 7], "rule", answer_judge="verifier")("", S)
@@ -51,22 +56,21 @@ def test_step_verdicts(text, score):
 
 
 def test_game24_problems_avoid_prompt_examples():
-    probs = Game24Task(split="random").problems(200, 0)
-    shown = {tuple(e[0]) for e in GAME24_EXAMPLES}
+    task = Game24Task(Game24Settings(split="random"))
+    probs = task.problems(0, 0, 200)
+    shown = {tuple(d) for d in PACKAGE.game24_demos}
     assert not shown & {tuple(p.data["numbers"]) for p in probs}
     assert all(p.data["solvable"] for p in probs)
-    assert (
-        Game24Task(split="random")
-        .describe(probs[0])
-        .endswith("Input: " + " ".join(map(str, probs[0].data["numbers"])))
+    assert task.describe(probs[0]).endswith(
+        "Input: " + " ".join(map(str, probs[0].data["numbers"]))
     )
     assert Game24Task().is_correct(probs[0], probs[0].data["solution"])
 
 
 def test_writing_judge_reward():
     sampler, samplers = scripted(["Coherence score: 8"])
-    task = WritingTask(threshold=7)
-    p = task.problems(2, seed=1)[0]
+    task = WritingTask(WritingSettings(threshold=7))
+    p = task.problems(1, 0, 2)[0]
     assert len(set(p.data["sentences"])) == 4
     text = task.describe(p)
     assert all(s in text for s in p.data["sentences"])
@@ -84,8 +88,8 @@ def test_math_jsonl_exact_match(tmp_path):
         {"question": "1/2 + 1/2?", "answer": "1"},
     ]
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    task = make_task("math", math_file=str(f))
-    probs = task.problems(5, seed=0)
+    task = make_task("math", MathSettings(math_file=str(f)))
+    probs = task.problems(0, 0, 5)
     assert [p.data["answer"] for p in probs] == ["42", "1"]
     r = task.reward(probs[0], None)
     assert r("so <answer> 42 </answer>", S).reward == 1.0
@@ -104,8 +108,9 @@ def test_math_file_errors(tmp_path):
     bad.write_text("not json\n")
     with pytest.raises(ValueError, match="not JSON"):
         load_math_problems(bad)
-    with pytest.raises(ValueError, match="math-file"):
+    with pytest.raises(ConfigError, match="math-file"):
         make_task("math")
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         make_task("chess")
-    assert isinstance(make_task("game24"), Game24Task) and isinstance(MathTask("x"), MathTask)
+    assert isinstance(make_task("game24"), Game24Task)
+    assert isinstance(MathTask(MathSettings(math_file="x")), MathTask)

@@ -10,7 +10,7 @@ candidate with minimum entropy is kept and its summary joins the memory. After t
 ``final_k`` samples from the final context give Mean@k (share correct) and Maj@k (the
 majority answer correct).
 
-The vote compares the task's answer keys (:meth:`LanguageTask.vote_keys`): for Game of
+The vote compares the task's answer keys (:meth:`LanguageTask[Any].vote_keys`): for Game of
 24 the value an expression reaches with the numbers it uses (``(6-4)*(4+8)`` and
 ``(4+8)*(6-4)`` are one vote), for math symbolically equal answers (``0.5`` and ``1/2``).
 
@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from icpi.core import (
     CallableReward,
@@ -57,17 +58,12 @@ from icpi.core import (
     derive_seed,
 )
 from icpi.core.expert import Accept, ExpertSampler, ExpertSelector
-from icpi.language.common import (
-    DEFAULT_CONTEXT_TOKENS,
-    Budgeted,
-    ContextOverflowError,
-    ExpertSettings,
-    OverflowGuard,
-    RoundUsage,
-    Samplers,
-    TokenBudget,
-)
-from icpi.language.tasks import LanguageTask, Problem
+from icpi.errors import ConfigError
+from icpi.language.budget import Budgeted, ContextOverflowError, OverflowGuard, TokenBudget, shorten
+from icpi.language.metering import RoundUsage, Samplers
+from icpi.language.methods.base import ExpertOptions, LangMethod
+from icpi.language.methods.registry import register
+from icpi.language.tasks.base import LanguageTask, Problem
 from icpi.llm.errors import MODEL_ERRORS
 
 log = logging.getLogger(__name__)
@@ -75,7 +71,8 @@ log = logging.getLogger(__name__)
 #: Failures of an inner call (entropy samples, summaries, final samples): no answer.
 NO_ANSWER: tuple[type[BaseException], ...] = (ContextOverflowError, *MODEL_ERRORS)
 
-ME_ABLATIONS = ("no-entropy", "no-reward", "no-entropy+no-reward", "oracle")
+MeAblation = Literal["no-entropy", "no-reward", "no-entropy+no-reward", "oracle"]
+ME_ABLATIONS: tuple[str, ...] = ("no-entropy", "no-reward", "no-entropy+no-reward", "oracle")
 
 SUMMARY_PROMPT = """\
 Here is an attempt at a problem.
@@ -96,8 +93,8 @@ SOLVE = (
 
 
 @dataclass(frozen=True)
-class MeIcpoSettings:
-    """Knobs of ME-ICPO (the paper's values are the defaults)."""
+class MeIcpoSettings(ExpertOptions):
+    """Settings of ME-ICPO (the paper's values are the defaults)."""
 
     k: int = 16
     """Candidates per round."""
@@ -105,8 +102,19 @@ class MeIcpoSettings:
     """Samples drawn to score one candidate's entropy."""
     final_k: int = 16
     """Final samples (Mean@k, Maj@k)."""
-    ablation: str | None = None
-    """``no-entropy``, ``no-reward``, ``no-entropy+no-reward``, ``oracle`` or ``None``."""
+    ablation: MeAblation | None = None
+    """ME-ICPO ablation: ``no-entropy``, ``no-reward``, ``no-entropy+no-reward`` or
+    ``oracle``."""
+    expert_reject: bool = False
+    """Seed 001, expert-region reject sampling: drop expert candidates that disagree with
+    the on-policy majority."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.k, self.entropy_k, self.final_k) < 1:
+            raise ConfigError("k, entropy_k and final_k must be >= 1")
+        if self.expert_reject and not self.expert_share:
+            raise ConfigError("expert reject sampling needs expert_share > 0")
 
     @property
     def random_choice(self) -> bool:
@@ -220,7 +228,7 @@ def me_prompt(chat: bool) -> PromptTemplate:
 class AnswerParser:
     """A candidate is valid when the task reads a final answer from it."""
 
-    def __init__(self, task: LanguageTask) -> None:
+    def __init__(self, task: LanguageTask[Any]) -> None:
         """Create the parser.
 
         Args:
@@ -243,18 +251,48 @@ class AnswerParser:
         return ParseResult(ok=True, value={"response": text.strip(), "answer": answer}, raw=text)
 
 
+_FINAL = re.compile(r"final\s+answer\s*[:：]", re.IGNORECASE)
+
+
+def with_final_answer(summary: str, answer: str, task: LanguageTask[Any]) -> str:
+    """A summary that ends with the candidate's final answer, stated once.
+
+    A summary whose last ``Final answer:`` already states the answer (in any spelling the
+    vote counts as the same: ``(6 - 4) * (4 + 8) = 24`` for ``(6-4)*(4+8)``) is kept; a
+    different or missing one is replaced by ``Final answer: <answer>``.
+
+    Args:
+        summary: The helper's summary.
+        answer: The candidate's final answer.
+        task: The task (its vote keys).
+
+    Returns:
+        The summary.
+    """
+    marks = list(_FINAL.finditer(summary))
+    if marks:
+        stated = summary[marks[-1].end() :].strip().rstrip(".").strip()
+        want = task.vote_keys([answer])[0]
+        keys = task.vote_keys([stated, stated.split("=")[0].strip()])
+        if want is not None and want in keys:
+            return summary
+        summary = summary[: marks[-1].start()].rstrip()
+    return f"{summary} Final answer: {answer}".strip()
+
+
 class MeIcpoSelector:
     """Majority-vote self-rewards, summaries, and the minimum-entropy candidate."""
 
     def __init__(
         self,
-        task: LanguageTask,
+        task: LanguageTask[Any],
         problem: Problem,
         samplers: Samplers,
         memory: IdeaMemory,
         prompt: PromptTemplate,
         settings: MeIcpoSettings,
         seed: int = 0,
+        helper_chars: int | None = None,
     ) -> None:
         """Create the selector.
 
@@ -266,7 +304,10 @@ class MeIcpoSelector:
             prompt: The round prompt.
             settings: k, entropy_k and ablation.
             seed: Seed of the problem's calls.
+            helper_chars: Longest candidate shown to the summary helper (cut keeping its
+                answer; ``None``: whole).
         """
+        self.helper_chars = helper_chars
         self.task = task
         self.problem = problem
         self.samplers = samplers
@@ -288,11 +329,10 @@ class MeIcpoSelector:
             The summary.
         """
         seed = derive_seed(self.seed, state.iteration, 100 + i)
+        if self.helper_chars is not None:
+            response = shorten(response, self.helper_chars, self.task.answer_span(response))
         batch = self.samplers.helper.sample(SUMMARY_PROMPT.format(response=response), 1, seed)
-        text = " ".join((batch.texts or [""])[0].split())
-        if not text.rstrip(". ").endswith(answer):
-            text = f"{text} Final answer: {answer}".strip()
-        return text
+        return with_final_answer(" ".join((batch.texts or [""])[0].split()), answer, self.task)
 
     def entropy(self, summary: str, reward: float, state: LoopState, i: int) -> float:
         """Entropy of the answers drawn with one candidate's summary added to the memory.
@@ -386,7 +426,7 @@ class MeIcpoSelector:
         return Selection(index=chosen, value=value, info=info)
 
 
-def agrees_with_on_policy(task: LanguageTask) -> Accept:
+def agrees_with_on_policy(task: LanguageTask[Any]) -> Accept:
     """Expert-region check of ME-ICPO: an expert candidate must agree with the on-policy vote.
 
     Args:
@@ -420,80 +460,76 @@ def _self_reward(value: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
     }
 
 
-def build_me_icpo_loop(
-    task: LanguageTask,
-    problem: Problem,
-    samplers: Samplers,
-    settings: MeIcpoSettings,
-    *,
-    buffer: ExperienceBuffer | None = None,
-    seed: int = 0,
-    chat: bool = False,
-    budget: TokenBudget | None = None,
-    expert: ExpertSettings | None = None,
-) -> tuple[ImprovementLoop, RoundUsage]:
-    """Assemble ME-ICPO on one problem (one loop iteration per round).
+@register
+class MeIcpo(LangMethod[MeIcpoSettings]):
+    """ME-ICPO (see the module docstring): one loop iteration per round, final samples after."""
 
-    Args:
-        task: A task with final answers (Game of 24, math).
-        problem: The problem.
-        samplers: The run's samplers.
-        settings: k, entropy_k, final_k, ablation.
-        buffer: The problem's experience buffer (resumed if it holds attempts).
-        seed: Seed of the problem's calls.
-        chat: Render chat messages.
-        budget: Prompt token budget (the newest ideas that fit are kept).
-        expert: Expert demonstrations for a share of the candidates, reject sampling.
+    name = "me-icpo"
+    summary = "ME-ICPO: majority-vote self-reward, summaries, minimum-entropy selection"
+    Settings = MeIcpoSettings
+    needs_answers = True
 
-    Returns:
-        The loop and its reward wrapper (mark each round with ``start_round``).
+    def reward_seen(self) -> str:
+        """Which reward the method sees."""
+        if self.settings.ablation == "oracle":
+            return "the true correctness of each candidate (oracle ablation); summaries tagged 1/0"
+        return (
+            "self-reward 1 when a candidate's answer agrees with the majority vote of the"
+            " round, else 0; the task's own reward is not used; success is checked exactly"
+        )
 
-    Raises:
-        ValueError: On a task without final answers or an unknown ablation.
-    """
-    if not task.has_answers:
-        raise ValueError(f"ME-ICPO votes on final answers; task {task.name!r} has none")
-    if settings.ablation is not None and settings.ablation not in ME_ABLATIONS:
-        raise ValueError(f"unknown ME-ICPO ablation {settings.ablation!r} ({ME_ABLATIONS})")
-    budget = budget or TokenBudget(DEFAULT_CONTEXT_TOKENS)
-    task_text = task.describe(problem)
-    memory = IdeaMemory(settings.show_reward, budget, lambda state: task_text)
-    prompt = me_prompt(chat)
-    selector: Selector = MeIcpoSelector(task, problem, samplers, memory, prompt, settings, seed)
-    sampler: Sampler = OverflowGuard(samplers.policy)
-    if expert is not None and expert.active:
-        steered = ExpertSampler(sampler, expert.demonstrations, expert.share)
-        accept = agrees_with_on_policy(task) if expert.reject else None
-        sampler, selector = steered, ExpertSelector(selector, steered, accept)
-    usage = RoundUsage(CallableReward(_self_reward), samplers.meter)
-    loop = ImprovementLoop(
-        LoopPieces(
-            context=memory,
-            prompt=prompt,
-            sampler=sampler,
-            parser=AnswerParser(task),
-            selector=selector,
-            reward=usage,
-        ),
-        LoopPolicy(
-            n_samples=settings.k,
-            max_resamples=0,
-            invalid_reward=0.0,
-            # A failed call (empty answers, endpoint trouble past its retries, a prompt too
-            # long for the endpoint) is a failed round; an endpoint down for good stops the
-            # run (resumable).
-            model_errors=(*MODEL_ERRORS, ContextOverflowError),
-        ),
-        task={"task_text": task_text, "problem": problem.id},
-        buffer=buffer,
-        seed=seed,
-    )
-    return loop, usage
+    def build(
+        self, problem: Problem, *, buffer: ExperienceBuffer | None = None, seed: int = 0
+    ) -> tuple[ImprovementLoop, RoundUsage]:
+        """Assemble ME-ICPO on one problem (see :meth:`LangMethod.build`)."""
+        ctx, settings = self.ctx, self.settings
+        task_text = ctx.task.describe(problem)
+        memory = IdeaMemory(settings.show_reward, ctx.budget, lambda state: task_text)
+        prompt = me_prompt(ctx.chat)
+        selector: Selector = MeIcpoSelector(
+            ctx.task, problem, ctx.samplers, memory, prompt, settings, seed, ctx.helper_chars
+        )
+        sampler: Sampler = OverflowGuard(ctx.samplers.policy)
+        expert = self.expert()
+        if expert is not None and expert.active:
+            steered = ExpertSampler(sampler, expert.demonstrations, expert.share)
+            accept = agrees_with_on_policy(ctx.task) if expert.reject else None
+            sampler, selector = steered, ExpertSelector(selector, steered, accept)
+        usage = RoundUsage(CallableReward(_self_reward), ctx.samplers.meter)
+        loop = ImprovementLoop(
+            LoopPieces(
+                context=memory,
+                prompt=prompt,
+                sampler=sampler,
+                parser=AnswerParser(ctx.task),
+                selector=selector,
+                reward=usage,
+            ),
+            LoopPolicy(
+                n_samples=settings.k,
+                max_resamples=0,
+                invalid_reward=0.0,
+                # A failed call (empty answers, endpoint trouble past its retries, a prompt
+                # too long for the endpoint) is a failed round; an endpoint down for good
+                # stops the run (resumable).
+                model_errors=(*MODEL_ERRORS, ContextOverflowError),
+            ),
+            task={"task_text": task_text, "problem": problem.id},
+            buffer=buffer,
+            seed=seed,
+        )
+        return loop, usage
+
+    def finish(self, loop: ImprovementLoop, problem: Problem, seed: int) -> dict[str, Any] | None:
+        """Draw ``final_k`` answers from the final context: Mean@k and Maj@k."""
+        return final_sampling(
+            loop, self.ctx.task, problem, self.ctx.samplers, self.settings.final_k, seed
+        )
 
 
 def final_sampling(
     loop: ImprovementLoop,
-    task: LanguageTask,
+    task: LanguageTask[Any],
     problem: Problem,
     samplers: Samplers,
     k: int,
