@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from icpi.core.samplers import Sampler
-from icpi.envs import load_task
+from icpi.envs import load_task, task_spec_of
 from icpi.envs.spec import Instance, SkillTask
 from icpi.llm import LLMConfig
 from icpi.manipulation.config import DEFAULT_METHOD, RunConfig
@@ -116,7 +116,7 @@ def improve(
     """
     obj = task_of(task)
     layer = {
-        "task": task if isinstance(task, str) else obj.task_id,
+        "task": task if isinstance(task, str) else task_spec_of(obj),
         "method": method,
         "iterations": iterations,
         "seed": seed,

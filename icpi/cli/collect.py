@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from icpi.envs import TASKS
+from icpi.envs import TASKS, portable_task_spec
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     t0 = time.perf_counter()
-    with DirLock(args.out, what="collection"):
+    lock = DirLock(args.out, what="collection")
+    try:
         try:
             ds = collect_dataset(
                 args.task,
@@ -103,11 +104,15 @@ def run(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 backend=args.backend,
                 progress=not args.no_progress,
-                command=regeneration_command(args.task, args.out, args.size, args.seed),
+                command=regeneration_command(
+                    portable_task_spec(args.task), args.out, args.size, args.seed
+                ),
                 keep_rollouts=args.keep_rollouts,
             )
         except ImportError as err:  # the Ray backend without Ray
             raise UserError(str(err)) from None
+    finally:
+        lock.release(remove=True)  # the dataset directory keeps no .lock
     log.info(
         "%s: %d examples in %s (%.1f s)", args.task, len(ds), args.out, time.perf_counter() - t0
     )

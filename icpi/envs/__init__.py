@@ -111,6 +111,95 @@ def load_task(spec: str) -> SkillTask:
     return task
 
 
+def portable_task_spec(spec: str) -> str:
+    """The spec of a task that loads the same task from any working directory.
+
+    ``config.json`` and a dataset's ``meta.json`` record it, so that a resume, ``icpi
+    report`` or a rebuild started elsewhere imports the same code.
+
+    Args:
+        spec: A task spec as :func:`load_task` takes it.
+
+    Returns:
+        A shipped id unchanged; ``path/file.py:Class`` with the path made absolute;
+        ``module:Class`` unchanged when the module is importable without the working
+        directory or the running script's folder on the path (an installed package) or
+        is a package's module, else the module's file, absolute.
+    """
+    target, sep, attr = spec.rpartition(":")
+    if spec in TASKS or not sep or not target or not attr:
+        return spec
+    if target.endswith(".py") or os.sep in target:
+        return f"{Path(target).expanduser().resolve()}:{attr}"
+    if "." in target or _importable_without_cwd(target):
+        return spec  # a package's module: its file alone would lose the package
+    import importlib.util
+
+    found = importlib.util.find_spec(target)
+    if found is not None and found.origin and found.origin.endswith(".py"):
+        return f"{Path(found.origin).resolve()}:{attr}"
+    return spec
+
+
+def task_spec_of(task: Any) -> str:
+    """The spec that rebuilds a task object (its class, called without arguments).
+
+    Args:
+        task: A task object (a shipped task, your own class).
+
+    Returns:
+        The shipped id of a shipped task; else ``module:Class`` or ``/abs/file.py:Class``
+        (see :func:`portable_task_spec`); the object's ``task_id`` when its class cannot
+        be named (defined in a function, or in an interactive session).
+    """
+    import inspect
+    import sys
+
+    task_id = str(getattr(task, "task_id", type(task).__name__))
+    cls = type(task)
+    if task_id in TASKS and f"{cls.__module__}:{cls.__qualname__}" == TASKS[task_id][1]:
+        return task_id
+    if "<" in cls.__qualname__:  # a class defined in a function
+        return task_id
+    module = sys.modules.get(cls.__module__)
+    if cls.__module__ == "__main__" or cls.__module__.startswith(_USER_MODULE):
+        try:
+            return f"{Path(inspect.getfile(cls)).resolve()}:{cls.__qualname__}"
+        except (TypeError, OSError):
+            return task_id
+    if module is None:
+        return task_id
+    return portable_task_spec(f"{cls.__module__}:{cls.__qualname__}")
+
+
+def _importable_without_cwd(module: str) -> bool:
+    """Whether a top-level module is found without the working directory or script folder."""
+    import importlib.machinery
+    import sys
+
+    # Left off: the working directory and the running script's folder (sys.path[0]).
+    local = {os.getcwd(), os.path.abspath(sys.path[0] or ".")} if sys.path else {os.getcwd()}
+    path = [p for p in sys.path if p not in ("", ".") and os.path.abspath(p) not in local]
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            if finder is importlib.machinery.PathFinder:
+                found = importlib.machinery.PathFinder.find_spec(module, path)
+            else:
+                found = find(module, None)
+        except (ImportError, ValueError):
+            continue
+        if found is not None:
+            return True
+    return False
+
+
+#: Module name prefix of a task imported from a file.
+_USER_MODULE = "icpi_user_task_"
+
+
 def _module_from_file(path: Path) -> Any:
     """Import a Python file as a module (once per process, under a stable name)."""
     import importlib.util
@@ -119,7 +208,7 @@ def _module_from_file(path: Path) -> Any:
     path = path.resolve()
     if not path.is_file():
         raise ImportError(f"no such file {path}")
-    name = f"icpi_user_task_{abs(hash(str(path)))}"
+    name = f"{_USER_MODULE}{abs(hash(str(path)))}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -138,4 +227,12 @@ def register_envs() -> None:
             gym.register(id=env_id, entry_point=entry_point, max_episode_steps=MAX_EPISODE_STEPS)
 
 
-__all__ = ["MAX_EPISODE_STEPS", "TASKS", "load_task", "make_task", "register_envs"]
+__all__ = [
+    "MAX_EPISODE_STEPS",
+    "TASKS",
+    "load_task",
+    "make_task",
+    "portable_task_spec",
+    "register_envs",
+    "task_spec_of",
+]

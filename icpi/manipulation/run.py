@@ -10,6 +10,7 @@ rest. Records are appended as they happen; ``summary.json`` is written at the en
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 from icpi.core.estimate import ExpectationNotice
 from icpi.core.files import append_jsonl, read_jsonl, write_json, write_jsonl
 from icpi.core.samplers import Sampler
-from icpi.envs import load_task
+from icpi.envs import load_task, portable_task_spec
 from icpi.envs.spec import SUCCESS_TOLERANCE, Instance, SkillTask
 from icpi.llm import LLMConfig
 from icpi.manipulation.calibration import instance_params
@@ -164,8 +165,8 @@ def run_method(
     """
     method = get_method(cfg.method)
     settings = method_settings(cfg)
-    cfg = dataclasses.replace(cfg, settings=settings)
     task = task if task is not None else load_task(cfg.task)
+    cfg = portable_config(dataclasses.replace(cfg, settings=settings), out)
     rng = np.random.default_rng(cfg.seed)
     if instance is None:
         instance = task.sample_instance(rng)
@@ -216,10 +217,39 @@ def run_method(
             timer.update()
 
         records = drive(improver, task, instance, cfg.iterations, done=kept, on_record=on_record)
-        summary = summarise_records(cfg, records)
+        summary = summarise_records(cfg, records, task.task_id)
         summary["wall_s_this_session"] = time.perf_counter() - t0
         write_json(run_dir.path / "summary.json", summary)
     return summary
+
+
+def portable_config(cfg: RunConfig, out: Path | str) -> RunConfig:
+    """The configuration a run directory records: paths that work from any directory.
+
+    The task spec becomes :func:`~icpi.envs.portable_task_spec` of it
+    (``throw.py:ThrowTask`` → ``/abs/throw.py:ThrowTask``) and the dataset directory an
+    absolute path, so that a resume or ``icpi report`` started elsewhere finds both. A run
+    recorded by an earlier version with the values as given keeps them, so that it still
+    resumes.
+
+    Args:
+        cfg: The configuration as given.
+        out: The run directory.
+
+    Returns:
+        The configuration to run and record.
+    """
+    task = portable_task_spec(cfg.task)
+    dataset = None if cfg.dataset is None else str(Path(cfg.dataset).expanduser().resolve())
+    try:
+        stored = json.loads((Path(out) / "config.json").read_text())["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        stored = {}
+    if stored.get("task") == cfg.task:
+        task = cfg.task
+    if stored.get("dataset") == cfg.dataset:
+        dataset = cfg.dataset
+    return dataclasses.replace(cfg, task=task, dataset=dataset)
 
 
 class _CallTimer:
@@ -243,12 +273,15 @@ class _CallTimer:
         self.calls, self.live, self.live_s = calls, live, live_s
 
 
-def summarise_records(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise_records(
+    cfg: RunConfig, records: list[dict[str, Any]], task_id: str | None = None
+) -> dict[str, Any]:
     """Final figures of a run.
 
     Args:
         cfg: The run configuration.
         records: All records.
+        task_id: The task's id (its name in tables); ``None``: the spec.
 
     Returns:
         Costs (initial, final, best) and the best θ, success, answer sources, parse
@@ -265,6 +298,7 @@ def summarise_records(cfg: RunConfig, records: list[dict[str, Any]]) -> dict[str
         sources[source] = sources.get(source, 0) + 1
     return {
         "task": cfg.task,
+        "task_id": task_id or cfg.task,
         "method": cfg.method,
         "seed": cfg.seed,
         "iterations": len(records),

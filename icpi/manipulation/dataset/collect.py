@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from icpi.core.files import atomic_path
-from icpi.envs import TASKS, load_task
+from icpi.envs import TASKS, load_task, portable_task_spec, task_spec_of
 from icpi.envs.spec import SkillTask
 from icpi.errors import UserError
 from icpi.manipulation.dataset import design as _design
@@ -151,6 +151,7 @@ def collect_dataset(
     if backend == "ray" and spec is None:
         raise UserError("the Ray backend needs the task as a spec (module:Class), not an object")
     task_id = task.task_id
+    recorded = portable_task_spec(spec) if spec is not None else task_spec_of(task)
     n_instances = design.n_instances(size)
     rollouts_dir = out / ROLLOUTS_DIR
     _prepare_rollouts_dir(rollouts_dir, task_id, seed, design)
@@ -197,8 +198,8 @@ def collect_dataset(
         seed,
         design,
         n_instances,
-        command if command is not None else regeneration_command(spec or task_id, out, size, seed),
-        task_spec=spec,
+        command if command is not None else regeneration_command(recorded, out, size, seed),
+        task_spec=recorded,
     )
     dataset.save(out)
     if not keep_rollouts:
