@@ -398,8 +398,8 @@ def run_language(
     leaked = task.leaks(problems)
     if leaked:
         notes.append(
-            f"the {cfg.prompts} prompts show {', '.join(leaked)} solved as a demonstration"
-            " (a test puzzle of the standard split): its result is not a test result"
+            f"the {cfg.prompts} prompts show {', '.join(leaked)} solved as a demonstration in"
+            " every prompt: its result is not a test result"
         )
         log.warning("note: %s", notes[-1])
     rounds = cfg.rounds_run
