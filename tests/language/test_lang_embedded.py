@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("llama_cpp", reason="needs the llm extra: pip install 'icpi[llm]'")
 
 from icpi.cli.main import main
-from icpi.language import LangConfig, run_language
+from icpi.language import lang_config, run_language
 from icpi.llm import LLMConfig, shared_server, stop_shared_server
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,9 @@ def records(path):
 def test_icrl_live_then_offline_replay(embedded, tmp_path):
     # The paper's setting on the standard split: the model is its own judge.
     cache = tmp_path / "cache.sqlite3"
-    cfg = LangConfig(task="game24", method="icrl-preset", problems=1, rounds=2, max_tokens=32)
+    cfg = lang_config(
+        task="game24", method="icrl-preset", problems=1, rounds=2, max_tokens=32, judge_tokens=16
+    )
     llm = LLMConfig(cache_path=cache, server_n_ctx=2048)
     live = run_language(cfg, tmp_path / "live", llm=llm)
     assert live["problems"] == 1 and len(live["success_rate"]) == 2
@@ -39,6 +41,7 @@ def test_icrl_live_then_offline_replay(embedded, tmp_path):
     assert all(t > 0 for t in live["tokens_per_round"])
     calls = [json.loads(c) for c in (tmp_path / "live" / "llm_calls.jsonl").open()]
     policy = [c for c in calls if c["request"]["max_tokens"] == 32]
+    assert {c["request"]["max_tokens"] for c in calls} == {32, 16}  # policy and judge
     assert len(policy) == 2 and all(c["model"] for c in calls)
     assert len(policy[1]["request"]["prompt"]) > len(policy[0]["request"]["prompt"])  # grows
     recs = records(tmp_path / "live")
@@ -47,7 +50,8 @@ def test_icrl_live_then_offline_replay(embedded, tmp_path):
     # Offline replay through the CLI: same requests, answered from the cache only.
     code = main(
         ["lang", "--task", "game24", "--method", "icrl-preset", "--problems", "1",
-         "--rounds", "2", "--max-tokens", "32", "--out", str(tmp_path / "replay"),
+         "--rounds", "2", "--max-tokens", "32", "--judge-tokens", "16",
+         "--out", str(tmp_path / "replay"),
          "--cache", str(cache), "--offline", "--context-tokens", str(2048 - 32 - 64)]
     )  # fmt: skip
     assert code == 0
@@ -58,9 +62,9 @@ def test_icrl_live_then_offline_replay(embedded, tmp_path):
 
 
 def test_me_icpo_pipeline_runs(embedded, tmp_path):
-    cfg = LangConfig(
+    cfg = lang_config(
         method="me-icpo", problems=1, rounds=1, k=2, entropy_k=2, final_k=2, max_tokens=48,
-        helper_tokens=24,
+        helper_tokens=24, judge_tokens=16,
     )  # fmt: skip
     llm = LLMConfig(cache_path=tmp_path / "c.db", server_n_ctx=2048)
     summary = run_language(cfg, tmp_path / "me", llm=llm)
