@@ -399,8 +399,9 @@ def write_report(
     if max_videos < 0:
         raise ReportError(f"--max-videos must be 0 or more, got {max_videos}")
     target = Path(out) if out is not None else directory / REPORT_NAME
+    notes: list[str] = []
     if is_benchmark(directory):
-        kind, runs = "benchmark", load_benchmark(directory)
+        kind, runs = "benchmark", load_benchmark(directory, left_out=notes)
     elif (directory / "records.jsonl").exists():
         kind, runs = "run", [load_run(directory)]
     else:
@@ -408,7 +409,6 @@ def write_report(
             f"{directory} is neither a run directory (records.jsonl) nor a benchmark"
             " directory (runs/<task>/<method>/seed-<k>/)"
         )
-    notes: list[str] = []
     maker = ClipMaker(video_format, max_clips=max_videos)
     views = [_run_view(r, i, maker, single=kind == "run") for i, r in enumerate(runs)]
     no_clips = "not rendered: --max-videos 0" if max_videos == 0 else None

@@ -107,7 +107,44 @@ def _read_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ReportError(f"{path} is not valid JSON ({err})") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ReportError(f"{path} is unreadable ({err})") from err
     return as_dict(data)
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    """The records of a run, each checked.
+
+    Each must be an object with a finite cost and a whole iteration number (when it has
+    one).
+
+    Raises:
+        ReportError: Naming the first bad line.
+    """
+    file = path / "records.jsonl"
+    try:
+        records: list[Any] = read_jsonl(file)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ReportError(f"{file} is unreadable ({err})") from err
+    if not records:
+        raise ReportError(f"{path} holds no rollouts (records.jsonl missing or empty)")
+    for i, rec in enumerate(records, 1):
+        where = f"{file} line {i}"
+        if not isinstance(rec, dict):
+            raise ReportError(f"{where} is not a JSON object ({type(rec).__name__})")
+        if "cost" not in rec:
+            raise ReportError(
+                f"{where} has no cost: icpi report covers skill-improvement runs (records"
+                " with theta and cost), not language-task runs"
+            )
+        if not _is_number(rec["cost"]):
+            raise ReportError(f"{where} has a cost that is not a finite number ({rec['cost']!r})")
+        iteration = rec.get("iteration", 0)
+        if not isinstance(iteration, int) or isinstance(iteration, bool):
+            raise ReportError(
+                f"{where} has an iteration that is not a whole number ({iteration!r})"
+            )
+    return records
 
 
 def _attempts(path: Path) -> dict[int, dict[str, Any]]:
@@ -132,24 +169,11 @@ def load_run(path: Path, label: str = "", task: str | None = None, seed: int | N
         The run.
 
     Raises:
-        ReportError: If the directory holds no records, or records without a cost (e.g. a
-            language-task run).
+        ReportError: If the directory holds no records, a record that is not an object,
+            without a finite cost (e.g. a language-task run) or with an iteration that is not
+            a whole number, or an unreadable JSON file.
     """
-    records = read_jsonl(path / "records.jsonl")
-    if not records:
-        raise ReportError(f"{path} holds no rollouts (records.jsonl missing or empty)")
-    costless = [i for i, r in enumerate(records) if not _is_number(r.get("cost"))]
-    if costless:
-        line = records[costless[0]]
-        if "cost" in line:
-            raise ReportError(
-                f"{path}/records.jsonl line {costless[0] + 1} has a cost that is not a finite"
-                f" number ({line['cost']!r})"
-            )
-        raise ReportError(
-            f"{path}/records.jsonl line {costless[0] + 1} has no cost: icpi report covers"
-            " skill-improvement runs (records with theta and cost), not language-task runs"
-        )
+    records = _records(path)
     records.sort(key=lambda r: r.get("iteration", 0))
     config = _read_json(path / "config.json")
     summary = _read_json(path / "summary.json")
@@ -204,26 +228,30 @@ def _method_labels(path: Path) -> dict[str, str]:
     return {MethodSpec(n, n, {}, {}, {}).slug: n for n in dict.fromkeys(names)}
 
 
-def load_benchmark(path: Path) -> list[Run]:
+def load_benchmark(path: Path, left_out: list[str] | None = None) -> list[Run]:
     """Read every run of a benchmark directory.
 
     Runs come ordered by task (the shipped order, then others), method (as in the
-    benchmark's results when known) and seed.
+    benchmark's results when known) and seed. A run that cannot be read (an empty
+    ``records.jsonl``, a record without a finite cost, an unreadable ``config.json``) is
+    left out, and named in ``left_out``.
 
     Args:
         path: The benchmark directory.
+        left_out: Receives one line per run left out (its directory and why).
 
     Returns:
-        The runs.
+        The runs that can be read.
 
     Raises:
-        ReportError: If no run directory holds records.
+        ReportError: If no run directory holds readable records.
     """
     from icpi.envs import TASKS
 
     labels = _method_labels(path)
     runs = []
-    for d in path.glob(BENCH_RUN_GLOB):
+    bad = []
+    for d in sorted(path.glob(BENCH_RUN_GLOB)):
         if not re.fullmatch(r"seed-\d+", d.name) or not (d / "records.jsonl").exists():
             continue
         try:
@@ -231,9 +259,14 @@ def load_benchmark(path: Path) -> list[Run]:
             seed = int(d.name.removeprefix("seed-"))
             runs.append(load_run(d, label=label, task=d.parent.parent.name, seed=seed))
         except ReportError as err:
-            raise ReportError(f"benchmark {path}: {err}") from err
+            bad.append(f"{d.relative_to(path)} is left out: {err}")
+    if left_out is not None:
+        left_out += bad
     if not runs:
-        raise ReportError(f"{path} holds no run directories ({BENCH_RUN_GLOB}/records.jsonl)")
+        why = f" ({bad[0]})" if bad else ""
+        raise ReportError(
+            f"{path} holds no readable run directories ({BENCH_RUN_GLOB}/records.jsonl){why}"
+        )
     task_order = {t: i for i, t in enumerate(TASKS)}
     method_order = {m: i for i, m in enumerate(labels.values())}
     runs.sort(

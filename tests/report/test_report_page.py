@@ -265,3 +265,44 @@ def test_cli_rejects_a_directory_that_is_not_a_run(tmp_path):
     assert proc.returncode == 2
     assert "neither a run directory" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "report.html").exists()
+
+
+def test_a_bad_run_is_left_out_of_the_benchmark_page_and_named_on_it(bench_copy, tmp_path):
+    """Issue 25: one bad run refused the whole benchmark."""
+    runs = bench_copy / "runs"
+    nan = runs / "slide" / "random" / "seed-0"
+    lines = (nan / "records.jsonl").read_text().splitlines()
+    lines[1] = lines[1].replace('"cost": ', '"cost": NaN, "was": ', 1)
+    (nan / "records.jsonl").write_text("\n".join(lines) + "\n")
+    (runs / "slide" / "lknn20" / "seed-1" / "records.jsonl").write_text("")
+    (runs / "ball-roll-gc" / "random" / "seed-1" / "config.json").write_bytes(b"\xff\xfe{")
+    result = write_report(bench_copy, tmp_path / "page.html", max_videos=0)
+    assert result.runs == len(TASKS) * len(METHODS) * len(SEEDS) - 3
+    html = result.path.read_text()
+    for bad, why in (
+        ("slide/random/seed-0", "line 2 has a cost that is not a finite number (nan)"),
+        ("slide/lknn20/seed-1", "holds no rollouts"),
+        ("ball-roll-gc/random/seed-1", "config.json is unreadable"),
+    ):
+        (note,) = [n for n in result.notes if n.startswith(f"runs/{bad} is left out")]
+        assert why in note and f"runs/{bad} is left out" in html and why in html
+    table = Page(html).tables["summary-table"]
+    assert len(table) - 1 == len(TASKS) * len(METHODS)  # every cell keeps its other seed
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [("[1, 2]", "line 2 is not a JSON object (list)"),
+     ('{"iteration": "one", "cost": 0.1}', "line 2 has an iteration that is not a whole")],
+)  # fmt: skip
+def test_a_records_line_of_the_wrong_shape_is_one_line(run_copy, line, why):
+    """Issue 25: these were an AttributeError and a TypeError traceback."""
+    records = run_copy / "records.jsonl"
+    first = records.read_text().splitlines()[0]
+    records.write_text(f"{first}\n{line}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "icpi.cli.main", "report", str(run_copy), "--max-videos", "0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert why in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
