@@ -6,6 +6,11 @@ one instance, then a seeded selection down to ``--size`` examples (see
 ``OUT/examples.parquet`` and ``OUT/meta.json``. An interrupted run resumes where it
 stopped when started again with the same arguments. The shipped datasets are built with
 ``icpi collect --task TASK --out datasets/TASK`` from the repository root.
+
+With ``--from-bags DIR`` the rollouts are the real arm's recorded trials instead (the
+bags ``icpi-driver-node`` writes, one per trial): θ from each request, the outcome from
+the recorded ball track, every ordered pair relabelled and kept. A corrupt or truncated
+bag stops it with one line (exit 2) before anything is written.
 """
 
 from __future__ import annotations
@@ -66,7 +71,38 @@ def add_parser(subparsers: Any) -> None:
         help="After building, compare with the dataset in DIR (e.g. the shipped one): exit 1"
         " unless bit-identical or within the stated rebuild tolerance (datasets/README.md).",
     )
+    p.add_argument(
+        "--from-bags",
+        type=Path,
+        metavar="DIR",
+        help="Relabel the real arm's recorded trials (DIR/trial_<id>/ bags of icpi-driver-node)"
+        " instead of simulating: θ from each request, the outcome from the recorded ball track;"
+        " trials that did not end ok (no_motion, aborted...) are kept but never relabelled.",
+    )
     p.set_defaults(func=run)
+
+
+def _from_bags(args: argparse.Namespace) -> int:
+    """``--from-bags``: every bag is read before the output directory is touched."""
+    from icpi.core.lock import DirLock
+    from icpi.robot.bags import dataset_from_bags
+
+    made = dataset_from_bags(args.from_bags, args.task, seed=args.seed)
+    for t in made.trials:
+        if not t.relabel:
+            log.info("%s kept, not relabelled: %s", t.path.name, t.usable)
+    with DirLock(args.out, what="collection"):
+        made.dataset.save(args.out)
+    used = sum(t.relabel for t in made.trials)
+    log.info(
+        "%s: %d examples from %d of %d trials in %s",
+        args.out,
+        len(made.dataset),
+        used,
+        len(made.trials),
+        args.from_bags,
+    )
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         regeneration_command,
     )
 
+    if args.from_bags is not None:
+        return _from_bags(args)
     if args.size < 1:
         raise ConfigError(f"--size must be at least 1, got {args.size}")
     if args.workers is not None and args.workers < 1:

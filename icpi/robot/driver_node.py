@@ -7,7 +7,10 @@ whose rollouts travel over ROS: a request on ``request_topic``
 writes. The loop runs on a worker thread, never on the executor; each rollout is published
 on ``progress_topic`` and the summary (or the error that ended the run) on
 ``summary_topic`` (transient local). With ``relabel_out`` set, the run's rollouts are
-hindsight-relabelled into a dataset there at the end.
+hindsight-relabelled into a dataset there at the end. With ``record_bags`` (default),
+every trial's messages go into a bag of its own under ``bag_dir`` (default
+``<out>/bags``; :mod:`icpi.robot.bag_recorder`), from which ``icpi collect --from-bags``
+builds a dataset.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from std_msgs.msg import Float64MultiArray, String
 
 from icpi.envs.spec import Rollout
 from icpi.robot.adapter import ArmTask, TrialFailed, relabel_rollouts
+from icpi.robot.bag_recorder import TrialRecorder
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
 from icpi.robot.params import DriverConfig, declare_config, declare_layer
 from icpi.robot.ros_common import run_node
@@ -170,6 +174,15 @@ class DriverNode(Node):
             # Unique across restarts: the wall-clock millisecond at start, then counting up.
             first_trial_id=int(time.time() * 1000),
         )
+        self.recorder: TrialRecorder | None = None
+        if self.cfg.record_bags:
+            self.recorder = TrialRecorder(
+                self,
+                Path(self.cfg.bag_dir or Path(self.cfg.out) / "bags"),
+                self.cfg.bag_topics(),
+                self.cfg.bag_image_rate,
+                self.cfg.trial_timeout,
+            )
         self._worker = threading.Thread(target=self._run, name="icpi-driver", daemon=True)
         self._worker.start()
 
@@ -241,8 +254,10 @@ class DriverNode(Node):
             self.done = True
 
     def close(self) -> None:
-        """Unblock the worker (called before ``destroy_node``)."""
+        """Unblock the worker and close the open bag (called before ``destroy_node``)."""
         self.stop_event.set()
+        if self.recorder is not None:
+            self.recorder.close()
 
 
 def main(args: list[str] | None = None) -> int:

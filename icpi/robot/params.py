@@ -305,6 +305,31 @@ class DriverConfig:
     progress_topic: str = _p("icpi/progress", "std_msgs/String (JSON) out, one per rollout")
     summary_topic: str = _p("icpi/summary", "std_msgs/String (JSON) out, transient local")
     exit_when_done: bool = _p(True, "Shut the node down when the run ends")
+    record_bags: bool = _p(True, "Record every trial's messages into its own bag (MCAP)")
+    bag_dir: str = _p("", "Where the trial bags go ('' : <out>/bags)")
+    bag_image_rate: float = _p(
+        5.0, "Most camera images (and camera infos) per second in a bag (0: none)", 0.0, 1000.0
+    )
+    joint_state_topic: str = _p("joint_states", "Recorded: sensor_msgs/JointState")
+    trajectory_topic: str = _p(
+        "arm_controller/joint_trajectory", "Recorded: trajectory_msgs/JointTrajectory sent"
+    )
+    ball_topic: str = _p("ball/point", "Recorded: geometry_msgs/PointStamped ball points")
+    image_topic: str = _p("camera/image_raw", "Recorded: sensor_msgs/Image ('' : none)")
+    camera_info_topic: str = _p("camera/camera_info", "Recorded: sensor_msgs/CameraInfo")
+
+    def bag_topics(self) -> dict[str, str]:
+        """Role → topic of everything a trial's bag records (:data:`icpi.robot.bags.ROLES`)."""
+        return {
+            "request": self.request_topic,
+            "result": self.result_topic,
+            "arm_state": self.arm_state_topic,
+            "trajectory": self.trajectory_topic,
+            "joint_states": self.joint_state_topic,
+            "ball": self.ball_topic,
+            "image": self.image_topic,
+            "camera_info": self.camera_info_topic if self.image_topic else "",
+        }
 
 
 def declare_layer(node: Any, prefix: str, names: list[str]) -> dict[str, Any]:
