@@ -86,7 +86,7 @@ def load_task(spec: str) -> SkillTask:
     """
     if spec in TASKS:
         return make_task(spec)
-    from icpi.envs.spec import SkillTask
+    from icpi.envs.spec import SkillTask, TaskError
     from icpi.errors import ConfigError
 
     target, sep, attr = spec.rpartition(":")
@@ -101,9 +101,12 @@ def load_task(spec: str) -> SkillTask:
         else:
             module = importlib.import_module(target)
         obj = getattr(module, attr)
-    except (ImportError, AttributeError, OSError, SyntaxError) as err:
+    except (ImportError, AttributeError, OSError, SyntaxError, TaskError) as err:
         raise ConfigError(f"cannot load task {spec!r}: {err}") from None
-    task = obj() if callable(obj) else obj
+    try:
+        task = obj() if callable(obj) else obj
+    except TaskError as err:  # e.g. a θ spec built in __init__
+        raise ConfigError(f"cannot load task {spec!r}: {err}") from None
     if not isinstance(task, SkillTask):
         missing = [m for m in ("task_id", "theta_spec", "outcome", "sample_instance", "rollout")
                    if not hasattr(task, m)]  # fmt: skip

@@ -16,8 +16,20 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from icpi.errors import UserError
+
 # Cost under which a rollout counts as a success [m].
 SUCCESS_TOLERANCE = 0.005
+
+
+class TaskError(UserError, ValueError):
+    """A task breaks its contract (its θ spec or a rollout).
+
+    A θ spec without a valid box, or a rollout with a non-finite cost or an e or outcome
+    that is not finite numbers of the goal's length. The message names the task (or the
+    θ spec) and what is wrong; the CLI prints it as one line and exits 2. Runs keep every
+    rollout finished before it.
+    """
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,24 @@ class ThetaSpec:
     """Lower bound of each parameter."""
     high: tuple[float, ...]
     """Upper bound of each parameter."""
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        if n == 0 or any(len(x) != n for x in (self.units, self.low, self.high)):
+            raise TaskError(
+                f"θ spec: names, units, low and high must have one entry per parameter, got"
+                f" {len(self.names)}, {len(self.units)}, {len(self.low)} and {len(self.high)}"
+            )
+        for name, lo, hi in zip(self.names, self.low, self.high, strict=True):
+            try:
+                ok = math.isfinite(lo) and math.isfinite(hi) and lo < hi
+            except TypeError:
+                ok = False
+            if not ok:
+                raise TaskError(
+                    f"θ spec: parameter {name!r} needs finite bounds with low < high, got"
+                    f" low {lo!r} and high {hi!r}"
+                )
 
     @property
     def dim(self) -> int:
@@ -206,6 +236,11 @@ class SkillTask(Protocol):
 
     A MuJoCo :class:`~icpi.envs.base.Task`, the arm's :class:`~icpi.robot.adapter.ArmTask`
     and any user object with these members work alike (see ``examples/``).
+
+    Every rollout is checked where it leaves the task (:func:`check_rollout`): a cost that
+    is not a finite number, or an e or outcome that is not finite numbers of the goal's
+    length, stops the run, benchmark or collection with one line naming the task
+    (:class:`TaskError`), before anything of that rollout is recorded.
     """
 
     @property
@@ -229,6 +264,51 @@ class SkillTask(Protocol):
     def rollout(self, instance: Instance, theta: ArrayLike) -> Rollout:
         """Run θ once on an instance (θ is validated and clipped by the task)."""
         ...
+
+
+def check_rollout(task_id: str, instance: Instance, rollout: Rollout) -> Rollout:
+    """Refuse a rollout that breaks the task contract (see :class:`SkillTask`).
+
+    Args:
+        task_id: The task's id (for the message).
+        instance: The instance it ran on (e and the outcome have the goal's length).
+        rollout: The rollout the task returned.
+
+    Returns:
+        The rollout, unchanged.
+
+    Raises:
+        TaskError: If its cost is not a finite number, or its e or outcome are not finite
+            numbers of the goal's length; the message names the task and θ.
+    """
+    dim = len(instance.goal)
+    problems = []
+    try:
+        cost = float(rollout.cost)
+    except (TypeError, ValueError):
+        problems.append(f"cost {rollout.cost!r} is not a number")
+    else:
+        if not math.isfinite(cost):
+            problems.append(f"cost is {cost}")
+    for name in ("e", "outcome"):
+        value = getattr(rollout, name)
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            problems.append(f"{name} {value!r} is not numbers")
+            continue
+        if arr.shape != (dim,):
+            problems.append(f"{name} has shape {arr.shape}, the goal ({dim},)")
+        elif not np.all(np.isfinite(arr)):
+            problems.append(f"{name} is {arr.tolist()}")
+    if problems:
+        theta = np.asarray(rollout.theta, dtype=np.float64).tolist()
+        raise TaskError(
+            f"task {task_id} returned an invalid rollout for θ {theta}: {'; '.join(problems)}"
+            " (a rollout needs a finite cost, and e and outcome of finite numbers, one per"
+            " goal coordinate)"
+        )
+    return rollout
 
 
 def min_jerk(tau: np.ndarray) -> np.ndarray:

@@ -495,11 +495,21 @@ def collect_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
     Returns:
         Rows with task, method, seed, iteration, cost, best_so_far, source, θ, and the
         model accounting of the iteration (samples, parse errors, calls, tokens, seconds).
+        A run with a record whose cost is not a finite number is left out (and logged).
     """
     rows = []
     for job in jobs:
         best = math.inf
-        for rec in read_jsonl(job.out / "records.jsonl")[: job.iterations]:
+        records = read_jsonl(job.out / "records.jsonl")[: job.iterations]
+        bad = [r for r in records if not _finite(r.get("cost"))]
+        if bad:  # written before rollouts were checked (icpi.envs.spec.check_rollout)
+            log.warning(
+                "%s: a record has the cost %r; the run is left out of the summary",
+                job.out,
+                bad[0].get("cost"),
+            )
+            continue
+        for rec in records:
             best = min(best, rec["cost"])
             rows.append(
                 {
@@ -520,6 +530,10 @@ def collect_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
+from faulty_tasks import GOOD_ROLLOUTS
 
 from icpi.cli.main import main
+from icpi.core.files import read_jsonl, write_jsonl
 
 
 def test_a_run_without_its_config_json_is_checked_before_anything_is_written(tmp_path, capsys):
@@ -132,3 +137,66 @@ def test_model_discovery_goes_through_the_outage_clock_before_the_first_rollout(
         fake.set(reply)
         assert main([*argv, "--base-url", fake.base_url, "--out", str(tmp_path / "c")]) == 2
         assert why in _one_line(capsys, "run")
+
+
+FAULTY = str(Path(__file__).resolve().parent / "faulty_tasks.py")
+
+
+@pytest.mark.parametrize(
+    ("task", "why"),
+    [("NanCostTask", "cost is nan"), ("InfCostTask", "cost is inf"),
+     ("ShortErrorTask", "e has shape (1,), the goal (2,)"),
+     ("NanOutcomeTask", "outcome is [nan, 0.0]")],
+)  # fmt: skip
+def test_an_invalid_rollout_stops_a_run_in_one_line_naming_the_task(tmp_path, capsys, task, why):
+    # Before: exit 0, "cost": null in records.jsonl (a short e was accepted).
+    out = tmp_path / "r"
+    argv = ["run", "--task", f"{FAULTY}:{task}", "--method", "random", "--iterations", "5"]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = _one_line(capsys, "run")
+    assert "task analytic returned an invalid rollout for θ [" in err and why in err
+    assert len(read_jsonl(out / "records.jsonl")) == GOOD_ROLLOUTS  # the good ones are kept
+
+
+def test_bench_and_collect_stop_on_an_invalid_rollout_and_write_no_nan(tmp_path, capsys):
+    # Before: bench ran every run, then crashed in its summary (no results.parquet);
+    # collect wrote a dataset whose e and goal were all NaN, with exit 0.
+    task = f"{FAULTY}:NanCostTask"
+    argv = ["bench", "--tasks", task, "--methods", "random", "--seeds", "0", "--iterations", "4"]
+    assert main([*argv, "--no-progress", "--out", str(tmp_path / "b")]) == 2
+    assert "cost is nan" in _one_line(capsys, "bench")
+    assert main(["collect", "--task", task, "--size", "10", "--out", str(tmp_path / "d")]) == 2
+    assert "cost is nan" in _one_line(capsys, "collect")
+    assert not (tmp_path / "d" / "examples.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("task", "why"),
+    [("InvertedBoundsTask", "'y' needs finite bounds with low < high, got low 1.0 and high 0.0"),
+     ("NanBoundsTask", "'y' needs finite bounds with low < high, got low nan")],
+)  # fmt: skip
+def test_a_theta_spec_without_a_valid_box_is_refused_in_one_line(tmp_path, capsys, task, why):
+    # Before: a traceback later, or θ silently pinned to a bound.
+    argv = ["run", "--task", f"{FAULTY}:{task}", "--method", "random", "--iterations", "2"]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
+    err = _one_line(capsys, "run")
+    assert "cannot load task" in err and why in err
+
+
+def test_the_bench_summary_leaves_out_a_run_with_a_nan_cost(tmp_path, caplog):
+    # A run written before rollouts were checked: the summary crashed on it (TypeError).
+    from icpi.manipulation.bench import Job, collect_rows
+    from icpi.manipulation.config import parse_method_spec
+
+    jobs = []
+    for seed in (0, 1):
+        out = tmp_path / f"seed-{seed}"
+        assert main(["run", "--task", "slide", "--method", "random", "--iterations", "2",
+                     "--seed", str(seed), "--out", str(out)]) == 0  # fmt: skip
+        jobs.append(Job("slide", parse_method_spec("random"), seed, 2, out, {}, {}))
+    records = read_jsonl(tmp_path / "seed-1" / "records.jsonl")
+    records[1]["cost"] = None
+    write_jsonl(tmp_path / "seed-1" / "records.jsonl", records)
+    rows = collect_rows(jobs)
+    assert {r["seed"] for r in rows} == {0} and len(rows) == 2
+    assert "seed-1: a record has the cost None; the run is left out" in caplog.text

@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from icpi.envs.spec import SUCCESS_TOLERANCE, Instance, Rollout, SkillTask
+from icpi.envs.spec import (
+    SUCCESS_TOLERANCE,
+    Instance,
+    Rollout,
+    SkillTask,
+    TaskError,
+    check_rollout,
+)
 from icpi.manipulation.dataset.table import (
     DatasetError,
     ImprovementDataset,
@@ -92,12 +99,18 @@ def rollout_many(
 
     Returns:
         The rollouts, in order.
+
+    Raises:
+        TaskError: If the task returns an invalid rollout (nothing of it is stored).
     """
     batch = getattr(task, "rollout_batch", None)
     if batch is not None:
         out: list[Rollout] = batch(instances, thetas, nthread=nthread)
-        return out
-    return [task.rollout(inst, theta) for inst, theta in zip(instances, thetas, strict=True)]
+    else:
+        out = [task.rollout(inst, theta) for inst, theta in zip(instances, thetas, strict=True)]
+    for inst, rollout in zip(instances, out, strict=True):
+        check_rollout(task.task_id, inst, rollout)
+    return out
 
 
 def collect_instance(
@@ -189,6 +202,8 @@ def relabel_pairs(
 
     Raises:
         DatasetError: If a rollout carries no trajectory.
+        TaskError: If the task's outcome of a path is not finite numbers of the goal's
+            length.
     """
     paths = []
     for r in rollouts:
@@ -208,7 +223,13 @@ def relabel_pairs(
         for a in range(m):
             if a == b:
                 continue
-            out_a = task.outcome(paths[a], goal)
+            out_a = np.asarray(task.outcome(paths[a], goal), dtype=np.float64)
+            if out_a.shape != goal.shape or not np.all(np.isfinite(out_a)):
+                raise TaskError(
+                    f"task {task.task_id}'s outcome(trajectory, goal) returned"
+                    f" {out_a.tolist()} for the goal {goal.tolist()}: it needs finite numbers,"
+                    " one per goal coordinate"
+                )
             if float(np.linalg.norm(out_a - goal)) < design.min_error:
                 continue
             pair_a.append(a)

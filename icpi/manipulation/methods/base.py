@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from icpi.config import STRICT
-from icpi.envs.spec import Instance, Rollout, SkillTask, ThetaSpec
+from icpi.envs.spec import Instance, Rollout, SkillTask, ThetaSpec, check_rollout
 from icpi.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -244,11 +244,15 @@ def drive(
     Returns:
         All records, resumed ones included: ``iteration``, the rollout's record
         (:meth:`~icpi.envs.spec.Rollout.to_record`) and the method's part.
+
+    Raises:
+        TaskError: If the task returns an invalid rollout (a non-finite cost, an e of the
+            wrong length); the records before it are kept.
     """
     records = list(done)
     for i in range(len(records), iterations):
         theta = method.ask()
-        rollout = task.rollout(instance, theta)
+        rollout = check_rollout(task.task_id, instance, task.rollout(instance, theta))
         record = {"iteration": i, **rollout.to_record(), **method.tell(theta, rollout)}
         log.info("iteration %d: cost %.4f m (%s)", i, record["cost"], record.get("source"))
         records.append(record)
