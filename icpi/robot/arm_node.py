@@ -3,9 +3,13 @@
 Subscribes: ``joint_state_topic`` (sensor_msgs/JointState), ``ball_topic``
 (geometry_msgs/PointStamped or PoseStamped), ``request_topic`` (std_msgs/Float64MultiArray,
 see :mod:`icpi.robot.contract`), ``estop_topic`` (std_msgs/Bool, true engages).
-Publishes: ``trajectory_topic`` (trajectory_msgs/JointTrajectory), ``result_topic``
-(std_msgs/String JSON), ``state_topic`` (std_msgs/String, transient local, on change:
-``idle``, ``busy``, ``estopped``, ``no_joint_states`` or ``no_camera``).
+Sends trajectories to the controller through ``trajectory_action``
+(control_msgs/FollowJointTrajectory) or on ``trajectory_topic``
+(trajectory_msgs/JointTrajectory), as ``trajectory_transport`` says
+(:mod:`icpi.robot.controller_link`), and a copy of each on ``sent_trajectory_topic``.
+Publishes: ``result_topic`` (std_msgs/String JSON), ``state_topic`` (std_msgs/String,
+transient local, on change: ``idle``, ``busy``, ``estopped``, ``no_joint_states`` or
+``no_camera``).
 Services: ``~/estop``, ``~/clear_estop`` (std_srvs/Trigger). With ``lockstep`` (simulation)
 it publishes ``grant_topic`` (std_msgs/Float64MultiArray ``[granted time s, trajectories
 sent]``, see :meth:`SkillRunner.grant`) every 10 ms.
@@ -39,6 +43,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
+from icpi.robot.controller_link import make_link
 from icpi.robot.params import SkillNodeConfig, declare_config
 from icpi.robot.ros_common import run_node, time_msg, time_s, trajectory_msg
 from icpi.robot.runner import SkillRunner
@@ -80,12 +85,18 @@ class ArmSkillNode(Node):
         self._warn_lock = threading.Lock()
         self._ignored: dict[str, int] = {}
         self._warn_next: dict[str, float] = {}
-        self.traj_pub = self.create_publisher(JointTrajectory, cfg.trajectory_topic, RELIABLE)
+        self.link = make_link(self, cfg)
+        self.sent_pub = self.create_publisher(JointTrajectory, cfg.sent_trajectory_topic, RELIABLE)
         self.result_pub = self.create_publisher(String, cfg.result_topic, EVERY)
         self.state_pub = self.create_publisher(String, cfg.state_topic, LATCHED)
         # Trajectories run on the controller's clock: the node's ROS clock (the twin's
         # simulated time under use_sim_time); the watchdog and timeouts stay on wall time.
-        self.runner = SkillRunner(cfg, self._send, controller_clock=self._ros_now)
+        self.runner = SkillRunner(
+            cfg,
+            self._send,
+            controller_clock=self._ros_now,
+            controller_fault=self.link.fault if self.link.transport == "action" else None,
+        )
         # One executor thread (ros_common.run_node) serves every ready input once per wait:
         # a flood on one (a camera spewing NaN, a storm of requests) cannot starve the joint
         # states or the e-stop; every callback only hands over (trials run on the worker).
@@ -111,7 +122,8 @@ class ArmSkillNode(Node):
             self.create_timer(GRANT_PERIOD_S, self._grant, clock=steady)
         self.get_logger().info(
             f"arm skill node ready: skill {cfg.skill}, joints {cfg.joint_names},"
-            f" requests on {cfg.request_topic}"
+            f" requests on {cfg.request_topic}, trajectories through the"
+            f" {self.link.transport} {self.link.where}"
         )
 
     def _grant(self) -> None:
@@ -126,8 +138,15 @@ class ArmSkillNode(Node):
         msg = trajectory_msg(plan, self.cfg.joint_names)
         stamp = start()  # after building the message: the lead covers only the transport
         msg.header.stamp = time_msg(stamp)
-        self.traj_pub.publish(msg)
+        self.link.send(msg)
+        self.sent_pub.publish(msg)
         return stamp
+
+    def _estop(self, reason: str) -> None:
+        """Engage the e-stop: a moving goal is preempted by a stop, one at rest cancelled."""
+        if self.runner.engage_estop(reason) == "at_rest":
+            self.link.cancel()  # never a moving goal: the controller would hold at once
+        self._publish_state()
 
     def _publish_result(self, result: TrialResult) -> None:
         self.result_pub.publish(String(data=result.to_json()))
@@ -190,12 +209,10 @@ class ArmSkillNode(Node):
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data:
-            self.runner.engage_estop("e-stop topic")
-            self._publish_state()
+            self._estop("e-stop topic")
 
     def _srv_estop(self, request: Any, response: Any) -> Any:
-        self.runner.engage_estop("e-stop service")
-        self._publish_state()
+        self._estop("e-stop service")
         response.success = True
         response.message = "e-stop engaged: arm halted, trials refused until cleared"
         return response

@@ -176,9 +176,37 @@ class SkillNodeConfig(ArmConfig):
     joint_state_margin: float = _p(
         0.5, "Joint states beyond the position limits by more than this are ignored", 0.0, 10.0
     )
+    trajectory_transport: str = _p(
+        "auto",
+        "Trajectories to the controller: action, topic, or auto (the action where"
+        " control_msgs is built, else the topic)",
+    )
+    trajectory_action: str = _p(
+        "arm_controller/follow_joint_trajectory",
+        "control_msgs/FollowJointTrajectory action of the controller (transport action)",
+    )
+    path_tolerance: float = _p(
+        0.0,
+        "Action goals: largest joint error from the desired path [rad or m] (0: the"
+        " controller's default)",
+        0.0,
+        10.0,
+    )
+    feedback_timeout: float = _p(
+        0.5,
+        "Action: longest silence of the controller (answer, feedback) while a goal runs [s]",
+        0.01,
+        10.0,
+    )
     joint_state_topic: str = _p("joint_states", "sensor_msgs/JointState in")
     trajectory_topic: str = _p(
-        "arm_controller/joint_trajectory", "trajectory_msgs/JointTrajectory out (controller)"
+        "arm_controller/joint_trajectory",
+        "trajectory_msgs/JointTrajectory out (controller, transport topic)",
+    )
+    sent_trajectory_topic: str = _p(
+        "icpi/sent_trajectory",
+        "trajectory_msgs/JointTrajectory out: a copy of every trajectory sent to the"
+        " controller, either transport (bags, tests)",
     )
     ball_topic: str = _p("ball/point", "Ball track in (geometry_msgs PointStamped or PoseStamped)")
     ball_msg_type: str = _p("point", "point (PointStamped) or pose (PoseStamped)")
@@ -267,6 +295,13 @@ class SimArmConfig(ArmConfig):
     )
     joint_state_topic: str = _p("joint_states", "sensor_msgs/JointState out")
     trajectory_topic: str = _p("arm_controller/joint_trajectory", "JointTrajectory in")
+    trajectory_action: str = _p(
+        "arm_controller/follow_joint_trajectory",
+        "control_msgs/FollowJointTrajectory served (where control_msgs is built)",
+    )
+    feedback_rate: float = _p(
+        20.0, "Action feedback rate [Hz] (the controller's action_monitor_rate)", 1.0, 1000.0
+    )
     ball_topic: str = _p("ball/point", "geometry_msgs/PointStamped out")
     frame_id: str = _p("task", "frame_id of the ball points")
     publish_clock: bool = _p(True, "Publish the simulated time on /clock (for use_sim_time)")

@@ -15,6 +15,19 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from icpi.robot.skill import Plan
 
 
+def follow_joint_trajectory() -> Any | None:
+    """``control_msgs.action.FollowJointTrajectory``, or ``None`` where it is not built.
+
+    control_msgs is not on the package index: ``make ros-types`` builds it into the venv
+    (``vendor/control_msgs``); a ROS 2 installation has it.
+    """
+    try:
+        from control_msgs.action import FollowJointTrajectory
+    except ImportError:
+        return None
+    return FollowJointTrajectory
+
+
 def duration_msg(seconds: float) -> Duration:
     """A ``builtin_interfaces/Duration`` of ``seconds`` (≥ 0)."""
     ns = round(max(0.0, seconds) * 1e9)

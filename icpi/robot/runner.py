@@ -116,6 +116,7 @@ class SkillRunner:
         send: Callable[[Plan, Callable[[], float]], float],
         clock: Callable[[], float] = time.monotonic,
         controller_clock: Callable[[], float] | None = None,
+        controller_fault: Callable[[], str | None] | None = None,
     ) -> None:
         """Set up the runner.
 
@@ -128,6 +129,11 @@ class SkillRunner:
             controller_clock: The controller's clock [s] (simulated time under
                 ``use_sim_time``), on which sent trajectories run and staleness is
                 judged; default ``clock``.
+            controller_fault: Why the controller failed the last trajectory sent, or
+                ``None`` (a FollowJointTrajectory client: rejected, aborted, silent).
+                With it, the controller's answer ends a motion that fails: its goal
+                carries ``motion_timeout`` as the goal time tolerance, so the node's own
+                deadline is only a backstop, ``motion_timeout`` later still.
 
         Raises:
             ValueError: On an inconsistent configuration.
@@ -144,6 +150,9 @@ class SkillRunner:
         self._send = send
         self.clock = clock
         self.controller_clock = controller_clock or clock
+        self.controller_fault = controller_fault
+        # Extra time before the node's own deadline: the controller's comes first.
+        self._backstop = cfg.motion_timeout if controller_fault is not None else 0.0
         self.clock_rate = ClockRate()
         self.track = BallTrack(cfg.rest_rule())
         self.watchdog = Watchdog({JOINTS: cfg.joint_state_timeout, BALL: cfg.ball_timeout})
@@ -256,20 +265,24 @@ class SkillRunner:
             return "no_camera"
         return "idle"
 
-    def engage_estop(self, reason: str = "e-stop") -> None:
+    def engage_estop(self, reason: str = "e-stop") -> str:
         """Halt the arm at once and refuse trials until :meth:`clear_estop` (any thread).
 
         Args:
             reason: Recorded in the results of the stopped and refused trials.
+
+        Returns:
+            What the stop did (see :meth:`_stop_locked`).
         """
         with self._cond:  # under the lock: no trajectory can slip out after the stop
             first = not self._estop
             self._estop = True
             self._estop_reason = reason
-            self._stop_locked(reason)
+            stopped = self._stop_locked(reason)
             self._cond.notify_all()
         if first:
             log.warning("e-stop engaged (%s): arm halted, trials refused until cleared", reason)
+        return stopped
 
     def clear_estop(self) -> None:
         """Allow trials again (the next trial first moves the arm home)."""
@@ -446,10 +459,16 @@ class SkillRunner:
         self._active = TimedPlan(plan, stamp)
         self.sent += 1
 
-    def _stop_locked(self, why: str) -> None:
-        """Decelerate the controller's reference to rest within limits (lock held)."""
+    def _stop_locked(self, why: str) -> str:
+        """Decelerate the controller's reference to rest within limits (lock held).
+
+        Returns:
+            ``stopping`` (a stop was sent), ``at_rest`` (nothing moves or was sent: the
+            controller holds) or ``unstoppable`` (no stop within the limits: the running
+            trajectory, checked when it was sent, is left to finish).
+        """
         if self._active is None:
-            return  # nothing was sent: the controller holds its own position
+            return "at_rest"  # nothing was sent: the controller holds its own position
         start = self._start_time(self.cfg.stop_lead)  # until then the running one goes on
         plan, violations = stop_plan(
             self._active, start, self.arm, self.limits, self.timing.sample_dt
@@ -457,13 +476,16 @@ class SkillRunner:
         if plan is not None:
             self._send_locked(plan, lambda: start)
             log.info("%s: stopping along the path in %.3f s", why, plan.duration)
-        elif violations:
+            return "stopping"
+        if violations:
             log.error(
                 "%s: no stop within the limits (%s); the running trajectory, checked before"
                 " it was sent, is left to finish",
                 why,
                 "; ".join(violations),
             )
+            return "unstoppable"
+        return "at_rest"
 
     def _start_state(self) -> State:
         """Where the controller is, at rest, before a new trajectory (fresh joint states).
@@ -475,7 +497,9 @@ class SkillRunner:
         with self._cond:
             active = self._active
         if active is not None:  # let it end (the arm reached it within the tolerance)
-            deadline = self.clock() + active.plan.duration + self.cfg.motion_timeout
+            deadline = (
+                self.clock() + active.plan.duration + self.cfg.motion_timeout + self._backstop
+            )
             while active.moving_at(self.controller_clock()):
                 self._check_all(watch_ball=False)
                 if self.clock() > deadline:
@@ -500,6 +524,10 @@ class SkillRunner:
         if stale:
             self._halt()
             raise TrialStop("aborted", "watchdog: " + "; ".join(stale))
+        fault = self.controller_fault() if self.controller_fault is not None else None
+        if fault:
+            self._halt()
+            raise TrialStop("aborted", f"controller: {fault}")
 
     def _halt(self, why: str = "abort") -> None:
         with self._cond:
@@ -530,7 +558,8 @@ class SkillRunner:
 
     def _wait_reached(self, plan: Plan, watch_ball: bool) -> None:
         target = plan.end
-        deadline = self.clock() + plan.duration + self.cfg.motion_timeout
+        limit = plan.duration + self.cfg.motion_timeout + self._backstop
+        deadline = self.clock() + limit
         seen = self._q_seq
         count = 0
         while count < REACHED_COUNT:
@@ -546,6 +575,5 @@ class SkillRunner:
                 self._halt()
                 raise TrialStop(
                     "aborted",
-                    f"the arm did not reach the trajectory's end within"
-                    f" {plan.duration + self.cfg.motion_timeout:.1f} s",
+                    f"the arm did not reach the trajectory's end within {limit:.1f} s",
                 )

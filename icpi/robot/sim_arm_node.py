@@ -1,9 +1,13 @@
 """``icpi-sim-arm-node``: the MuJoCo ball-roll twin behind the arm's topics.
 
-Subscribes ``trajectory_topic`` (trajectory_msgs/JointTrajectory: a new one takes over as
-``controller_model`` says, see :mod:`icpi.robot.twin`; the drive never exceeds
-``velocity_limits`` and ``acceleration_limits``, and says so when it had to hold a
-command to them). Publishes ``joint_state_topic``
+Takes trajectories on ``trajectory_topic`` (trajectory_msgs/JointTrajectory) and, where
+control_msgs is built, as goals of the ``trajectory_action`` action
+(control_msgs/FollowJointTrajectory) served the way joint_trajectory_controller serves it
+(:mod:`icpi.robot.trajectory_goal`: a new goal preempts the running one, tolerances,
+feedback at ``feedback_rate``, a cancel holds the measured position). Either way a new
+trajectory takes over as ``controller_model`` says, see :mod:`icpi.robot.twin`; the drive
+never exceeds ``velocity_limits`` and ``acceleration_limits``, and says so when it had to
+hold a command to them. Publishes ``joint_state_topic``
 (sensor_msgs/JointState at ``joint_state_rate``) and ``ball_topic``
 (geometry_msgs/PointStamped at ``camera_rate``, with ``camera_latency``, Gaussian
 ``camera_noise``, ``camera_dropout`` and an optional ``camera_fail_after``).
@@ -31,11 +35,17 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
-from trajectory_msgs.msg import JointTrajectory
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from icpi.robot.params import SimArmConfig, declare_config
-from icpi.robot.ros_common import duration_s, run_node, time_s
+from icpi.robot.ros_common import duration_s, follow_joint_trajectory, run_node, time_s
 from icpi.robot.skill import ArmModel
+from icpi.robot.trajectory_goal import (
+    INVALID_GOAL,
+    PREEMPTED,
+    GoalMonitor,
+    tolerances_of,
+)
 from icpi.robot.twin import Twin
 
 # Worker tick [s].
@@ -43,6 +53,15 @@ TICK_S = 0.002
 # Largest backlog the physics catches up at once [wall s]; a twin further behind (starved
 # of CPU) slows its clock down instead.
 MAX_LAG_S = 0.05
+
+
+class _Served:
+    """A FollowJointTrajectory goal the twin runs."""
+
+    def __init__(self, handle: Any, monitor: GoalMonitor) -> None:
+        self.handle = handle
+        self.monitor = monitor
+        self.preempted = False
 
 
 class SimArmNode(Node):
@@ -99,15 +118,47 @@ class SimArmNode(Node):
                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
             )
         self._stop = threading.Event()
+        # What the physics thread last saw: (sim time, q, q̇, reference (3, J)).
+        q0 = np.asarray(cfg.home, dtype=np.float64)
+        self._seen: tuple[float, np.ndarray, np.ndarray, np.ndarray] = (
+            0.0,
+            q0,
+            np.zeros_like(q0),
+            np.stack([q0, np.zeros_like(q0), np.zeros_like(q0)]),
+        )
+        # Goals of the action: the newest (running) one and those still to be ended.
+        self._goal_lock = threading.Lock()
+        self._goal: _Served | None = None
+        self._goals: list[_Served] = []
+        self._goal_wake = threading.Event()
+        self._goal_thread = threading.Thread(
+            target=self._watch_goals, name="icpi-sim-arm-goals", daemon=True
+        )
+        self.action = follow_joint_trajectory()
+        self.action_server = None
+        if self.action is not None:
+            from rclpy.action.server import ActionServer, CancelResponse
+
+            self.action_server = ActionServer(
+                self,
+                self.action,
+                cfg.trajectory_action,
+                execute_callback=lambda handle: None,  # every goal ends through _finish
+                goal_callback=self._on_goal,
+                handle_accepted_callback=self._on_accepted,
+                cancel_callback=lambda _handle: CancelResponse.ACCEPT,
+            )
         self._traj_wall: float | None = None
         self._pending: collections.deque[tuple[float, Any, np.ndarray]] = collections.deque()
         self._thread = threading.Thread(target=self._loop, name="icpi-sim-arm", daemon=True)
         # The physics (and its joint states) start once the executor spins, so that no one
         # sees the arm before its trajectory subscription is served.
         self._starter = self.create_timer(0.01, self._start_physics)
+        serves = f", action {cfg.trajectory_action}" if self.action_server is not None else ""
         self.get_logger().info(
             f"simulated arm ready: {cfg.skill}, physics {cfg.physics}, time_scale"
-            f" {cfg.time_scale}, controller {cfg.controller_model}"
+            f" {cfg.time_scale}, controller {cfg.controller_model}, topic"
+            f" {cfg.trajectory_topic}{serves}"
             + (", in lockstep with the arm node's grants" if cfg.lockstep else ", real time")
         )
 
@@ -115,15 +166,14 @@ class SimArmNode(Node):
         self._starter.cancel()
         if not self._thread.is_alive():
             self._thread.start()
+        if self.action_server is not None and not self._goal_thread.is_alive():
+            self._goal_thread.start()
 
-    def _on_trajectory(self, msg: JointTrajectory) -> None:
+    def _parse(self, msg: JointTrajectory) -> tuple[Any, ...] | str:
+        """(times, positions, velocities, accelerations, stamp) of a trajectory, or why not."""
         names = list(msg.joint_names)
         if sorted(names) != sorted(self.cfg.joint_names) or not msg.points:
-            self.get_logger().warning(
-                f"ignored trajectory for joints {names} with {len(msg.points)} points",
-                throttle_duration_sec=1.0,
-            )
-            return
+            return f"trajectory for joints {names} with {len(msg.points)} points"
         order = [names.index(n) for n in self.cfg.joint_names]
         try:
             times = [duration_s(p.time_from_start) for p in msg.points]
@@ -134,11 +184,17 @@ class SimArmNode(Node):
                 if all(len(p.accelerations) == len(names) for p in msg.points):
                     acc = np.array([[p.accelerations[j] for j in order] for p in msg.points])
         except (IndexError, ValueError) as err:
-            self.get_logger().warning(f"ignored malformed trajectory: {err}")
+            return f"malformed trajectory: {err}"
+        return times, pos, vel, acc, time_s(msg.header.stamp)
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        parsed = self._parse(msg)
+        if isinstance(parsed, str):
+            self.get_logger().warning(f"ignored {parsed}", throttle_duration_sec=1.0)
             return
         # Handed to the physics thread, which takes it before its next step: no lock to
         # wait for, so a trajectory received before its stamp starts on time.
-        self._inbox.append((times, pos, vel, acc, time_s(msg.header.stamp)))
+        self._inbox.append(parsed)
         self._accepted += 1  # after the hand-over: a grant never outruns its trajectories
 
     def _on_grant(self, msg: Float64MultiArray) -> None:
@@ -151,6 +207,121 @@ class SimArmNode(Node):
         while self._grants and self._grants[0][1] <= self._accepted:
             granted = max(granted, self._grants.popleft()[0])
         return granted
+
+    # ------------------------------------------------------------------ the action
+    def _on_goal(self, goal: Any) -> Any:
+        from rclpy.action.server import GoalResponse
+
+        parsed = self._parse(goal.trajectory)
+        if isinstance(parsed, str):
+            why = parsed
+        elif parsed[4] > 0 and parsed[4] + parsed[0][-1] < self._seen[0]:
+            why = "its trajectory ended in the past"
+        else:
+            return GoalResponse.ACCEPT
+        self.get_logger().warning(f"rejected goal: {why}")
+        self._accepted += 1  # received all the same: a lockstep grant must not wait for it
+        return GoalResponse.REJECT
+
+    def _on_accepted(self, handle: Any) -> None:
+        """Preempt the running goal and schedule the new one's trajectory (executor thread).
+
+        The goal is not executed here: the goal thread watches it and executes it only to
+        end it (:meth:`_finish`), so that no callback of the one executor thread waits for
+        a motion.
+        """
+        goal = handle.request
+        parsed = self._parse(goal.trajectory)
+        assert not isinstance(parsed, str)  # validated by _on_goal
+        times, pos, vel, acc, stamp = parsed
+        begin = stamp if stamp > 0 else self._seen[0]
+        tolerances = tolerances_of(
+            self.cfg.joint_names,
+            [(t.name, t.position) for t in goal.path_tolerance],
+            [(t.name, t.position) for t in goal.goal_tolerance],
+            duration_s(goal.goal_time_tolerance),
+        )
+        monitor = GoalMonitor(self.cfg.joint_names, begin + times[-1], pos[-1], tolerances)
+        served = _Served(handle, monitor)
+        with self._goal_lock:
+            if self._goal is not None:
+                self._goal.preempted = True
+            self._goal = served
+            self._goals.append(served)
+        self._inbox.append((times, pos, vel, acc, stamp))
+        self._accepted += 1  # after the hand-over: a grant never outruns its trajectories
+        self._goal_wake.set()
+
+    def _watch_goals(self) -> None:
+        """The goal thread: feedback at ``feedback_rate``, and the end of every goal."""
+        action: Any = self.action
+        names = list(self.cfg.joint_names)
+        period = 1.0 / self.cfg.feedback_rate
+        while not self._stop.is_set():
+            with self._goal_lock:
+                goals = list(self._goals)
+            now, q, qdot, ref = self._seen
+            for served in goals:
+                handle = served.handle
+                if served.preempted:
+                    self.get_logger().info("goal preempted by a newer goal")
+                    self._finish(served, "abort", INVALID_GOAL, PREEMPTED)
+                    continue
+                if handle.is_cancel_requested:
+                    self.get_logger().info("goal canceled: holding the measured position")
+                    self._finish(served, "canceled", 0, "", hold=True)
+                    continue
+                feedback = action.Feedback(joint_names=names)
+                feedback.header.stamp = _stamp(now)
+                feedback.desired = JointTrajectoryPoint(
+                    positions=ref[0].tolist(),
+                    velocities=ref[1].tolist(),
+                    accelerations=ref[2].tolist(),
+                )
+                feedback.actual = JointTrajectoryPoint(
+                    positions=q.tolist(), velocities=qdot.tolist()
+                )
+                feedback.error = JointTrajectoryPoint(
+                    positions=(ref[0] - q).tolist(), velocities=(ref[1] - qdot).tolist()
+                )
+                handle.publish_feedback(feedback)
+                end = served.monitor.check(now, ref[0], q)
+                if end is None:
+                    continue
+                if end.status == "succeeded":
+                    self._finish(served, "succeed", end.error_code, end.error_string)
+                else:
+                    self.get_logger().warning(f"goal aborted: {end.error_string}")
+                    self._finish(served, "abort", end.error_code, end.error_string, hold=True)
+            self._goal_wake.wait(period)
+            self._goal_wake.clear()
+
+    def _finish(self, served: _Served, how: str, code: int, text: str, hold: bool = False) -> None:
+        """End a goal: forget it, hold the arm if asked, and execute it to its terminal state.
+
+        Args:
+            served: The goal.
+            how: ``succeed``, ``abort`` or ``canceled`` (the goal handle's method).
+            code: The result's error code.
+            text: The result's error string.
+            hold: Stop at the measured position at once (as joint_trajectory_controller's
+                ``set_hold_position()``) unless a newer goal runs.
+        """
+        with self._goal_lock:
+            self._goals.remove(served)
+            newest = self._goal is served
+            if newest:
+                self._goal = None
+        if hold and newest:
+            q = self._seen[1]
+            self._inbox.append(([self.twin.dt], q[None, :].copy(), None, None, 0.0))
+        result = self.action.Result(error_code=code, error_string=text)  # type: ignore[union-attr]
+
+        def terminal(handle: Any) -> Any:  # runs on the executor thread, at once
+            getattr(handle, how)()
+            return result
+
+        served.handle.execute(terminal)
 
     def _take_trajectories(self) -> None:
         """Schedule the received trajectories on the twin (physics thread)."""
@@ -210,11 +381,11 @@ class SimArmNode(Node):
                 )
                 limited = self.twin.limited
             q, qdot = self.twin.joint_state()
+            self._seen = (self.twin.time, q, qdot, self.twin.reference_state())
             ball = self.twin.object_xyz()
             traj_wall = self._traj_wall
-            sim_ns = round(self.twin.time * 1e9)
             # Every stamp is simulated time, published on /clock (use_sim_time elsewhere).
-            stamp = Time(sec=sim_ns // 1_000_000_000, nanosec=sim_ns % 1_000_000_000)
+            stamp = _stamp(self.twin.time)
             if self.clock_pub is not None and now >= next_clock:
                 next_clock = max(next_clock + 1.0 / cfg.clock_rate, now)
                 self.clock_pub.publish(Clock(clock=stamp))
@@ -246,10 +417,20 @@ class SimArmNode(Node):
             self._stop.wait(TICK_S)
 
     def close(self) -> None:
-        """Stop the physics thread (called before ``destroy_node``)."""
+        """Stop the physics thread and end the running goal (called before ``destroy_node``)."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2.0)
+        self._goal_wake.set()
+        for thread in (self._thread, self._goal_thread):
+            if thread.is_alive():
+                thread.join(timeout=2.0)
+        if self.action_server is not None:
+            self.action_server.destroy()
+
+
+def _stamp(seconds: float) -> Time:
+    """A ``builtin_interfaces/Time`` of simulated seconds."""
+    ns = round(seconds * 1e9)
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -47,6 +47,9 @@ FAST_ARM = {
     "trajectory_lead": "0.15",  # wall s (0.6 simulated s at time_scale 4)
     "stop_lead": "0.15",  # wall s
     "joint_state_timeout": "1.0",  # simulated s (see above)
+    # The topic: the probe records what the controller receives there (the action's
+    # tests, test_robot_action.py, set "action").
+    "trajectory_transport": "topic",
 }
 # Real time (no lockstep): the twin's clock runs on, whatever the arm node does.
 REAL_TIME = {"lockstep": "false"}

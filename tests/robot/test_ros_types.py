@@ -113,3 +113,18 @@ def test_follow_joint_trajectory_round_trip_over_dds():
         client.destroy()
         node.destroy_node()
         ctx.try_shutdown()
+
+
+def test_auto_transport_is_the_action_only_where_the_types_exist(monkeypatch):
+    pytest.importorskip("rclpy", reason="needs the ros extra: pip install -e '.[ros]'")
+    from icpi.robot import controller_link
+
+    monkeypatch.setattr(controller_link, "follow_joint_trajectory", lambda: None)
+    assert controller_link.resolve_transport("auto") == "topic"
+    assert controller_link.resolve_transport("topic") == "topic"
+    with pytest.raises(ValueError, match="make ros-types"):
+        controller_link.resolve_transport("action")
+    with pytest.raises(ValueError, match="trajectory_transport must be one of"):
+        controller_link.resolve_transport("service")
+    monkeypatch.setattr(controller_link, "follow_joint_trajectory", lambda: object)
+    assert controller_link.resolve_transport("auto") == "action"
