@@ -169,13 +169,13 @@ def rest_of(track: np.ndarray, rule: RestRule) -> np.ndarray | None:
 
     Returns:
         Mean xyz of the newest ``min_points`` points, when every point of the last
-        ``window`` seconds lies within ``radius`` of that window's mean.
+        ``window`` seconds of stamps (and at least the newest ``min_points`` points) lies
+        within ``radius`` of their mean.
     """
-    if len(track) == 0:
+    if len(track) < rule.min_points:
         return None
-    last = track[track[:, 0] >= track[-1, 0] - rule.window]
-    if len(last) < rule.min_points:
-        return None
+    in_window = int(np.count_nonzero(track[:, 0] >= track[-1, 0] - rule.window))
+    last = track[-max(in_window, rule.min_points) :]
     mean = last[:, 1:3].mean(axis=0)
     if float(np.max(np.linalg.norm(last[:, 1:3] - mean, axis=1))) > rule.radius:
         return None

@@ -346,8 +346,9 @@ class DriverConfig:
         5.0, "Most camera images (and camera infos) per second in a bag (0: none)", 0.0, 1000.0
     )
     joint_state_topic: str = _p("joint_states", "Recorded: sensor_msgs/JointState")
-    trajectory_topic: str = _p(
-        "arm_controller/joint_trajectory", "Recorded: trajectory_msgs/JointTrajectory sent"
+    sent_trajectory_topic: str = _p(
+        "icpi/sent_trajectory",
+        "Recorded: the arm node's copy of every trajectory it sends (action or topic)",
     )
     ball_topic: str = _p("ball/point", "Recorded: geometry_msgs/PointStamped ball points")
     image_topic: str = _p("camera/image_raw", "Recorded: sensor_msgs/Image ('' : none)")
@@ -359,7 +360,7 @@ class DriverConfig:
             "request": self.request_topic,
             "result": self.result_topic,
             "arm_state": self.arm_state_topic,
-            "trajectory": self.trajectory_topic,
+            "trajectory": self.sent_trajectory_topic,
             "joint_states": self.joint_state_topic,
             "ball": self.ball_topic,
             "image": self.image_topic,
