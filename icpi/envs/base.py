@@ -6,12 +6,18 @@ open-loop position reference for the actuators, and (iii) how the tracked point'
 becomes an outcome. Everything else lives here: θ validation and clipping, model caching,
 and rollouts through :func:`mujoco.rollout.rollout` (serial or on several threads, with
 bit-identical results either way).
+
+A task object is safe to share between threads (an Optuna study with ``n_jobs=2``, a
+thread pool of runs): compiled models are shared under a lock, and each thread simulates in
+its own ``MjData``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -36,6 +42,8 @@ from icpi.envs.spec import (
 ASSETS = Path(__file__).resolve().parent / "assets"
 # Compiled models kept per task (one per distinct instance).
 MODEL_CACHE_SIZE = 64
+# MuJoCo's persistent rollout pool is one per process: one threaded batch uses it at a time.
+_POOL_LOCK = threading.Lock()
 
 
 class Task(ABC):
@@ -70,12 +78,14 @@ class Task(ABC):
 
     def __init__(self) -> None:
         self._base_spec = mujoco.MjSpec.from_file(str(ASSETS / self.asset))
-        # Instance -> (compiled model, scratch data for initial states), least recent first.
-        self._models: OrderedDict[Instance, tuple[mujoco.MjModel, mujoco.MjData]] = OrderedDict()
+        # Instance -> compiled model, least recent first (shared by threads, under the lock).
+        self._models: OrderedDict[Instance, mujoco.MjModel] = OrderedDict()
+        self._models_lock = threading.Lock()
+        # Per thread: its own MjData (scratch data per model, rollout data), never shared.
+        self._local = threading.local()
         base = self._base_spec.copy().compile()
         self.timestep = float(base.opt.timestep)
         self.nstep = round(self.horizon / self.timestep)
-        self._datas: list[mujoco.MjData] = []
 
     # ------------------------------------------------------------------ instances
     @property
@@ -166,7 +176,16 @@ class Task(ABC):
         Returns:
             The compiled model.
         """
-        return self._compiled(instance)[0]
+        with self._models_lock:
+            cached = self._models.get(instance)
+            if cached is not None:
+                self._models.move_to_end(instance)
+                return cached
+            model: mujoco.MjModel = self.spec(instance).compile()
+            self._models[instance] = model
+            if len(self._models) > MODEL_CACHE_SIZE:
+                self._models.popitem(last=False)
+            return model
 
     def spec(self, instance: Instance) -> mujoco.MjSpec:
         """The instance's scene, not compiled (a fresh copy to extend, e.g. with a camera).
@@ -182,16 +201,22 @@ class Task(ABC):
         self._apply_instance(spec, instance)
         return spec
 
-    def _compiled(self, instance: Instance) -> tuple[mujoco.MjModel, mujoco.MjData]:
-        cached = self._models.get(instance)
-        if cached is not None:
-            self._models.move_to_end(instance)
-            return cached
-        model = self.spec(instance).compile()
-        self._models[instance] = (model, mujoco.MjData(model))
-        if len(self._models) > MODEL_CACHE_SIZE:
-            self._models.popitem(last=False)
-        return self._models[instance]
+    def _scratch(self, model: mujoco.MjModel) -> mujoco.MjData:
+        """This thread's scratch data of a model (for initial states)."""
+        scratch: OrderedDict[int, tuple[mujoco.MjModel, mujoco.MjData]] | None = getattr(
+            self._local, "scratch", None
+        )
+        if scratch is None:
+            scratch = self._local.scratch = OrderedDict()
+        held = scratch.get(id(model))
+        if held is not None and held[0] is model:
+            scratch.move_to_end(id(model))
+            return held[1]
+        data = mujoco.MjData(model)
+        scratch[id(model)] = (model, data)  # the model is held: its id is not reused
+        if len(scratch) > MODEL_CACHE_SIZE:
+            scratch.popitem(last=False)
+        return data
 
     @abstractmethod
     def _apply_instance(self, spec: mujoco.MjSpec, instance: Instance) -> None:
@@ -299,11 +324,11 @@ class Task(ABC):
             raise ValueError(f"{len(instances)} instances for {len(checked)} θ")
         if not checked:
             return []
-        compiled = [self._compiled(inst) for inst in instances]
-        models = [m for m, _ in compiled]
+        models = [self.model(inst) for inst in instances]
         plans = [self._plan(theta, m) for (theta, _), m in zip(checked, models, strict=True)]
         starts = [
-            self.initial_state(m, d, q) for (m, d), (q, _) in zip(compiled, plans, strict=True)
+            self.initial_state(m, self._scratch(m), q)
+            for m, (q, _) in zip(models, plans, strict=True)
         ]
         init = np.stack([state for state, _ in starts])
         ctrl = np.stack([c for _, c in plans])
@@ -312,17 +337,18 @@ class Task(ABC):
         datas = self._thread_datas(models[0], nthread)
         state = np.empty((nbatch, self.nstep, init.shape[1]))
         sensordata = np.empty((nbatch, self.nstep, models[0].nsensordata))
-        mj_rollout.rollout(
-            models,
-            datas if nthread > 1 else datas[0],
-            init,
-            ctrl,
-            # Zero solver warm start: each rollout is independent of what ran before.
-            initial_warmstart=np.zeros((nbatch, models[0].nv)),
-            state=state,
-            sensordata=sensordata,
-            persistent_pool=nthread > 1,
-        )
+        with _POOL_LOCK if nthread > 1 else contextlib.nullcontext():
+            mj_rollout.rollout(
+                models,
+                datas if nthread > 1 else datas[0],
+                init,
+                ctrl,
+                # Zero solver warm start: each rollout is independent of what ran before.
+                initial_warmstart=np.zeros((nbatch, models[0].nv)),
+                state=state,
+                sensordata=sensordata,
+                persistent_pool=nthread > 1,
+            )
         sensor_adr = self._sensor_adr(models[0])
         results = []
         for i, (theta, clipped) in enumerate(checked):
@@ -344,9 +370,13 @@ class Task(ABC):
         return results
 
     def _thread_datas(self, model: mujoco.MjModel, nthread: int) -> list[mujoco.MjData]:
-        while len(self._datas) < nthread:
-            self._datas.append(mujoco.MjData(model))
-        return self._datas[:nthread]
+        """This thread's rollout data, one per MuJoCo thread (never shared by threads)."""
+        datas: list[mujoco.MjData] | None = getattr(self._local, "datas", None)
+        if datas is None:
+            datas = self._local.datas = []
+        while len(datas) < nthread:
+            datas.append(mujoco.MjData(model))
+        return datas[:nthread]
 
     def _sensor_adr(self, model: mujoco.MjModel) -> int:
         return int(model.sensor(self.tracked_sensor).adr[0])

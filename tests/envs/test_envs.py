@@ -186,6 +186,39 @@ def test_batch_on_threads_matches_serial(task_id, tasks):
         assert a.cost == b.cost
 
 
+_THREADS = """
+import sys, threading, numpy as np
+from icpi.envs import make_task
+task = make_task(sys.argv[1])
+rng = np.random.default_rng(1)
+instances = [task.sample_instance(rng) for _ in range(3)]
+thetas = [task.theta_spec.sample(rng) for _ in range(12)]
+alone = [task.rollout(instances[i % 3], t).cost for i, t in enumerate(thetas)]
+batch = [r.cost for r in task.rollout_batch(instances[:1], thetas, nthread=1)]
+got = {}
+def rollouts(k):  # one rollout at a time, as an Optuna trial or a run does
+    for i in range(k, len(thetas), 2):
+        got[i] = task.rollout(instances[i % 3], thetas[i]).cost
+def batches(k):  # whole batches, on MuJoCo's thread pool or serially
+    got[k] = [r.cost for r in task.rollout_batch(instances[:1], thetas, nthread=1 + k % 2)]
+threads = [threading.Thread(target=rollouts, args=(k,)) for k in (0, 1)]
+threads += [threading.Thread(target=batches, args=(k,)) for k in (100, 101)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print([got[i] for i in range(len(thetas))] == alone and got[100] == got[101] == batch)
+"""
+
+
+@pytest.mark.parametrize("task_id", ["slide", "ball-roll-gc"])
+def test_one_task_object_is_safe_on_several_threads(task_id):
+    """Issue 25: two threads calling rollout on one task shared its MjData (SIGSEGV)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _THREADS, task_id], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "True"
+
+
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_plain_mj_step_matches_rollout_without_warnings(task_id, tasks):
     """Stepping the scene by hand gives the same path and trips no MuJoCo warning."""
