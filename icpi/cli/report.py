@@ -63,10 +63,16 @@ def run(args: argparse.Namespace) -> int:
     check = f"{result.identical} identical"
     if result.differing:
         check += f", {result.differing} differ (max |Δ| {result.max_abs_difference:.3g} m)"
-    sys.stdout.write(
-        f"Report of {result.kind} {args.dir}: {result.runs} runs, {result.clips} clips"
-        f" (re-simulated costs vs recorded: {check}), {result.bytes / 1e6:.1f} MB.\n"
-    )
+    if result.kind == "language run":
+        sys.stdout.write(
+            f"Report of language run {args.dir}: rounds, prompts, responses and rewards,"
+            f" {result.bytes / 1e3:.0f} kB.\n"
+        )
+    else:
+        sys.stdout.write(
+            f"Report of {result.kind} {args.dir}: {result.runs} runs, {result.clips} clips"
+            f" (re-simulated costs vs recorded: {check}), {result.bytes / 1e6:.1f} MB.\n"
+        )
     for note in result.notes:
         sys.stdout.write(f"Note: {note}\n")
     sys.stdout.write(f"Report: {result.path.resolve()}\n")

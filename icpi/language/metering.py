@@ -33,6 +33,10 @@ class Meter:
     """Completion tokens."""
     by_role: dict[str, int] = field(default_factory=dict)
     """Tokens per role."""
+    live_calls: int = 0
+    """Calls that reached the endpoint (not answered from the cache)."""
+    live_s: float = 0.0
+    """Wall time of those calls, seconds (kept out of the records: it differs run to run)."""
 
     def add(self, role: str, batch: SampleBatch) -> None:
         """Count one batch.
@@ -46,6 +50,9 @@ class Meter:
         self.completion_tokens += batch.completion_tokens
         tokens = batch.prompt_tokens + batch.completion_tokens
         self.by_role[role] = self.by_role.get(role, 0) + tokens
+        if not batch.cached:
+            self.live_calls += batch.calls
+            self.live_s += batch.latency_s
 
     def snapshot(self) -> dict[str, Any]:
         """Return the totals as JSON data.

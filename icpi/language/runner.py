@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from icpi.core import Attempt, ExperienceBuffer, LLMSampler, Sampler
+from icpi.core.estimate import ExpectationNotice
 from icpi.core.files import append_jsonl, write_json, write_jsonl
 from icpi.errors import ConfigError
 from icpi.language import game24
@@ -428,27 +429,38 @@ def run_language(
     stop = threading.Event()
     t0 = time.perf_counter()
     write_jsonl(records_path, [])
+    buffers = {
+        p.index: ExperienceBuffer(
+            run_dir.path / "attempts" / f"{p.index:03d}.jsonl",
+            fingerprint={"problem": p.id, "method": cfg.method},
+        )
+        for p in problems
+    }
+    left = sum(max(0, rounds - len(b)) for b in buffers.values())
+    notice = None
+    if sampler is None and left:
+        at_once = 1 if llm.embedded else concurrency  # the embedded server answers one
+        notice = ExpectationNotice(f"language run {out}", left, at_once, unit="round")
 
     def run_problem(problem: Problem) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         ctx = dataclasses.replace(base_ctx, samplers=make_samplers(cfg, task, client, sampler))
         method = method_cls(ctx, cfg.settings)
         seed = problem_seed(cfg.seed, problem.index)
-        buffer = ExperienceBuffer(
-            run_dir.path / "attempts" / f"{problem.index:03d}.jsonl",
-            fingerprint={"problem": problem.id, "method": cfg.method},
-        )
+        buffer = buffers[problem.index]
         loop, usage = method.build(problem, buffer=buffer, seed=seed)
+        meter = ctx.samplers.meter
         done = len(buffer)
         with lock:
             for rec in round_records(problem, buffer.attempts[:rounds]):
                 append_jsonl(records_path, rec)
-        if 0 < done < rounds:
-            log.info("%s %s: resuming at round %d", cfg.method, problem.id, done)
         for r in range(done, rounds):
             if stop.is_set():
                 return [], None
             usage.start_round()
+            live_calls, live_s = meter.live_calls, meter.live_s
             buffer.append(loop.step(loop.state()))
+            if notice is not None:
+                notice.observe(meter.live_s - live_s, live=meter.live_calls > live_calls)
             rec = round_records(problem, buffer.attempts)[-1]
             with lock:
                 append_jsonl(records_path, rec)

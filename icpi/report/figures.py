@@ -149,3 +149,37 @@ def run_curves(
             ax.grid(True, alpha=0.3)
         fig.tight_layout()
         return _svg_uri(fig)
+
+
+def round_curves(per_round: Sequence[dict[str, Any]], title: str = "") -> str:
+    """A language run per round: success rate and running-max success, and the mean reward.
+
+    Args:
+        per_round: ``summary.json``'s ``per_round`` entries (``round``, ``success_rate``,
+            ``running_max_success``, ``mean_reward``).
+        title: Figure title.
+
+    Returns:
+        The figure as an SVG data URI.
+    """
+    plt = _pyplot()
+    rounds = [int(r["round"]) for r in per_round]
+    with plt.rc_context({"svg.fonttype": "none"}):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, PANEL_HEIGHT))
+        left.plot(rounds, [r["running_max_success"] for r in per_round], marker=".",
+                  label="running max (solved by round i)")  # fmt: skip
+        left.plot(rounds, [r["success_rate"] for r in per_round], marker=".",
+                  label="success in round i")  # fmt: skip
+        left.set(xlabel="round", ylabel="share of problems", ylim=(-0.02, 1.02))
+        left.legend(fontsize=8)
+        rewards = [(i, r["mean_reward"]) for i, r in zip(rounds, per_round, strict=True)
+                   if r.get("mean_reward") is not None]  # fmt: skip
+        right.plot([i for i, _ in rewards], [v for _, v in rewards], marker=".")
+        right.set(xlabel="round", ylabel="mean reward the method saw")
+        for ax in (left, right):
+            _integer_iterations(ax)
+            ax.grid(alpha=0.3)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        return _svg_uri(fig)

@@ -399,6 +399,16 @@ def write_report(
     if max_videos < 0:
         raise ReportError(f"--max-videos must be 0 or more, got {max_videos}")
     target = Path(out) if out is not None else directory / REPORT_NAME
+    from icpi.language.config import is_language_run
+
+    if is_language_run(directory):
+        from icpi.report.language import write_language_report
+
+        done = write_language_report(directory, target)
+        return ReportResult(
+            path=target, kind="language run", runs=1, clips=0, identical=0, differing=0,
+            max_abs_difference=0.0, bytes=done["bytes"], notes=done["notes"],
+        )  # fmt: skip
     notes: list[str] = []
     if is_benchmark(directory):
         kind, runs = "benchmark", load_benchmark(directory, left_out=notes)
