@@ -10,8 +10,10 @@ This is what icpi needs of a task (the protocol :class:`icpi.envs.spec.SkillTask
   uses it to pretend another goal was asked for).
 
 Optionally ``goal_low`` / ``goal_high`` (the goal region: relabelled examples are kept
-inside it) and ``physics_ranges`` (recorded with a dataset). Nothing else: no Gymnasium,
-no registration. The physics here is MuJoCo's, in a scene this file builds itself;
+inside it), ``physics_ranges`` (recorded with a dataset), ``success_threshold`` (the cost
+of a success, default 5 mm), ``e_unit`` (one integer step of e in ICPI's prompt, default
+1 cm) and ``outcome_description`` (for the dataset's ``meta.json``). Nothing else: no
+Gymnasium, no registration. The physics here is MuJoCo's, in a scene this file builds itself;
 a simulator of your own, or a real arm behind a function, works the same way.
 
 Use it from the command line as ``--task examples/putt.py:PuttTask`` (every verb), or from
@@ -58,6 +60,7 @@ class PuttTask:
     theta_spec = ThetaSpec(
         names=("aim", "speed"), units=("rad", "m/s"), low=(-0.5, 0.5), high=(0.5, 2.0)
     )
+    outcome_description = "where the ball stops on the green (xy)"
     goal_low = (1.0, -0.5)
     goal_high = (3.0, 0.5)
     physics_ranges = {

@@ -18,8 +18,58 @@ from numpy.typing import ArrayLike
 
 from icpi.errors import UserError
 
-# Cost under which a rollout counts as a success [m].
+#: Default of a task's ``success_threshold``: cost under which a rollout counts as a
+#: success [m] (metre-scale tasks).
 SUCCESS_TOLERANCE = 0.005
+#: Default of a task's ``e_unit``: outcome units per integer step of e in ICPI's prompt
+#: (0.01: centimetres for a task whose outcome is in metres).
+E_UNIT = 0.01
+
+
+def success_threshold(task: Any) -> float:
+    """The cost under which a rollout of ``task`` counts as a success.
+
+    Args:
+        task: Any task; its optional ``success_threshold`` attribute (in the units of its
+            cost) overrides :data:`SUCCESS_TOLERANCE`.
+
+    Returns:
+        The threshold.
+
+    Raises:
+        TaskError: If the task's value is not a finite number > 0.
+    """
+    return _positive(task, "success_threshold", SUCCESS_TOLERANCE)
+
+
+def e_unit(task: Any) -> float:
+    """The size of one integer step of e (and outcome, goal) in ICPI's prompt for ``task``.
+
+    Args:
+        task: Any task; its optional ``e_unit`` attribute (in the units of its outcome)
+            overrides :data:`E_UNIT`.
+
+    Returns:
+        The unit.
+
+    Raises:
+        TaskError: If the task's value is not a finite number > 0.
+    """
+    return _positive(task, "e_unit", E_UNIT)
+
+
+def _positive(task: Any, name: str, default: float) -> float:
+    value = getattr(task, name, None)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        task_id = getattr(task, "task_id", type(task).__name__)
+        raise TaskError(f"task {task_id!r}: {name} must be a finite number > 0, got {value!r}")
+    return number
 
 
 class TaskError(UserError, ValueError):
@@ -235,7 +285,11 @@ class SkillTask(Protocol):
     """What every improvement method needs of a task: simulated, real, or a user's own.
 
     A MuJoCo :class:`~icpi.envs.base.Task`, the arm's :class:`~icpi.robot.adapter.ArmTask`
-    and any user object with these members work alike (see ``examples/``).
+    and any user object with these members work alike (see ``examples/``). Optional
+    attributes: ``success_threshold`` (cost of a success; default
+    :data:`SUCCESS_TOLERANCE`, 5 mm), ``e_unit`` (one integer step of e in ICPI's prompt;
+    default :data:`E_UNIT`, 1 cm) and ``outcome_description`` (what the outcome is, for a
+    dataset's ``meta.json``), read by :func:`success_threshold` and :func:`e_unit`.
 
     Every rollout is checked where it leaves the task (:func:`check_rollout`): a cost that
     is not a finite number, or an e or outcome that is not finite numbers of the goal's

@@ -36,7 +36,8 @@ from icpi.config import STRICT, merge
 from icpi.core.estimate import ExpectationNotice
 from icpi.core.files import read_jsonl
 from icpi.core.lock import DirLock
-from icpi.envs import TASKS
+from icpi.envs import TASKS, load_task
+from icpi.envs.spec import SUCCESS_TOLERANCE, success_threshold
 from icpi.errors import ConfigError, UserError
 from icpi.llm import LLMConfig
 from icpi.manipulation.config import (
@@ -486,11 +487,15 @@ TIE_TOLERANCE = 0.001
 BOOTSTRAP = 2000
 
 
-def collect_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
+def collect_rows(
+    jobs: Sequence[Job], labels: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """One row per iteration of every run.
 
     Args:
         jobs: The benchmark's runs.
+        labels: The ``task`` of the rows per task spec (see :func:`task_labels`); ``None``:
+            the spec.
 
     Returns:
         Rows with task, method, seed, iteration, cost, best_so_far, source, θ, and the
@@ -513,7 +518,7 @@ def collect_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
             best = min(best, rec["cost"])
             rows.append(
                 {
-                    "task": job.task,
+                    "task": (labels or {}).get(job.task, job.task),
                     "method": job.spec.label,
                     "seed": job.seed,
                     "iteration": rec["iteration"],
@@ -565,12 +570,18 @@ def _last_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], dic
     return last
 
 
-def summarise(rows: Sequence[dict[str, Any]], reference: str = REFERENCE) -> list[dict[str, Any]]:
+def summarise(
+    rows: Sequence[dict[str, Any]],
+    reference: str = REFERENCE,
+    thresholds: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """Per task × method figures over instances (each at its last iteration).
 
     Args:
         rows: Output of :func:`collect_rows`.
         reference: Method of the paired comparison.
+        thresholds: Success threshold per task (see :func:`task_labels`); a task without
+            one: :data:`~icpi.envs.spec.SUCCESS_TOLERANCE` (5 mm).
 
     Returns:
         Rows with task, method, instances; mean final and best-so-far cost with bootstrap
@@ -604,7 +615,9 @@ def summarise(rows: Sequence[dict[str, Any]], reference: str = REFERENCE) -> lis
             "best_cost_mean": float(np.mean(best)),
             "best_ci_low": bootstrap_ci(best)[0],
             "best_ci_high": bootstrap_ci(best)[1],
-            "success_rate": float(np.mean([b < 0.005 for b in best])),
+            "success_rate": float(
+                np.mean([b < (thresholds or {}).get(task, SUCCESS_TOLERANCE) for b in best])
+            ),
         }
         ref = {seed: r for (t, m, seed), r in last.items() if t == task and m == reference}
         pairs = [(r["cost"], ref[r["seed"]]["cost"]) for r in rs if r["seed"] in ref]
@@ -630,12 +643,17 @@ def summarise(rows: Sequence[dict[str, Any]], reference: str = REFERENCE) -> lis
     return [{c: row.get(c) for c in columns} for row in out]
 
 
-def markdown_table(summary: Sequence[dict[str, Any]], tasks: Sequence[str]) -> str:
+def markdown_table(
+    summary: Sequence[dict[str, Any]],
+    tasks: Sequence[str],
+    thresholds: Mapping[str, float] | None = None,
+) -> str:
     """The paper's Table 1 layout (methods as rows, tasks as columns), then the details.
 
     Args:
         summary: Output of :func:`summarise`.
         tasks: Column order.
+        thresholds: The success threshold per task (named when one differs from 5 mm).
 
     Returns:
         Markdown: mean final cost [bootstrap 95 % interval] with the mean best-so-far in
@@ -671,7 +689,8 @@ def markdown_table(summary: Sequence[dict[str, Any]], tasks: Sequence[str]) -> s
         "",
         *grid(cost),
         "",
-        f"Success rate (best < 5 mm); final cost vs {REFERENCE} on the same instances:"
+        f"Success rate (best < {success_text(tasks, thresholds)}); final cost vs {REFERENCE}"
+        " on the same instances:"
         f" wins/ties/losses (tie within {TIE_TOLERANCE * 1000:g} mm); for model-using methods"
         " `model` = share of model-asking iterations whose rollout came from the model,"
         " `parse` = share of completions that parsed.",
@@ -743,6 +762,41 @@ def plot_curves(rows: Sequence[dict[str, Any]], tasks: Sequence[str], path: Path
     plt.close(fig)
 
 
+def task_labels(specs: Sequence[str]) -> tuple[dict[str, str], dict[str, float]]:
+    """The name of each task in a benchmark's tables, and its success threshold.
+
+    Args:
+        specs: Task specs (shipped ids, ``path/file.py:Class``, ...).
+
+    Returns:
+        ``({spec: label}, {label: success threshold})``; the label is the task's id, or
+        its folder name (:func:`task_dir_name`) where two specs share an id.
+    """
+    tasks = {t: load_task(t) for t in specs}
+    ids = [task.task_id for task in tasks.values()]
+    labels = {
+        t: task.task_id if ids.count(task.task_id) == 1 else task_dir_name(t)
+        for t, task in tasks.items()
+    }
+    return labels, {labels[t]: success_threshold(task) for t, task in tasks.items()}
+
+
+def success_text(tasks: Sequence[str], thresholds: Mapping[str, float] | None) -> str:
+    """How a table states its success threshold: ``5 mm``, or each task's where one differs.
+
+    Args:
+        tasks: Task labels.
+        thresholds: Threshold per label (missing: the default).
+
+    Returns:
+        E.g. ``5 mm`` or ``the task's success threshold: putt 0.02, slide 0.005``.
+    """
+    values = {t: (thresholds or {}).get(t, SUCCESS_TOLERANCE) for t in tasks}
+    if all(v == SUCCESS_TOLERANCE for v in values.values()):
+        return f"{SUCCESS_TOLERANCE * 1000:g} mm"
+    return "the task's success threshold: " + ", ".join(f"{t} {v:g}" for t, v in values.items())
+
+
 def write_reports(jobs: Sequence[Job], out: Path) -> dict[str, Any]:
     """Write results.parquet, summary.csv, summary.md and curves.png.
 
@@ -757,12 +811,14 @@ def write_reports(jobs: Sequence[Job], out: Path) -> dict[str, Any]:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    rows = collect_rows(jobs)
-    tasks = list(dict.fromkeys(j.task for j in jobs))
+    specs = list(dict.fromkeys(j.task for j in jobs))
+    labels, thresholds = task_labels(specs)
+    rows = collect_rows(jobs, labels)
+    tasks = [labels[t] for t in specs]
     pq.write_table(pa.Table.from_pylist(rows), out / "results.parquet")
-    summary = summarise(rows)
+    summary = summarise(rows, thresholds=thresholds)
     pacsv.write_csv(pa.Table.from_pylist(summary), out / "summary.csv")
-    table = markdown_table(summary, tasks)
+    table = markdown_table(summary, tasks, thresholds)
     (out / "summary.md").write_text(table)
     plot_curves(rows, tasks, out / "curves.png")
     return {"summary": summary, "table": table, "out": str(out)}

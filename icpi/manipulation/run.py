@@ -22,7 +22,7 @@ from icpi.core.estimate import ExpectationNotice
 from icpi.core.files import append_jsonl, read_jsonl, write_json, write_jsonl
 from icpi.core.samplers import Sampler
 from icpi.envs import load_task, portable_task_spec
-from icpi.envs.spec import SUCCESS_TOLERANCE, Instance, SkillTask
+from icpi.envs.spec import SUCCESS_TOLERANCE, Instance, SkillTask, e_unit, success_threshold
 from icpi.llm import LLMConfig
 from icpi.manipulation.calibration import instance_params
 from icpi.manipulation.config import RunConfig, dump_run_config
@@ -164,8 +164,8 @@ def run_method(
             directory (one line, see :mod:`icpi.errors`).
     """
     method = get_method(cfg.method)
-    settings = method_settings(cfg)
     task = task if task is not None else load_task(cfg.task)
+    settings = task_settings(method_settings(cfg), task)
     cfg = portable_config(dataclasses.replace(cfg, settings=settings), out)
     rng = np.random.default_rng(cfg.seed)
     if instance is None:
@@ -217,10 +217,25 @@ def run_method(
             timer.update()
 
         records = drive(improver, task, instance, cfg.iterations, done=kept, on_record=on_record)
-        summary = summarise_records(cfg, records, task.task_id)
+        summary = summarise_records(cfg, records, task)
         summary["wall_s_this_session"] = time.perf_counter() - t0
         write_json(run_dir.path / "summary.json", summary)
     return summary
+
+
+def task_settings(settings: MethodSettings, task: SkillTask) -> MethodSettings:
+    """Method settings that default to the task's own (``e_unit`` unset) made explicit.
+
+    Args:
+        settings: The method's settings.
+        task: The task.
+
+    Returns:
+        The settings with the task's values in place (``config.json`` records what ran).
+    """
+    if getattr(settings, "e_unit", 0.0) is None:
+        return dataclasses.replace(settings, e_unit=e_unit(task))  # type: ignore[call-arg]
+    return settings
 
 
 def portable_config(cfg: RunConfig, out: Path | str) -> RunConfig:
@@ -274,20 +289,23 @@ class _CallTimer:
 
 
 def summarise_records(
-    cfg: RunConfig, records: list[dict[str, Any]], task_id: str | None = None
+    cfg: RunConfig, records: list[dict[str, Any]], task: SkillTask | None = None
 ) -> dict[str, Any]:
     """Final figures of a run.
 
     Args:
         cfg: The run configuration.
         records: All records.
-        task_id: The task's id (its name in tables); ``None``: the spec.
+        task: The task (its id names it in tables, its success threshold judges the best
+            cost); ``None``: the spec and the default threshold.
 
     Returns:
-        Costs (initial, final, best) and the best θ, success, answer sources, parse
+        The task's id, costs (initial, final, best) and the best θ, success (best cost
+        under the task's ``success_threshold``) and that threshold, answer sources, parse
         failures, model errors, mean prompt tokens per model call and model seconds per
         iteration (model-using methods).
     """
+    threshold = success_threshold(task) if task is not None else SUCCESS_TOLERANCE
     costs = [r["cost"] for r in records]
     best = int(np.argmin(costs))
     queried = [r for r in records if r.get("model_calls")]
@@ -298,7 +316,7 @@ def summarise_records(
         sources[source] = sources.get(source, 0) + 1
     return {
         "task": cfg.task,
-        "task_id": task_id or cfg.task,
+        "task_id": task.task_id if task is not None else cfg.task,
         "method": cfg.method,
         "seed": cfg.seed,
         "iterations": len(records),
@@ -307,7 +325,8 @@ def summarise_records(
         "best_cost": costs[best],
         "best_iteration": best,
         "best_theta": records[best]["theta"],
-        "success": costs[best] < SUCCESS_TOLERANCE,
+        "success": costs[best] < threshold,
+        "success_threshold": threshold,
         "sources": sources,
         "parse_failures": sum(len(r.get("parse_errors", [])) for r in records),
         "model_errors": sum(r.get("model_errors", 0) for r in records),

@@ -38,14 +38,39 @@ BASE_COLUMNS = ("instance", "seed", "rollout_a", "rollout_b")
 # Float column blocks: prefix -> which names follow the dot.
 THETA_BLOCKS = ("theta", "dtheta")
 GOAL_BLOCKS = ("e", "outcome", "goal")
-E_DEFINITION = (
+E_TEMPLATE = (
     "Hindsight relabelling of two rollouts a, b of one instance: the relabelled goal is"
     " g' = outcome_b (b's outcome for the instance's own goal); e = outcome_a(g') - g', where"
-    " outcome_a(g') = task.outcome(path of a, g') is the final xy position of the puck/ball"
-    " (slide, ball-roll-gc) or the point of the rope tip's path closest to g' (rope-swing);"
-    " dtheta = theta_b - theta_a; outcome = outcome_a(g'); goal = g'. Units: metres for e,"
+    " outcome_a(g') = task.outcome(path of a, g') is {outcome};"
+    " dtheta = theta_b - theta_a; outcome = outcome_a(g'); goal = g'. Units: {units} for e,"
     " outcome and goal; theta units as listed."
 )
+#: What the outcome of the shipped tasks is (their datasets' sidecars say it so).
+SHIPPED_OUTCOME = (
+    "the final xy position of the puck/ball (slide, ball-roll-gc) or the point of the rope"
+    " tip's path closest to g' (rope-swing)"
+)
+E_DEFINITION = E_TEMPLATE.format(outcome=SHIPPED_OUTCOME, units="metres")
+
+
+def e_definition(task: SkillTask) -> str:
+    """The sidecar's definition of e for a task (its own outcome, not the shipped tasks').
+
+    Args:
+        task: The task; a user's task may say what its outcome is in an
+            ``outcome_description`` attribute, and in what unit in ``outcome_unit``.
+
+    Returns:
+        The text.
+    """
+    described = getattr(task, "outcome_description", None)
+    if described is None and type(task).__module__.startswith("icpi.envs."):
+        return E_DEFINITION
+    outcome = described or "what the task's outcome method returns for that path and goal"
+    units = getattr(task, "outcome_unit", None) or "the units of the task's outcome"
+    return E_TEMPLATE.format(outcome=outcome, units=units)
+
+
 # Tolerance on θ bounds when validating a loaded table.
 _BOUND_TOL = 1e-9
 
@@ -390,7 +415,7 @@ def build_meta(
             "region_high": _listed(getattr(task, "goal_high", None)),
         },
         "physics": {k: list(physics[k]) for k in sorted(physics)},
-        "e_definition": E_DEFINITION,
+        "e_definition": e_definition(task),
         "size": size,
         "seed": seed,
         "sampling": {

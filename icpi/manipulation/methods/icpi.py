@@ -37,6 +37,7 @@ from icpi.core import (
     Selector,
 )
 from icpi.envs.spec import Rollout
+from icpi.envs.spec import e_unit as task_e_unit
 from icpi.llm.errors import MODEL_ERRORS
 from icpi.manipulation.methods import register
 from icpi.manipulation.methods.base import Method, MethodContext, MethodSettings, Vec
@@ -77,8 +78,9 @@ class ICPISettings(MethodSettings):
     trajectories are then kept in the experience buffer, so a resume re-runs nothing)."""
     theta_steps: int = 100
     """Integer steps across each θ range in the prompt (100: percent; 1000: permille)."""
-    e_unit: float = 0.01
-    """Metres per integer step of e in the prompt (0.01: centimetres; 0.001: millimetres)."""
+    e_unit: float | None = None
+    """Outcome units per integer step of e in the prompt (0.01: centimetres of a metre-scale
+    outcome; 0.001: millimetres); unset: the task's ``e_unit`` (default 0.01)."""
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -89,7 +91,7 @@ class ICPISettings(MethodSettings):
             raise ValueError(f"max_resamples must be >= 0, got {self.max_resamples}")
         if self.theta_steps < 1:
             raise ValueError(f"theta_steps must be >= 1, got {self.theta_steps}")
-        if not self.e_unit > 0:
+        if self.e_unit is not None and not self.e_unit > 0:
             raise ValueError(f"e_unit must be > 0, got {self.e_unit}")
 
 
@@ -111,7 +113,7 @@ class ICPIText:
         where: Callable[[LoopState], Example],
         feature: Feature,
         theta_steps: int,
-        e_unit: float,
+        e_unit: float | None,
     ) -> None:
         """Create the writer.
 
@@ -120,8 +122,10 @@ class ICPIText:
             where: The situation a loop state queries (its last rollout).
             feature: Error feature of the lines.
             theta_steps: Integer steps across each θ range.
-            e_unit: Metres per integer step of e.
+            e_unit: Outcome units per integer step of e; ``None``: the task's.
         """
+        if e_unit is None:
+            e_unit = task_e_unit(ctx.task)
         spec = ctx.task.theta_spec
         self.feature: Feature = feature
         self.dim = spec.dim

@@ -84,14 +84,15 @@ class ICPIPlusSettings(JacobianSettings):
     ``json`` (JSON schema, chat mode), ``off`` (the regex parser alone)."""
     theta_steps: int = 100
     """Integer steps across each θ range in the prompt (100: percent; 1000: permille)."""
-    e_unit: float = 0.01
-    """Metres per integer step of e in the prompt (0.01: centimetres; 0.001: millimetres)."""
+    e_unit: float | None = None
+    """Outcome units per integer step of e in the prompt (0.01: centimetres of a metre-scale
+    outcome; 0.001: millimetres); unset: the task's ``e_unit`` (default 0.01)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_samples < 1 or self.perturbations < 0 or self.theta_steps < 1:
             raise ValueError("n_samples and theta_steps must be >= 1, perturbations >= 0")
-        if not self.e_unit > 0:
+        if self.e_unit is not None and not self.e_unit > 0:
             raise ValueError(f"e_unit must be > 0, got {self.e_unit}")
 
 
