@@ -90,6 +90,9 @@ class NodeProcess:
     def __init__(self, module: str, ns: str, params: dict[str, str], log: Path) -> None:
         args = [sys.executable, "-m", f"icpi.robot.{module}", "--ros-args"]
         args += ["--params-file", str(PARAMS), "-r", f"__ns:={ns}"]
+        # /clock is absolute: under the namespace too, so that a graph of another test
+        # process that lands on the same ROS_DOMAIN_ID (pid % 100) cannot drive its clock.
+        args += ["-r", f"/clock:={ns}/clock"]
         for k, v in params.items():
             args += ["-p", f"{k}:={v}"]
         self.log = log

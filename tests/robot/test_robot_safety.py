@@ -54,7 +54,8 @@ def test_a_watchdog_abort_mid_motion_stops_within_limits(tmp_path):
 
     The graph's one real-time test (no lockstep: the twin's clock runs on whatever the arm
     node does). Its margins come from the twin's clock measured here first: the leads
-    cover 10 of the worst gaps between joint states, the watchdog 20 (simulated time).
+    cover 10 of the worst gaps between joint states, the watchdog 20 (simulated time),
+    and the approach is long enough for the abort and its stop to land inside it.
     """
     ns = new_namespace()
     sim = {**FAST_SIM, **REAL_TIME, **DRIVE, "time_scale": "1.0"}
@@ -65,14 +66,17 @@ def test_a_watchdog_abort_mid_motion_stops_within_limits(tmp_path):
         probe.wait_for(lambda: len(probe.joint_states) > 5, 45, "the twin's joint states")
         rate, gap = measure_clock(probe)
         lead = min(1.0, max(0.15, 10 * gap))
+        timeout = min(3.0, max(0.5, 20 * gap * rate))
+        # The abort and its stop must land inside the approach: long enough for both.
+        approach = min(10.0, max(2.0, 3.0 * (timeout + lead * rate)))
         arm = {
             **FAST_ARM,
             **REAL_TIME,
             **LIMITS,
-            "approach_duration": "2.0",
+            "approach_duration": f"{approach:.3f}",
             "trajectory_lead": f"{lead:.3f}",
             "stop_lead": f"{lead:.3f}",
-            "joint_state_timeout": f"{min(10.0, max(0.5, 20 * gap * rate)):.3f}",
+            "joint_state_timeout": f"{timeout:.3f}",
             "joint_state_topic": "relay/joint_states",
         }
         procs["arm"] = NodeProcess("arm_node", ns, arm, tmp_path / "arm.log")
