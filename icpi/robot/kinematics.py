@@ -135,6 +135,8 @@ class SerialArm:
         else:
             raise ValueError(f"arm model has no site or body {effector!r}")
         self.effector = effector
+        self.source = model  # shipped name or file, and where its base stands (the twin)
+        self.base_pose = tuple(float(v) for v in base_pose)
         self.height = float(height)
         self.data = mujoco.MjData(m)
         self._lock = threading.RLock()  # one MjData and IK state; planner and stops share it

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from icpi.robot.camera import CameraSetup, MarkerSetup, camera_setup_from
 from icpi.robot.skill import ArmModel, Kinematics, Limits, TrialTiming
 from icpi.robot.track import RestRule
 
@@ -308,6 +309,53 @@ class SimArmConfig(ArmConfig):
     clock_rate: float = _p(
         100.0, "Rate of /clock [Hz, wall time]: every use_sim_time node handles each", 1.0, 1000.0
     )
+    camera: bool = _p(
+        False,
+        "Render camera images (Image + CameraInfo) of the table and its ArUco marker; the"
+        " ball's true position then goes to ground_truth_topic only (the arm sees it"
+        " through icpi-tracker-node)",
+    )
+    image_rate: float = _p(30.0, "Camera images per simulated second [Hz]", 1.0, 240.0)
+    camera_pose: list[float] = _p(
+        [0.45, -0.5, 1.25, 0.45, 0.0, 0.0],
+        "Camera position x, y, z and the point it looks at x, y, z, task frame [m]",
+    )
+    camera_fovy: float = _p(50.0, "Camera vertical field of view [deg]", 1.0, 170.0)
+    camera_size: list[int] = _p([320, 240], "Camera image width, height [px]")
+    camera_frame_id: str = _p("camera_optical_frame", "frame_id of the images")
+    image_topic: str = _p("camera/image_raw", "sensor_msgs/Image out (rgb8)")
+    camera_info_topic: str = _p("camera/camera_info", "sensor_msgs/CameraInfo out")
+    ground_truth_topic: str = _p(
+        "ball/ground_truth", "With camera: the ball's true position (PointStamped) out"
+    )
+    marker_dictionary: str = _p("DICT_4X4_50", "ArUco dictionary of the marker on the table")
+    marker_id: int = _p(0, "ArUco marker id", 0, 1000)
+    marker_size: float = _p(0.2, "Side of the marker's black square [m]", 0.01, 2.0)
+    marker_center: list[float] = _p([0.25, 0.3], "Marker centre x, y in the task frame [m]")
+    marker_yaw: float = _p(0.0, "Marker yaw [rad] (0: its top edge towards +y)", -7.0, 7.0)
+
+    def camera_setup(self) -> CameraSetup | None:
+        """The twin's :class:`~icpi.robot.camera.CameraSetup` (``None`` without a camera).
+
+        Raises:
+            ValueError: On malformed values.
+        """
+        if not self.camera:
+            return None
+        return camera_setup_from(self.camera_pose, self.camera_fovy, self.camera_size)
+
+    def marker_setup(self) -> MarkerSetup:
+        """The :class:`~icpi.robot.camera.MarkerSetup` on the twin's table.
+
+        Raises:
+            ValueError: On malformed values.
+        """
+        if len(self.marker_center) != 2:
+            raise ValueError("marker_center needs x, y")
+        c = self.marker_center
+        return MarkerSetup(
+            self.marker_dictionary, self.marker_id, self.marker_size, (c[0], c[1]), self.marker_yaw
+        )
 
 
 @dataclass

@@ -1,5 +1,13 @@
 """``icpi-sim-arm-node``: the MuJoCo ball-roll twin behind the arm's topics.
 
+The twin is the configured arm: a planar model drives the task's striker, and
+``kinematics: serial`` puts the UR5e or Panda model itself on the table, its joints under
+position control at every physics step (:mod:`icpi.robot.twin`). With ``camera`` it
+renders ``image_topic`` (sensor_msgs/Image rgb8, headless) and ``camera_info_topic`` at
+``image_rate`` per simulated second, of the table with the ArUco marker; the ball then
+reaches the arm node only through ``icpi-tracker-node`` (its true position goes to
+``ground_truth_topic``, exact, for tests and benchmarks).
+
 Takes trajectories on ``trajectory_topic`` (trajectory_msgs/JointTrajectory) and, where
 control_msgs is built, as goals of the ``trajectory_action`` action
 (control_msgs/FollowJointTrajectory) served the way joint_trajectory_controller serves it
@@ -33,13 +41,12 @@ from geometry_msgs.msg import Point, PointStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from icpi.robot.params import SimArmConfig, declare_config
 from icpi.robot.ros_common import duration_s, follow_joint_trajectory, run_node, time_s
-from icpi.robot.skill import ArmModel
 from icpi.robot.trajectory_goal import (
     INVALID_GOAL,
     PREEMPTED,
@@ -79,24 +86,44 @@ class SimArmNode(Node):
         super().__init__("icpi_sim_arm", **kwargs)
         self.cfg = declare_config(self, SimArmConfig)
         cfg = self.cfg
-        arm = cfg.arm()
-        if not isinstance(arm, ArmModel):
-            raise ValueError(
-                "the twin simulates the planar models (planar_2r, cartesian_xy) only; a"
-                " serial arm in the twin is not done yet (robot/README.md, issue 15)"
-            )
+        camera = cfg.camera_setup()
         self.twin = Twin(
             cfg.skill,
-            arm,
+            cfg.arm(),
             cfg.home,
             cfg.physics,
             controller_model=cfg.controller_model,
             velocity_limits=cfg.velocity_limits,
             acceleration_limits=cfg.acceleration_limits,
+            camera=camera,
+            marker=cfg.marker_setup() if camera is not None else None,
         )
         self.rng = np.random.default_rng(cfg.seed)
         self.js_pub = self.create_publisher(JointState, cfg.joint_state_topic, 20)
-        self.ball_pub = self.create_publisher(PointStamped, cfg.ball_topic, qos_profile_sensor_data)
+        # With the camera, the ball reaches the arm only through the tracker's images: its
+        # true position goes to ground_truth_topic (tests, benchmarks), exact.
+        self.ball_pub = self.create_publisher(
+            PointStamped,
+            cfg.ground_truth_topic if camera is not None else cfg.ball_topic,
+            qos_profile_sensor_data,
+        )
+        self.image_pub = self.info_pub = None
+        if camera is not None:
+            self.image_pub = self.create_publisher(Image, cfg.image_topic, qos_profile_sensor_data)
+            self.info_pub = self.create_publisher(
+                CameraInfo, cfg.camera_info_topic, qos_profile_sensor_data
+            )
+            k = camera.camera_matrix()
+            self._info = CameraInfo(
+                width=camera.width,
+                height=camera.height,
+                distortion_model="plumb_bob",
+                d=[0.0] * 5,
+                k=k.ravel().tolist(),
+                r=np.eye(3).ravel().tolist(),
+                p=np.column_stack([k, np.zeros(3)]).ravel().tolist(),
+            )
+            self._info.header.frame_id = cfg.camera_frame_id
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if cfg.publish_clock else None
         self.create_subscription(
             JointTrajectory,
@@ -358,6 +385,7 @@ class SimArmNode(Node):
         max_steps = max(1, round(MAX_LAG_S * cfg.time_scale / dt))
         granted = 0.0
         limited = 0
+        next_image = self.twin.time
         while not self._stop.is_set() and self.context.ok():
             now = time.monotonic()
             behind = int((sim0 + (now - wall0) * cfg.time_scale - self.twin.time) / dt)
@@ -373,6 +401,9 @@ class SimArmNode(Node):
             for _ in range(max(behind, 0)):
                 self.twin.step()
                 self._take_trajectories()
+                if self.image_pub is not None and self.twin.time >= next_image - 1e-9:
+                    next_image = max(next_image + 1.0 / cfg.image_rate, self.twin.time)
+                    self._publish_image(now)
             if self.twin.limited > limited:
                 self.get_logger().error(
                     f"drive limited: a commanded motion exceeded the arm's limits for"
@@ -403,7 +434,9 @@ class SimArmNode(Node):
                     and traj_wall is not None
                     and now - traj_wall > cfg.camera_fail_after
                 )
-                if not failed and self.rng.random() >= cfg.camera_dropout:
+                if self.image_pub is not None:  # ground truth: exact, at once
+                    self._pending.append((now, stamp, ball))
+                elif not failed and self.rng.random() >= cfg.camera_dropout:
                     noisy = ball.copy()
                     if cfg.camera_noise > 0:
                         noisy[:2] += self.rng.normal(0.0, cfg.camera_noise, size=2)
@@ -415,6 +448,34 @@ class SimArmNode(Node):
                 msg.header.frame_id = cfg.frame_id
                 self.ball_pub.publish(msg)
             self._stop.wait(TICK_S)
+        self.twin.close()  # the renderer's GL context belongs to this thread
+
+    def _publish_image(self, wall: float) -> None:
+        """Render the camera and publish the image and its CameraInfo (physics thread).
+
+        The camera obeys ``camera_dropout`` and ``camera_fail_after`` like the ball
+        points (``camera_latency`` and ``camera_noise`` are the tracker's to meet).
+
+        Args:
+            wall: The loop's steady time [s].
+        """
+        cfg = self.cfg
+        traj_wall = self._traj_wall
+        if cfg.camera_fail_after >= 0 and traj_wall is not None:
+            if wall - traj_wall > cfg.camera_fail_after:
+                return
+        if self.rng.random() < cfg.camera_dropout:
+            return
+        rgb = self.twin.render()
+        stamp = _stamp(self.twin.time)
+        img = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=3 * rgb.shape[1])
+        img.data = rgb.tobytes()
+        img.header.stamp = stamp
+        img.header.frame_id = cfg.camera_frame_id
+        self._info.header.stamp = stamp
+        assert self.image_pub is not None and self.info_pub is not None
+        self.info_pub.publish(self._info)
+        self.image_pub.publish(img)
 
     def close(self) -> None:
         """Stop the physics thread and end the running goal (called before ``destroy_node``)."""

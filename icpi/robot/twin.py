@@ -12,6 +12,21 @@ approach (in-process it starts unsettled) and slides under Coulomb friction.
 The joint state read back is the inverse kinematics of the effector's actual position,
 and its velocity the Jacobian-inverse of the effector's velocity (finite difference).
 
+## Serial arms (UR5e, Panda)
+With a :class:`~icpi.robot.kinematics.SerialArm` the arm itself stands in the scene: its
+model (``robot/arms/<name>.xml``, placed at ``base_pose``) replaces the task's free
+striker, and its own striker sphere hits the ball. Every physics step (2 ms: the 500 Hz
+of UR's and Franka's controllers) the drive's command goes to the arm's position
+actuators with velocity feed-forward (``ctrl = q + kv/kp · q̇``, so the actuator is a PD
+on both errors, as joint_trajectory_controller's PID with feed-forward velocity); the
+joint state is the joints' own position and velocity. Measured on the UR5e: joint
+tracking within 1 mrad along a trial (40 mrad without the feed-forward).
+
+## Camera
+With a :class:`~icpi.robot.camera.CameraSetup` the scene gets that camera and the
+ArUco marker of a :class:`~icpi.robot.camera.MarkerSetup` on the table, and
+:meth:`Twin.render` draws the current state (headless EGL or OSMesa).
+
 ## Controller models
 How a new trajectory takes over (``controller_model``, :data:`CONTROLLER_MODELS`):
 
@@ -43,7 +58,11 @@ from scipy.interpolate import BPoly
 
 from icpi.envs import make_task
 from icpi.envs.base import Instance
-from icpi.robot.skill import CONTROLLER_MODELS, SKILLS, ArmModel
+from icpi.robot.camera import CameraRenderer, CameraSetup, MarkerSetup, add_camera, add_marker
+from icpi.robot.skill import CONTROLLER_MODELS, SKILLS, ArmModel, Kinematics
+
+# Name prefix of the serial arm's elements in the twin's scene.
+ARM_PREFIX = "arm/"
 
 # Tolerance of the time grid [s].
 _TIME_EPS = 1e-9
@@ -55,12 +74,14 @@ class Twin:
     def __init__(
         self,
         skill: str,
-        arm: ArmModel,
+        arm: Kinematics,
         home: Sequence[float],
         physics: Sequence[float],
         controller_model: str = "stamp",
         velocity_limits: Sequence[float] | None = None,
         acceleration_limits: Sequence[float] | None = None,
+        camera: CameraSetup | None = None,
+        marker: MarkerSetup | None = None,
     ):
         """Build the scene with the effector at home and the object on its spot.
 
@@ -73,6 +94,8 @@ class Twin:
             velocity_limits: The drive's joint speed limits (``None``: unlimited).
             acceleration_limits: The drive's joint acceleration limits (``None``:
                 unlimited).
+            camera: A camera to render (``None``: none).
+            marker: The ArUco marker on the table (with a camera; ``None``: none).
 
         Raises:
             ValueError: On an unknown skill or controller model, a physics value outside
@@ -110,12 +133,35 @@ class Twin:
         )
         self.arm = arm
         self.home = np.asarray(home, dtype=np.float64)
-        self.model = self.task.model(self.instance)
+        self.serial = not isinstance(arm, ArmModel)
+        spec = self.task.spec(self.instance)
+        if self.serial:
+            _stand_arm(spec, arm)
+        if camera is not None:
+            add_camera(spec, camera)
+            if marker is not None:
+                add_marker(spec, marker)
+        self.camera = camera
+        self._renderer: CameraRenderer | None = None
+        self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
         self.dt = float(self.model.opt.timestep)
         m = self.model
-        self._qadr = np.array([m.joint(n).qposadr[0] for n in self.task.effector_joints])
-        self._vadr = np.array([m.joint(n).dofadr[0] for n in self.task.effector_joints])
+        joints = (
+            [ARM_PREFIX + n for n in arm.joint_names]  # type: ignore[attr-defined]
+            if self.serial
+            else list(self.task.effector_joints)
+        )
+        self._qadr = np.array([m.joint(n).qposadr[0] for n in joints])
+        self._vadr = np.array([m.joint(n).dofadr[0] for n in joints])
+        # The actuator of each drive axis and its velocity feed-forward kv/kp.
+        ids = [m.joint(n).id for n in joints]
+        self._act = np.array([int(np.flatnonzero(m.actuator_trnid[:, 0] == j)[0]) for j in ids])
+        self._feedforward = (
+            -m.actuator_biasprm[self._act, 2] / m.actuator_gainprm[self._act, 0]
+            if self.serial
+            else np.zeros(len(ids))
+        )
         self._obj_q = np.setdiff1d(np.arange(m.nq), self._qadr)
         self._obj_v = np.setdiff1d(np.arange(m.nv), self._vadr)
         self._sensor = int(m.sensor(self.task.tracked_sensor).adr[0])
@@ -126,7 +172,7 @@ class Twin:
         self._pending: tuple[float, np.ndarray, np.ndarray, float | None] | None = None
         self._step = 0
         mujoco.mj_resetData(m, self.data)
-        self.data.qpos[self._qadr] = arm.fk(self.home)
+        self.data.qpos[self._qadr] = self.home if self.serial else arm.fk(self.home)
         mujoco.mj_forward(m, self.data)
         self._hold = self.home.copy()  # joint reference while no trajectory runs
         # The drive's command (position, velocity): the reference, within the limits.
@@ -143,15 +189,19 @@ class Twin:
 
     def effector_xy(self) -> np.ndarray:
         """The effector's actual position [m]."""
+        if self.serial:
+            return self.arm.fk(self.data.qpos[self._qadr])
         out: np.ndarray = self.data.qpos[self._qadr].copy()
         return out
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """Joint positions and velocities read from the effector.
+        """Joint positions and velocities: a serial arm's own, else read from the effector.
 
         Returns:
             ``(positions, velocities)``.
         """
+        if self.serial:
+            return self.data.qpos[self._qadr].copy(), self.data.qvel[self._vadr].copy()
         xy = self.effector_xy()
         v = self.data.qvel[self._vadr]
         q = self.arm.ik(xy)
@@ -308,6 +358,47 @@ class Twin:
         """
         for _ in range(n):
             self._activate()
-            self.data.ctrl[:2] = self.arm.fk(self._drive(self.reference()))
+            q = self._drive(self.reference())
+            if self.serial:  # position control with velocity feed-forward
+                self.data.ctrl[self._act] = q + self._feedforward * self._drive_v
+            else:
+                self.data.ctrl[self._act] = self.arm.fk(q)
             mujoco.mj_step(self.model, self.data)
             self._step += 1
+
+    def render(self) -> np.ndarray:
+        """The camera's RGB image of the current state (call from one thread only).
+
+        Returns:
+            (height, width, 3) uint8.
+
+        Raises:
+            ValueError: If the twin has no camera.
+        """
+        if self.camera is None:
+            raise ValueError("the twin has no camera")
+        if self._renderer is None:  # its GL context belongs to the calling thread
+            self._renderer = CameraRenderer(self.model, self.camera)
+        return self._renderer.render(self.data)
+
+    def close(self) -> None:
+        """Free the renderer's GL context (from the thread that rendered)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+def _stand_arm(spec: mujoco.MjSpec, arm: Kinematics) -> None:
+    """Put the serial arm in the scene in place of the task's free striker.
+
+    Args:
+        spec: The task's scene (changed in place).
+        arm: The serial arm (its model and base pose).
+    """
+    from icpi.robot.kinematics import arm_spec
+
+    spec.delete(spec.body("striker"))
+    for actuator in list(spec.actuators):
+        spec.delete(actuator)
+    source = arm_spec(arm.source, arm.base_pose)  # type: ignore[attr-defined]
+    spec.attach(source, prefix=ARM_PREFIX, frame=spec.worldbody.add_frame())

@@ -87,9 +87,11 @@ def logs(procs) -> str:
 class NodeProcess:
     """One node in its own process (killed on close)."""
 
-    def __init__(self, module: str, ns: str, params: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, module: str, ns: str, params: dict[str, str], log: Path, params_file: Path = PARAMS
+    ) -> None:
         args = [sys.executable, "-m", f"icpi.robot.{module}", "--ros-args"]
-        args += ["--params-file", str(PARAMS), "-r", f"__ns:={ns}"]
+        args += ["--params-file", str(params_file), "-r", f"__ns:={ns}"]
         # /clock is absolute: under the namespace too, so that a graph of another test
         # process that lands on the same ROS_DOMAIN_ID (pid % 100) cannot drive its clock.
         args += ["-r", f"/clock:={ns}/clock"]

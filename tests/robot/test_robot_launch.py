@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from icpi.robot.params import DriverConfig, SimArmConfig, SkillNodeConfig
+from icpi.robot.params import DriverConfig, SimArmConfig, SkillNodeConfig, TrackerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch"
@@ -29,7 +29,12 @@ SCRIPTS = {
     "icpi-tracker-node": "icpi.robot.tracker_node:main",
     "icpi-calibrate": "icpi.robot.calibrate:main",
 }
-CONFIGS = {"icpi_arm": SkillNodeConfig, "icpi_sim_arm": SimArmConfig, "icpi_driver": DriverConfig}
+CONFIGS = {
+    "icpi_arm": SkillNodeConfig,
+    "icpi_sim_arm": SimArmConfig,
+    "icpi_driver": DriverConfig,
+    "icpi_tracker": TrackerConfig,
+}
 # Nested sections of a node's YAML that hold the typed run configuration (driver only).
 NESTED = {"icpi_driver": {"run", "llm"}}
 # Parameters every rclpy node declares itself.
@@ -38,6 +43,7 @@ EXECUTABLE_OF = {
     "icpi_arm": "icpi-arm-node",
     "icpi_sim_arm": "icpi-sim-arm-node",
     "icpi_driver": "icpi-driver-node",
+    "icpi_tracker": "icpi-tracker-node",
 }
 
 
@@ -94,7 +100,9 @@ def test_launch_file_names_real_executables_and_declared_parameters(path):
 
 def test_sim_yaml_sets_every_parameter_and_shares_the_arm_geometry():
     params = sections(LAUNCH / "params" / "sim_arm.yaml")
-    for name, cls in CONFIGS.items():
+    assert {"icpi_arm", "icpi_sim_arm", "icpi_driver"} <= set(params)
+    for name in params:
+        cls = CONFIGS[name]
         want = {f.name for f in dataclasses.fields(cls)} | NESTED.get(name, set())
         assert set(params[name]) - ROS_PARAMS == want, name
     for key in ("joint_names", "kinematics", "base_xy", "link_lengths", "elbow", "home"):

@@ -1,0 +1,71 @@
+"""The twin as the configured serial arm (UR5e) with its camera: physics and pixels, no ROS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mink", reason="needs the ros extra: pip install -e '.[ros]'")
+pytest.importorskip("cv2", reason="needs the ros extra: pip install -e '.[ros]'")
+
+from icpi.envs import make_task
+from icpi.robot.calibrate import calibrate
+from icpi.robot.camera import CameraSetup, MarkerSetup
+from icpi.robot.skill import State, plan_trial
+from icpi.robot.theta_box import arm_config
+from icpi.robot.tracker import BallTracker, TrackedPoint
+from icpi.robot.twin import Twin
+
+UR5E = Path(__file__).resolve().parents[2] / "launch" / "params" / "ur5e.yaml"
+THETA = (0.2, 0.03, 0.48)  # inside the UR5e's θ box
+
+
+def test_ur5e_twin_tracks_its_trajectory_strikes_and_is_seen_by_the_tracker():
+    cfg = arm_config(UR5E)
+    arm = cfg.arm()
+    camera, marker = CameraSetup(), MarkerSetup()
+    twin = Twin(
+        cfg.skill,
+        arm,
+        cfg.home,
+        [0.065, 0.0035],
+        velocity_limits=cfg.velocity_limits,
+        acceleration_limits=cfg.acceleration_limits,
+        camera=camera,
+        marker=marker,
+    )
+    try:
+        assert twin.serial and twin.model.nu == 6  # the arm's own actuators, no free striker
+        q, _ = twin.joint_state()
+        np.testing.assert_allclose(q, cfg.home, atol=1e-9)
+        cal = calibrate(twin.render(), camera.camera_matrix(), [], marker)
+        plan = plan_trial(cfg.skill, THETA, arm, State.at_rest(cfg.home), cfg.timing())
+        twin.command(
+            plan.times,
+            plan.positions,
+            None,
+            start=0.01,
+            velocities=plan.velocities,
+            accelerations=plan.accelerations,
+        )
+        worst = 0.0
+        for _ in range(round((plan.times[-1] + 0.01) / twin.dt)):
+            twin.step()
+            worst = max(worst, float(np.max(np.abs(twin.joint_state()[0] - twin.reference()))))
+        assert worst < 0.002, worst  # position control with velocity feed-forward
+        assert twin.limited == 0
+        twin.step(round(3.0 / twin.dt))  # the ball rolls out
+        ball = twin.object_xyz()
+        task = make_task("ball-roll-gc")
+        inst = task.make_instance(physics={"ball_mass": 0.065, "rolling_friction": 0.0035})
+        expected = task.rollout(inst, np.asarray(THETA)).outcome
+        # The arm's own striker (0.3 kg on a 6-joint arm) vs the task's free 1 kg striker.
+        assert np.linalg.norm(ball[:2] - expected) < 0.005, (ball, expected)
+        assert np.linalg.norm(ball[:2]) > 0.04
+        seen = BallTracker(cal).process(twin.render(), stamp=twin.time)
+        assert isinstance(seen, TrackedPoint)
+        assert np.linalg.norm(seen.xyz[:2] - ball[:2]) < 0.003
+    finally:
+        twin.close()
