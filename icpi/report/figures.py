@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +12,7 @@ from icpi.report.media import data_uri
 
 FIG_WIDTH = 10.0  # in
 PANEL_HEIGHT = 2.8  # in, per row of panels
-# Lower limit of log-scale bands (a mean − s.e. below zero) [m].
+# Lower limit of log-scale bands [m].
 LOG_FLOOR = 1e-5
 
 
@@ -39,22 +38,22 @@ def _svg_uri(fig: Any) -> str:
     return data_uri("image/svg+xml", buf.getvalue().encode("utf-8"))
 
 
-def _mean_se(values: Sequence[float]) -> tuple[float, float]:
-    arr = np.asarray(values, float)
-    se = float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else 0.0
-    return float(arr.mean()), se
-
-
 def _band(ax: Any, its: list[int], values: list[list[float]], label: str, color: Any) -> None:
-    stats = [_mean_se(v) for v in values]
-    mean = np.array([m for m, _ in stats])
-    se = np.array([s for _, s in stats])
+    """The mean and its bootstrap 95 % interval, as ``curves.png`` and the tables have it."""
+    from icpi.manipulation.bench import bootstrap_ci
+
+    mean = np.array([float(np.mean(v)) for v in values])
+    band = np.array([bootstrap_ci(v) for v in values])
     ax.plot(its, mean, marker=".", label=label, color=color)
-    ax.fill_between(its, np.maximum(mean - se, LOG_FLOOR), mean + se, color=color, alpha=0.15)
+    ax.fill_between(its, np.maximum(band[:, 0], LOG_FLOOR), band[:, 1], color=color, alpha=0.15)
 
 
 def benchmark_curves(rows: Sequence[dict[str, Any]], tasks: Sequence[str]) -> str:
-    """Best-so-far and cost per iteration, mean ± s.e. over instances, per task and method.
+    """Best-so-far and cost per iteration per task and method, with 95 % intervals.
+
+    Each line is the mean over instances and its band the bootstrap 95 % interval
+    (:func:`icpi.manipulation.bench.bootstrap_ci`, the convention of ``curves.png`` and
+    ``summary.md``).
 
     Args:
         rows: One row per iteration of every run (``task``, ``method``, ``seed``,
@@ -147,6 +146,53 @@ def run_curves(
             ax.set_xlabel("iteration")
             _integer_iterations(ax)
             ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        return _svg_uri(fig)
+
+
+def trajectory_plot(
+    trajectory: Any, goal: Sequence[float], outcome: Sequence[float], title: str = ""
+) -> str:
+    """The path of a rollout's tracked point, its goal and outcome (tasks that cannot render).
+
+    The path's first two columns are drawn against each other (one column: against the
+    step); a goal and outcome of two or more numbers are points in that plane, of one
+    number vertical lines at that first coordinate.
+
+    Args:
+        trajectory: The path, one row per recorded step.
+        goal: The goal.
+        outcome: The outcome.
+        title: Figure title.
+
+    Returns:
+        The figure as an SVG data URI (320 × 240 px, like a clip).
+    """
+    plt = _pyplot()
+    path = np.asarray(trajectory, float)
+    path = path.reshape(len(path), -1)
+    goal_arr, out_arr = np.atleast_1d(goal).astype(float), np.atleast_1d(outcome).astype(float)
+    with plt.rc_context({"svg.fonttype": "none"}):
+        fig, ax = plt.subplots(figsize=(3.2, 2.4), dpi=100)
+        if path.shape[1] >= 2:
+            ax.plot(path[:, 0], path[:, 1], lw=1.2, label="path")
+            ax.set(xlabel="path[:, 0]", ylabel="path[:, 1]")
+        else:
+            ax.plot(np.arange(len(path)), path[:, 0], lw=1.2, label="path")
+            ax.set(xlabel="step", ylabel="path")
+        for point, style, label in ((goal_arr, "x", "goal"), (out_arr, "o", "outcome")):
+            if len(point) >= 2 and path.shape[1] >= 2:
+                ax.plot(point[0], point[1], style, ms=7, label=label)
+            elif len(point) >= 1:
+                line = ax.axvline if path.shape[1] >= 2 else ax.axhline
+                line(point[0], ls="--" if label == "goal" else ":", lw=1, label=label,
+                     color="C1" if label == "goal" else "C2")  # fmt: skip
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.label.set_size(8)
+        ax.yaxis.label.set_size(8)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
         fig.tight_layout()
         return _svg_uri(fig)
 

@@ -1,11 +1,15 @@
 """Re-simulated rollout clips: MP4 (H.264) or GIF, as data URIs, with a cost check.
 
-A clip replays one recorded rollout of a run headless: the task is rebuilt from the run's
-task id, the instance from the recorded goal and physics (``config.json``), θ from the
-record (``records.jsonl``); the rollout's cost is recomputed and compared with the
-recorded one (bit-identical on the machine that made the run), and the frames come from
-:func:`icpi.envs.render.render_rollout`. Choose the OpenGL backend
-(:func:`icpi.envs.gl.choose_gl_backend`) before this module first imports MuJoCo.
+A clip replays one recorded rollout of a run headless: the task is rebuilt from the spec
+the run recorded (a shipped id or your own ``path/file.py:Class``, see
+:func:`icpi.envs.load_task`), the instance from the recorded goal and physics
+(``config.json``), θ from the record (``records.jsonl``); the rollout's cost is recomputed
+and compared with the recorded one (bit-identical on the machine that made the run), and
+the frames come from :func:`icpi.envs.render.render_rollout`. A task that cannot render
+(your own, without a MuJoCo scene of the shipped kind) gets a plot of the re-simulated
+path of its tracked point instead (:func:`icpi.report.figures.trajectory_plot`). Choose
+the OpenGL backend (:func:`icpi.envs.gl.choose_gl_backend`) before this module first
+imports MuJoCo.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class Clip:
     """One re-simulated rollout, ready to embed."""
 
     mime: str
-    """``video/mp4`` or ``image/gif``."""
+    """``video/mp4``, ``image/gif``, or ``image/svg+xml`` for a trajectory plot."""
     data_uri: str
     """The clip as a data URI."""
     poster_uri: str
@@ -46,7 +50,12 @@ class Clip:
     cost: float
     """Re-simulated cost [m]."""
     frames: int
-    """Number of frames."""
+    """Number of frames (0 for a trajectory plot)."""
+
+    @property
+    def is_plot(self) -> bool:
+        """Whether this is a plot of the path (the task cannot render), not a clip."""
+        return self.mime == "image/svg+xml"
 
 
 class ClipError(RuntimeError):
@@ -156,23 +165,23 @@ class ClipMaker:
         self._clips: dict[tuple[Any, ...], Clip] = {}
 
     def task(self, task_id: str) -> Any:
-        """The task object of an id (built once).
+        """The task object of the spec a run recorded (built once).
 
         Args:
-            task_id: Task id.
+            task_id: Task spec: a shipped id, ``module:Class`` or ``path/file.py:Class``.
 
         Returns:
             The task.
 
         Raises:
-            ClipError: If no task of that id can be built.
+            ClipError: If no task can be built from it (the message says why).
         """
         if task_id not in self._tasks:
-            from icpi.envs import make_task
+            from icpi.envs import load_task
 
             try:
-                self._tasks[task_id] = make_task(task_id)
-            except (ValueError, ImportError, AttributeError) as err:
+                self._tasks[task_id] = load_task(task_id)
+            except Exception as err:  # a user's module may raise anything on import
                 raise ClipError(f"task {task_id!r} cannot be rebuilt: {err}") from err
         return self._tasks[task_id]
 
@@ -212,25 +221,41 @@ class ClipMaker:
             raise ClipLimit(f"not rendered: the clip limit ({self.max_clips}) was reached")
         task = self.task(task_id)
         try:
-            inst = task.make_instance(goal=instance.get("goal"), physics=physics)
-            cost = float(task.rollout(inst, theta).cost)
+            inst = _instance(task, instance.get("goal"), physics)
+            rollout = task.rollout(inst, theta)
+            cost = float(rollout.cost)
         except (ValueError, TypeError) as err:
             raise ClipError(
                 f"the recorded instance or θ is not valid for {task_id}: {err}"
             ) from err
-        frames = self._render(task, inst, theta)
-        mime, payload = self._encode(frames)
-        clip = Clip(
-            mime=mime,
-            data_uri=data_uri(mime, payload),
-            poster_uri=data_uri("image/jpeg", encode_jpeg(frames[-1])),
-            cost=cost,
-            frames=len(frames),
-        )
+        if can_render(task):
+            frames = self._render(task, inst, theta)
+            mime, payload = self._encode(frames)
+            clip = Clip(
+                mime=mime,
+                data_uri=data_uri(mime, payload),
+                poster_uri=data_uri("image/jpeg", encode_jpeg(frames[-1])),
+                cost=cost,
+                frames=len(frames),
+            )
+        else:
+            clip = self._plot(task, inst, rollout, cost)
         self._clips[key] = clip
         return clip
 
+    @staticmethod
+    def _plot(task: Any, instance: Any, rollout: Any, cost: float) -> Clip:
+        from icpi.report.figures import trajectory_plot
+
+        if rollout.trajectory is None or len(rollout.trajectory) == 0:
+            raise ClipError(f"the task {task.task_id!r} cannot render and returns no trajectory")
+        uri = trajectory_plot(
+            rollout.trajectory, instance.goal, rollout.outcome, title=f"{task.task_id}: path"
+        )
+        return Clip(mime="image/svg+xml", data_uri=uri, poster_uri=uri, cost=cost, frames=0)
+
     def _render(self, task: Any, instance: Any, theta: Sequence[float]) -> list[np.ndarray]:
+        """Frames of the rollout (the shipped tasks' renderer; GL errors become a note)."""
         if self.render_error is None:
             from icpi.envs.render import render_rollout
 
@@ -264,3 +289,32 @@ class ClipMaker:
                 self.fallback_reason = f"MP4 could not be written ({err}); clips are GIFs"
                 log.warning("%s", self.fallback_reason)
         return "image/gif", encode_gif(frames, CLIP_FPS)
+
+
+def can_render(task: Any) -> bool:
+    """Whether a task renders clips (a MuJoCo scene with the shipped tasks' members).
+
+    Args:
+        task: The task.
+
+    Returns:
+        True for the shipped tasks (``model(instance)``, ``timestep``, recorded states).
+    """
+    from icpi.envs.base import Task
+
+    return isinstance(task, Task)
+
+
+def _instance(task: Any, goal: Any, physics: dict[str, Any]) -> Any:
+    """The recorded instance: the task's own builder (validated) or a plain one."""
+    make = getattr(task, "make_instance", None)
+    if callable(make):
+        return make(goal=goal, physics=physics)
+    from icpi.envs.spec import Instance
+
+    if goal is None:
+        raise ValueError("the run records no goal")
+    return Instance(
+        goal=tuple(float(g) for g in goal),
+        physics=tuple(sorted((str(k), float(v)) for k, v in physics.items())),
+    )

@@ -276,8 +276,9 @@ def _run_view(run: Run, index: int, maker: ClipMaker, single: bool) -> RunView:
 def _rows(runs: Sequence[Run], notes: list[str]) -> list[dict[str, Any]]:
     """One row per iteration of every run, collected by the benchmark's own code.
 
-    Records too old for :func:`icpi.manipulation.bench.collect_rows` (without ``theta`` or
-    ``iteration``) are collected here instead, with the same keys, and a note says so.
+    Rows name each task by its id (as the benchmark's tables do). Records too old for
+    :func:`icpi.manipulation.bench.collect_rows` (without ``theta`` or ``iteration``) are
+    collected here instead, with the same keys, and a note says so.
     """
     from icpi.manipulation.bench import Job, collect_rows
     from icpi.manipulation.config import MethodSpec
@@ -295,7 +296,7 @@ def _rows(runs: Sequence[Run], notes: list[str]) -> list[dict[str, Any]]:
         for r in runs
     ]
     try:
-        return collect_rows(jobs)
+        return collect_rows(jobs, {str(r.task): r.name for r in runs})
     except (KeyError, TypeError, ValueError) as err:
         notes.append(f"runs too old for bench.collect_rows ({err!r}): rows read leniently")
     rows = []
@@ -305,7 +306,7 @@ def _rows(runs: Sequence[Run], notes: list[str]) -> list[dict[str, Any]]:
             best = min(best, float(rec["cost"]))
             rows.append(
                 {
-                    "task": job.task,
+                    "task": run.name,
                     "method": job.spec.label,
                     "seed": job.seed,
                     "iteration": int(rec.get("iteration", i)),
@@ -319,7 +320,7 @@ def _rows(runs: Sequence[Run], notes: list[str]) -> list[dict[str, Any]]:
 
 
 def _benchmark_table(
-    runs: Sequence[Run], notes: list[str]
+    runs: Sequence[Run], notes: list[str], maker: ClipMaker
 ) -> tuple[list[str], list[list[str]], str]:
     """The benchmark's own summary (every column of ``bench.summarise``) and its curves."""
     from icpi.manipulation.bench import summarise
@@ -327,14 +328,77 @@ def _benchmark_table(
 
     rows = _rows(runs, notes)
     try:
-        summary = summarise(rows)
+        summary = summarise(rows, thresholds=_thresholds(runs, maker))
     except (KeyError, TypeError, ValueError) as err:
         notes.append(f"bench.summarise failed on these runs ({err!r}): no summary table")
         summary = []
+    heads, cells = compact_table(summary)
+    tasks = list(dict.fromkeys(r.name for r in runs))
+    return heads, cells, benchmark_curves(rows, tasks)
+
+
+def _thresholds(runs: Sequence[Run], maker: ClipMaker) -> dict[str, float]:
+    """Each task's success threshold: recorded in its runs' summaries, else its task's."""
+    from icpi.envs.spec import success_threshold
+
+    out: dict[str, float] = {}
+    for r in runs:
+        value = r.summary.get("success_threshold")
+        if r.name in out:
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[r.name] = float(value)
+        elif r.task is not None:
+            try:
+                out[r.name] = success_threshold(maker.task(r.task))
+            except (ClipError, ValueError):
+                continue
+    return out
+
+
+def compact_table(summary: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The summary as a table that fits the page: every column, related ones in one cell.
+
+    A column followed by its ``…_low`` and ``…_high`` interval becomes one cell ``mean
+    [low, high]``; ``…_wins``, ``…_ties``, ``…_losses`` become one ``W/T/L`` cell. Every
+    other column stays as it is, so a column ``bench.summarise`` adds appears too.
+
+    Args:
+        summary: Rows of :func:`icpi.manipulation.bench.summarise`.
+
+    Returns:
+        Column heads and formatted rows.
+    """
     columns = list(dict.fromkeys(k for s in summary for k in s))
-    cells = [[fmt(s.get(c)) for c in columns] for s in summary]
-    tasks = list(dict.fromkeys(str(r.task) for r in runs))
-    return columns, cells, benchmark_curves(rows, tasks)
+    groups: list[tuple[str, list[str]]] = []
+    used: set[str] = set()
+    for i, c in enumerate(columns):
+        if c in used:
+            continue
+        low, high = [*columns[i + 1 : i + 3], "", ""][:2]
+        stem = c.removesuffix("_wins")
+        if low.endswith("_low") and high == low.removesuffix("_low") + "_high":
+            group = [c, low, high]
+            head = f"{c} [95 % CI]"
+        elif c.endswith("_wins") and {f"{stem}_ties", f"{stem}_losses"} <= set(columns):
+            group = [c, f"{stem}_ties", f"{stem}_losses"]
+            head = f"{stem} W/T/L"
+        else:
+            group, head = [c], c
+        used.update(group)
+        groups.append((head, group))
+
+    def cell(row: Mapping[str, Any], group: list[str]) -> str:
+        values = [row.get(c) for c in group]
+        if len(group) == 1:
+            return fmt(values[0])
+        if all(v is None for v in values):
+            return "–"
+        if group[0].endswith("_wins"):
+            return "/".join(fmt(v) for v in values)
+        return f"{fmt(values[0])} [{fmt(values[1])}, {fmt(values[2])}]"
+
+    return [h for h, _ in groups], [[cell(row, g) for _, g in groups] for row in summary]
 
 
 def _clip_order(runs: Sequence[Run]) -> list[int]:
@@ -345,7 +409,7 @@ def _clip_order(runs: Sequence[Run]) -> list[int]:
     rank: dict[int, int] = {}
     seen: dict[tuple[str | None, str], int] = {}
     for i, r in enumerate(runs):
-        group = (r.task, r.label)
+        group = (r.name, r.label)
         rank[i] = seen.get(group, 0)
         seen[group] = rank[i] + 1
     return sorted(range(len(runs)), key=lambda i: (rank[i], i))
@@ -362,7 +426,22 @@ def _environment() -> Any:
         lstrip_blocks=True,
     )
     env.filters["fmt"] = fmt
+    env.filters["breakable"] = breakable
     return env
+
+
+def breakable(text: str) -> Any:
+    """HTML of a column name that may wrap after each underscore (narrow tables).
+
+    Args:
+        text: The name.
+
+    Returns:
+        Escaped markup with a word-break opportunity after every ``_``.
+    """
+    from markupsafe import Markup, escape
+
+    return Markup(str(escape(text)).replace("_", "_<wbr>"))
 
 
 def write_report(
@@ -446,7 +525,7 @@ def write_report(
         "versions": runs[0].meta.get("versions"),
     }
     if kind == "benchmark":
-        columns, cells, curves = _benchmark_table(runs, notes)
+        columns, cells, curves = _benchmark_table(runs, notes, maker)
         context.update(columns=columns, cells=cells, curves=curves)
     else:
         context.update(columns=[], cells=[], curves=views[0].figure)
@@ -473,7 +552,7 @@ def write_report(
 def _by_task(views: Sequence[RunView]) -> list[tuple[str, list[RunView]]]:
     groups: dict[str, list[RunView]] = {}
     for v in views:
-        groups.setdefault(v.run.task or "?", []).append(v)
+        groups.setdefault(v.run.name, []).append(v)
     return list(groups.items())
 
 

@@ -43,7 +43,10 @@ class Run:
     attempts: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Model attempts by iteration, from ``attempts.jsonl`` (empty for model-free methods)."""
     task: str | None = None
-    """Task id (``None`` when not recorded)."""
+    """Task spec as recorded (a shipped id or ``/abs/file.py:Class``; ``None`` when not
+    recorded)."""
+    task_id: str | None = None
+    """The task's id, its name on the page (``None`` when not recorded)."""
     method: str = "?"
     """Method id (``?`` when not recorded)."""
     seed: int | None = None
@@ -63,9 +66,14 @@ class Run:
         return costs.index(min(costs))
 
     @property
+    def name(self) -> str:
+        """The task's name on the page: its id, else its spec, else ``?``."""
+        return self.task_id or self.task or "?"
+
+    @property
     def key(self) -> str:
         """Short unique name, e.g. ``slide/icpi/seed-0``."""
-        return f"{self.task or '?'}/{self.label or self.method}/seed-{self.seed}"
+        return f"{self.name}/{self.label or self.method}/seed-{self.seed}"
 
     def summary_or_derived(self) -> tuple[dict[str, Any], bool]:
         """The run's summary, or figures derived from its records when it has none.
@@ -182,6 +190,10 @@ def load_run(path: Path, label: str = "", task: str | None = None, seed: int | N
     recorded_task = run_cfg.get("task", summary.get("task", task))
     recorded_seed = run_cfg.get("seed", summary.get("seed", meta.get("seed", seed)))
     method = str(run_cfg.get("method", summary.get("method", "?")))
+    task_id = summary.get("task_id")
+    if task_id is None and recorded_task is not None:
+        spec = str(recorded_task)
+        task_id = spec if ":" not in spec else _short_name(spec)
     return Run(
         path=path,
         records=records,
@@ -190,10 +202,17 @@ def load_run(path: Path, label: str = "", task: str | None = None, seed: int | N
         meta=meta,
         attempts=_attempts(path / "attempts.jsonl"),
         task=str(recorded_task) if recorded_task is not None else None,
+        task_id=str(task_id) if task_id is not None else None,
         method=method,
         seed=recorded_seed if isinstance(recorded_seed, int) else None,
         label=label or method,
     )
+
+
+def _short_name(spec: str) -> str:
+    """A name for a task spec of a run that records no task id: ``file.py:Class``."""
+    target, _, attr = spec.rpartition(":")
+    return f"{Path(target).name}:{attr}" if target.endswith(".py") else spec
 
 
 def _is_number(value: Any) -> bool:

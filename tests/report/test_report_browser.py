@@ -123,3 +123,38 @@ def test_a_video_the_browser_cannot_play_falls_back_to_its_last_frame(browser, r
     assert page.locator("img.clip").first.get_attribute("src").startswith("data:image/jpeg")
     assert "cannot play this MP4" in page.locator("figure p.note").first.inner_text()
     page.close()
+
+
+TABLE_FITS = """() => {
+  const t = document.getElementById("summary-table");
+  return {table: t.scrollWidth, room: t.closest(".scroll").clientWidth,
+          page: document.documentElement.scrollWidth};
+}"""
+
+
+@pytest.mark.parametrize("width", [1400, 1280])
+def test_the_summary_table_fits_the_page_without_scrolling_sideways(
+    browser, bench_copy, tmp_path, monkeypatch, width
+):
+    import icpi.manipulation.bench as bench
+
+    original = bench.summarise
+
+    def wider(rows, **kwargs):
+        # more columns of the kind summarise has (a paired comparison on best-so-far too)
+        # and the longest method label of the presets
+        out = []
+        for s in original(rows, **kwargs):
+            extra = {f"best_{k}": s.get(k) for k in s if k.startswith("vs_ref_")}
+            out.append({**s, "method": f"{s['method']}[model=off;final_best=false]", **extra})
+        return out
+
+    monkeypatch.setattr(bench, "summarise", wider)
+    out = tmp_path / "report.html"
+    write_report(bench_copy, out, max_videos=0)
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(out.as_uri(), wait_until="load")
+    sizes = page.evaluate(TABLE_FITS)
+    assert sizes["table"] <= sizes["room"] and sizes["page"] <= width, sizes
+    assert page.locator("#summary-table thead th").count() >= 12
+    page.close()

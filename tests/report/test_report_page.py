@@ -16,7 +16,7 @@ import icpi.manipulation.bench as bench
 from icpi.core.files import read_jsonl, write_jsonl
 from icpi.report import ReportError, write_report
 from icpi.report import media as media_mod
-from icpi.report.page import fmt
+from icpi.report.page import compact_table, fmt
 
 pytest_plugins = ["report_fixtures"]  # the fixtures bench_dir, bench_copy, run_copy
 
@@ -49,11 +49,17 @@ def test_benchmark_page_has_every_summary_column_curves_runs_and_checked_clips(
     page = Page(html)
     assert result.kind == "benchmark" and result.runs == len(TASKS) * len(METHODS) * len(SEEDS)
 
-    # The table is bench.summarise of the benchmark's rows, every column, every cell.
+    # The table is bench.summarise of the benchmark's rows, every column, every cell: an
+    # interval beside its mean, wins/ties/losses in one cell.
     summary = bench.summarise(_results(bench_copy))
     table = page.tables["summary-table"]
-    assert table[0] == list(summary[0])
-    assert table[1:] == [[fmt(s[c]) for c in summary[0]] for s in summary]
+    assert (table[0], table[1:]) == compact_table(summary)
+    assert "final_cost_mean [95 % CI]" in table[0] and "vs_ref W/T/L" in table[0]
+    row = dict(zip(table[0], table[1], strict=True))
+    s = summary[0]
+    assert row["final_cost_mean [95 % CI]"] == (
+        f"{fmt(s['final_cost_mean'])} [{fmt(s['final_ci_low'])}, {fmt(s['final_ci_high'])}]"
+    )
     assert len(table) - 1 == len(TASKS) * len(METHODS)
 
     # Curves: an SVG with a panel per task and a line per method.
@@ -98,8 +104,9 @@ def test_benchmark_page_has_every_summary_column_curves_runs_and_checked_clips(
 def test_every_summary_column_appears_even_new_ones(bench_copy, tmp_path, monkeypatch):
     original = bench.summarise
 
-    def with_more_columns(rows):
-        return [{**s, "wins_vs_lknn20": "1/0/1", "regret": 0.5} for s in original(rows)]
+    def with_more_columns(rows, **kwargs):
+        more = {"wins_vs_lknn20": "1/0/1", "regret": 0.5}
+        return [{**s, **more} for s in original(rows, **kwargs)]
 
     monkeypatch.setattr(bench, "summarise", with_more_columns)
     out = tmp_path / "page.html"
