@@ -22,6 +22,7 @@ from icpi.core.buffer import BufferMismatchError, ExperienceBuffer
 from icpi.core.context import AllAttempts, ContextBuilder, KNearest, LastN, SortedByReward
 from icpi.core.loop import (
     Budget,
+    Draw,
     ImprovementLoop,
     LoopPieces,
     LoopPolicy,
@@ -68,6 +69,7 @@ __all__ = [
     "BufferMismatchError",
     "CallableReward",
     "ContextBuilder",
+    "Draw",
     "ExperienceBuffer",
     "FailureCounter",
     "Feedback",

@@ -209,7 +209,7 @@ class ExpertSelector:
         chosen = sel.index is not None and sel.index < len(expert) and expert[sel.index]
         self.sampler.chosen_expert = chosen
         info = {**sel.info, "expert": expert, "expert_rejected": rejected, "expert_chosen": chosen}
-        return dataclasses.replace(sel, info=info)  # the inner choice's source is kept
+        return dataclasses.replace(sel, info=info)  # the inner choice is kept whole
 
 
 def decay(iteration: int, horizon: int, schedule: Schedule = "linear") -> float:

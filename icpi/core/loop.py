@@ -91,6 +91,35 @@ class LoopResult:
         return self.attempts[-1] if self.attempts else None
 
 
+def _no_calls() -> dict[str, Any]:
+    return {
+        "calls": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "latency_s": 0.0,
+        "cached": False,
+        "keys": [],
+    }
+
+
+@dataclass
+class Draw:
+    """What the model answered one prompt (:meth:`ImprovementLoop.draw`), and the selection."""
+
+    prompt: Any
+    """The prompt sent."""
+    samples: list[str]
+    """Every completion received, over all sampling rounds."""
+    results: list[ParseResult]
+    """The parse result of each completion."""
+    selection: Selection
+    """The selector's choice (``index`` over all rounds; ``None`` when nothing was valid)."""
+    llm: dict[str, Any]
+    """Model accounting: calls, tokens, latency, cache keys, errors."""
+    model_s: float
+    """Seconds spent waiting for the model."""
+
+
 @dataclass
 class Proposal:
     """An action chosen by :meth:`ImprovementLoop.propose`, waiting for its evaluation."""
@@ -118,6 +147,21 @@ class Proposal:
     propose_s: float
     """Seconds the proposal took in total."""
 
+    @classmethod
+    def direct(cls, iteration: int, action: Any, source: str, propose_s: float = 0.0) -> Proposal:
+        """An action decided without asking the model (e.g. θ0).
+
+        Args:
+            iteration: Loop iteration.
+            action: The action.
+            source: Where it came from (``initial``, ``best``, a numeric method's name).
+            propose_s: Seconds the decision took.
+
+        Returns:
+            The proposal (no prompt, no samples).
+        """
+        return cls(iteration, action, source, False, None, [], [], {}, _no_calls(), 0.0, propose_s)
+
 
 @dataclass
 class LoopPieces:
@@ -133,8 +177,9 @@ class LoopPieces:
     """Parses each candidate."""
     selector: Selector
     """Picks one candidate."""
-    reward: RewardProvider
-    """Evaluates the action (used by :meth:`ImprovementLoop.step`)."""
+    reward: RewardProvider | None = None
+    """Evaluates the action (needed by :meth:`ImprovementLoop.step` and ``run``; a caller
+    that evaluates the actions itself, through ``propose`` and ``complete``, has none)."""
 
 
 @dataclass(frozen=True)
@@ -156,10 +201,7 @@ class LoopPolicy:
     """Action when no candidate is valid after re-sampling (ICPI: the local linear fit);
     ``None``: the attempt is recorded unevaluated, with ``invalid_reward``."""
     initial_action: Callable[[LoopState], Any] | None = None
-    """Action of iteration 0, evaluated without a model call (ICPI: θ0)."""
-    preset: Callable[[LoopState], tuple[Any, str] | None] | None = None
-    """An action (and its source) decided without the model at some iteration, e.g.
-    icpi+'s re-run of the best θ at the end of the budget; ``None`` from it: ask the model."""
+    """Action of iteration 0, evaluated without a model call (the toy task's θ0)."""
     invalid_reward: float = float("nan")
     """Reward recorded for an attempt with no valid action and no fallback."""
 
@@ -224,7 +266,13 @@ class ImprovementLoop:
 
     @property
     def reward(self) -> RewardProvider:
-        """The reward provider."""
+        """The reward provider.
+
+        Raises:
+            RuntimeError: If the loop was assembled without one.
+        """
+        if self.pieces.reward is None:
+            raise RuntimeError("this loop has no reward provider: evaluate with complete()")
         return self.pieces.reward
 
     def state(self) -> LoopState:
@@ -236,8 +284,66 @@ class ImprovementLoop:
         history = self.buffer.attempts
         return LoopState(iteration=len(history), history=history, task=self.task)
 
+    def draw(self, state: LoopState) -> Draw:
+        """Ask the model and select among its answers (re-sampling while none is valid).
+
+        Args:
+            state: The state of this iteration.
+
+        Returns:
+            The prompt, every completion and its parse, the selection, the accounting.
+        """
+        model_s = 0.0
+        samples: list[str] = []
+        results: list[ParseResult] = []
+        llm = {**_no_calls(), "cached": True}
+        selection = Selection(index=None)
+        prompt = self.prompt.render(state, self.context.build(state))
+        for round_ in range(1 + self.policy.max_resamples):
+            tm = time.perf_counter()
+            texts: list[str] = []
+            try:
+                seed = derive_seed(self.seed, state.iteration, round_)
+                batch = self.sampler.sample(prompt, self.policy.n_samples, seed)
+            except self.policy.model_errors as exc:
+                llm.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
+                log.warning("iteration %d round %d: model error %s", state.iteration, round_, exc)
+            else:
+                llm["calls"] += batch.calls
+                llm["prompt_tokens"] += batch.prompt_tokens
+                llm["completion_tokens"] += batch.completion_tokens
+                llm["latency_s"] += batch.latency_s
+                llm["cached"] = llm["cached"] and batch.cached
+                llm["keys"] += batch.keys
+                texts = batch.texts
+            model_s += time.perf_counter() - tm
+            parsed = [self.parser(t) for t in texts]
+            offset = len(samples)
+            samples += texts
+            results += parsed
+            selection = self.selector.select(parsed, state)
+            if selection.index is not None:
+                selection = dataclasses.replace(
+                    selection,
+                    index=offset + selection.index,
+                    info={**selection.info, "round": round_},
+                )
+                break
+            log.info(
+                "iteration %d: no valid candidate in round %d (%s)",
+                state.iteration,
+                round_,
+                Counter(r.error for r in parsed),
+            )
+        llm["cached"] = llm["calls"] > 0 and llm["cached"]
+        return Draw(prompt, samples, results, selection, llm, model_s)
+
     def propose(self, state: LoopState) -> Proposal:
         """Choose the next action without evaluating it (the "ask" half of a step).
+
+        Iteration 0 takes the initial action when the policy has one; every other asks the
+        model (:meth:`draw`) and turns the selected answer into the action, or falls back
+        when no answer is valid.
 
         Args:
             state: The state of this iteration.
@@ -247,97 +353,32 @@ class ImprovementLoop:
             :meth:`complete`.
         """
         t0 = time.perf_counter()
-        model_s = 0.0
-        prompt: Any = None
-        samples: list[str] = []
-        results: list[ParseResult] = []
-        llm: dict[str, Any] = {
-            "calls": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "latency_s": 0.0,
-            "cached": True,
-            "keys": [],
-        }
-        selection = Selection(index=None)
-        initial = self.policy.initial_action if state.iteration == 0 else None
-        # The preset is asked only when there is no initial action to take (icpi+'s preset
-        # needs a first rollout to measure).
-        preset = None if initial or self.policy.preset is None else self.policy.preset(state)
-        if initial is not None:
-            action, source, valid = initial(state), "initial", False
-        elif preset is not None:
-            (action, source), valid = preset, False
-        else:
-            prompt = self.prompt.render(state, self.context.build(state))
-            for round_ in range(1 + self.policy.max_resamples):
-                tm = time.perf_counter()
-                texts: list[str] = []
-                try:
-                    seed = derive_seed(self.seed, state.iteration, round_)
-                    batch = self.sampler.sample(prompt, self.policy.n_samples, seed)
-                except self.policy.model_errors as exc:
-                    model_s += time.perf_counter() - tm
-                    llm.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
-                    log.warning(
-                        "iteration %d round %d: model error %s", state.iteration, round_, exc
-                    )
-                else:
-                    model_s += time.perf_counter() - tm
-                    llm["calls"] += batch.calls
-                    llm["prompt_tokens"] += batch.prompt_tokens
-                    llm["completion_tokens"] += batch.completion_tokens
-                    llm["latency_s"] += batch.latency_s
-                    llm["cached"] = llm["cached"] and batch.cached
-                    llm["keys"] += batch.keys
-                    texts = batch.texts
-                parsed = [self.parser(t) for t in texts]
-                offset = len(samples)
-                samples += texts
-                results += parsed
-                # A selector sees every round, an empty one too (a model error): it may
-                # choose a candidate of its own (icpi+'s numeric ones, with a source).
-                selection = self.selector.select(parsed, state)
-                if selection.index is not None:
-                    selection = dataclasses.replace(
-                        selection,
-                        index=offset + selection.index,
-                        info={**selection.info, "round": round_},
-                    )
-                    break
-                if selection.source is not None and selection.value is not None:
-                    break
-                log.info(
-                    "iteration %d: no valid candidate in round %d (%s)",
-                    state.iteration,
-                    round_,
-                    Counter(r.error for r in parsed),
-                )
+        initial = self.policy.initial_action
+        if state.iteration == 0 and initial is not None:
+            action = initial(state)
+            return Proposal.direct(0, action, "initial", time.perf_counter() - t0)
+        draw = self.draw(state)
+        selection = draw.selection
+        if selection.index is not None:
             to_action = self.policy.to_action
-            if selection.index is not None:
-                value = selection.value
-                action = to_action(value, state) if to_action is not None else value
-                source, valid = selection.source or "model", True
-            elif selection.source is not None and selection.value is not None:
-                value = selection.value
-                action = to_action(value, state) if to_action is not None else value
-                source, valid = selection.source, False
-            elif self.policy.fallback is not None:
-                action, source, valid = self.policy.fallback(state), "fallback", False
-            else:
-                action, source, valid = None, "invalid", False
-        llm["cached"] = llm["calls"] > 0 and llm["cached"]
+            value = selection.value
+            action = to_action(value, state) if to_action is not None else value
+            source, valid = "model", True
+        elif self.policy.fallback is not None:
+            action, source, valid = self.policy.fallback(state), "fallback", False
+        else:
+            action, source, valid = None, "invalid", False
         return Proposal(
             iteration=state.iteration,
             action=action,
             source=source,
             valid=valid,
-            prompt=prompt,
-            samples=samples,
-            parse_errors=[r.error if not r.ok else None for r in results],
+            prompt=draw.prompt,
+            samples=draw.samples,
+            parse_errors=[r.error if not r.ok else None for r in draw.results],
             selection={"index": selection.index, **selection.info},
-            llm=llm,
-            model_s=model_s,
+            llm=draw.llm,
+            model_s=draw.model_s,
             propose_s=time.perf_counter() - t0,
         )
 

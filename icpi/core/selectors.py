@@ -32,9 +32,6 @@ class Selection:
     """The chosen value (may be synthesised, e.g. a median)."""
     info: dict[str, Any] = field(default_factory=dict)
     """Details for the record (votes, scores, agreement)."""
-    source: str | None = None
-    """Where the chosen value came from when it is not a sample (e.g. a numeric candidate
-    of icpi+, ``index`` then None); the loop records it as the attempt's source."""
 
 
 NONE = Selection(index=None, info={"reason": "no valid sample"})

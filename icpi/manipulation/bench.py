@@ -59,7 +59,9 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "icpi+",
         "icpi+[model=off]",
         "jacobian",
+        "jacobian[final_best=true]",
         "lknn20",
+        "lknn20[final_best=true]",
         "knn5",
         "bo",
         "cmaes",
@@ -570,6 +572,37 @@ def _last_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], dic
     return last
 
 
+def paired(
+    rows: Sequence[dict[str, Any]],
+    ref: Mapping[int, dict[str, Any]],
+    key: str,
+    prefix: str,
+) -> dict[str, Any]:
+    """Wins, ties and losses of one figure against the reference on the same instances.
+
+    Args:
+        rows: The method's last rows (one per instance).
+        ref: The reference's last row per seed.
+        key: The figure compared (``cost``: final; ``best_so_far``).
+        prefix: Column prefix.
+
+    Returns:
+        ``<prefix>_wins``, ``_ties``, ``_losses`` (tie within :data:`TIE_TOLERANCE`) and the
+        paired mean difference with its bootstrap interval (``_diff_mean``, ``_low``,
+        ``_high``; negative: lower than the reference).
+    """
+    diff = [r[key] - ref[r["seed"]][key] for r in rows if r["seed"] in ref]
+    low, high = bootstrap_ci(diff)
+    return {
+        f"{prefix}_wins": sum(d < -TIE_TOLERANCE for d in diff),
+        f"{prefix}_ties": sum(abs(d) <= TIE_TOLERANCE for d in diff),
+        f"{prefix}_losses": sum(d > TIE_TOLERANCE for d in diff),
+        f"{prefix}_diff_mean": float(np.mean(diff)),
+        f"{prefix}_diff_low": low,
+        f"{prefix}_diff_high": high,
+    }
+
+
 def summarise(
     rows: Sequence[dict[str, Any]],
     reference: str = REFERENCE,
@@ -585,9 +618,10 @@ def summarise(
 
     Returns:
         Rows with task, method, instances; mean final and best-so-far cost with bootstrap
-        95 % intervals; success rate (best < 5 mm); wins/ties/losses of the final cost
-        against ``reference`` on the same instances (tie within 1 mm) and the paired mean
-        difference with its interval; model answers used (share of model-asking
+        95 % intervals; success rate (best < 5 mm); wins/ties/losses against
+        ``reference`` on the same instances (tie within 1 mm) and the paired mean difference
+        with its interval, of the final cost (``vs_ref_*``) and of the best-so-far
+        (``vs_ref_best_*``); model answers used (share of model-asking
         iterations whose rollout came from the model), parse rate, tokens per model call
         and model seconds per iteration. Every row has every column (``None`` where a
         figure does not apply: no paired comparison for the reference itself, no model
@@ -620,14 +654,9 @@ def summarise(
             ),
         }
         ref = {seed: r for (t, m, seed), r in last.items() if t == task and m == reference}
-        pairs = [(r["cost"], ref[r["seed"]]["cost"]) for r in rs if r["seed"] in ref]
-        if pairs and method != reference:
-            diff = [a - b for a, b in pairs]
-            row["vs_ref_wins"] = sum(d < -TIE_TOLERANCE for d in diff)
-            row["vs_ref_ties"] = sum(abs(d) <= TIE_TOLERANCE for d in diff)
-            row["vs_ref_losses"] = sum(d > TIE_TOLERANCE for d in diff)
-            row["vs_ref_diff_mean"] = float(np.mean(diff))
-            row["vs_ref_diff_low"], row["vs_ref_diff_high"] = bootstrap_ci(diff)
+        if method != reference and any(r["seed"] in ref for r in rs):
+            for key, prefix in (("cost", "vs_ref"), ("best_so_far", "vs_ref_best")):
+                row.update(paired(rs, ref, key, prefix))
         asked = [r for r in per_iter[(task, method)] if r.get("model_calls", 0) > 0]
         if asked:
             samples = sum(r["samples"] for r in asked)
@@ -679,6 +708,7 @@ def markdown_table(
         text = f"{s['success_rate']:.0%}"
         if s.get("vs_ref_wins") is not None:
             text += f"; {s['vs_ref_wins']}/{s['vs_ref_ties']}/{s['vs_ref_losses']}"
+            text += f", {s['vs_ref_best_wins']}/{s['vs_ref_best_ties']}/{s['vs_ref_best_losses']}"
         if s.get("model_win_rate") is not None:
             text += f"; model {s['model_win_rate']:.0%}, parse {s['parse_rate']:.0%}"
         return text
@@ -689,9 +719,9 @@ def markdown_table(
         "",
         *grid(cost),
         "",
-        f"Success rate (best < {success_text(tasks, thresholds)}); final cost vs {REFERENCE}"
-        " on the same instances:"
-        f" wins/ties/losses (tie within {TIE_TOLERANCE * 1000:g} mm); for model-using methods"
+        f"Success rate (best < {success_text(tasks, thresholds)}); against {REFERENCE} on the"
+        " same instances, wins/ties/losses of the final cost, then of the best-so-far (tie"
+        f" within {TIE_TOLERANCE * 1000:g} mm); for model-using methods"
         " `model` = share of model-asking iterations whose rollout came from the model,"
         " `parse` = share of completions that parsed.",
         "",

@@ -15,6 +15,7 @@ from icpi.core import (
     LoopPolicy,
     NumericVectorParser,
     PromptTemplate,
+    Proposal,
     ScriptedSampler,
 )
 
@@ -84,17 +85,11 @@ def test_resamples_of_the_same_prompt_use_the_resample_temperature():
     assert [c["temperature"] for c in client.calls] == [0.0, 0.7, 0.7]
 
 
-def test_the_preset_is_asked_only_after_the_initial_action():
-    # icpi+'s preset re-runs the best θ, which needs a first rollout: a budget of one is θ0.
-    asked = []
-
-    def preset(state):
-        asked.append(state.iteration)
-        return ([2.0], "best") if state.iteration == 1 else None
-
-    loop = make_loop(ScriptedSampler([" 9"]), initial_action=lambda s: [0.0], preset=preset)
-    first = loop.step(loop.state())
-    loop.buffer.append(first)
-    second = loop.step(loop.state())
-    assert (first.source, second.source, second.action) == ("initial", "best", [2.0])
-    assert asked == [1]
+def test_draw_keeps_every_answer_of_every_round_and_the_selection():
+    # a caller that chooses among the answers itself (icpi+) needs all of them
+    loop = make_loop(ScriptedSampler(["junk", " 4"]), max_resamples=1, n_samples=1)
+    loop.buffer.append(loop.complete(Proposal.direct(0, [0.0], "initial"), Feedback(-3.0)))
+    draw = loop.draw(loop.state())
+    assert draw.samples == ["junk", " 4"] and [r.ok for r in draw.results] == [False, True]
+    assert draw.selection.index == 1 and draw.selection.info["round"] == 1
+    assert draw.llm["calls"] == 2 and draw.prompt.endswith("next:")

@@ -199,16 +199,16 @@ def test_expert_region_reject_sampling_drops_unreliable_expert_samples():
     assert EXPERT_REJECTED
 
 
-def test_expert_selector_keeps_the_inner_choice_and_its_source():
-    # An inner selector may pick a candidate of its own (icpi+'s numeric ones): its value and
-    # source must survive the expert wrapper, or records.jsonl names the wrong origin.
-    class OwnCandidate:
+def test_expert_selector_keeps_the_inner_choice():
+    # An inner selector may synthesise a value of its own (a median): it must survive the
+    # expert wrapper whole, or the loop acts on something else than was chosen.
+    class OwnValue:
         def select(self, results, state):
-            return Selection(index=None, value=[1.0], info={"k": 1}, source="jacobian")
+            return Selection(index=0, value=[1.0], info={"k": 1})
 
     steered = ExpertSampler(ScriptedSampler(["a"]), ["demo"], share=0.0)
-    out = ExpertSelector(OwnCandidate(), steered, None).select([ParseResult(ok=False)], S)
-    assert (out.index, out.value, out.source, out.info["k"]) == (None, [1.0], "jacobian", 1)
+    out = ExpertSelector(OwnValue(), steered, None).select([ParseResult(ok=True)], S)
+    assert (out.index, out.value, out.info["k"]) == (0, [1.0], 1)
 
 
 def test_annealed_expert_bonus_decays_and_needs_success():

@@ -169,3 +169,18 @@ def test_icpi_plus_without_the_model_beats_lknn20_on_final_cost(tmp_path):
             )
             finals[method].append(s["final_cost"])
     assert np.mean(finals["icpi+"]) < np.mean(finals["lknn20"]), finals
+
+
+def test_a_budget_of_one_is_theta0_alone(tmp_path):
+    run_method(cfg(iterations=1, model="off"), tmp_path)
+    assert [r["source"] for r in records(tmp_path)] == ["initial"]
+
+
+def test_the_papers_icpi_takes_final_best_too(tmp_path):
+    sampler = ScriptedSampler(copy_nearest_example)
+    summary = run_method(
+        cfg(method="icpi", iterations=5, final_best="true"), tmp_path, sampler=sampler
+    )
+    recs = records(tmp_path)
+    assert recs[-1]["source"] == "best" and summary["final_cost"] == summary["best_cost"]
+    assert len(sampler.calls) == 3  # θ0 and the re-run ask no model

@@ -64,6 +64,43 @@ def test_killed_baseline_run_resumes_exactly(method, tmp_path):
     assert resumed["final_cost"] == full["final_cost"]
 
 
+@pytest.mark.parametrize("method", BASELINES)
+def test_final_best_reruns_the_best_theta_last_for_every_method(method, tmp_path):
+    cfg = load_run_config(
+        {"task": "ball-roll-gc", "method": method, "seed": 2, "iterations": 6},
+        {"settings": {"final_best": "true"}},
+    )
+    summary = run_method(cfg, tmp_path)
+    recs = records(tmp_path)
+    best = min(recs[:-1], key=lambda r: r["cost"])
+    assert recs[-1]["source"] == "best" and recs[-1]["theta"] == best["theta"]
+    assert summary["final_cost"] == summary["best_cost"]
+    # killed once the re-run was written: the resume replays it and reruns nothing
+    (tmp_path / "summary.json").unlink()
+    assert run_method(cfg, tmp_path)["final_cost"] == summary["final_cost"]
+    assert records(tmp_path) == recs
+
+
+def test_summary_pairs_final_and_best_so_far_against_the_reference():
+    from icpi.manipulation.bench import summarise
+
+    def rows(method, seed, costs):
+        best = np.minimum.accumulate(costs)
+        return [
+            {"task": "t", "method": method, "seed": seed, "iteration": i, "cost": c,
+             "best_so_far": b, "source": "x", "model_calls": 0}
+            for i, (c, b) in enumerate(zip(costs, best, strict=True))
+        ]  # fmt: skip
+
+    data = rows("lknn20", 0, [0.1, 0.01, 0.05]) + rows("lknn20", 1, [0.1, 0.02, 0.02])
+    data += rows("m", 0, [0.1, 0.03, 0.03]) + rows("m", 1, [0.1, 0.001, 0.02])
+    m = next(r for r in summarise(data) if r["method"] == "m")
+    # final: 0.03 < 0.05 (win), 0.02 = 0.02 (tie); best: 0.03 > 0.01 (loss), 0.001 < 0.02 (win)
+    assert (m["vs_ref_wins"], m["vs_ref_ties"], m["vs_ref_losses"]) == (1, 1, 0)
+    assert (m["vs_ref_best_wins"], m["vs_ref_best_ties"], m["vs_ref_best_losses"]) == (1, 0, 1)
+    assert m["vs_ref_best_diff_mean"] == pytest.approx(((0.03 - 0.01) + (0.001 - 0.02)) / 2)
+
+
 @pytest.mark.slow
 def test_every_baseline_beats_random_shooting_on_slide(tmp_path):
     best = {}

@@ -9,6 +9,12 @@ A method proposes θ with :meth:`Method.ask`, learns from the rollout with
 :meth:`Method.tell` (returning its part of the iteration's record), and rebuilds the
 state of a killed run with :meth:`Method.restore`. :func:`drive` runs any method on any
 :class:`~icpi.envs.spec.SkillTask` — the MuJoCo tasks, the real arm, a user's own.
+
+What is not about the method is done here, alike for every method: the first rollout is
+θ0 (``source`` ``initial``), and with ``final_best`` the last rollout of the budget re-runs
+the best θ so far (``source`` ``best``), so a run ends on the best skill it found. A method
+writes only :meth:`Method.propose` (θ after at least one rollout) and
+:meth:`Method.observe` (learn from one).
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ class MethodSettings:
     """Base class of every method's settings (and the settings of a method without any)."""
 
     __pydantic_config__ = STRICT
+
+    final_best: bool = False
+    """Spend the last rollout of the budget re-running the best θ so far, so that the run
+    ends on the best skill it found (any method; needs the budget, which runs, benchmarks
+    and the Optuna sampler with ``n_trials`` know)."""
 
 
 @dataclass
@@ -112,6 +123,9 @@ class Method(ABC, Generic[S]):
         if self.needs_model(self.settings) and ctx.sampler is None:
             raise ConfigError(f"method {self.name} needs a language model (a sampler)")
         self.box = Box(ctx.task.theta_spec, ctx.theta0)
+        self.told = 0  # rollouts told so far
+        self.best: tuple[float, Vec] | None = None  # (cost, θ) of the best rollout so far
+        self._pending: tuple[Vec, str | None] | None = None
 
     @classmethod
     def needs_model(cls, settings: MethodSettings) -> bool:
@@ -145,20 +159,75 @@ class Method(ABC, Generic[S]):
         assert self.ctx.dataset is not None
         return self.ctx.dataset
 
-    @abstractmethod
+    # ------------------------------------------------------------------ ask / tell
     def ask(self) -> Vec:
-        """Next θ to roll out (asking twice without a tell returns the same θ)."""
+        """Next θ: θ0 first, the best θ so far last (``final_best``), :meth:`propose` between.
 
-    @abstractmethod
+        Returns:
+            θ (asking twice without a tell returns the same θ).
+        """
+        if self._pending is None:
+            if self.told == 0:
+                self._pending = (self.box.theta0, "initial")
+            elif self.rerun_due():
+                assert self.best is not None
+                self._pending = (self.best[1], "best")
+            else:
+                self._pending = (np.asarray(self.propose(), float), None)
+        return self._pending[0].copy()
+
     def tell(self, theta: Vec, rollout: Rollout) -> dict[str, Any]:
-        """Learn from the rollout of θ.
+        """Learn from the rollout of the asked θ.
 
         Args:
             theta: The θ asked.
             rollout: Its rollout.
 
         Returns:
-            The method's part of the iteration's record (``source`` at least).
+            The method's part of the iteration's record (``source`` at least: ``initial``,
+            ``best``, or what :meth:`observe` names, by default the method's id).
+        """
+        if self._pending is None:
+            self.ask()
+        assert self._pending is not None
+        kind, self._pending = self._pending[1], None
+        self.account(rollout)
+        part = self.observe(theta, rollout, kind)
+        return {**part, "source": kind} if kind else {"source": self.name, **part}
+
+    def rerun_due(self) -> bool:
+        """Whether the next rollout is the re-run of the best θ (``final_best``)."""
+        budget = self.ctx.iterations
+        final = budget is not None and self.told == budget - 1
+        return bool(self.settings.final_best) and final and self.best is not None
+
+    def account(self, rollout: Rollout) -> None:
+        """Count a rollout and keep the best (what :meth:`ask` needs for θ0 and the re-run).
+
+        Args:
+            rollout: The rollout.
+        """
+        self.told += 1
+        if self.best is None or rollout.cost < self.best[0]:
+            self.best = (float(rollout.cost), np.asarray(rollout.theta, float))
+
+    @abstractmethod
+    def propose(self) -> Vec:
+        """θ to roll out next, after at least one rollout (θ0 and the re-run are not asked)."""
+
+    @abstractmethod
+    def observe(self, theta: Vec, rollout: Rollout, kind: str | None) -> dict[str, Any]:
+        """Learn from the rollout of θ.
+
+        Args:
+            theta: The θ asked.
+            rollout: Its rollout.
+            kind: ``initial`` (θ0), ``best`` (the final re-run), or ``None`` (a θ of
+                :meth:`propose`).
+
+        Returns:
+            The method's part of the record (its ``source`` for a proposed θ, when it is
+            not the method's id).
         """
 
     def restore(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -43,23 +43,14 @@ class BayesianOptimisation(Method[BOSettings]):
             verbose=0,
             allow_duplicate_points=True,
         )
-        self.pending: Vec | None = None
-        self.told = 0
 
-    def ask(self) -> Vec:
-        """Next θ."""
-        if self.pending is None:
-            if self.told == 0:
-                self.pending = self.box.theta0
-            else:
-                z = self.opt.suggest()
-                self.pending = self.box.from_unit(np.array([float(z[n]) for n in self.names]))
-        return self.pending
+    def propose(self) -> Vec:
+        """The θ of highest expected improvement."""
+        z = self.opt.suggest()
+        return self.box.from_unit(np.array([float(z[n]) for n in self.names]))
 
-    def tell(self, theta: Vec, rollout: Rollout) -> dict[str, Any]:
+    def observe(self, theta: Vec, rollout: Rollout, kind: str | None) -> dict[str, Any]:
         """Register −cost at θ."""
         z = self.box.to_unit(theta)
         self.opt.register(dict(zip(self.names, z.tolist(), strict=True)), -float(rollout.cost))
-        self.pending = None
-        self.told += 1
-        return {"source": "initial" if self.told == 1 else "bo"}
+        return {}

@@ -40,25 +40,21 @@ class CMAES(Method[CMAESSettings]):
         )
         self.queue: list[Vec] = []
         self.results: list[tuple[Vec, float]] = []
-        self.told = 0
 
-    def ask(self) -> Vec:
-        """Next θ (a member of the current population)."""
-        if self.told == 0:
-            return self.box.theta0
+    def propose(self) -> Vec:
+        """The next member of the current population."""
         if not self.queue:
             self.queue = [np.asarray(x, float) for x in self.es.ask()]
         return self.box.from_unit(self.queue[0])
 
-    def tell(self, theta: Vec, rollout: Rollout) -> dict[str, Any]:
+    def observe(self, theta: Vec, rollout: Rollout, kind: str | None) -> dict[str, Any]:
         """Store the cost; update CMA-ES when the population is complete."""
-        self.told += 1
-        if self.told == 1:
-            return {"source": "initial"}
+        if kind is not None:  # θ0 and the re-run are not members of a population
+            return {}
         z = self.queue.pop(0)
         self.results.append((z, float(rollout.cost)))
         if not self.queue:
             xs, costs = zip(*self.results, strict=True)
             self.es.tell(list(xs), list(costs))
             self.results = []
-        return {"source": "cmaes"}
+        return {}

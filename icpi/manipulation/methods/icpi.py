@@ -13,7 +13,9 @@ loop runs on the MuJoCo tasks, on the real arm and on a user's own task.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +25,7 @@ from numpy.typing import ArrayLike
 
 from icpi.core import (
     Attempt,
-    CallableReward,
+    Draw,
     Feedback,
     FirstValid,
     ImprovementLoop,
@@ -34,13 +36,15 @@ from icpi.core import (
     NumericVectorParser,
     PromptTemplate,
     Proposal,
+    Sampler,
     Selector,
 )
 from icpi.envs.spec import Rollout
 from icpi.envs.spec import e_unit as task_e_unit
+from icpi.errors import ConfigError
 from icpi.llm.errors import MODEL_ERRORS
 from icpi.manipulation.methods import register
-from icpi.manipulation.methods.base import Method, MethodContext, MethodSettings, Vec
+from icpi.manipulation.methods.base import Method, MethodContext, MethodSettings, S, Vec
 from icpi.manipulation.methods.knn import check_k
 from icpi.manipulation.predictors import local_linear
 from icpi.manipulation.retrieval import (
@@ -161,16 +165,176 @@ class ICPIText:
         return query_line(self.situation(where))
 
 
+class PromptedMethod(Method[S]):
+    """What ``icpi`` and ``icpi+`` share: the ICPI prompt, the core loop, the buffer.
+
+    The loop is assembled once (:meth:`assemble`); every attempt — θ0, a model or numeric
+    proposal, the final re-run — goes to the experience buffer, from which a killed run
+    resumes without re-running anything. A subclass writes :meth:`propose` (setting
+    :attr:`proposal`), and :meth:`learn` / :meth:`record` where it keeps more state.
+    """
+
+    uses_dataset = True
+    uses_model = True
+    keeps_buffer = True
+
+    def assemble(
+        self,
+        *,
+        where: Callable[[LoopState], Example],
+        sampler: Sampler,
+        selector: Selector,
+        max_resamples: int,
+        fallback: Callable[[LoopState], Any] | None = None,
+        to_action: Callable[[Any, LoopState], Any] | None = None,
+    ) -> None:
+        """Build the prompt writer and the loop.
+
+        Args:
+            where: The situation a loop state queries.
+            sampler: The model.
+            selector: Picks among the model's answers.
+            max_resamples: Extra queries when no answer is valid.
+            fallback: Action when none is valid after re-sampling.
+            to_action: Turns the selected answer into θ.
+
+        Raises:
+            ConfigError: If k exceeds the dataset, or the dataset belongs to another task.
+        """
+        s: Any = self.settings
+        ctx = self.ctx
+        if self.dataset.task_id != ctx.task.task_id:
+            raise ConfigError(
+                f"dataset is for {self.dataset.task_id!r}, task is {ctx.task.task_id!r}"
+            )
+        check_k(s.k, len(self.dataset), self.name)
+        self.goal = np.asarray(ctx.instance.goal, float)
+        self.text = ICPIText(ctx, where, s.feature, s.theta_steps, s.e_unit)
+        self.proposal: Proposal | None = None
+        self.loop = ImprovementLoop(
+            LoopPieces(
+                context=self,  # build(): the examples shown
+                prompt=self.text.template,
+                sampler=sampler,
+                parser=self.text.parser,
+                selector=selector,
+            ),
+            LoopPolicy(
+                n_samples=s.n_samples,
+                max_resamples=max_resamples,
+                model_errors=MODEL_ERRORS,  # a failed call re-samples, then falls back
+                to_action=to_action,
+                fallback=fallback,
+            ),
+            task={"task": ctx.task.task_id, "goal": self.goal.tolist()},
+            buffer=ctx.buffer,
+            seed=ctx.seed,
+        )
+
+    def proposal_of(
+        self,
+        state: LoopState,
+        draw: Draw | None,
+        theta: Vec,
+        source: str,
+        index: int | None,
+        info: dict[str, Any],
+        t0: float,
+    ) -> Proposal:
+        """The proposal of a θ chosen from the model's answers (``draw``) and others.
+
+        Args:
+            state: The loop state.
+            draw: What the model answered (``None``: it was not asked).
+            theta: The chosen θ.
+            source: Where it came from (``model``, a numeric predictor's name).
+            index: The model sample it came from (``None``: another source).
+            info: The choice's details, kept in the attempt's ``selection``.
+            t0: ``time.perf_counter()`` when the proposal began.
+
+        Returns:
+            The proposal, waiting for its rollout.
+        """
+        direct = Proposal.direct(state.iteration, theta.tolist(), source)
+        if draw is not None:
+            direct = dataclasses.replace(
+                direct,
+                valid=index is not None,
+                prompt=draw.prompt,
+                samples=draw.samples,
+                parse_errors=[r.error if not r.ok else None for r in draw.results],
+                llm=draw.llm,
+                model_s=draw.model_s,
+            )
+        selection = {"index": index, **info}
+        return dataclasses.replace(direct, selection=selection, propose_s=time.perf_counter() - t0)
+
+    def to_theta(self, dtheta_int: ArrayLike, origin: ArrayLike) -> Vec:
+        """θ of an answer: ``clip(origin + Δθ)``, Δθ in the prompt's integer steps.
+
+        Args:
+            dtheta_int: The correction, as the model writes it.
+            origin: The θ it corrects.
+
+        Returns:
+            θ, inside the box.
+        """
+        return self.box.clip(np.asarray(origin, float) + self.text.fmt.int_to_dtheta(dtheta_int))
+
+    def build(self, state: LoopState) -> list[Example]:
+        """The examples of the prompt, farthest first (the loop's context builder)."""
+        raise NotImplementedError
+
+    def info(self, rollout: Rollout) -> dict[str, Any]:
+        """What the buffer keeps of a rollout (its record)."""
+        return rollout.to_record()
+
+    def learn(self, rollout: Rollout, attempt: Attempt) -> None:
+        """Update the method's own state with a finished attempt (none by default)."""
+
+    def record(self, attempt: Attempt) -> dict[str, Any]:
+        """The method's part of an iteration's record (see :func:`attempt_record`)."""
+        return attempt_record(attempt)
+
+    def observe(self, theta: Vec, rollout: Rollout, kind: str | None) -> dict[str, Any]:
+        """Record the rollout as an attempt (appended to the buffer) and learn from it."""
+        if kind is None:
+            assert self.proposal is not None, "tell() without ask()"
+            proposal = self.proposal
+        else:
+            proposal = Proposal.direct(len(self.loop.buffer), theta.tolist(), kind)
+        self.proposal = None
+        attempt = self.loop.complete(proposal, Feedback(-rollout.cost, self.info(rollout)))
+        self.loop.buffer.append(attempt)
+        self.learn(rollout, attempt)
+        return self.record(attempt)
+
+    def restore(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of the attempts already in the buffer (the buffer is the truth).
+
+        Args:
+            records: Ignored: a killed run's ``records.jsonl`` may lag its buffer.
+
+        Returns:
+            One record per finished attempt.
+        """
+        out = []
+        for attempt in self.loop.buffer.attempts:
+            rollout = Rollout.from_record(attempt.info)
+            self.account(rollout)
+            self.learn(rollout, attempt)
+            kept = {k: v for k, v in attempt.info.items() if k != "trajectory"}
+            out.append({"iteration": attempt.iteration, **kept, **self.record(attempt)})
+        return out
+
+
 @register
-class ICPI(Method[ICPISettings]):
+class ICPI(PromptedMethod[ICPISettings]):
     """ICPI on one task instance, assembled from the shared core's pieces."""
 
     name = "icpi"
     summary = "the paper's LLM loop: k nearest examples as text, the model completes Δθ"
     Settings = ICPISettings
-    uses_dataset = True
-    uses_model = True
-    keeps_buffer = True
     llm_defaults = {"sampling": {"max_tokens": ANSWER_MAX_TOKENS, "stop": ["\n"]}}
 
     @classmethod
@@ -187,42 +351,17 @@ class ICPI(Method[ICPISettings]):
         """
         super().__init__(ctx, settings)
         s = self.settings
-        if self.dataset.task_id != ctx.task.task_id:
-            from icpi.errors import ConfigError
-
-            raise ConfigError(
-                f"dataset is for {self.dataset.task_id!r}, task is {ctx.task.task_id!r}"
-            )
-        check_k(s.k, len(self.dataset), self.name)
-        self.goal = np.asarray(ctx.instance.goal, float)
-        self.text = ICPIText(ctx, self.where, s.feature, s.theta_steps, s.e_unit)
         self.retriever = Retriever(dataset_examples(self.dataset), feature=s.feature, k=s.k)
-        self._pending: Proposal | None = None
-        selector: Selector = FirstValid() if s.n_samples == 1 else NumericConsensus("median")
         assert ctx.sampler is not None
-        self.loop = ImprovementLoop(
-            LoopPieces(
-                context=self,  # build(): the k nearest, with online relabelling on top
-                prompt=self.text.template,
-                sampler=ctx.sampler,
-                parser=self.text.parser,
-                selector=selector,
-                reward=CallableReward(self._evaluate),
-            ),
-            LoopPolicy(
-                n_samples=s.n_samples,
-                max_resamples=s.max_resamples,
-                model_errors=MODEL_ERRORS,  # a failed call re-samples, then falls back
-                to_action=self._to_action,
-                fallback=self._fallback,
-                initial_action=lambda state: self.box.theta0.tolist(),
-            ),
-            task={"task": ctx.task.task_id, "goal": self.goal.tolist()},
-            buffer=ctx.buffer,
-            seed=ctx.seed,
+        self.assemble(
+            where=self.where,
+            sampler=ctx.sampler,
+            selector=FirstValid() if s.n_samples == 1 else NumericConsensus("median"),
+            max_resamples=s.max_resamples,
+            fallback=self._fallback,
+            to_action=lambda dtheta, state: self.to_theta(dtheta, self.where(state)["theta"]),
         )
 
-    # ------------------------------------------------------------------ state
     def _rollouts(self, state: LoopState) -> list[Rollout]:
         return [Rollout.from_record(a.info) for a in state.history if "theta" in a.info]
 
@@ -253,13 +392,7 @@ class ICPI(Method[ICPISettings]):
             own = list(relabel_own(self.ctx.task, self.goal, self._rollouts(state)))
         return self.retriever.nearest(self.where(state), extra=own)
 
-    # ------------------------------------------------------------------ actions
-    def _to_action(self, dtheta_int: ArrayLike, state: LoopState) -> list[float]:
-        theta = np.asarray(state.history[-1].info["theta"], float)
-        out: list[float] = self.box.clip(theta + self.text.fmt.int_to_dtheta(dtheta_int)).tolist()
-        return out
-
-    def _fallback(self, state: LoopState) -> list[float]:
+    def _fallback(self, state: LoopState) -> Vec:
         """Local linear fit of Δθ on the shown neighbours, evaluated at the query."""
         shown = self.build(state)
         where = self.where(state)
@@ -270,61 +403,20 @@ class ICPI(Method[ICPISettings]):
             features(where, self.settings.feature),
         )
         log.info("iteration %d: no valid model answer, local linear fallback", state.iteration)
-        return self._to_action(self.text.fmt.dtheta_to_int(dtheta), state)
+        return self.to_theta(self.text.fmt.dtheta_to_int(dtheta), where["theta"])
 
-    def _info(self, rollout: Rollout) -> dict[str, Any]:
+    def info(self, rollout: Rollout) -> dict[str, Any]:
+        """The rollout's record, with its trajectory when ``online_relabel`` needs it."""
         info = rollout.to_record()
         if self.settings.online_relabel and rollout.trajectory is not None:
             # kept in the buffer: a resume (or the real arm) never re-runs a rollout
             info["trajectory"] = np.asarray(rollout.trajectory, float).tolist()
         return info
 
-    def _evaluate(self, action: Any) -> tuple[float, dict[str, Any]]:
-        """Reward of :meth:`ImprovementLoop.step` (the loop used on its own)."""
-        result = self.ctx.task.rollout(self.ctx.instance, action)
-        return -result.cost, self._info(result)
-
-    # ------------------------------------------------------------------ ask / tell
-    def ask(self) -> Vec:
-        """Next θ: θ0 first, then θ_i + Δθ from the model (or the fallback).
-
-        Returns:
-            θ, inside the box (asking again before :meth:`tell` returns the same θ).
-        """
-        if self._pending is None:
-            self._pending = self.loop.propose(self.loop.state())
-        return np.asarray(self._pending.action, float)
-
-    def tell(self, theta: Vec, rollout: Rollout) -> dict[str, Any]:
-        """Record the rollout of the asked θ as an attempt (appended to the buffer).
-
-        Args:
-            theta: The θ asked.
-            rollout: Its rollout.
-
-        Returns:
-            The method's part of the record (see :func:`attempt_record`).
-
-        Raises:
-            RuntimeError: If nothing was asked.
-        """
-        if self._pending is None:
-            raise RuntimeError("tell() without ask()")
-        proposal, self._pending = self._pending, None
-        attempt = self.loop.complete(proposal, Feedback(-rollout.cost, self._info(rollout)))
-        self.loop.buffer.append(attempt)
-        return attempt_record(attempt)
-
-    def restore(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The records of the attempts already in the buffer (the buffer is the truth).
-
-        Args:
-            records: Ignored: a killed run's ``records.jsonl`` may lag its buffer.
-
-        Returns:
-            One record per finished attempt.
-        """
-        return [full_record(a) for a in self.loop.buffer.attempts]
+    def propose(self) -> Vec:
+        """θ_i + Δθ from the model (or the fallback)."""
+        self.proposal = self.loop.propose(self.loop.state())
+        return np.asarray(self.proposal.action, float)
 
 
 def attempt_record(attempt: Attempt) -> dict[str, Any]:
@@ -353,17 +445,11 @@ def attempt_record(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def full_record(attempt: Attempt) -> dict[str, Any]:
-    """The whole ``records.jsonl`` line of an attempt kept in the buffer.
-
-    Args:
-        attempt: A finished attempt.
-
-    Returns:
-        ``iteration``, the rollout's record and :func:`attempt_record`.
-    """
-    rollout = {k: v for k, v in attempt.info.items() if k != "trajectory"}
-    return {"iteration": attempt.iteration, **rollout, **attempt_record(attempt)}
-
-
-__all__ = ["ANSWER_MAX_TOKENS", "ICPI", "ICPISettings", "ICPIText", "attempt_record"]
+__all__ = [
+    "ANSWER_MAX_TOKENS",
+    "ICPI",
+    "ICPISettings",
+    "ICPIText",
+    "PromptedMethod",
+    "attempt_record",
+]

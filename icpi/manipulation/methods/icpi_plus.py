@@ -30,32 +30,18 @@ wins, the Jacobian step when none parses).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from icpi.core import (
-    CallableReward,
-    Feedback,
-    ImprovementLoop,
-    LoopPieces,
-    LoopPolicy,
-    LoopState,
-    ParseResult,
-    Proposal,
-    SampleBatch,
-    Sampler,
-    Selection,
-)
+from icpi.core import Attempt, FirstValid, LoopState, SampleBatch
 from icpi.core.prompts import Prompt
 from icpi.envs.spec import Rollout
-from icpi.llm.errors import MODEL_ERRORS
 from icpi.manipulation.methods import register
-from icpi.manipulation.methods.base import Method, MethodContext, MethodSettings, Vec
-from icpi.manipulation.methods.icpi import ANSWER_MAX_TOKENS, ICPIText, full_record
-from icpi.manipulation.methods.icpi import attempt_record as icpi_record
+from icpi.manipulation.methods.base import MethodContext, MethodSettings, Vec
+from icpi.manipulation.methods.icpi import ANSWER_MAX_TOKENS, PromptedMethod, attempt_record
 from icpi.manipulation.methods.jacobian import JacobianSettings, LocalSearch, observed
 from icpi.manipulation.predictors import local_linear
 from icpi.manipulation.retrieval import features
@@ -142,12 +128,15 @@ def decoding_params(settings: ICPIPlusSettings, dim: int) -> dict[str, Any]:
     return {}
 
 
-class NoModel:
-    """The sampler of ``model=off``: no call, no candidate."""
+class _NoModel:
+    """The sampler of ``model=off``: never called (no model call at all)."""
 
     def sample(self, prompt: Prompt, n: int, seed: int | None) -> SampleBatch:
-        """Return no completion."""
-        return SampleBatch(texts=[], calls=0)
+        """Refuse: ``model=off`` asks no model."""
+        raise RuntimeError("icpi+ with model=off asks no model")
+
+
+_NO_MODEL = _NoModel()
 
 
 @dataclass(frozen=True)
@@ -159,33 +148,76 @@ class Candidate:
     index: int | None = None  # the model sample it came from
 
 
-class Judge:
-    """The selector of icpi+: scores model and numeric candidates with the local model."""
+@register
+class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
+    """icpi+: model candidates and numeric ones, a judge, a trust region around the best."""
 
-    def __init__(self, method: ICPIPlus) -> None:
-        """Create the judge of a run."""
-        self.method = method
+    name = "icpi+"
+    summary = (
+        "beyond the paper: model + numeric candidates from the best θ, judged by a local"
+        " model, trust region; ablations `icpi+[model=off]`, `icpi+[judge=off]`"
+    )
+    Settings = ICPIPlusSettings
+    llm_defaults = {
+        "sampling": {"max_tokens": ANSWER_MAX_TOKENS, "stop": ["\n"], "temperature": 0.7}
+    }
 
-    def select(self, results: Sequence[ParseResult], state: LoopState) -> Selection:
-        """Choose the θ to roll out (see the module docstring).
+    @classmethod
+    def needs_model(cls, settings: MethodSettings) -> bool:
+        """Whether the model is on (``model=off`` makes no call)."""
+        return getattr(settings, "model", "on") == "on"
 
-        Args:
-            results: The model's parsed candidates (empty when the model is off or failed).
-            state: The loop state.
+    @classmethod
+    def sampler_params(cls, settings: MethodSettings, dim: int) -> dict[str, Any]:
+        """The constrained-decoding fields of each request (``constrain``)."""
+        assert isinstance(settings, ICPIPlusSettings)
+        return decoding_params(settings, dim)
 
-        Returns:
-            The selection: the model sample's index when a model candidate wins, else its
-            ``source``; ``value`` is θ.
-        """
-        m = self.method
-        s = m.settings
-        local = m.local
+    def __init__(self, ctx: MethodContext, settings: ICPIPlusSettings | None = None) -> None:
+        """Assemble the loop (see :class:`~icpi.manipulation.methods.base.Method`)."""
+        super().__init__(ctx, settings)
+        self.local = LocalSearch(self, self.settings)
+        self.model_on = self.settings.model == "on" and ctx.sampler is not None
+        self.assemble(
+            where=lambda state: self.local.where(),
+            sampler=ctx.sampler if ctx.sampler is not None else _NO_MODEL,
+            selector=FirstValid(),
+            max_resamples=0,
+        )
+
+    def build(self, state: LoopState) -> list[Any]:
+        """The k examples nearest to the best rollout, farthest first (the prompt's context)."""
+        return self.local.neighbours(own=True) if state.history else []
+
+    def learn(self, rollout: Rollout, attempt: Attempt) -> None:
+        """Update the search (best, trust region) with a finished attempt."""
+        self.local.search.observe(observed(rollout), attempt.selection.get("predicted_cost"))
+
+    def record(self, attempt: Attempt) -> dict[str, Any]:
+        """ICPI's part of the record, plus the judge's decision."""
+        sel = attempt.selection
+        return {
+            **attempt_record(attempt),
+            "predicted_cost": sel.get("predicted_cost"),
+            "radius": sel.get("radius"),
+            "model_candidates": sel.get("model_candidates", 0),
+        }
+
+    def propose(self) -> Vec:
+        """The judged candidate (see the module docstring)."""
+        t0 = time.perf_counter()
+        state = self.loop.state()
+        draw = self.loop.draw(state) if self.model_on else None
+        results = draw.results if draw is not None else []
+        s = self.settings
+        local = self.local
         best = local.search.best
         assert best is not None
         model = local.model(local.neighbours())
         shown = local.neighbours(own=True)
+        fmt = self.text.fmt
         cands = [
-            Candidate("model", local.theta_of(m.text.fmt.int_to_dtheta(r.value) / m.box.span), i)
+            Candidate("model", local.theta_of(fmt.int_to_dtheta(r.value) / self.box.span), i)
             for i, r in enumerate(results)
             if r.ok
         ]
@@ -194,9 +226,9 @@ class Judge:
         where = local.where()
         feats = np.asarray([features(ex, s.feature) for ex in shown])
         dtheta = np.asarray([ex["dtheta"] for ex in shown])
-        step = local_linear(feats, dtheta, features(where, s.feature)) / m.box.span
+        step = local_linear(feats, dtheta, features(where, s.feature)) / self.box.span
         cands.append(Candidate("lknn20", local.theta_of(step, clip=False)))
-        rng = np.random.default_rng([m.ctx.seed, state.iteration, 31])
+        rng = np.random.default_rng([self.ctx.seed, state.iteration, 31])
         radius = local.search.region.radius
         for _ in range(s.perturbations):
             dz = local.search.region.clip(jac) + rng.normal(0.0, 0.5 * radius, size=jac.shape)
@@ -217,124 +249,7 @@ class Judge:
             ],
             "model_candidates": sum(c.source == "model" for c in cands),
         }
-        return Selection(
-            index=chosen.index, value=chosen.theta.tolist(), source=chosen.source, info=info
+        self.proposal = self.proposal_of(
+            state, draw, chosen.theta, chosen.source, chosen.index, info, t0
         )
-
-
-@register
-class ICPIPlus(Method[ICPIPlusSettings]):
-    """icpi+: model candidates and numeric ones, a judge, a trust region around the best."""
-
-    name = "icpi+"
-    summary = (
-        "beyond the paper: model + numeric candidates from the best θ, judged by a local"
-        " model, trust region; ablations `icpi+[model=off]`, `icpi+[judge=off]`"
-    )
-    Settings = ICPIPlusSettings
-    uses_dataset = True
-    uses_model = True
-    keeps_buffer = True
-    llm_defaults = {
-        "sampling": {"max_tokens": ANSWER_MAX_TOKENS, "stop": ["\n"], "temperature": 0.7}
-    }
-
-    @classmethod
-    def needs_model(cls, settings: MethodSettings) -> bool:
-        """Whether the model is on (``model=off`` makes no call)."""
-        return getattr(settings, "model", "on") == "on"
-
-    @classmethod
-    def sampler_params(cls, settings: MethodSettings, dim: int) -> dict[str, Any]:
-        """The constrained-decoding fields of each request (``constrain``)."""
-        assert isinstance(settings, ICPIPlusSettings)
-        return decoding_params(settings, dim)
-
-    def __init__(self, ctx: MethodContext, settings: ICPIPlusSettings | None = None) -> None:
-        """Assemble the loop (see :class:`~icpi.manipulation.methods.base.Method`)."""
-        super().__init__(ctx, settings)
-        s = self.settings
-        self.local = LocalSearch(self, s)
-        self.text = ICPIText(
-            ctx, lambda state: self.local.where(), s.feature, s.theta_steps, s.e_unit
-        )
-        sampler: Sampler = ctx.sampler if ctx.sampler is not None and s.model == "on" else NoModel()
-        self._pending: Proposal | None = None
-        self.loop = ImprovementLoop(
-            LoopPieces(
-                context=self,
-                prompt=self.text.template,
-                sampler=sampler,
-                parser=self.text.parser,
-                selector=Judge(self),
-                reward=CallableReward(self._evaluate),
-            ),
-            LoopPolicy(
-                n_samples=s.n_samples,
-                max_resamples=0,
-                model_errors=MODEL_ERRORS,
-                initial_action=lambda state: self.box.theta0.tolist(),
-                preset=self._final,
-            ),
-            task={"task": ctx.task.task_id, "goal": np.asarray(ctx.instance.goal).tolist()},
-            buffer=ctx.buffer,
-            seed=ctx.seed,
-        )
-        for attempt in self.loop.buffer.attempts:  # a resumed run: rebuild the search
-            rollout = Rollout.from_record(attempt.info)
-            self.local.search.observe(observed(rollout), attempt.selection.get("predicted_cost"))
-
-    def _final(self, state: LoopState) -> tuple[list[float], str] | None:
-        """The last rollout of the budget re-runs the best θ (``final_best``), no model call."""
-        budget = self.ctx.iterations
-        best = self.local.search.best
-        last = budget is not None and state.iteration == budget - 1
-        if self.settings.final_best and last and best is not None:
-            return best.theta.tolist(), "best"
-        return None
-
-    def build(self, state: LoopState) -> list[Any]:
-        """The k examples nearest to the best rollout, farthest first (the prompt's context)."""
-        return self.local.neighbours(own=True) if state.history else []
-
-    def _evaluate(self, action: Any) -> tuple[float, dict[str, Any]]:
-        result = self.ctx.task.rollout(self.ctx.instance, action)
-        return -result.cost, result.to_record()
-
-    def ask(self) -> Vec:
-        """Next θ (asking again before :meth:`tell` returns the same θ)."""
-        if self._pending is None:
-            self._pending = self.loop.propose(self.loop.state())
-        return np.asarray(self._pending.action, float)
-
-    def tell(self, theta: Vec, rollout: Rollout) -> dict[str, Any]:
-        """Record the rollout as an attempt and update the search.
-
-        Raises:
-            RuntimeError: If nothing was asked.
-        """
-        if self._pending is None:
-            raise RuntimeError("tell() without ask()")
-        proposal, self._pending = self._pending, None
-        attempt = self.loop.complete(proposal, Feedback(-rollout.cost, rollout.to_record()))
-        self.loop.buffer.append(attempt)
-        self.local.search.observe(observed(rollout), attempt.selection.get("predicted_cost"))
-        return record_of(attempt)
-
-    def restore(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The records of the attempts already in the buffer (the buffer is the truth)."""
-        return [{**full_record(a), **_judge_part(a)} for a in self.loop.buffer.attempts]
-
-
-def _judge_part(attempt: Any) -> dict[str, Any]:
-    sel = attempt.selection
-    return {
-        "predicted_cost": sel.get("predicted_cost"),
-        "radius": sel.get("radius"),
-        "model_candidates": sel.get("model_candidates", 0),
-    }
-
-
-def record_of(attempt: Any) -> dict[str, Any]:
-    """The method's part of an iteration's record: ICPI's, plus the judge's decision."""
-    return {**icpi_record(attempt), **_judge_part(attempt)}
+        return chosen.theta

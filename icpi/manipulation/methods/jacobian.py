@@ -159,28 +159,20 @@ class Jacobian(Method[JacobianSettings]):
         """Create the method (see :class:`~icpi.manipulation.methods.base.Method`)."""
         super().__init__(ctx, settings)
         self.local = LocalSearch(self, self.settings)
-        self.pending: tuple[Vec, float | None] | None = None
+        self.predicted: float | None = None
 
-    def ask(self) -> Vec:
-        """Next θ."""
-        if self.pending is None:
-            if self.local.search.best is None:
-                self.pending = (self.box.theta0, None)
-            else:
-                model = self.local.model(self.local.neighbours())
-                best = self.local.search.best
-                theta = self.local.theta_of(model.step(best.e))
-                self.pending = (theta, self.local.predicted_cost(model, theta))
-        return self.pending[0]
+    def propose(self) -> Vec:
+        """θ_best + the clipped minimum-norm step of the local Jacobian."""
+        best = self.local.search.best
+        assert best is not None
+        model = self.local.model(self.local.neighbours())
+        theta = self.local.theta_of(model.step(best.e))
+        self.predicted = self.local.predicted_cost(model, theta)
+        return theta
 
-    def tell(self, theta: Vec, rollout: Rollout) -> dict[str, Any]:
+    def observe(self, theta: Vec, rollout: Rollout, kind: str | None) -> dict[str, Any]:
         """Update the search with the rollout."""
-        first = self.local.search.best is None
-        predicted = self.pending[1] if self.pending is not None else None
+        predicted = self.predicted if kind is None else None
         self.local.search.observe(observed(rollout), predicted)
-        self.pending = None
-        return {
-            "source": "initial" if first else self.name,
-            "predicted_cost": predicted,
-            "radius": self.local.search.region.radius,
-        }
+        self.predicted = None
+        return {"predicted_cost": predicted, "radius": self.local.search.region.radius}

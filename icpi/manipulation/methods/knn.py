@@ -74,7 +74,6 @@ class NeighbourCorrection(Method[LKNNSettings]):
         check_k(s.k, len(self.dataset), self.name)
         self.retriever = Retriever(dataset_examples(self.dataset), feature=s.feature, k=s.k)
         self.last: Rollout | None = None
-        self.pending: Vec | None = None
 
     def predict(self, rollout: Rollout) -> Vec:
         """The Δθ this method predicts after a rollout.
@@ -94,21 +93,15 @@ class NeighbourCorrection(Method[LKNNSettings]):
         query = features(where, self.settings.feature)
         return local_linear(feats, dtheta, query, ridge=getattr(self.settings, "ridge", 0.0))
 
-    def ask(self) -> Vec:
-        """Next θ."""
-        if self.pending is None:
-            if self.last is None:
-                self.pending = self.box.theta0
-            else:
-                self.pending = self.box.clip(self.last.theta + self.predict(self.last))
-        return self.pending
+    def propose(self) -> Vec:
+        """θ of the last rollout plus the predicted Δθ."""
+        assert self.last is not None
+        return self.box.clip(self.last.theta + self.predict(self.last))
 
-    def tell(self, theta: Vec, rollout: Rollout) -> dict[str, Any]:
+    def observe(self, theta: Vec, rollout: Rollout, kind: str | None) -> dict[str, Any]:
         """Remember the rollout (its θ and e are the next query)."""
-        first = self.last is None
         self.last = rollout
-        self.pending = None
-        return {"source": "initial" if first else self.name}
+        return {}
 
 
 @register

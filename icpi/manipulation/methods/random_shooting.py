@@ -22,20 +22,11 @@ class RandomShooting(Method[MethodSettings]):
         """Create the method (see :class:`~icpi.manipulation.methods.base.Method`)."""
         super().__init__(ctx, settings)
         self.rng = np.random.default_rng([ctx.seed, 17])
-        self.pending: Vec | None = None
-        self.told = 0
 
-    def ask(self) -> Vec:
-        """Next θ."""
-        if self.pending is None:
-            first = self.told == 0
-            self.pending = (
-                self.box.theta0 if first else self.box.from_unit(self.rng.random(self.box.low.size))
-            )
-        return self.pending
+    def propose(self) -> Vec:
+        """θ uniform in the box."""
+        return self.box.from_unit(self.rng.random(self.box.low.size))
 
-    def tell(self, theta: Vec, rollout: Rollout) -> dict[str, Any]:
-        """Count the rollout."""
-        self.pending = None
-        self.told += 1
-        return {"source": "initial" if self.told == 1 else "random"}
+    def observe(self, theta: Vec, rollout: Rollout, kind: str | None) -> dict[str, Any]:
+        """Nothing to learn."""
+        return {}
