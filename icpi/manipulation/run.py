@@ -111,8 +111,9 @@ def method_settings(cfg: RunConfig) -> MethodSettings:
         cfg: The run configuration.
 
     Returns:
-        ``cfg.settings`` if it belongs to the method; the method's defaults if it is the
-        bare :class:`MethodSettings` of ``RunConfig(task, method=...)``.
+        ``cfg.settings`` if it belongs to the method; the method's defaults (with the base
+        settings given, e.g. ``final_best``) if it is the bare :class:`MethodSettings` of
+        ``RunConfig(task, method=...)``.
 
     Raises:
         ConfigError: If the settings belong to another method (they would be dropped).
@@ -120,8 +121,9 @@ def method_settings(cfg: RunConfig) -> MethodSettings:
     from icpi.errors import ConfigError
 
     method = get_method(cfg.method)
-    if type(cfg.settings) is MethodSettings:
-        return method.Settings()
+    if type(cfg.settings) is MethodSettings and method.Settings is not MethodSettings:
+        # the base settings (final_best) hold for every method; the rest keep their defaults
+        return method.Settings(**dataclasses.asdict(cfg.settings))
     if not isinstance(cfg.settings, method.Settings):
         raise ConfigError(
             f"method {method.name} takes {method.Settings.__name__}, but the RunConfig holds"
