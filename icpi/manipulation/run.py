@@ -141,6 +141,7 @@ def run_method(
     task: SkillTask | None = None,
     instance: Instance | None = None,
     notice: ExpectationNotice | None = None,
+    theta0: Any = None,
 ) -> dict[str, Any]:
     """Run (or resume) one method on one task instance.
 
@@ -157,6 +158,8 @@ def run_method(
         notice: Where this run's model calls are counted and timed for the expected
             duration (a benchmark shares one among its runs); ``None``: the run logs its
             own, after its first model call.
+        theta0: The first θ (the arm driver's start θ, inside the arm's own θ box);
+            ``None``: ``cfg.theta0`` of the task's θ bounds.
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -172,7 +175,10 @@ def run_method(
     rng = np.random.default_rng(cfg.seed)
     if instance is None:
         instance = task.sample_instance(rng)
-    theta0 = initial_theta(task, rng, cfg.theta0)
+    if theta0 is None:
+        theta0 = initial_theta(task, rng, cfg.theta0)
+    else:
+        theta0, _ = task.theta_spec.validate(theta0)
     uses_llm = sampler is None and method.needs_model(settings)
     llm_cfg = method_llm(cfg, llm) if uses_llm else None
     config = {

@@ -6,8 +6,19 @@ run directories are used unchanged: ``run_method(cfg, out, task=ArmTask(...),
 instance=task.instance)``. A rollout sends θ through a :class:`Transport` (the driver node's
 ROS topics, or an in-process stand-in) and blocks until the arm reports.
 
-On the way out θ is clipped to its bounds and Δθ from the last executed θ to the trust
-region (both flagged as ``clipped``); the arm itself never changes θ, it only refuses.
+On the way out θ is clipped to the task's bounds, into the arm's own θ box (the θ it can
+execute within its limits, ``theta_box``), and Δθ from the last executed θ to the trust
+region (each flagged as ``clipped``); the arm itself never changes θ, it only refuses.
+
+**A refused θ does not end the run.** The arm refuses what it cannot execute within its
+limits; the box is computed on a grid and the arm's state may differ from the plan's
+(``robot/README.md``). So a refused θ is tried again halfway back to the *anchor* — the
+last θ the arm executed in this run, or before any the centre of the box (so a start θ
+the arm refuses falls back towards the centre) — up to ``max_refusals`` times; the
+rollout then records the θ that ran (``clipped``) and its refusals
+(``info["refusals"]``). Only a θ refused at the anchor itself, or refused
+``max_refusals`` times, stops the run (:class:`TrialFailed`): at the start that means the
+arm refuses the middle of the box it was said to execute, a configuration to fix.
 """
 
 from __future__ import annotations
@@ -74,6 +85,9 @@ class ArmTask:
         trial_timeout: float = 60.0,
         on_rollout: Callable[[Rollout], None] | None = None,
         first_trial_id: int = 1,
+        theta_box: Sequence[float] | None = None,
+        start_theta: Sequence[float] | None = None,
+        max_refusals: int = 3,
     ) -> None:
         """Wrap the arm.
 
@@ -86,6 +100,10 @@ class ArmTask:
             trial_timeout: Longest wait per rollout [s].
             on_rollout: Called with every scored rollout (progress reporting).
             first_trial_id: Id of the first request (then counting up).
+            theta_box: The θ the arm executes: the low values, then the high values (θ
+                units, inside the task's bounds); ``None``: the task's bounds.
+            start_theta: The first θ, inside the box; ``None``: the box's centre.
+            max_refusals: Tries of a refused θ, each halfway back to the anchor.
 
         Raises:
             ValueError: On a goal outside the task's goal region or malformed values.
@@ -101,6 +119,24 @@ class ArmTask:
             raise ValueError(f"trust_region needs {dim} values")
         self.trial_timeout = trial_timeout
         self.on_rollout = on_rollout
+        self.box_low, self.box_high = arm_box(self.twin.theta_spec, theta_box)
+        self.centre = 0.5 * (self.box_low + self.box_high)
+        if start_theta is None:
+            self.start_theta = self.centre
+        else:
+            start = np.asarray(start_theta, dtype=np.float64)
+            outside = start.shape != (dim,) or bool(
+                np.any(start < self.box_low) or np.any(start > self.box_high)
+            )
+            if outside:
+                raise ValueError(
+                    f"start_theta {list(start_theta)} must be {dim} values inside the arm's"
+                    f" θ box {self.box_low.tolist()}..{self.box_high.tolist()}"
+                )
+            self.start_theta = start
+        if max_refusals < 0:
+            raise ValueError(f"max_refusals must be >= 0, got {max_refusals}")
+        self.max_refusals = max_refusals
         self.last_theta: np.ndarray | None = None
         self.rollouts: list[Rollout] = []
         self._ids = itertools.count(first_trial_id)
@@ -149,30 +185,61 @@ class ArmTask:
 
         Args:
             instance: The instance (its goal is sent with the request).
-            theta: θ; clipped to its bounds and to the trust region around the last θ.
+            theta: θ; clipped to its bounds, into the arm's θ box and to the trust region
+                around the last θ; a refused θ is backed off (see the module docstring).
 
         Returns:
-            The rollout.
+            The rollout (``theta`` as executed).
 
         Raises:
             ValueError: If θ is malformed.
-            TrialFailed: If the arm refused, aborted or was e-stopped, or timed out.
+            TrialFailed: If the arm aborted, was e-stopped or timed out, or refused θ
+                even backed off.
         """
         checked, clipped = self.theta_spec.validate(theta)
+        boxed = np.clip(checked, self.box_low, self.box_high)
         with self._lock:
-            safe = clip_to_trust_region(checked, self.last_theta, self.trust_region)
-            clipped = clipped or bool(np.any(safe != checked))
-            trial_id = next(self._ids)
+            safe = clip_to_trust_region(boxed, self.last_theta, self.trust_region)
+            anchor = self.centre if self.last_theta is None else self.last_theta
+        clipped = clipped or bool(np.any(safe != checked))
         goal = np.asarray(instance.goal, dtype=np.float64)
-        req = TrialRequest(trial_id, tuple(safe.tolist()), tuple(goal.tolist()))
-        try:
-            res = self.transport.request(req, self.trial_timeout)
-        except TimeoutError as err:
-            raise TrialFailed(
-                "timeout", f"no result within {self.trial_timeout} s ({err})", trial_id
-            ) from err
-        if not res.ok:
-            raise TrialFailed(res.status, res.reason, trial_id)
+        refusals: list[dict[str, Any]] = []
+        while True:
+            with self._lock:
+                trial_id = next(self._ids)
+            req = TrialRequest(trial_id, tuple(safe.tolist()), tuple(goal.tolist()))
+            try:
+                res = self.transport.request(req, self.trial_timeout)
+            except TimeoutError as err:
+                raise TrialFailed(
+                    "timeout", f"no result within {self.trial_timeout} s ({err})", trial_id
+                ) from err
+            if res.ok:
+                break
+            at_anchor = bool(np.allclose(safe, anchor, rtol=0.0, atol=1e-12))
+            if res.status != "refused" or at_anchor or len(refusals) >= self.max_refusals:
+                if refusals:
+                    log.warning("θ refused %d times before: %s", len(refusals), refusals)
+                reason = res.reason
+                if res.status == "refused" and at_anchor and self.last_theta is None:
+                    reason += (
+                        " — the arm refuses the centre of its θ box: recompute theta_box"
+                        " (python -m icpi.robot.theta_box PARAMS.yaml) or check its limits"
+                    )
+                raise TrialFailed(res.status, reason, trial_id)
+            refusals.append({"trial_id": trial_id, "theta": safe.tolist(), "reason": res.reason})
+            safe = anchor + 0.5 * (safe - anchor)
+            clipped = True
+            log.warning(
+                "trial %d refused (%s): trying θ %s, halfway back to %s",
+                trial_id,
+                res.reason,
+                np.round(safe, 6).tolist(),
+                np.round(anchor, 6).tolist(),
+            )
+        info: dict[str, Any] = {"trial_id": trial_id, "timing": dict(res.timing)}
+        if refusals:
+            info["refusals"] = refusals
         out = Rollout(
             theta=safe,
             clipped=clipped,
@@ -180,7 +247,7 @@ class ArmTask:
             e=np.asarray(res.e, dtype=np.float64),
             cost=float(res.cost),
             trajectory=res.trajectory(),
-            info={"trial_id": trial_id, "timing": dict(res.timing)},
+            info=info,
         )
         with self._lock:
             self.last_theta = safe
@@ -188,6 +255,37 @@ class ArmTask:
         if self.on_rollout is not None:
             self.on_rollout(out)
         return out
+
+
+def arm_box(spec: ThetaSpec, box: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The arm's θ box as (low, high) arrays, checked against the task's bounds.
+
+    Args:
+        spec: The task's θ spec.
+        box: Low values then high values (``2·dim`` numbers); ``None``: the task's bounds.
+
+    Returns:
+        ``(low, high)``.
+
+    Raises:
+        ValueError: If the box is malformed, empty or reaches outside the task's bounds.
+    """
+    low, high = spec.low_array, spec.high_array
+    if box is None:
+        return low.copy(), high.copy()
+    values = np.asarray(box, dtype=np.float64)
+    if values.shape != (2 * spec.dim,) or not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"theta_box needs {2 * spec.dim} finite values: the low values of {spec.names},"
+            " then the high values"
+        )
+    lo, hi = values[: spec.dim], values[spec.dim :]
+    if np.any(lo > hi) or np.any(lo < low - 1e-9) or np.any(hi > high + 1e-9):
+        raise ValueError(
+            f"theta_box {values.tolist()} must have low <= high inside the task's bounds"
+            f" {list(spec.low)}..{list(spec.high)}"
+        )
+    return np.maximum(lo, low), np.minimum(hi, high)
 
 
 def relabel_rollouts(

@@ -44,7 +44,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
 from icpi.robot.controller_link import make_link
-from icpi.robot.params import SkillNodeConfig, declare_config
+from icpi.robot.params import SkillNodeConfig, declare_config, refuse_undeclared
 from icpi.robot.ros_common import run_node, time_msg, time_s, trajectory_msg
 from icpi.robot.runner import SkillRunner
 from icpi.robot.skill import Plan
@@ -79,6 +79,7 @@ class ArmSkillNode(Node):
         """
         super().__init__("icpi_arm", **kwargs)
         self.cfg = declare_config(self, SkillNodeConfig)
+        refuse_undeclared(self)
         cfg = self.cfg
         if cfg.ball_msg_type not in ("point", "pose"):
             raise ValueError(f"ball_msg_type must be point or pose, got {cfg.ball_msg_type!r}")

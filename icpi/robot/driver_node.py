@@ -23,15 +23,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, String
 
 from icpi.envs.spec import Rollout
-from icpi.robot.adapter import ArmTask, TrialFailed, relabel_rollouts
+from icpi.robot.adapter import ArmTask, TrialFailed, arm_box, relabel_rollouts
 from icpi.robot.bag_recorder import TrialRecorder
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
-from icpi.robot.params import DriverConfig, declare_config, declare_layer
+from icpi.robot.params import DriverConfig, declare_config, declare_layer, refuse_undeclared
 from icpi.robot.ros_common import run_node
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class DriverNode(Node):
         self.llm_layer = declare_layer(
             self, "llm", leaf_names(LLMConfig, skip=("api_key", "sampling.n", "sampling.seed"))
         )
+        refuse_undeclared(self)
         self.run_config = load_run_config(
             {"task": "ball-roll-gc"}, run_layer, where="the run.* parameters"
         )
@@ -173,6 +175,13 @@ class DriverNode(Node):
             on_rollout=self._on_rollout,
             # Unique across restarts: the wall-clock millisecond at start, then counting up.
             first_trial_id=int(time.time() * 1000),
+            theta_box=self.cfg.theta_box,
+            start_theta=self._start_theta(),
+            max_refusals=self.cfg.max_refusals,
+        )
+        self.get_logger().info(
+            f"θ box of the arm {self.task.box_low.tolist()}..{self.task.box_high.tolist()},"
+            f" start θ {self.task.start_theta.tolist()}"
         )
         self.recorder: TrialRecorder | None = None
         if self.cfg.record_bags:
@@ -185,6 +194,16 @@ class DriverNode(Node):
             )
         self._worker = threading.Thread(target=self._run, name="icpi-driver", daemon=True)
         self._worker.start()
+
+    def _start_theta(self) -> list[float] | None:
+        """``start_theta``, or a θ drawn in the arm's box for ``run.theta0: random``."""
+        if self.cfg.start_theta is not None or self.run_config.theta0 != "random":
+            return self.cfg.start_theta  # None: the centre of the arm's box
+        from icpi.envs import make_task
+
+        low, high = arm_box(make_task(self.run_config.task).theta_spec, self.cfg.theta_box)
+        drawn: list[float] = np.random.default_rng(self.run_config.seed).uniform(low, high).tolist()
+        return drawn
 
     def _on_result(self, msg: String) -> None:
         try:
@@ -207,6 +226,7 @@ class DriverNode(Node):
             "e": r.e.tolist(),
             "cost": r.cost,
             "timing": r.info.get("timing"),
+            "refusals": r.info.get("refusals", []),
         }
         self.progress_pub.publish(String(data=json.dumps(body)))
         self.get_logger().info(f"rollout {body['rollout']}: cost {r.cost:.4f} m")
@@ -234,6 +254,7 @@ class DriverNode(Node):
                 sampler=sampler,
                 task=self.task,
                 instance=self.task.instance,
+                theta0=self.task.start_theta,
             )
             summary["status"] = "done"
             if cfg.relabel_out and len(self.task.rollouts) >= 2:

@@ -381,6 +381,23 @@ class DriverConfig:
         [0.3, 0.05, 0.19], "Largest |Δθ| per parameter the driver sends (θ units; 0: unbounded)"
     )
     trial_timeout: float = _p(60.0, "Longest wait for one trial's result [s]", 0.1, 3600.0)
+    theta_box: list[float] | None = _p(
+        None,
+        "The θ the arm executes within its limits: low values, then high values (θ units;"
+        " unset: the task's bounds); every θ is clipped into it. Compute it with python -m"
+        " icpi.robot.theta_box PARAMS.yaml",
+    )
+    start_theta: list[float] | None = _p(
+        None,
+        "First θ, inside theta_box (unset: run.theta0 of theta_box, center: its centre)",
+    )
+    max_refusals: int = _p(
+        3,
+        "A refused θ is tried again this often, each time halfway back to the last θ the"
+        " arm executed (the start θ before any); then the run stops",
+        0,
+        20,
+    )
     relabel_out: str = _p("", "Save the run's rollouts, hindsight-relabelled, here ('' : off)")
     request_topic: str = _p("icpi/trial_request", "std_msgs/Float64MultiArray out")
     result_topic: str = _p("icpi/trial_result", "std_msgs/String (JSON) in")
@@ -444,6 +461,40 @@ def declare_layer(node: Any, prefix: str, names: list[str]) -> dict[str, Any]:
     return nest(flat)
 
 
+def refuse_undeclared(node: Any) -> None:
+    """Refuse parameters given to a node (``-p``, a params file) that it does not declare.
+
+    rclpy keeps such values and never uses them, so a typo (``iterations`` for
+    ``run.iterations``, ``velocity_limit`` for ``velocity_limits``) would silently leave the
+    default in force. Call once every parameter is declared.
+
+    Args:
+        node: The rclpy node.
+
+    Raises:
+        ValueError: Naming every unknown parameter, with the declared name it most likely
+            meant.
+    """
+    import difflib
+
+    given = getattr(node, "_parameter_overrides", {})  # rclpy's: -p and params files
+    unknown = sorted(
+        n for n in given if not node.has_parameter(n) and not n.startswith("qos_overrides.")
+    )
+    if not unknown:
+        return
+    declared = sorted(node._parameters)
+    hints = []
+    for name in unknown:
+        near = [d for d in declared if d.endswith("." + name)]
+        near = near or difflib.get_close_matches(name, declared, n=1, cutoff=0.6)
+        hints.append(f"{name} (did you mean {near[0]}?)" if near else name)
+    raise ValueError(
+        f"{node.get_name()} has no parameter {', '.join(hints)}; `ros2 param list` or"
+        " robot/README.md lists them"
+    )
+
+
 def config_fields(cls: type) -> list[dataclasses.Field[Any]]:
     """The parameter fields of a config class (inherited ones included)."""
     return list(dataclasses.fields(cls))
@@ -463,11 +514,20 @@ def declare_config(node: Any, cls: type[T]) -> T:
         ValueError: If the values do not make a valid config.
     """
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.exceptions import ParameterUninitializedException
+    from rclpy.parameter import Parameter
 
     values: dict[str, Any] = {}
     for f in config_fields(cls):
         default = f.default_factory() if callable(f.default_factory) else f.default
         desc = ParameterDescriptor(description=str(f.metadata.get("help", "")), read_only=True)
+        if default is None:  # a float list that is unset unless given
+            node.declare_parameter(f.name, Parameter.Type.DOUBLE_ARRAY, desc)
+            try:
+                values[f.name] = list(node.get_parameter(f.name).value)
+            except ParameterUninitializedException:
+                values[f.name] = None
+            continue
         bounds = f.metadata.get("range")
         if bounds is not None and isinstance(default, bool):
             pass

@@ -45,7 +45,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from icpi.robot.params import SimArmConfig, declare_config
+from icpi.robot.params import SimArmConfig, declare_config, refuse_undeclared
 from icpi.robot.ros_common import duration_s, follow_joint_trajectory, run_node, time_s
 from icpi.robot.trajectory_goal import (
     INVALID_GOAL,
@@ -85,6 +85,7 @@ class SimArmNode(Node):
         """
         super().__init__("icpi_sim_arm", **kwargs)
         self.cfg = declare_config(self, SimArmConfig)
+        refuse_undeclared(self)
         cfg = self.cfg
         camera = cfg.camera_setup()
         self.twin = Twin(

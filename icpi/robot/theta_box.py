@@ -109,6 +109,15 @@ def largest_box(ok: np.ndarray) -> tuple[tuple[int, int], ...] | None:
     return best
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m icpi.robot.theta_box``."""
+    out = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    out.add_argument("params", type=Path, help="params YAML with an icpi_arm section")
+    out.add_argument("--grid", type=int, default=5, help="grid points per θ axis")
+    out.add_argument("--home-xy", type=float, nargs=2, help="print the IK home for this xy")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry (``python -m icpi.robot.theta_box``).
 
@@ -118,11 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         Exit code (1 when no θ of the grid is accepted).
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("params", type=Path, help="params YAML with an icpi_arm section")
-    parser.add_argument("--grid", type=int, default=5, help="grid points per θ axis")
-    parser.add_argument("--home-xy", type=float, nargs=2, help="print the IK home for this xy")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     cfg = arm_config(args.params)
     if args.home_xy is not None:
         home = cfg.arm().ik(np.asarray(args.home_xy), seed=np.asarray(cfg.home))

@@ -29,7 +29,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
-from icpi.robot.params import TrackerConfig, declare_config
+from icpi.robot.params import TrackerConfig, declare_config, refuse_undeclared
 from icpi.robot.ros_common import WarnThrottle, run_node, time_s
 from icpi.robot.tracker import BallTracker, Calibration, TrackedPoint, rgb_from_image_fields
 
@@ -57,6 +57,7 @@ class TrackerNode(Node):
         """
         super().__init__("icpi_tracker", **kwargs)
         self.cfg = declare_config(self, TrackerConfig)
+        refuse_undeclared(self)
         if not self.cfg.calibration:
             raise ValueError("set the calibration parameter (the YAML written by icpi-calibrate)")
         self.calibration = Calibration.load(Path(self.cfg.calibration).expanduser())

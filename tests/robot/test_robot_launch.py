@@ -110,7 +110,10 @@ def test_sim_yaml_sets_every_parameter_and_shares_the_arm_geometry():
     for name in params:
         cls = CONFIGS[name]
         want = {f.name for f in dataclasses.fields(cls)} | NESTED.get(name, set())
-        assert set(params[name]) - ROS_PARAMS == want, name
+        # Every one, but may leave unset those unset by default (start_theta: the
+        # computed default runs).
+        optional = {f.name for f in dataclasses.fields(cls) if f.default is None}
+        assert want - optional <= set(params[name]) - ROS_PARAMS <= want, name
     for key in ("joint_names", "kinematics", "base_xy", "link_lengths", "elbow", "home"):
         assert params["icpi_sim_arm"][key] == params["icpi_arm"][key], key
 
@@ -128,7 +131,7 @@ def test_node_modules_run_as_scripts():
 def test_nodes_declare_the_yaml_parameters_with_their_types(yaml_name):
     """Load the YAML into real rclpy nodes: types and ranges are enforced by rclpy."""
     rclpy = pytest.importorskip("rclpy")
-    from icpi.robot.params import declare_config
+    from icpi.robot.params import declare_config, refuse_undeclared
 
     path = LAUNCH / "params" / yaml_name
     ctx = rclpy.Context()
@@ -158,6 +161,7 @@ def test_nodes_declare_the_yaml_parameters_with_their_types(yaml_name):
                     assert llm.mode == values["llm"]["mode"] and llm.base_url is None
                 if name == "icpi_arm":
                     assert cfg.limits() and cfg.arm() and cfg.timing()
+                refuse_undeclared(node)  # rclpy's own reading: nothing in the file unused
             finally:
                 node.destroy_node()
     finally:
@@ -186,3 +190,29 @@ def test_one_argument_switches_hardware_to_the_twin():
     assert {"icpi_sim_arm", "icpi_tracker", "icpi_arm", "icpi_driver"} <= set(
         sections(LAUNCH / "params" / "ur5e.yaml")
     )
+
+
+def test_a_parameter_no_node_declares_is_refused_with_the_one_meant():
+    """`-p iterations:=5` once ran 20 rollouts silently; now the driver refuses to start."""
+    rclpy = pytest.importorskip("rclpy")
+    from icpi.manipulation.config import parameter_names
+    from icpi.robot.params import declare_config, declare_layer, refuse_undeclared
+
+    args = ["--ros-args", "-p", "iterations:=5", "-p", "velocity_limit:=[1.0, 1.0]"]
+    args += ["-p", "run.iterations:=5", "-p", "run.iteration:=5"]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=args)
+    try:
+        node = rclpy.create_node("icpi_driver", context=ctx)
+        declare_config(node, DriverConfig)
+        run = declare_layer(node, "run", parameter_names())
+        assert run["iterations"] == 5
+        with pytest.raises(ValueError) as err:
+            refuse_undeclared(node)
+        text = str(err.value)
+        assert "iterations (did you mean run.iterations?)" in text
+        assert "run.iteration (did you mean run.iterations?)" in text
+        assert "velocity_limit" in text
+        node.destroy_node()
+    finally:
+        ctx.try_shutdown()
