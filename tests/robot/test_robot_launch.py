@@ -216,3 +216,13 @@ def test_a_parameter_no_node_declares_is_refused_with_the_one_meant():
         node.destroy_node()
     finally:
         ctx.try_shutdown()
+
+
+@pytest.mark.parametrize("yaml_name", ["sim_arm.yaml", "ur5e.yaml", "panda.yaml"])
+def test_a_twin_in_a_yaml_serves_the_controller_names_its_arm_node_uses(yaml_name):
+    params = sections(LAUNCH / "params" / yaml_name)
+    if "icpi_sim_arm" not in params:
+        pytest.skip(f"{yaml_name} has no twin")
+    sim, arm = params["icpi_sim_arm"], params["icpi_arm"]
+    for key in ("trajectory_topic", "trajectory_action", "joint_state_topic", "joint_names"):
+        assert sim[key] == arm[key], key

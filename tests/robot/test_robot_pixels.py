@@ -28,17 +28,11 @@ from icpi.robot.tracker import Calibration
 
 UR5E = ROOT / "launch" / "params" / "ur5e.yaml"
 LOCKSTEP = {"lockstep": "true"}
-# The shipped UR5e limits (8 rad/s², 400 rad/s³) refuse the driver's start θ, the θ box
-# centre; a start θ inside the arm's box is issue 19's. Here: data-sheet speed, faster
-# acceleration and jerk, shorter moves.
+# The shipped UR5e limits and timing: the driver starts at the centre of the YAML's
+# theta_box and clips every θ into it (issue 19), which the arm node accepts.
 ARM = {
     **LOCKSTEP,
     "use_sim_time": "true",
-    "acceleration_limits": "[40.0, 40.0, 40.0, 40.0, 40.0, 40.0]",
-    "jerk_limits": "[8000.0, 8000.0, 8000.0, 8000.0, 8000.0, 8000.0]",
-    "approach_duration": "1.0",
-    "return_duration": "1.0",
-    "dwell": "0.2",
     "trajectory_lead": "0.15",
     "stop_lead": "0.15",
     "joint_state_timeout": "1.0",
@@ -164,8 +158,9 @@ def test_pixels_in_theta_out_on_the_ur5e_twin(tmp_path):
         assert result["outcome"] != [0.0, 0.0]
     print(f"tracked vs true rest position [mm]: {np.round(np.array(errors) * 1e3, 2).tolist()}")
     assert max(errors) < TOLERANCE, errors
-    # The ball went somewhere: the outcomes are the strokes', not the start spot.
-    assert all(np.linalg.norm(r["outcome"]) > 0.1 for r in records), records
+    # The ball went somewhere: the outcomes are the strokes', not the start spot (the
+    # UR5e's slow, short strokes of its θ box roll it some centimetres).
+    assert all(np.linalg.norm(r["outcome"]) > 0.02 for r in records), records
     # Every trial recorded with its camera frames.
     bags = sorted((out / "bags").iterdir())
     assert len(bags) == 3
