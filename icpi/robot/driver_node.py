@@ -205,6 +205,25 @@ class DriverNode(Node):
         drawn: list[float] = np.random.default_rng(self.run_config.seed).uniform(low, high).tolist()
         return drawn
 
+    def _resume_theta(self, records: Path) -> None:
+        """A resumed run goes on from its last executed θ (trust region, refusal anchor).
+
+        The arm node measures the trust region from the last trial it completed, which a
+        driver started again after an e-stop or an abort must know too, or its next θ may
+        be refused (a torn or foreign line leaves the start θ in force: run_method checks
+        the run directory itself).
+        """
+        from icpi.core.files import read_jsonl
+
+        try:
+            rows = read_jsonl(records) if records.is_file() else []
+            last = rows[-1]["theta"] if rows else None
+            if last is not None:
+                self.task.last_theta = np.asarray(last, dtype=np.float64)
+                self.get_logger().info(f"resuming from θ {list(last)}")
+        except (KeyError, TypeError, ValueError, OSError) as err:
+            self.get_logger().warning(f"{records}: no last θ to resume from ({err})")
+
     def _on_result(self, msg: String) -> None:
         try:
             result = TrialResult.from_json(msg.data)
@@ -245,6 +264,7 @@ class DriverNode(Node):
         sampler = self._sampler
         if sampler is None and cfg.sampler == "nearest":
             sampler = ScriptedSampler(copy_nearest_example)
+        self._resume_theta(Path(cfg.out) / "records.jsonl")
         summary: dict[str, Any]
         try:
             summary = run_method(
@@ -258,8 +278,14 @@ class DriverNode(Node):
             )
             summary["status"] = "done"
             if cfg.relabel_out and len(self.task.rollouts) >= 2:
-                ds = relabel_rollouts(self.task, self.task.rollouts, Path(cfg.relabel_out))
-                summary["relabelled_examples"] = len(ds)
+                from icpi.manipulation.dataset import DatasetError
+
+                try:  # after a finished run: a relabelling that yields nothing fails alone
+                    ds = relabel_rollouts(self.task, self.task.rollouts, Path(cfg.relabel_out))
+                    summary["relabelled_examples"] = len(ds)
+                except DatasetError as err:
+                    self.get_logger().warning(f"nothing relabelled into {cfg.relabel_out}: {err}")
+                    summary["relabelled_examples"] = 0
         except TrialFailed as err:
             self.get_logger().error(f"run stopped: {err} (resume by starting the driver again)")
             summary = {"status": "failed", "error": str(err), "trial_status": err.status}
