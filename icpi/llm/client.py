@@ -730,13 +730,22 @@ class LLMClient:
             ) from exc
 
     def _timeout(self, left_s: float) -> Any:
-        """The SDK timeout of one attempt: the configured ones, capped at ``left_s``."""
+        """The SDK timeout of one attempt: the configured ones, capped at ``left_s``.
+
+        The embedded server is waited for as long as it runs (no read timeout): it answers
+        one request at a time, each bounded by ``max_tokens`` and its context, so a slow
+        answer is the machine's load, not a fault. A timeout there abandoned a request the
+        server kept computing, queued the retry behind it and, past the call's budget, made
+        a load peak a fallback: two runs with one seed differed (issue 21). A dead server
+        still ends the call (connection error, then its exit report).
+        """
         import openai
 
         left = max(left_s, 0.001)
-        return openai.Timeout(
-            min(self.config.timeout_s, left), connect=min(self.config.connect_timeout_s, left)
-        )
+        connect = min(self.config.connect_timeout_s, left)
+        if self.config.embedded:
+            return openai.Timeout(None, connect=connect)
+        return openai.Timeout(min(self.config.timeout_s, left), connect=connect)
 
     @contextlib.contextmanager
     def _classified(self, left_s: float) -> Iterator[None]:

@@ -136,8 +136,9 @@ class LLMConfig:
     """``completion`` (plain-text prompt, ``/v1/completions``) or ``chat``
     (``/v1/chat/completions``)."""
     timeout_s: float = 60.0
-    """Read timeout of one HTTP request, seconds (the answer must start within it; the
-    embedded model on two busy cores can need tens of seconds for a long prompt)."""
+    """Read timeout of one HTTP request to an endpoint, seconds (the answer must start
+    within it). The embedded server has none: it is waited for while it runs, so its
+    results do not depend on the machine's load."""
     connect_timeout_s: float = 5.0
     """Connect timeout of one HTTP request, seconds."""
     max_retries: int = 3
