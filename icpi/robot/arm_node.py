@@ -8,8 +8,8 @@ Sends trajectories to the controller through ``trajectory_action``
 (trajectory_msgs/JointTrajectory), as ``trajectory_transport`` says
 (:mod:`icpi.robot.controller_link`), and a copy of each on ``sent_trajectory_topic``.
 Publishes: ``result_topic`` (std_msgs/String JSON), ``state_topic`` (std_msgs/String,
-transient local, on change: ``idle``, ``busy``, ``estopped``, ``no_joint_states`` or
-``no_camera``).
+transient local, on change: ``idle``, ``busy``, ``estopped``, ``no_joint_states``,
+``no_camera`` or ``no_controller``).
 Services: ``~/estop``, ``~/clear_estop`` (std_srvs/Trigger). With ``lockstep`` (simulation)
 it publishes ``grant_topic`` (std_msgs/Float64MultiArray ``[granted time s, trajectories
 sent]``, see :meth:`SkillRunner.grant`) every 10 ms.
@@ -155,6 +155,8 @@ class ArmSkillNode(Node):
     def _publish_state(self) -> None:
         with self._state_lock:
             state = self.runner.state()
+            if state == "idle" and not self.link.ready():
+                state = "no_controller"  # no action server (yet): a trial would abort
             if state != self._state:
                 self._state = state
                 self.state_pub.publish(String(data=state))

@@ -91,6 +91,10 @@ class TopicLink:
         """The topic reports nothing: never a fault."""
         return None
 
+    def ready(self) -> bool:
+        """A topic needs no peer to send (the joint states tell whether it moves)."""
+        return True
+
     def cancel(self) -> None:
         """Nothing to cancel on a topic."""
 
@@ -160,13 +164,14 @@ class ActionLink:
             goal_time_tolerance=self._goal_time,
         )
         entry = _Goal(sent=self.clock())
+        ready = self.client.server_is_ready()
         with self._lock:
             self._newest = entry
+            if not ready:
+                entry.done = True
+                entry.fault = f"no action server {self.where!r} (is the controller running?)"
+                return
             self._goals.append(entry)
-        if not self.client.server_is_ready():
-            entry.fault = f"no action server {self.where!r} (is the controller running?)"
-            entry.done = True
-            return
         future = self.client.send_goal_async(
             goal, feedback_callback=lambda _msg: self._heard(entry)
         )
@@ -220,6 +225,10 @@ class ActionLink:
             log.warning("%s", fault)
 
     # ------------------------------------------------------------------ state
+    def ready(self) -> bool:
+        """Whether the controller's action server is there."""
+        return bool(self.client.server_is_ready())
+
     def fault(self) -> str | None:
         """Why the newest goal failed, or ``None`` while it runs or when it succeeded."""
         with self._lock:

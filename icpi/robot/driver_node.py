@@ -48,7 +48,7 @@ LATCHED = QoSProfile(
 # Poll period while waiting for the arm to subscribe [s].
 _POLL_S = 0.05
 # Arm states in which a request is held back (an e-stopped arm answers at once).
-_NOT_READY = ("", "no_joint_states", "no_camera", "busy")
+_NOT_READY = ("", "no_joint_states", "no_camera", "no_controller", "busy")
 
 
 class RosTransport:

@@ -181,10 +181,14 @@ def test_controller_faults_end_the_trial_with_the_controllers_reason(tmp_path):
     ns = new_namespace()
     procs, probe = {}, None
     try:
-        # No action server under that name: aborted at once, nothing moves.
+        # No action server under that name: the arm node says so on icpi/arm_state (the
+        # driver waits), and a request all the same is aborted at once, nothing moves.
         procs = start(tmp_path, ns, arm={"trajectory_action": "nobody/follow_joint_trajectory"})
         probe = Probe(ns)
-        probe.wait_matched()
+        probe.wait_for(lambda: len(probe.joint_states) > 5, 45, "joint states")
+        probe.wait_for(lambda: probe.arm_state == "no_controller", 45, "no_controller")
+        time.sleep(0.3)  # and it stays so
+        assert probe.arm_state == "no_controller"
         home = np.array(probe.joint_states[-1][1])
         probe.request(1, THETA)
         res = probe.result(1, 20)
