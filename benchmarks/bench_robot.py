@@ -10,7 +10,12 @@ ball rolling to rest, the rest window and the move home. ``time_scale`` 1 is wha
 arm costs; larger scales show the floor set by the graph itself. ``messaging`` is the
 round trip minus the time the arm node spent inside the trial (DDS, JSON, scheduling).
 
-    .venv/bin/python benchmarks/bench_robot.py [--trials 5] [--scales 1 10]
+    .venv/bin/python benchmarks/bench_robot.py [--trials 5] [--scales 1 10] [--no-pixels]
+
+Then, unless ``--no-pixels``, the camera pipeline on the UR5e twin
+(``benchmarks/bench_pixels.py``): tracker latency and accuracy against MuJoCo's ground
+truth, trial time at ``time_scale`` 1 and 10 with the tracker in the loop, bag size per
+trial.
 """
 
 from __future__ import annotations
@@ -155,6 +160,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=4)
     ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 10.0])
+    ap.add_argument("--no-pixels", action="store_true", help="skip bench_pixels.py's figures")
     args = ap.parse_args()
     domain = str(1 + os.getpid() % 100)
     t_proc, out_proc = in_process(max(args.trials, 20))
@@ -173,6 +179,15 @@ def main() -> None:
                 f" {g['round_trip_s'] / t_proc:6.0f}x in-process;"
                 f" outcome vs in-process ≤ {1e3 * diff:.3f} mm"
             )
+
+    if not args.no_pixels:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_pixels import graph, tracker_in_process
+
+        tracker_in_process(100)
+        with tempfile.TemporaryDirectory(prefix="bench_pixels_") as tmp:
+            for scale in args.scales:
+                graph(scale, args.trials, Path(os.environ.get("BENCH_LOGS", tmp)))
 
 
 if __name__ == "__main__":

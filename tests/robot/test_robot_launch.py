@@ -226,3 +226,13 @@ def test_a_twin_in_a_yaml_serves_the_controller_names_its_arm_node_uses(yaml_nam
     sim, arm = params["icpi_sim_arm"], params["icpi_arm"]
     for key in ("trajectory_topic", "trajectory_action", "joint_state_topic", "joint_names"):
         assert sim[key] == arm[key], key
+
+
+@pytest.mark.parametrize("yaml_name", ["sim_arm.yaml", "hardware.yaml", "ur5e.yaml", "panda.yaml"])
+def test_the_driver_records_the_arm_nodes_topics(yaml_name):
+    params = sections(LAUNCH / "params" / yaml_name)
+    arm, driver = params["icpi_arm"], params["icpi_driver"]
+    defaults = {f.name: f.default for f in dataclasses.fields(SkillNodeConfig)}
+    for key in ("joint_state_topic", "sent_trajectory_topic", "ball_topic"):
+        if key in driver:
+            assert driver[key] == arm.get(key, defaults[key]), (yaml_name, key)
