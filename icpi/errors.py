@@ -5,9 +5,10 @@ Every ``icpi`` verb ends in one of three ways (see :mod:`icpi.cli.main`):
 - a :class:`UserError` (a bad flag, a config file that does not validate, a run directory
   that holds another run or is in use, a corrupt dataset, a missing optional dependency):
   one line naming the problem and the fix, exit code :data:`EXIT_USER`;
-- an :class:`EndpointDownError` (the model endpoint stayed unreachable past the stated
-  outage time): one line, exit code :data:`EXIT_ENDPOINT`; the run directory keeps every
-  finished rollout and the same command resumes it;
+- a :class:`ResumableError` — an :class:`EndpointDownError` (the model endpoint stayed
+  unreachable past the stated outage time) or a :class:`WorkerLostError` (workers of a
+  benchmark or collection kept dying): one line, exit code :data:`EXIT_ENDPOINT`; the
+  output keeps everything finished and the same command resumes it;
 - anything else is a bug in the package and shows its traceback.
 
 This module imports nothing, so every layer (core included) may raise these.
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 #: Exit code of a user mistake (bad flag, bad config, foreign run directory, ...).
 EXIT_USER = 2
-#: Exit code of a model endpoint that stayed down past the outage time.
+#: Exit code of work stopped before its end that the same command resumes (a model endpoint
+#: that stayed down past the outage time, workers that kept dying).
 EXIT_ENDPOINT = 3
 
 
@@ -33,5 +35,13 @@ class RunDirError(UserError, ValueError):
     """A run directory cannot be used: another configuration, a foreign file, in use."""
 
 
-class EndpointDownError(Exception):
+class ResumableError(Exception):
+    """The work stopped before its end; the same command resumes it (exit code 3)."""
+
+
+class EndpointDownError(ResumableError):
     """The model endpoint stayed unreachable past the outage time; the run can be resumed."""
+
+
+class WorkerLostError(ResumableError):
+    """Worker processes died (killed, out of memory) more often than the retries allow."""

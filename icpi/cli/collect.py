@@ -60,7 +60,8 @@ def add_parser(subparsers: Any) -> None:
         "--backend",
         choices=["local", "ray"],
         default="local",
-        help="local: MuJoCo threads; ray: one Ray task per instance (pip install 'icpi[ray]').",
+        help="local: threads of this process; ray: one Ray task per instance, on the cluster"
+        " of RAY_ADDRESS or a local Ray (pip install 'icpi[ray]').",
     )
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
     p.add_argument("--keep-rollouts", action="store_true", help="Keep OUT/.rollouts after saving.")
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         tolerance (a bad argument, dataset or missing extra raises a user error: exit 2).
     """
     from icpi.core.lock import DirLock
-    from icpi.errors import ConfigError, UserError
+    from icpi.errors import ConfigError
     from icpi.manipulation.dataset import (
         ImprovementDataset,
         collect_dataset,
@@ -133,22 +134,19 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     lock = DirLock(args.out, what="collection")
     try:
-        try:
-            ds = collect_dataset(
-                args.task,
-                args.out,
-                size=args.size,
-                seed=args.seed,
-                workers=args.workers,
-                backend=args.backend,
-                progress=not args.no_progress,
-                command=regeneration_command(
-                    portable_task_spec(args.task), args.out, args.size, args.seed
-                ),
-                keep_rollouts=args.keep_rollouts,
-            )
-        except ImportError as err:  # the Ray backend without Ray
-            raise UserError(str(err)) from None
+        ds = collect_dataset(
+            args.task,
+            args.out,
+            size=args.size,
+            seed=args.seed,
+            workers=args.workers,
+            backend=args.backend,
+            progress=not args.no_progress,
+            command=regeneration_command(
+                portable_task_spec(args.task), args.out, args.size, args.seed
+            ),
+            keep_rollouts=args.keep_rollouts,
+        )
     finally:
         lock.release(remove=True)  # the dataset directory keeps no .lock
     log.info(

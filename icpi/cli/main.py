@@ -5,8 +5,9 @@ Each verb lives in its own module under :mod:`icpi.cli` and exposes
 the parsed namespace and returning an exit code) as the parser default.
 
 Every verb shares one error boundary (:mod:`icpi.errors`): a user mistake prints one line
-naming the problem and exits 2; an endpoint that stayed down prints one line and exits 3
-(the run is resumable); anything else is a bug and shows its traceback. With
+naming the problem and exits 2; work stopped before its end (an endpoint that stayed
+down, workers that kept dying) prints one line and exits 3 (the same command resumes
+it); anything else is a bug and shows its traceback. With
 ``--log-level DEBUG`` the first two show their traceback too.
 """
 
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit code.
     """
-    from icpi.errors import EXIT_ENDPOINT, EXIT_USER, EndpointDownError, UserError
+    from icpi.errors import EXIT_ENDPOINT, EXIT_USER, ResumableError, UserError
 
     args = build_parser().parse_args(argv)
     level = args.log_level.upper()
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         _one_line(f"icpi {args.verb}: {err}", debug)
         return EXIT_USER
-    except EndpointDownError as err:
+    except ResumableError as err:
         _one_line(f"icpi {args.verb}: {err}", debug)
         return EXIT_ENDPOINT
     except KeyboardInterrupt:

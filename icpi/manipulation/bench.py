@@ -17,12 +17,10 @@ embedded server is started once).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import functools
 import json
 import logging
 import math
-import multiprocessing
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +36,8 @@ from icpi.core.files import read_jsonl
 from icpi.core.lock import DirLock
 from icpi.envs import TASKS, load_task
 from icpi.envs.spec import SUCCESS_TOLERANCE, success_threshold
-from icpi.errors import ConfigError, UserError
+from icpi.errors import ConfigError
+from icpi.jobs import BACKENDS, Lane, run_jobs
 from icpi.llm import LLMConfig
 from icpi.manipulation.config import (
     DEFAULT_METHOD,
@@ -348,13 +347,16 @@ def run_benchmark(
             and the completion cache).
         progress: Show a progress bar.
         backend: ``local`` (a process pool and threads) or ``ray`` (one Ray task per run,
-            on a local Ray or the cluster of ``RAY_ADDRESS``; the results are the same).
+            on a local Ray or the cluster of ``RAY_ADDRESS``; the results are the same);
+            see :func:`icpi.jobs.run_jobs` (a run whose worker dies is run again, and
+            resumes from its directory).
 
     Returns:
         Paths of the reports and the summary rows.
 
     Raises:
         ConfigError: On an unknown task, a malformed method spec or a bad setting.
+        WorkerLostError: If workers kept dying (exit 3; rerunning resumes).
     """
     from tqdm import tqdm
 
@@ -363,8 +365,8 @@ def run_benchmark(
         raise ConfigError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
     if iterations < 1 or workers < 1 or llm_concurrency < 1:
         raise ConfigError("--iterations, --workers and --llm-concurrency must be >= 1")
-    if backend not in ("local", "ray"):
-        raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     specs = [parse_method_spec(m) for m in methods]
     jobs = [
         Job(
@@ -400,87 +402,23 @@ def run_benchmark(
         notice = ExpectationNotice(f"benchmark {out}", steps, concurrency=llm_concurrency)
         bar = tqdm(total=len(todo), desc="runs", disable=not progress, unit="run")
         t0 = time.perf_counter()
-        execute = _execute_ray if backend == "ray" else _execute_local
-        execute(offline, online, workers, llm_concurrency, bar.update, notice)
+        # Model-free runs in worker processes; model runs in this process's threads (one
+        # endpoint, one cache, one embedded server) or as Ray tasks, llm_concurrency at once.
+        # On Ray the runs execute elsewhere and log their expected duration there.
+        lanes = [
+            Lane(_run_job, offline, limit=workers),
+            Lane(
+                functools.partial(_run_job, notice=notice if backend == "local" else None),
+                online,
+                limit=llm_concurrency,
+                shared=True,
+            ),
+        ]
+        for _ in run_jobs(lanes, backend, workers, name=lambda j: str(j.out)):
+            bar.update()
         bar.close()
         runs_s = time.perf_counter() - t0
         return {**write_reports(jobs, out), "runs": len(todo), "runs_wall_s": runs_s}
-
-
-def _execute_local(
-    offline: Sequence[Job],
-    online: Sequence[Job],
-    workers: int,
-    llm_concurrency: int,
-    done: Callable[[], Any],
-    notice: ExpectationNotice | None = None,
-) -> None:
-    """Model-free runs in a process pool, model runs in threads (one endpoint, one cache)."""
-    spawn = multiprocessing.get_context("spawn")  # no fork of a process holding threads
-    with (
-        cf.ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool,
-        cf.ThreadPoolExecutor(max_workers=llm_concurrency) as threads,
-    ):
-        futures = [pool.submit(_run_job, j) for j in offline]
-        futures += [threads.submit(_run_job, j, notice) for j in online]
-        try:
-            for fut in cf.as_completed(futures):
-                fut.result()
-                done()
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
-
-
-def _execute_ray(
-    offline: Sequence[Job],
-    online: Sequence[Job],
-    workers: int,
-    llm_concurrency: int,
-    done: Callable[[], Any],
-    notice: ExpectationNotice | None = None,
-) -> None:
-    """One Ray task per run; at most ``llm_concurrency`` model runs in flight at once.
-
-    Connects to the cluster of ``RAY_ADDRESS`` when it is set (every node needs the
-    package and the benchmark directory, e.g. on a shared file system), else starts a
-    local Ray with ``workers`` CPUs. The runs execute elsewhere, so each logs its own
-    expected duration there (``notice`` is not used).
-    """
-    try:
-        import ray
-    except ImportError:
-        raise UserError("the Ray backend needs Ray: pip install 'icpi[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        address = os.environ.get("RAY_ADDRESS")
-        options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-        if address:
-            ray.init(address=address, **options)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, **options)
-    try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(_run_job)
-        pending = {remote.remote(j): j for j in offline}
-        queue = list(online)
-
-        def fill() -> None:
-            while queue and sum(j.spec.uses_model for j in pending.values()) < llm_concurrency:
-                job = queue.pop(0)
-                pending[remote.remote(job)] = job
-
-        fill()
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                pending.pop(ref)
-                ray.get(ref)  # re-raises a run's error (a UserError stays one)
-                done()
-            fill()
-    finally:
-        if started:
-            ray.shutdown()
 
 
 #: Two final costs closer than this count as a tie in the paired comparison [m].

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,8 @@ import numpy as np
 from icpi.core.files import atomic_path
 from icpi.envs import TASKS, load_task, portable_task_spec, task_spec_of
 from icpi.envs.spec import SkillTask
-from icpi.errors import UserError
+from icpi.errors import ConfigError, UserError
+from icpi.jobs import BACKENDS, Lane, run_jobs
 from icpi.manipulation.dataset import design as _design
 from icpi.manipulation.dataset.design import DEFAULT_DESIGN, SamplingDesign, select_examples
 from icpi.manipulation.dataset.table import (
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SIZE = 300
 ROLLOUTS_DIR = ".rollouts"
 DESIGN_FILE = "design.json"
-BACKENDS = ("local", "ray")
 
 
 # ---------------------------------------------------------------------------- defaults
@@ -126,7 +126,9 @@ def collect_dataset(
         size: Number of examples N.
         seed: Seed of instances, rollouts and selection.
         workers: Threads (local) or Ray CPUs; ``None`` uses every core.
-        backend: ``"local"`` (MuJoCo threads) or ``"ray"`` (one Ray task per instance).
+        backend: ``"local"`` (threads of this process) or ``"ray"`` (one Ray task per
+            instance, on the cluster of ``RAY_ADDRESS`` or a local Ray); see
+            :func:`icpi.jobs.run_jobs`.
         progress: Show a progress bar (only on a terminal).
         command: Command line to record; ``None`` records the canonical one.
         keep_rollouts: Keep ``out/.rollouts`` after saving.
@@ -139,10 +141,11 @@ def collect_dataset(
         ValueError: On an unknown task or backend or a size < 1.
         DatasetError: If ``out/.rollouts`` was left by a different collection, or the
             instances yield fewer candidate pairs than ``size``.
-        ImportError: If the Ray backend is asked for and Ray is not installed.
+        UserError: If the Ray backend is asked for and Ray is not installed.
+        WorkerLostError: If Ray workers kept dying (exit 3; rerunning resumes).
     """
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if size < 1:
         raise ValueError(f"size must be at least 1, got {size}")
     out = Path(out)
@@ -174,13 +177,18 @@ def collect_dataset(
             unit="instance",
             disable=not progress or not sys.stderr.isatty(),
         )
+        nworkers = workers or os.cpu_count() or 1
+        if backend == "ray":  # each worker loads the task from its spec
+            assert spec is not None
+            job = functools.partial(_instance_job, spec, seed, design=design)
+            lane = Lane(job, todo, limit=nworkers)
+        else:  # threads of this process share the task (its rollouts are thread-safe)
+            job = functools.partial(_instance, task, seed, design=design)
+            lane = Lane(job, todo, limit=nworkers, shared=True)
         try:
-            if backend == "ray":
-                assert spec is not None
-                runner = _run_ray(spec, seed, todo, design, workers)
-            else:
-                runner = _run_local(task, seed, todo, design, workers)
-            for index, arrays in runner:
+            for index, arrays in run_jobs(
+                [lane], backend, nworkers, name=lambda i: f"instance {i}"
+            ):
                 _write_instance(rollouts_dir, index, arrays)
                 bar.update(1)
         finally:
@@ -208,16 +216,11 @@ def collect_dataset(
     return dataset
 
 
-def _run_local(
-    task: SkillTask, seed: int, todo: Sequence[int], design: SamplingDesign, workers: int | None
-) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    nthread = workers or os.cpu_count() or 1
-    chunk = max(1, nthread)
-    for start in range(0, len(todo), chunk):
-        indices = list(todo[start : start + chunk])
-        yield from zip(
-            indices, _design.collect_instance(task, seed, indices, design, nthread), strict=True
-        )
+def _instance(
+    task: SkillTask, seed: int, index: int, design: SamplingDesign
+) -> dict[str, np.ndarray]:
+    """One instance's rollouts and candidate pairs (what its ``.rollouts`` file holds)."""
+    return _design.collect_instance(task, seed, [index], design, nthread=1)[0]
 
 
 _WORKER_TASKS: dict[str, SkillTask] = {}
@@ -230,37 +233,7 @@ def _instance_job(
     task = _WORKER_TASKS.get(task_id)
     if task is None:
         task = _WORKER_TASKS[task_id] = load_task(task_id)
-    return _design.collect_instance(task, seed, [index], design, nthread=1)[0]
-
-
-def _run_ray(
-    task_id: str, seed: int, todo: Sequence[int], design: SamplingDesign, workers: int | None
-) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError(
-            "the Ray backend needs Ray: pip install 'icpi[ray]' (or use --backend local)"
-        ) from err
-    started = False
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=workers or os.cpu_count() or 1,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-        started = True
-    try:
-        job = ray.remote(num_cpus=1)(_instance_job)
-        pending = {job.remote(task_id, seed, i, design): i for i in todo}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                yield pending.pop(ref), ray.get(ref)
-    finally:
-        if started:
-            ray.shutdown()
+    return _instance(task, seed, index, design)
 
 
 # ---------------------------------------------------------------------------- .rollouts
