@@ -385,6 +385,11 @@ def run_language(
     demos: list[str] = []
     if share > 0:
         demos = expert_demonstrations(task, getattr(cfg.settings, "expert_file", None), problems)
+        if not demos:
+            raise ConfigError(
+                "expert_share > 0 but no demonstration is left (an empty --expert-file, or"
+                " every ranked puzzle outside the test split is a problem of this run)"
+            )
     base_ctx = LangContext(
         task=task,
         samplers=Samplers.build(lambda role: _Unused()),

@@ -1,7 +1,7 @@
 """Issue 10: ME-ICPO votes and ablations, math answers, CoT-only / Long-CoT, expert steering."""
 
 import pytest
-from lang_support import SOLUTION_3457, WRONG_3457, build, exact24, scripted
+from lang_support import EXACT, SOLUTION_3457, WRONG_3457, build, exact24, scripted
 
 from icpi.core import Budget, LoopState, ParseResult, ScriptedSampler
 from icpi.core.expert import (
@@ -274,6 +274,9 @@ def test_game24_demonstrations_are_fixed_and_never_test_puzzles():
     # A run outside the test split never sees its own puzzles as demonstrations.
     everything = Game24Task(Game24Settings(split="all")).problems(0, 0, 1362)
     assert expert_demonstrations(task, None, everything) == []
+    with pytest.raises(ConfigError, match="no demonstration is left"):
+        cfg = lang_config(split="all", problems=1362, expert_share=0.5, **EXACT)
+        run_language(cfg, "/nonexistent/never-created", sampler=ScriptedSampler(["x"]))
     first = demos[0].splitlines()
     assert first[1].startswith("Step1:") and first[-1].startswith("Answer:")
     numbers = [int(x) for x in first[0].split()[1:]]
