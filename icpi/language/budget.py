@@ -41,17 +41,11 @@ CUT_MARK = "\n[…]\n"
 
 
 class ContextOverflowError(RuntimeError):
-    """The endpoint refused a prompt as longer than its context window."""
+    """The endpoint refused a prompt as longer than its context window.
 
-    def __init__(self, message: str) -> None:
-        """Create the error.
-
-        Args:
-            message: The endpoint's refusal (the window is read from it when it names one).
-        """
-        super().__init__(message)
-        self.window = window_in_message(message)
-        """The context window the refusal names, tokens (``None``: not named)."""
+    Its message is the endpoint's refusal; it is recorded with the failed attempt, and
+    :meth:`TokenBudget.limit` reads the window from it (:func:`window_in_message`).
+    """
 
 
 _OVERFLOW = re.compile(

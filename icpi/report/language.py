@@ -27,13 +27,11 @@ def _attempts(path: Path) -> list[dict[str, Any]]:
     return [r["attempt"] for r in rows if isinstance(r, dict) and r.get("kind") == "attempt"]
 
 
-def _prompt_text(prompt: Any) -> str:
-    if prompt is None:
-        return "(no prompt recorded)"
-    if isinstance(prompt, list):
-        text = "\n\n".join(f"[{m.get('role', '?')}]\n{m.get('content', '')}" for m in prompt)
-    else:
-        text = str(prompt)
+def _shown_prompt(prompt: Any) -> str:
+    """A prompt as the page shows it (a very long one cut in the middle, saying so)."""
+    from icpi.report.page import _prompt_text
+
+    text = _prompt_text(prompt) if prompt is not None else "(no prompt recorded)"
     if len(text) > PROMPT_CHARS:
         half = PROMPT_CHARS // 2
         cut = len(text) - PROMPT_CHARS
@@ -70,7 +68,7 @@ def _rounds(attempts: list[dict[str, Any]], rounds: int) -> list[dict[str, Any]]
                 "source": a.get("source"),
                 "answer": info.get("answer"),
                 "tokens": (info.get("usage") or {}).get("tokens"),
-                "prompt": _prompt_text(a.get("prompt")),
+                "prompt": _shown_prompt(a.get("prompt")),
                 "response": _response(action),
                 "judge": list(info.get("judge_answers") or []),
                 "extra": extra,
