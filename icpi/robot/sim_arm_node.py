@@ -405,6 +405,9 @@ class SimArmNode(Node):
                 if self.image_pub is not None and self.twin.time >= next_image - 1e-9:
                     next_image = max(next_image + 1.0 / cfg.image_rate, self.twin.time)
                     self._publish_image(now)
+                    # One frame per turn: joint states and /clock go out between frames
+                    # (a batch of frames at time_scale 10 starved them for 0.5 s).
+                    break
             if self.twin.limited > limited:
                 self.get_logger().error(
                     f"drive limited: a commanded motion exceeded the arm's limits for"

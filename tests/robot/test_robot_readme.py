@@ -26,6 +26,7 @@ NODE_NAMES = {
     "arm_node": "icpi_arm",
     "driver_node": "icpi_driver",
     "sim_arm_node": "icpi_sim_arm",
+    "tracker_node": "icpi_tracker",
 }
 # Inline code that starts so, with at least this many words, is a command (fewer: a
 # mention of a tool, such as `ros2 param describe` or `colcon build`).
@@ -37,6 +38,8 @@ STARTS = {
     "make ": 2,
     ".venv/bin/": 2,
     "bash ": 2,
+    "icpi-calibrate ": 2,
+    "icpi ": 5,
 }
 # Shell around the commands in launch/README.md's colcon walk-through (not ours to check).
 SHELL = ("cd ", "git clone ", "source install/setup.bash", "done")
@@ -106,6 +109,7 @@ def check_node(module: str, args: list[str]) -> None:
         DriverConfig,
         SimArmConfig,
         SkillNodeConfig,
+        TrackerConfig,
         declare_config,
         declare_layer,
         refuse_undeclared,
@@ -115,6 +119,7 @@ def check_node(module: str, args: list[str]) -> None:
         "icpi_arm": SkillNodeConfig,
         "icpi_sim_arm": SimArmConfig,
         "icpi_driver": DriverConfig,
+        "icpi_tracker": TrackerConfig,
     }
 
     name = NODE_NAMES[module]
@@ -175,6 +180,22 @@ def check(cmd: str) -> None:
             return
         assert module.startswith("icpi.robot."), module
         check_node(module.rsplit(".", 1)[1], words[3:])
+        return
+    if words[0] == "icpi-calibrate":  # its own parser; the marker's numbers are the YAML's
+        from icpi.robot.calibrate import build_parser
+
+        ns = build_parser().parse_args(words[1:])
+        twin = yaml_nodes(PARAMS / "ur5e.yaml")["icpi_sim_arm"]
+        assert ns.marker_size == twin["marker_size"] and ns.marker_id == twin["marker_id"]
+        assert list(ns.marker_center) == twin["marker_center"], cmd
+        if ns.image_topic is not None:
+            assert ns.image_topic == twin["image_topic"], cmd
+        return
+    if words[0] == "icpi":  # the icpi command's own parser
+        from icpi.cli.main import build_parser as icpi_parser
+
+        ns = icpi_parser().parse_args(words[1:])
+        assert ns.verb in ("collect", "run"), cmd
         return
     if words[:2] == ["pip", "install"]:
         extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
