@@ -236,3 +236,19 @@ def test_the_driver_records_the_arm_nodes_topics(yaml_name):
     for key in ("joint_state_topic", "sent_trajectory_topic", "ball_topic"):
         if key in driver:
             assert driver[key] == arm.get(key, defaults[key]), (yaml_name, key)
+
+
+@pytest.mark.parametrize("yaml_name", ["sim_arm.yaml", "hardware.yaml", "ur5e.yaml", "panda.yaml"])
+def test_the_twin_is_the_configured_arm(yaml_name):
+    """twin:=true simulates the very arm the arm node plans for (same geometry and home)."""
+    params = sections(LAUNCH / "params" / yaml_name)
+    sim, arm = params["icpi_sim_arm"], params["icpi_arm"]
+    defaults = {f.name: f.default for f in dataclasses.fields(SkillNodeConfig)}
+    keys = ["joint_names", "kinematics", "home"]
+    keys += ["model", "base_pose", "effector", "effector_height"]
+    keys += ["base_xy", "link_lengths", "elbow"] if arm["kinematics"] != "serial" else []
+    for key in keys:
+        assert sim.get(key, defaults[key]) == arm.get(key, defaults[key]), (yaml_name, key)
+    if yaml_name != "sim_arm.yaml":  # the hardware files' twins have the camera
+        assert sim["camera"] is True and params["icpi_tracker"]["image_topic"] == sim["image_topic"]
+        assert params["icpi_tracker"]["ball_topic"] == arm["ball_topic"]

@@ -1,4 +1,4 @@
-"""The twin as the configured serial arm (UR5e) with its camera: physics and pixels, no ROS."""
+"""The twin as the configured serial arm (UR5e, Panda) with its camera: physics, pixels, no ROS."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ from icpi.robot.theta_box import arm_config
 from icpi.robot.tracker import BallTracker, TrackedPoint
 from icpi.robot.twin import Twin
 
-UR5E = Path(__file__).resolve().parents[2] / "launch" / "params" / "ur5e.yaml"
-THETA = (0.2, 0.03, 0.48)  # inside the UR5e's θ box
+PARAMS = Path(__file__).resolve().parents[2] / "launch" / "params"
+THETA = (0.2, 0.03, 0.48)  # inside the θ box of both arms
 
 
-def test_ur5e_twin_tracks_its_trajectory_strikes_and_is_seen_by_the_tracker():
-    cfg = arm_config(UR5E)
+@pytest.mark.parametrize("arm_name", ["ur5e", "panda"])
+def test_serial_twin_tracks_its_trajectory_strikes_and_is_seen_by_the_tracker(arm_name):
+    cfg = arm_config(PARAMS / f"{arm_name}.yaml")
     arm = cfg.arm()
     camera, marker = CameraSetup(), MarkerSetup()
     twin = Twin(
@@ -37,7 +38,8 @@ def test_ur5e_twin_tracks_its_trajectory_strikes_and_is_seen_by_the_tracker():
         marker=marker,
     )
     try:
-        assert twin.serial and twin.model.nu == 6  # the arm's own actuators, no free striker
+        # The arm's own actuators, no free striker.
+        assert twin.serial and twin.model.nu == len(cfg.joint_names)
         q, _ = twin.joint_state()
         np.testing.assert_allclose(q, cfg.home, atol=1e-9)
         cal = calibrate(twin.render(), camera.camera_matrix(), [], marker)
