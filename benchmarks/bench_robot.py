@@ -10,7 +10,16 @@ ball rolling to rest, the rest window and the move home. ``time_scale`` 1 is wha
 arm costs; larger scales show the floor set by the graph itself. ``messaging`` is the
 round trip minus the time the arm node spent inside the trial (DDS, JSON, scheduling).
 
+It first prints the stop scan (issue 19, item 1): per arm configuration, the arm node's
+own stop planned at every 5 ms of a trial, each checked exactly between its knots under
+the configuration's controller model — for ``jtc`` from 11 arrivals across the stop's
+lead, the arm measured on the running reference — with the worst peak over its limit.
+``jtc`` also takes a stop over with a step of the acceleration to zero (no acceleration
+state interface), a jerk of |a| / controller period for one cycle that no trajectory
+can avoid: printed on its own.
+
     .venv/bin/python benchmarks/bench_robot.py [--trials 5] [--scales 1 10] [--no-pixels]
+    .venv/bin/python benchmarks/bench_robot.py --scan-only     # the stop scan alone
 
 Then, unless ``--no-pixels``, the camera pipeline on the UR5e twin
 (``benchmarks/bench_pixels.py``): tracker latency and accuracy against MuJoCo's ground
@@ -156,12 +165,115 @@ def through_graph(scale: float, n: int, domain: str, tmp: Path) -> dict:
                 p.kill()
 
 
+# Stop-scan configurations: params file, overrides, controller period [s] (UR 500 Hz,
+# Franka 1 kHz, the twin's physics step).
+SCAN = {
+    "sim twin, test limits": (
+        "sim_arm.yaml",
+        {
+            "velocity_limits": [4.0, 4.0],
+            "acceleration_limits": [40.0, 40.0],
+            "jerk_limits": [1500.0, 1500.0],
+        },
+        0.002,
+    ),
+    "hardware.yaml": ("hardware.yaml", {}, 0.002),
+    "UR5e": ("ur5e.yaml", {}, 0.002),
+    "Panda": ("panda.yaml", {}, 0.001),
+}
+
+
+def executable_theta(cfg, limits) -> np.ndarray:
+    """The θ-box centre if the arm executes it, else the executable grid θ nearest to it."""
+    from icpi.robot.skill import State, Unreachable, plan_trial, skill_task
+
+    spec = skill_task(cfg.skill).theta_spec
+    centre = 0.5 * (np.asarray(spec.low) + np.asarray(spec.high))
+    axes = [np.linspace(lo, hi, 7) for lo, hi in zip(spec.low, spec.high, strict=True)]
+    grid = np.array(np.meshgrid(*axes, indexing="ij")).reshape(len(axes), -1).T
+    span = np.asarray(spec.high) - np.asarray(spec.low)
+    for theta in [centre, *sorted(grid, key=lambda g: float(np.sum(((g - centre) / span) ** 2)))]:
+        try:
+            plan = plan_trial(cfg.skill, theta, cfg.arm(), State.at_rest(cfg.home), cfg.timing())
+        except Unreachable:
+            continue
+        if not limits.check_plan(cfg.arm(), plan):
+            return np.asarray(theta)
+    raise RuntimeError("no executable θ on the grid")
+
+
+def stop_scan() -> None:
+    """Print the stop scan per configuration (see the module docstring)."""
+    from icpi.robot.skill import (
+        State,
+        TimedPlan,
+        curve_peaks,
+        jtc_curve,
+        plan_trial,
+        stop_plan,
+    )
+    from icpi.robot.theta_box import arm_config
+
+    print("stop scan: the arm node's stop every 5 ms of a trial, checked between knots")
+    for name, (yaml_name, over, period) in SCAN.items():
+        cfg = arm_config(ROOT / "launch" / "params" / yaml_name)
+        for k, v in over.items():
+            setattr(cfg, k, v)
+        arm, limits, model = cfg.arm(), cfg.limits(), cfg.controller_model
+        theta = executable_theta(cfg, limits)
+        plan = plan_trial(cfg.skill, theta, arm, State.at_rest(cfg.home), cfg.timing())
+        active = TimedPlan(plan, 0.0)
+        window = cfg.stop_lead if model == "jtc" else None
+        lims = [np.asarray(x) for x in (limits.velocity, limits.acceleration, limits.jerk)]
+        n = ok = none = 0
+        worst, step, t_plan = 0.0, 0.0, []
+        for now in np.arange(0.0, plan.duration, 0.005):
+            t0 = time.perf_counter()
+            stop, why = stop_plan(active, now, arm, limits, cfg.sample_dt, window)
+            t_plan.append(time.perf_counter() - t0)
+            if stop is None:
+                none += bool(why)
+                n += bool(why)
+                continue
+            n += 1
+            curves = [stop.curve]
+            if window is not None:
+                for e in np.linspace(0.0, window, 5):
+                    measured = active.state_at(now - e)
+                    curves.append(jtc_curve(stop, e, measured))
+                    jerk = np.abs(measured.acceleration) / period / lims[2]
+                    step = max(step, float(jerk.max()))
+            ratio = max(
+                float(np.max(peak / lim))
+                for c in curves
+                for (peak, _), lim in zip(curve_peaks(c), lims, strict=True)
+            )
+            worst = max(worst, ratio)
+            ok += ratio <= 1.0 + 1e-9
+        line = (
+            f"  {name:22s} ({model}, θ {np.round(theta, 3).tolist()}): {ok} of {n} stops"
+            f" within every limit ({100.0 * ok / max(n, 1):.1f} %), {none} not found;"
+            f" worst peak {worst:.3f}x its limit; planning {1e3 * np.median(t_plan):.1f} ms"
+            f" median, {1e3 * max(t_plan):.0f} ms max"
+        )
+        if window is not None:
+            line += (
+                f"; take-over acceleration step {step:.2f}x the jerk limit"
+                f" for one {period * 1e3:.0f} ms cycle"
+            )
+        print(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=4)
     ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 10.0])
     ap.add_argument("--no-pixels", action="store_true", help="skip bench_pixels.py's figures")
+    ap.add_argument("--scan-only", action="store_true", help="only the stop scan (no ROS)")
     args = ap.parse_args()
+    stop_scan()
+    if args.scan_only:
+        return
     domain = str(1 + os.getpid() % 100)
     t_proc, out_proc = in_process(max(args.trials, 20))
     print(f"load average {os.getloadavg()[0]:.2f}; {args.trials} trials per setting")

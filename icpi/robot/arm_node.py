@@ -38,7 +38,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray, String
+from std_msgs.msg import Bool, Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -108,6 +108,21 @@ class ArmSkillNode(Node):
         self.create_subscription(ball_type, cfg.ball_topic, self._on_ball, qos_profile_sensor_data)
         self.create_subscription(Float64MultiArray, cfg.request_topic, self._on_request, EVERY)
         self.create_subscription(Bool, cfg.estop_topic, self._on_estop, 10)
+        # The arm's driver, where it publishes these with standard types (robot/README.md).
+        if cfg.speed_scaling_topic:
+            self.create_subscription(
+                Float64,
+                cfg.speed_scaling_topic,
+                lambda m: self.runner.on_speed_scaling(m.data),
+                RELIABLE,
+            )
+        if cfg.program_running_topic:
+            self.create_subscription(
+                Bool,
+                cfg.program_running_topic,
+                lambda m: self.runner.on_program_running(m.data),
+                LATCHED,
+            )
         self.create_service(Trigger, "~/estop", self._srv_estop)
         self.create_service(Trigger, "~/clear_estop", self._srv_clear)
         self._jobs: queue.Queue[TrialRequest | None] = queue.Queue()
@@ -188,7 +203,7 @@ class ArmSkillNode(Node):
 
     def _on_ball(self, msg: Any) -> None:
         p = msg.point if isinstance(msg, PointStamped) else msg.pose.position
-        why = self.runner.on_ball((p.x, p.y, p.z), time_s(msg.header.stamp))
+        why = self.runner.on_ball((p.x, p.y, p.z), time_s(msg.header.stamp), msg.header.frame_id)
         if why:
             self._warn("ball point", why)
 

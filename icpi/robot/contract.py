@@ -30,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
-STATUSES = ("ok", "refused", "estopped", "aborted", "busy", "malformed")
-"""ok: done; refused: unsafe or not allowed (limits, θ bounds, trust region); estopped: the
-e-stop is (or became) engaged; aborted: the watchdog or a timeout stopped it; busy: a trial
-is already running; malformed: the request could not be read."""
+STATUSES = ("ok", "refused", "estopped", "aborted", "busy", "malformed", "no_motion")
+"""ok: done; refused: unsafe or not allowed (limits, θ bounds, trust region, the arm's speed
+scaling or program state); estopped: the e-stop is (or became) engaged; aborted: the
+watchdog, a timeout or the arm's driver stopped it; busy: a trial is already running;
+malformed: the request could not be read; no_motion: the motion ran but the ball did not
+move (no outcome: never scored nor relabelled)."""
 
 MAX_TRIAL_ID = 2**53
 

@@ -199,6 +199,24 @@ class SkillNodeConfig(ArmConfig):
         0.01,
         10.0,
     )
+    task_frame: str = _p("task", "frame_id of the ball points; points in any other are refused")
+    min_ball_travel: float = _p(
+        0.005, "Rest closer than this to the ball's start [m]: the trial ends no_motion", 0.0, 1.0
+    )
+    speed_scaling_topic: str = _p(
+        "",
+        "std_msgs/Float64 in: the arm's speed scaling (UR:"
+        " /speed_scaling_state_broadcaster/speed_scaling); below full, trials are refused"
+        " or aborted ('': not read)",
+    )
+    speed_scaling_full: float = _p(
+        100.0, "The speed scaling value of full speed (UR publishes percent)", 1e-6, 1e6
+    )
+    program_running_topic: str = _p(
+        "",
+        "std_msgs/Bool in, transient local: false refuses or aborts trials (UR:"
+        " /io_and_status_controller/robot_program_running; '': not read)",
+    )
     joint_state_topic: str = _p("joint_states", "sensor_msgs/JointState in")
     trajectory_topic: str = _p(
         "arm_controller/joint_trajectory",
@@ -277,12 +295,15 @@ class SimArmConfig(ArmConfig):
     )
     time_scale: float = _p(1.0, "Simulated seconds per wall second", 0.01, 100.0)
     joint_state_rate: float = _p(100.0, "Joint state rate [Hz]", 1.0, 1000.0)
-    camera_rate: float = _p(60.0, "Ball point rate [Hz]", 1.0, 1000.0)
-    camera_latency: float = _p(0.0, "Delay of each ball point [s]", 0.0, 5.0)
+    camera_rate: float = _p(60.0, "Ball point rate [Hz of simulated time]", 1.0, 1000.0)
+    camera_latency: float = _p(0.0, "Delay of each ball point [simulated s]", 0.0, 5.0)
     camera_noise: float = _p(0.0, "Std of the Gaussian noise on ball xy [m]", 0.0, 1.0)
     camera_dropout: float = _p(0.0, "Probability that a ball point is dropped", 0.0, 1.0)
     camera_fail_after: float = _p(
-        -1.0, "Camera goes silent this long after each trajectory starts [s] (<0: never)", -1.0, 1e6
+        -1.0,
+        "Camera goes silent this long after each trajectory arrives [simulated s] (<0: never)",
+        -1.0,
+        1e6,
     )
     seed: int = _p(0, "Seed of the camera noise and drop-outs", 0, 2**31 - 1)
     velocity_limits: list[float] = _p(

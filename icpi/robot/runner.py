@@ -13,15 +13,21 @@ worker thread):
 4. send it, then watch: the e-stop halts at once (a stop along the path) and the
    trial ends ``estopped``; stale joint states or a stale ball track abort it (stop,
    ``aborted``); a trajectory whose end is not reached in time aborts it. Staleness
-   is judged on the controller's clock from the messages' header stamps (the twin's
-   simulated time under ``use_sim_time``: a twin starved of CPU slows that clock
-   instead of tripping the watchdog); the timeouts (``motion_timeout``,
-   ``settle_timeout``) and the rest window run on the steady clock, so a graph whose
+   and the ball's track (its rest window) are judged on the controller's clock from the
+   messages' header stamps (the twin's simulated time under ``use_sim_time``: a twin
+   starved of CPU slows that clock instead of tripping the watchdog); the timeouts
+   (``motion_timeout``, ``settle_timeout``) run on the steady clock, so a graph whose
    clock stops still ends the trial;
 5. wait for the ball to rest, judged on ball points received after the motion ended
    (a lagging camera cannot report the start spot); outcome = rest position,
    e = outcome − goal, cost = ‖e‖;
-6. return home (checked like every trajectory) and report.
+6. return home (checked like every trajectory) and report; a ball that rests within
+   ``min_ball_travel`` of where it started ends the trial ``no_motion`` (no outcome).
+
+Ball points in any frame but ``task_frame`` are refused (the watchdog's reason names
+their frame). Where the arm's driver publishes them with standard types, a speed scaling
+below full (``speed_scaling_topic``) or a stopped robot program (``program_running_topic``)
+refuses a trial before it moves and aborts it (stop) while it moves.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import numpy as np
 from icpi.robot.contract import TrialRequest, TrialResult
 from icpi.robot.params import SkillNodeConfig
 from icpi.robot.skill import (
+    CONTROLLER_MODELS,
     Plan,
     State,
     TimedPlan,
@@ -143,6 +150,10 @@ class SkillRunner:
         self.limits = cfg.limits()
         self.timing = cfg.timing()
         self.spec = skill_task(cfg.skill).theta_spec
+        if cfg.controller_model not in CONTROLLER_MODELS:
+            raise ValueError(
+                f"controller_model must be one of {CONTROLLER_MODELS}, got {cfg.controller_model!r}"
+            )
         if len(cfg.trust_region) != self.spec.dim:
             raise ValueError(f"trust_region needs {self.spec.dim} values (one per θ)")
         self.home = np.asarray(cfg.home, dtype=np.float64)
@@ -168,6 +179,10 @@ class SkillRunner:
         self._granted = -math.inf
         self.sent = 0
         self.last_theta: np.ndarray | None = None
+        # The arm's driver (where it publishes them): speed scaling, program running.
+        self._scaling: float | None = None
+        self._running: bool | None = None
+        self._wrong_frame = ""  # the frame of the last ball point refused for its frame
         self.ignored = 0
         self.trials = 0
 
@@ -216,26 +231,71 @@ class SkillRunner:
             self._cond.notify_all()
         return None
 
-    def on_ball(self, xyz: Sequence[float], stamp: float = 0.0) -> str | None:
+    def on_ball(
+        self, xyz: Sequence[float], stamp: float = 0.0, frame: str | None = None
+    ) -> str | None:
         """Take a ball point from the camera (any thread).
 
         Args:
             xyz: Ball position in the task frame [m].
             stamp: Header stamp (capture time) on the controller's clock [s] (0:
                 unstamped, now).
+            frame: The point's frame_id (``None``: taken as the task frame); points in
+                any other frame are refused.
 
         Returns:
             Why the point was ignored, or ``None`` when it was used.
         """
+        if frame is not None and frame != self.cfg.task_frame:
+            self._wrong_frame = frame
+            return self._ignore(
+                f"ball point in frame {frame!r}, not the task frame {self.cfg.task_frame!r}"
+            )
         p = [float(v) for v in xyz]
         if len(p) != 3 or not all(math.isfinite(v) for v in p):
             return self._ignore(f"ball point is not 3 finite numbers: {p}")
         x0, x1, y0, y1 = self.cfg.ball_box
         if not (x0 <= p[0] <= x1 and y0 <= p[1] <= y1):
             return self._ignore(f"ball point ({p[0]:.3f}, {p[1]:.3f}) is outside ball_box")
-        self.track.add(self.clock(), p)
-        self.watchdog.feed(BALL, _stamped(stamp, self.controller_clock()))
+        t = _stamped(stamp, self.controller_clock())
+        self.track.add(t, p)
+        self.watchdog.feed(BALL, t)
         return None
+
+    def on_speed_scaling(self, value: float) -> None:
+        """Take the arm's speed scaling (any thread; ``speed_scaling_full`` is full speed)."""
+        self._scaling = float(value)
+
+    def on_program_running(self, running: bool) -> None:
+        """Take whether the arm's program runs (any thread)."""
+        self._running = bool(running)
+
+    def _arm_fault(self) -> str | None:
+        """Why the arm's driver cannot run a timed trial now, or ``None``."""
+        cfg = self.cfg
+        if cfg.program_running_topic and self._running is not True:
+            said = "nothing received" if self._running is None else "false"
+            return f"the robot program is not running ({cfg.program_running_topic}: {said})"
+        if cfg.speed_scaling_topic:
+            if self._scaling is None:
+                return f"no speed scaling received on {cfg.speed_scaling_topic}"
+            full = cfg.speed_scaling_full
+            if not self._scaling >= full * (1.0 - 1e-6):
+                return (
+                    f"speed scaling {100.0 * self._scaling / full:.1f} % < 100 %: the skill's"
+                    " timing would change (protective or reduced mode, or the slider)"
+                )
+        return None
+
+    def _camera_why(self, stale: list[str]) -> str:
+        """The ball watchdog's reason, naming the frame of refused points if any."""
+        why = "; ".join(stale)
+        if self._wrong_frame:
+            why += (
+                f" (ball points arrived in frame {self._wrong_frame!r}, not the task frame"
+                f" {self.cfg.task_frame!r})"
+            )
+        return why
 
     def _ignore(self, why: str) -> str:
         self.ignored += 1
@@ -358,28 +418,30 @@ class SkillRunner:
             plan = plan_trial(self.cfg.skill, theta, self.arm, start, self.timing)
         except Unreachable as err:
             raise TrialStop("refused", f"stroke out of reach: {err}") from err
-        violations = self.limits.check_plan(self.arm, plan)
+        violations = self.limits.check_plan(self.arm, plan, self._arrivals(plan))
         if violations:
             raise TrialStop("refused", "trajectory violates limits: " + "; ".join(violations))
         stale = self.watchdog.stale(self.controller_clock(), [BALL])
         if stale:
-            raise TrialStop("aborted", "camera stale before the trial: " + "; ".join(stale))
+            raise TrialStop("aborted", "camera stale before the trial: " + self._camera_why(stale))
+        fault = self._arm_fault()
+        if fault:
+            raise TrialStop("refused", fault)
         # ---- motion
         self.track.clear()
-        t_send = self.clock()
+        t_send, c_send = self.clock(), self.controller_clock()
         self._send_unless_estopped(plan)
         self._wait_reached(plan, watch_ball=True)
-        t_motion = self.clock()
+        t_motion, c_motion = self.clock(), self.controller_clock()
         timing["motion_s"] = t_motion - t_send
-        # ---- settle
+        # ---- settle (the track on the controller's clock; the deadline on the steady one)
         deadline = t_motion + self.cfg.settle_timeout
         rest = None
         while rest is None:
             self._wait(POLL_S)
             self._check_all(watch_ball=True)
-            now = self.clock()
-            rest = self.track.rest_position(now, since=t_motion)
-            if rest is None and now > deadline:
+            rest = self.track.rest_position(self.controller_clock(), since=c_motion)
+            if rest is None and self.clock() > deadline:
                 self._halt()
                 raise TrialStop(
                     "aborted", f"the ball did not come to rest within {self.cfg.settle_timeout} s"
@@ -388,12 +450,16 @@ class SkillRunner:
         outcome = rest[:2]
         goal = np.asarray(req.goal, dtype=np.float64)
         error = outcome - goal
-        tt, pp = self.track.array(since=t_send)
-        rows = np.column_stack([tt - t_send, pp]).tolist()
-        rows.append([self.clock() - t_send, *rest.tolist()])
-        res.outcome, res.e = outcome.tolist(), error.tolist()
-        res.cost = float(np.linalg.norm(error))
+        tt, pp = self.track.array(since=c_send)
+        # Did the ball move: its farthest point of the trial from where it rests.
+        travel = float(np.max(np.linalg.norm(pp[:, :2] - outcome, axis=1))) if len(pp) else 0.0
+        still = travel < self.cfg.min_ball_travel
+        rows = np.column_stack([tt - c_send, pp]).tolist()
+        rows.append([self.controller_clock() - c_send, *rest.tolist()])
         res.track = rows
+        if not still:
+            res.outcome, res.e = outcome.tolist(), error.tolist()
+            res.cost = float(np.linalg.norm(error))
         self.last_theta = theta
         # ---- home
         t = self.clock()
@@ -405,6 +471,12 @@ class SkillRunner:
             if stop.status == "estopped":
                 raise
         timing["home_after_s"] = self.clock() - t
+        if still:  # no outcome: never scored, never relabelled
+            raise TrialStop(
+                "no_motion",
+                f"the ball moved {1e3 * travel:.1f} mm (less than min_ball_travel"
+                f" {1e3 * self.cfg.min_ball_travel:.1f} mm): the strike missed it",
+            )
         return res
 
     # ------------------------------------------------------------------ helpers
@@ -469,10 +541,21 @@ class SkillRunner:
         """
         if self._active is None:
             return "at_rest"  # nothing was sent: the controller holds its own position
-        start = self._start_time(self.cfg.stop_lead)  # until then the running one goes on
-        plan, violations = stop_plan(
-            self._active, start, self.arm, self.limits, self.timing.sample_dt
-        )
+        lead = self.cfg.stop_lead
+        for _ in range(2):
+            start = self._start_time(lead)  # until then the running one goes on
+            window = self._window(lead) if self.cfg.controller_model == "jtc" else None
+            t0 = self.clock()
+            plan, violations = stop_plan(
+                self._active, start, self.arm, self.limits, self.timing.sample_dt, window
+            )
+            spent = self.clock() - t0
+            if spent < 0.5 * lead:
+                break
+            # Planning took most of the lead (a loaded machine): the stop would arrive
+            # late. Plan again for a start that leaves the lead after the planning.
+            log.warning("%s: the stop took %.0f ms to plan; planned again", why, 1e3 * spent)
+            lead = self.cfg.stop_lead + 2.0 * spent
         if plan is not None:
             self._send_locked(plan, lambda: start)
             log.info("%s: stopping along the path in %.3f s", why, plan.duration)
@@ -486,6 +569,21 @@ class SkillRunner:
             )
             return "unstoppable"
         return "at_rest"
+
+    def _window(self, lead: float) -> float:
+        """How early a trajectory sent ``lead`` wall seconds ahead may arrive [controller s]."""
+        return lead * self.clock_rate.rate
+
+    def _arrivals(self, plan: Plan) -> list[tuple[float, State]]:
+        """``jtc``: the arrivals a trajectory from rest is checked for (none for ``stamp``).
+
+        Sent ``trajectory_lead`` ahead of its stamp, it may arrive any time in between;
+        the controller then starts from the measured state, the arm at rest there.
+        """
+        if self.cfg.controller_model != "jtc":
+            return []
+        rest = State.at_rest(plan.start.position)
+        return [(0.0, rest), (self._window(self.cfg.trajectory_lead), rest)]
 
     def _start_state(self) -> State:
         """Where the controller is, at rest, before a new trajectory (fresh joint states).
@@ -523,7 +621,11 @@ class SkillRunner:
         stale = self.watchdog.stale(self.controller_clock(), names)
         if stale:
             self._halt()
-            raise TrialStop("aborted", "watchdog: " + "; ".join(stale))
+            raise TrialStop("aborted", "watchdog: " + self._camera_why(stale))
+        fault = self._arm_fault()
+        if fault:
+            self._halt()
+            raise TrialStop("aborted", fault)
         fault = self.controller_fault() if self.controller_fault is not None else None
         if fault:
             self._halt()
@@ -548,7 +650,7 @@ class SkillRunner:
 
     def _move_home(self, start: State, when: str) -> None:
         plan = plan_move(start, self.home, self.timing.return_duration, self.timing.sample_dt)
-        violations = self.limits.check_plan(self.arm, plan)
+        violations = self.limits.check_plan(self.arm, plan, self._arrivals(plan))
         if violations:
             raise TrialStop(
                 "refused", f"the move home {when} violates limits: " + "; ".join(violations)

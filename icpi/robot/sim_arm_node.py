@@ -176,7 +176,7 @@ class SimArmNode(Node):
                 handle_accepted_callback=self._on_accepted,
                 cancel_callback=lambda _handle: CancelResponse.ACCEPT,
             )
-        self._traj_wall: float | None = None
+        self._traj_sim: float | None = None
         self._pending: collections.deque[tuple[float, Any, np.ndarray]] = collections.deque()
         self._thread = threading.Thread(target=self._loop, name="icpi-sim-arm", daemon=True)
         # The physics (and its joint states) start once the executor spins, so that no one
@@ -367,7 +367,7 @@ class SimArmNode(Node):
             except ValueError as err:
                 self.get_logger().warning(f"ignored malformed trajectory: {err}")
                 continue
-            self._traj_wall = time.monotonic()
+            self._traj_sim = self.twin.time
             if late > 0:
                 self.get_logger().warning(
                     f"late trajectory: {len(times)} points arrived {1e3 * late:.1f} ms"
@@ -382,7 +382,8 @@ class SimArmNode(Node):
         dt = self.twin.dt
         wall0 = time.monotonic()
         sim0 = self.twin.time
-        next_js = next_cam = next_clock = wall0
+        next_js = next_clock = wall0
+        next_cam = self.twin.time  # the camera runs on simulated time (a 60 Hz camera)
         max_steps = max(1, round(MAX_LAG_S * cfg.time_scale / dt))
         granted = 0.0
         limited = 0
@@ -402,9 +403,12 @@ class SimArmNode(Node):
             for _ in range(max(behind, 0)):
                 self.twin.step()
                 self._take_trajectories()
+                if self.twin.time >= next_cam - 1e-9:
+                    next_cam += 1.0 / cfg.camera_rate
+                    self._capture()
                 if self.image_pub is not None and self.twin.time >= next_image - 1e-9:
                     next_image = max(next_image + 1.0 / cfg.image_rate, self.twin.time)
-                    self._publish_image(now)
+                    self._publish_image()
                     # One frame per turn: joint states and /clock go out between frames
                     # (a batch of frames at time_scale 10 starved them for 0.5 s).
                     break
@@ -417,8 +421,6 @@ class SimArmNode(Node):
                 limited = self.twin.limited
             q, qdot = self.twin.joint_state()
             self._seen = (self.twin.time, q, qdot, self.twin.reference_state())
-            ball = self.twin.object_xyz()
-            traj_wall = self._traj_wall
             # Every stamp is simulated time, published on /clock (use_sim_time elsewhere).
             stamp = _stamp(self.twin.time)
             if self.clock_pub is not None and now >= next_clock:
@@ -431,21 +433,7 @@ class SimArmNode(Node):
                 js.position = q.tolist()
                 js.velocity = qdot.tolist()
                 self.js_pub.publish(js)
-            if now >= next_cam:
-                next_cam = max(next_cam + 1.0 / cfg.camera_rate, now)
-                failed = (
-                    cfg.camera_fail_after >= 0
-                    and traj_wall is not None
-                    and now - traj_wall > cfg.camera_fail_after
-                )
-                if self.image_pub is not None:  # ground truth: exact, at once
-                    self._pending.append((now, stamp, ball))
-                elif not failed and self.rng.random() >= cfg.camera_dropout:
-                    noisy = ball.copy()
-                    if cfg.camera_noise > 0:
-                        noisy[:2] += self.rng.normal(0.0, cfg.camera_noise, size=2)
-                    self._pending.append((now + cfg.camera_latency, stamp, noisy))
-            while self._pending and self._pending[0][0] <= now:
+            while self._pending and self._pending[0][0] <= self.twin.time + 1e-9:
                 _, st, p = self._pending.popleft()
                 msg = PointStamped(point=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])))
                 msg.header.stamp = st
@@ -454,19 +442,16 @@ class SimArmNode(Node):
             self._stop.wait(TICK_S)
         self.twin.close()  # the renderer's GL context belongs to this thread
 
-    def _publish_image(self, wall: float) -> None:
+    def _publish_image(self) -> None:
         """Render the camera and publish the image and its CameraInfo (physics thread).
 
         The camera obeys ``camera_dropout`` and ``camera_fail_after`` like the ball
         points (``camera_latency`` and ``camera_noise`` are the tracker's to meet).
-
-        Args:
-            wall: The loop's steady time [s].
         """
         cfg = self.cfg
-        traj_wall = self._traj_wall
-        if cfg.camera_fail_after >= 0 and traj_wall is not None:
-            if wall - traj_wall > cfg.camera_fail_after:
+        taken = self._traj_sim
+        if cfg.camera_fail_after >= 0 and taken is not None:
+            if self.twin.time - taken > cfg.camera_fail_after:
                 return
         if self.rng.random() < cfg.camera_dropout:
             return
@@ -480,6 +465,23 @@ class SimArmNode(Node):
         assert self.image_pub is not None and self.info_pub is not None
         self.info_pub.publish(self._info)
         self.image_pub.publish(img)
+
+    def _capture(self) -> None:
+        """One camera frame at the current simulated time (physics thread)."""
+        cfg = self.cfg
+        now = self.twin.time
+        ball = self.twin.object_xyz()
+        if self.image_pub is not None:  # ground truth beside the images: exact, at once
+            self._pending.append((now, _stamp(now), ball))
+            return
+        taken = self._traj_sim
+        if cfg.camera_fail_after >= 0 and taken is not None and now - taken > cfg.camera_fail_after:
+            return
+        if self.rng.random() < cfg.camera_dropout:
+            return
+        if cfg.camera_noise > 0:
+            ball[:2] += self.rng.normal(0.0, cfg.camera_noise, size=2)
+        self._pending.append((now + cfg.camera_latency, _stamp(now), ball))
 
     def close(self) -> None:
         """Stop the physics thread and end the running goal (called before ``destroy_node``)."""

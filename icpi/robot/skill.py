@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.interpolate import BPoly, make_interp_spline
+from scipy.interpolate import PPoly, make_interp_spline
 
 from icpi.envs import make_task
 from icpi.envs.base import Task, min_jerk
@@ -54,6 +55,11 @@ SKILLS = ("ball-roll-gc", "slide", "slide-gc")  # tasks whose stroke an arm can 
 # How a controller takes a new trajectory over (icpi.robot.twin's docstring): at its header
 # stamp from the desired state, or as ros2_controllers' joint_trajectory_controller does.
 CONTROLLER_MODELS = ("stamp", "jtc")
+# jtc: the arrivals checked are samples of a continuous window; their first segment keeps
+# this fraction of each limit, for the arrivals in between.
+ARRIVAL_MARGIN = 0.98
+# jtc: arrivals checked across a stop's window.
+ARRIVALS = 11
 # Tolerance of the time grid [s].
 _TIME_EPS = 1e-9
 
@@ -193,6 +199,150 @@ def _differences(t: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, ...]:
     return v, a, j
 
 
+def hermite_curve(times: np.ndarray, states: np.ndarray) -> PPoly:
+    """The piecewise quintic through knots with positions, velocities and accelerations.
+
+    The segment a controller interpolates between two such points (the quintic of
+    ``joint_trajectory_controller``'s ``interpolate_between_points``), in the power basis.
+
+    Args:
+        times: Knot times (N,), increasing.
+        states: Position, velocity and acceleration at each knot, (N, 3, J).
+
+    Returns:
+        The curve over [times[0], times[-1]].
+    """
+    t = np.asarray(times, dtype=np.float64)
+    y = np.asarray(states, dtype=np.float64)
+    return PPoly(_quintic(np.diff(t)[:, None], y[:-1], y[1:]), t)
+
+
+def _quintic(h: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Power-basis coefficients (highest first) of the quintics from states a to states b.
+
+    Args:
+        h: Segment durations, (M, 1).
+        a: Start states, (M, 3, J): position, velocity, acceleration.
+        b: End states, same shape.
+
+    Returns:
+        Coefficients, (6, M, J).
+    """
+    p0, v0, a0 = a[:, 0], a[:, 1], a[:, 2]
+    p1, v1, a1 = b[:, 0], b[:, 1], b[:, 2]
+    dp = p1 - p0
+    c3 = (20.0 * dp - (8.0 * v1 + 12.0 * v0) * h - (3.0 * a0 - a1) * h**2) / (2.0 * h**3)
+    c4 = (-30.0 * dp + (14.0 * v1 + 16.0 * v0) * h + (3.0 * a0 - 2.0 * a1) * h**2) / (2.0 * h**4)
+    c5 = (12.0 * dp - 6.0 * (v1 + v0) * h - (a0 - a1) * h**2) / (2.0 * h**5)
+    return np.stack([c5, c4, c3, 0.5 * a0, v0, p0])
+
+
+def _roots_in(coef: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Real roots in (0, h) of M polynomials, NaN-padded, shape (M, degree).
+
+    Args:
+        coef: Coefficients, highest power first, (degree + 1, M).
+        h: Upper end of each polynomial's interval, (M,).
+    """
+    d, m = coef.shape[0] - 1, coef.shape[1]
+    out = np.full((m, max(d, 0)), np.nan)
+    if d <= 0:
+        return out
+    scale = np.abs(coef).max(axis=0)
+    ok = np.abs(coef[0]) > 1e-12 * scale
+    if np.any(ok):  # eigenvalues of the companion matrices
+        comp = np.zeros((int(ok.sum()), d, d))
+        comp[:, 0, :] = -(coef[1:, ok] / coef[0, ok]).T
+        comp[:, np.arange(1, d), np.arange(d - 1)] = 1.0
+        r = np.linalg.eigvals(comp)
+        real = np.abs(r.imag) <= 1e-9 * np.maximum(1.0, np.abs(r.real))
+        out[ok] = np.where(real, r.real, np.nan)
+    lower = ~ok & (scale > 0)
+    if np.any(lower) and d > 1:  # a vanishing leading coefficient: one degree less
+        out[lower, : d - 1] = _roots_in(coef[1:, lower], h[lower])
+    with np.errstate(invalid="ignore"):
+        inside = (out > 0.0) & (out < h[:, None])
+    return np.where(inside, out, np.nan)
+
+
+def _derivative(coef: np.ndarray) -> np.ndarray:
+    """Coefficients (highest power first, (n + 1, M)) of the derivative, (n, M)."""
+    n = coef.shape[0] - 1
+    return coef[:-1] * np.arange(n, 0, -1)[:, None]
+
+
+def curve_peaks(curve: PPoly) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The largest |speed|, |acceleration| and |jerk| of each joint over a piecewise curve.
+
+    Exact for polynomial segments: each derivative's extremes lie at a segment's ends or
+    at a real root of the next derivative inside it (companion-matrix eigenvalues, all
+    segments and joints at once); at a knot both one-sided limits count (the jerk of
+    quintic segments may jump there).
+
+    Args:
+        curve: The controller's curve (per-joint polynomial segments).
+
+    Returns:
+        For speed, acceleration and jerk: ``(peak (J,), time of the peak (J,))``.
+    """
+    k, m, n_j = curve.c.shape
+    coef = curve.c.reshape(k, m * n_j)  # segment-major columns: segment * J + joint
+    h = np.repeat(np.diff(curve.x), n_j)
+    x0 = np.repeat(curve.x[:-1], n_j)
+    out = []
+    for peak, at in _segment_peaks(coef, h, x0):
+        peak, at = peak.reshape(m, n_j), at.reshape(m, n_j)
+        seg = peak.argmax(axis=0)
+        out.append((peak[seg, np.arange(n_j)], at[seg, np.arange(n_j)]))
+    return out
+
+
+def _segment_peaks(
+    coef: np.ndarray, h: np.ndarray, x0: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """|speed|, |acceleration|, |jerk| peaks of M segments (coef (k, M) on [0, h]) and when."""
+    m_all = coef.shape[1]
+    derivs = [coef]
+    for _ in range(4):
+        derivs.append(_derivative(derivs[-1]) if derivs[-1].shape[0] > 1 else 0 * derivs[-1])
+    out = []
+    for order in (1, 2, 3):
+        f = derivs[order]
+        s = np.concatenate([np.zeros((m_all, 1)), h[:, None], _roots_in(derivs[order + 1], h)], 1)
+        value = np.zeros_like(s)
+        for row in f:  # Horner
+            value = value * s + row[:, None]
+        value = np.where(np.isnan(s), -np.inf, np.abs(value))
+        best = value.argmax(axis=1)
+        rows = np.arange(m_all)
+        out.append((value[rows, best], x0 + s[rows, best]))
+    return out
+
+
+def jtc_curve(plan: Plan, early: float, measured: State, segments: int | None = None) -> PPoly:
+    """The curve a stock ``joint_trajectory_controller`` runs for a plan (Jazzy, Kilted).
+
+    It takes the trajectory over on arrival, ``early`` seconds before the plan's start
+    (its header stamp), from the measured position and velocity with zero acceleration
+    (no acceleration state interface), and runs the quintic from there to the first
+    knot, then the plan's own segments (ros2_controllers ``trajectory.cpp``,
+    ``Trajectory::sample``).
+
+    Args:
+        plan: The plan, its knots at their times from the stamp.
+        early: Arrival before the stamp [s], ≥ 0 (0: a stamp of 0, "start on arrival").
+        measured: The measured state on arrival (its acceleration is ignored).
+        segments: Only the first this many segments (``None``: all).
+
+    Returns:
+        The curve over [-early, duration] (times from the stamp).
+    """
+    start = np.stack([measured.position, measured.velocity, np.zeros_like(measured.position)])
+    knots = np.stack([plan.positions, plan.velocities, plan.accelerations], axis=1)[:segments]
+    x = np.concatenate([[-early], plan.times[:segments]])
+    return hermite_curve(x, np.concatenate([start[None], knots]))
+
+
 @dataclass(frozen=True)
 class Limits:
     """What the arm may do; a trajectory that breaks any of these is refused."""
@@ -246,15 +396,7 @@ class Limits:
         all_t = np.concatenate([[0.0], times])
         if np.any(np.diff(all_t) <= _TIME_EPS):
             return ["trajectory times must increase strictly from 0"]
-        lo, hi = np.asarray(self.position_lower), np.asarray(self.position_upper)
-        for j in range(n_j):
-            below, above = positions[:, j] < lo[j], positions[:, j] > hi[j]
-            if np.any(below) or np.any(above):
-                k = int(np.argmax(below | above))
-                out.append(
-                    f"joint {j} position {positions[k, j]:.4f} at t={times[k]:.3f} s is outside"
-                    f" [{lo[j]:.4f}, {hi[j]:.4f}]"
-                )
+        out += self.check_positions(arm, times, positions)
         h0, h1 = times[0], times[-1] - times[-2] if len(times) > 1 else times[0]
         q0, v0, a0 = start.position, start.velocity, start.acceleration
         before = np.stack([q0 - 2 * h0 * v0 + 2 * h0 * h0 * a0, q0 - h0 * v0 + 0.5 * h0 * h0 * a0])
@@ -277,6 +419,31 @@ class Limits:
                     f"joint {j} {name} {abs(values[k, j]):.3f}{unit} at t={at[k]:.3f} s"
                     f" exceeds {limit[j]:.3f}{unit}"
                 )
+        return out
+
+    def check_positions(
+        self, arm: Kinematics, times: np.ndarray, positions: np.ndarray
+    ) -> list[str]:
+        """Violations of the joint position limits, the effector height and the workspace.
+
+        Args:
+            arm: The arm model.
+            times: Time of each sample [s], (N,).
+            positions: Joint positions, (N, J).
+
+        Returns:
+            Human-readable violations.
+        """
+        out: list[str] = []
+        lo, hi = np.asarray(self.position_lower), np.asarray(self.position_upper)
+        for j in range(positions.shape[1]):
+            below, above = positions[:, j] < lo[j], positions[:, j] > hi[j]
+            if np.any(below) or np.any(above):
+                k = int(np.argmax(below | above))
+                out.append(
+                    f"joint {j} position {positions[k, j]:.4f} at t={times[k]:.3f} s is outside"
+                    f" [{lo[j]:.4f}, {hi[j]:.4f}]"
+                )
         xyz = arm.fk_xyz(positions)
         xy = xyz[:, :2]
         low = xyz[:, 2] < self.min_height
@@ -296,9 +463,80 @@ class Limits:
             )
         return out
 
-    def check_plan(self, arm: Kinematics, plan: Plan) -> list[str]:
-        """:meth:`check` on the samples of a plan's curve (what the controller will run)."""
-        return self.check(arm, *plan.samples(), plan.start)
+    def check_plan(
+        self,
+        arm: Kinematics,
+        plan: Plan,
+        arrivals: Sequence[tuple[float, State]] = (),
+        positions: bool = True,
+    ) -> list[str]:
+        """Every violation of a plan, between its knots too, as the controller runs it.
+
+        Speed, acceleration and jerk exactly over the whole curve (:func:`curve_peaks`:
+        the controller's polynomial segments, from the plan's start state, which the
+        ``stamp`` controller continues from); joint positions, the effector's height and
+        the workspace on samples of the curve every ``dt``. For a ``jtc`` controller,
+        which takes a trajectory over on arrival from the measured state, also the curve
+        it runs from each of ``arrivals`` (:func:`jtc_curve`).
+
+        Args:
+            arm: The arm model (for the effector path).
+            plan: The plan.
+            arrivals: ``jtc``: (how long before the start the trajectory may arrive [s],
+                the measured state then) for each arrival to check.
+            positions: Check positions, height and workspace too (a stop, which keeps
+                an already checked path, skips them).
+
+        Returns:
+            Human-readable violations; empty when the plan is safe.
+        """
+        out = self.check_positions(arm, *plan.samples()) if positions else []
+        out += self._check_curve(plan.curve)
+        if arrivals:  # only the first segment differs from the plan's: all at once
+            early = np.array([e for e, _ in arrivals])
+            starts = np.stack(
+                [np.stack([s.position, s.velocity, 0.0 * s.position]) for _, s in arrivals]
+            )  # (A, 3, J)
+            first = np.stack([plan.positions[0], plan.velocities[0], plan.accelerations[0]])
+            h = (early + plan.times[0])[:, None]
+            coef = _quintic(h, starts, np.broadcast_to(first, starts.shape))  # (6, A, J)
+            n_a, n_j = starts.shape[0], starts.shape[2]
+            peaks = _segment_peaks(
+                coef.reshape(6, -1), np.repeat(h[:, 0], n_j), np.repeat(-early, n_j)
+            )
+            for (peak, at), name, limit in zip(
+                peaks,
+                ("speed", "acceleration", "jerk"),
+                (self.velocity, self.acceleration, self.jerk),
+                strict=True,
+            ):
+                ratio = peak.reshape(n_a, n_j) / (np.asarray(limit) * ARRIVAL_MARGIN)
+                if np.any(ratio > 1.0 + 1e-9):
+                    a, j = np.unravel_index(int(ratio.argmax()), ratio.shape)
+                    out.append(
+                        f"joint {j} {name} {peak.reshape(n_a, n_j)[a, j]:.3f} at"
+                        f" t={at.reshape(n_a, n_j)[a, j]:.3f} s exceeds"
+                        f" {ARRIVAL_MARGIN:.2f} x {limit[j]:.3f} (jtc, arriving"
+                        f" {early[a]:.3f} s early)"
+                    )
+        return out
+
+    def _check_curve(self, curve: PPoly) -> list[str]:
+        """Speed, acceleration and jerk violations of a curve, exactly."""
+        out: list[str] = []
+        for (peak, at), name, limit, unit in zip(
+            curve_peaks(curve),
+            ("speed", "acceleration", "jerk"),
+            (self.velocity, self.acceleration, self.jerk),
+            ("/s", "/s²", "/s³"),
+            strict=True,
+        ):
+            for j in np.flatnonzero(peak > np.asarray(limit) * (1.0 + 1e-9)):
+                out.append(
+                    f"joint {int(j)} {name} {peak[j]:.3f}{unit} at t={at[j]:.3f} s"
+                    f" exceeds {limit[j]:.3f}{unit}"
+                )
+        return out
 
 
 @dataclass(frozen=True)
@@ -343,7 +581,7 @@ class Plan:
     """Spacing of the samples the limits are checked on [s]."""
     stroke_start: float = 0.0
     """When the stroke begins [s] (0 for a plain move)."""
-    curve: BPoly = field(init=False, repr=False)
+    curve: PPoly = field(init=False, repr=False)
     """The piecewise quintic, t ∈ [0, duration]."""
 
     def __post_init__(self) -> None:
@@ -351,7 +589,7 @@ class Plan:
         s0 = self.start
         knots = np.stack([self.positions, self.velocities, self.accelerations], axis=1)
         ends = [np.stack([s0.position, s0.velocity, s0.acceleration]), *knots]
-        self.curve = BPoly.from_derivatives(t, ends)
+        self.curve = hermite_curve(t, np.stack(ends))
 
     @property
     def duration(self) -> float:
@@ -508,7 +746,12 @@ _MJ_PEAK_CURVATURE = 10.0 / math.sqrt(3.0)
 
 
 def stop_plan(
-    active: TimedPlan, now: float, arm: Kinematics, limits: Limits, dt: float
+    active: TimedPlan,
+    now: float,
+    arm: Kinematics,
+    limits: Limits,
+    dt: float,
+    jtc_window: float | None = None,
 ) -> tuple[Plan | None, list[str]]:
     """A stop that decelerates along the running trajectory's own path, within limits.
 
@@ -517,15 +760,25 @@ def stop_plan(
     speed to zero with a minimum-jerk ramp of the time scaling: ṡ(t) = 1 − s_mj(t/T).
     The path covered is half the ramp time's worth of the original. T starts at the
     shortest time the acceleration and jerk limits allow for the current velocity and
-    grows until the stop passes :meth:`Limits.check` from the current reference. Its
-    knots, every ``dt``, carry the exact derivatives of the re-timed path.
+    grows until the stop passes :meth:`Limits.check_plan` from the current reference,
+    between its knots too. Its knots, every ``dt``, carry the exact derivatives of the
+    re-timed path.
+
+    For a ``jtc`` controller (``jtc_window`` set), which takes the stop over whenever it
+    arrives from the measured state with zero acceleration, the stop must also pass from
+    every arrival in the window before ``now`` (:data:`ARRIVALS` of them, the arm on the
+    running reference, within :data:`ARRIVAL_MARGIN` of the limits for the arrivals in
+    between): its first knot moves out (from about where the jerk limit lets the
+    acceleration reach the path's, 1.5 times further each try) before T grows.
 
     Args:
         active: The running trajectory.
-        now: Controller time [s].
+        now: Controller time [s]: the stop's start (its header stamp).
         arm: The arm model.
         limits: The limits (the stop passes the same check as every trajectory).
         dt: Knot spacing [s].
+        jtc_window: ``jtc``: how long before ``now`` the stop may arrive [s]; ``None``:
+            a ``stamp`` controller.
 
     Returns:
         ``(plan, [])`` with the stop; ``(None, [])`` when the reference is already at
@@ -543,10 +796,15 @@ def stop_plan(
         float(np.max(_MJ_PEAK_RATE * speed / np.asarray(limits.acceleration))),
         float(np.max(np.sqrt(_MJ_PEAK_CURVATURE * speed / np.asarray(limits.jerk)))),
     )
-    violations: list[str] = []
-    for _ in range(12):
+    arrivals: list[tuple[float, State]] = []
+    if jtc_window is not None:
+        window = np.linspace(0.0, jtc_window, ARRIVALS)
+        arrivals = [(e, active.state_at(now - e)) for e in window]
+
+    def build(ramp: float, first: int) -> Plan:
+        """The stop of ramp time ``ramp``, its first knot ``first`` samples out."""
         n = math.ceil(ramp / dt - _TIME_EPS) + 2
-        t = np.arange(1, n + 1, dtype=np.float64) * dt
+        t = np.arange(min(first, n), n + 1, dtype=np.float64) * dt
         u = np.clip(t / ramp, 0.0, 1.0)
         # s(t) = elapsed + T·∫₀^u (1 − s_mj), with ∫₀^u s_mj = 2.5u⁴ − 3u⁵ + u⁶.
         progress = np.minimum(elapsed + ramp * (u - u**4 * (2.5 + u * (-3.0 + u))), plan.duration)
@@ -556,10 +814,25 @@ def stop_plan(
         vel = dq * rate[:, None]
         acc = ddq * (rate**2)[:, None] + dq * rate_dot[:, None]
         vel[-1] = acc[-1] = 0.0
-        stop = Plan(t, q, vel, acc, start, dt)
-        violations = limits.check_plan(arm, stop)
+        return Plan(t, q, vel, acc, start, dt)
+
+    violations: list[str] = []
+    for _ in range(12):
+        stop = build(ramp, 1)
+        violations = limits.check_plan(arm, stop, positions=False)
         if not violations:
-            return stop, []
+            if not arrivals:
+                return stop, []
+            # jtc: the bridge from any arrival (acceleration 0) to the first knot must
+            # reach its acceleration within the jerk limit: start about there, then longer.
+            reach = float(np.max(np.abs(start.acceleration) / np.asarray(limits.jerk)))
+            first = max(1, math.floor(2.0 * reach / dt))
+            for _ in range(8):
+                stop = build(ramp, first)
+                violations = limits.check_plan(arm, stop, arrivals, positions=False)
+                if not violations:
+                    return stop, []
+                first = max(first + 1, math.ceil(1.5 * first))
         ramp *= 1.5
     return None, violations
 

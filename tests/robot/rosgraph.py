@@ -131,6 +131,7 @@ rclpy.init()
 node = rclpy.create_node("flood", namespace=sys.argv[1])
 pub = node.create_publisher(PointStamped, "ball/point", 10)
 msg = PointStamped()
+msg.header.frame_id = "task"  # in the task frame: refused for its NaN
 msg.point.x = math.nan
 rate, seconds = float(sys.argv[2]), float(sys.argv[3])
 t0 = time.monotonic()

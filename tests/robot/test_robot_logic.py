@@ -20,11 +20,14 @@ from icpi.robot.runner import ClockRate, SkillRunner
 from icpi.robot.skill import (
     ArmModel,
     Limits,
+    Plan,
     State,
     TimedPlan,
     TrialTiming,
     Unreachable,
     clip_to_trust_region,
+    curve_peaks,
+    jtc_curve,
     plan_move,
     plan_trial,
     skill_task,
@@ -131,6 +134,61 @@ def test_limits_refuse_each_kind_of_violation():
     assert slow.check_plan(arm, back) == []
     half = slow.check(arm, bt[:50], bq[:50], end)
     assert any("acceleration" in v for v in half), half
+
+
+def test_limits_are_checked_between_the_knots_exactly():
+    """Issue 19: the knot-only check missed what the controller's quintics do in between."""
+    cfg = SkillNodeConfig()
+    arm, limits = cfg.arm(), cfg.limits()
+    home = np.asarray(cfg.home)
+    plan = plan_trial("ball-roll-gc", (0.1, 0.06, 0.3), arm, State.at_rest(home), TrialTiming())
+    peaks = curve_peaks(plan.curve)
+    dense = np.linspace(0.0, plan.duration, 200_001)
+    for order, (peak, at) in zip((1, 2, 3), peaks, strict=True):
+        sampled = np.abs(plan.curve(dense, nu=order)).max(axis=0)
+        np.testing.assert_allclose(peak, sampled, rtol=1e-3)
+        for j in range(2):  # at a knot the jerk may jump: the peak is one side's
+            sides = [abs(plan.curve(at[j] + e, nu=order)[j]) for e in (-1e-9, 1e-9)]
+            assert max(sides) == pytest.approx(peak[j], rel=1e-3)
+    # Two knots at rest 0.1 s apart, passing through the first at 3 rad/s: the positions
+    # at the knots say nothing moved; the quintic between them swings out and back.
+    swing = Plan(
+        np.array([0.1, 0.2]),
+        np.array([home, home]),
+        np.array([[3.0, 0.0], [0.0, 0.0]]),
+        np.zeros((2, 2)),
+        State.at_rest(home),
+        0.1,
+    )
+    assert limits.check(arm, *swing.samples(), swing.start) == []  # knots only: "fine"
+    tight = Limits(**{**limits.__dict__, "velocity": (2.0, 2.0)})
+    assert any("joint 0 speed 3.000" in v for v in tight.check_plan(arm, swing))
+
+
+@pytest.mark.parametrize("model", ["stamp", "jtc"])
+def test_every_stop_of_a_trial_is_within_limits_between_its_knots(model):
+    """The stop scan of issue 19 (every 20 ms here; benchmarks/bench_robot.py: every 5 ms)."""
+    cfg = SkillNodeConfig(
+        velocity_limits=[4.0, 4.0], acceleration_limits=[40.0, 40.0], jerk_limits=[1500.0, 1500.0]
+    )
+    arm, limits = cfg.arm(), cfg.limits()
+    plan = plan_trial("ball-roll-gc", (0.1, 0.06, 0.3), arm, State.at_rest(cfg.home), TrialTiming())
+    active = TimedPlan(plan, 0.0)
+    window = 0.1 if model == "jtc" else None
+    lims = [np.asarray(x) for x in (limits.velocity, limits.acceleration, limits.jerk)]
+    n = 0
+    for now in np.arange(0.01, plan.duration, 0.02):
+        stop, why = stop_plan(active, now, arm, limits, 0.01, window)
+        assert stop is not None and why == [], (now, why)
+        curves = [stop.curve]
+        if window is not None:  # the controller takes it over whenever it arrives
+            arrivals = np.linspace(0.0, window, 37)  # denser than the planner's 11
+            curves += [jtc_curve(stop, e, active.state_at(now - e), 1) for e in arrivals]
+        for c in curves:
+            for (peak, _), lim in zip(curve_peaks(c), lims, strict=True):
+                assert np.all(peak <= lim * (1 + 1e-9)), (now, peak, lim)
+        n += 1
+    assert n > 50
 
 
 def test_stop_decelerates_along_the_path_within_limits():
@@ -321,10 +379,19 @@ class TwinArm:
         self.sent = []
         self.camera = True
         self.joints = True
+        self.frame = "task"  # frame_id of the camera's points
+        self.frozen_ball = None  # a camera that keeps reporting this point
         self.stop = threading.Event()
         self.scale = time_scale
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
+        self.wait_state("idle")  # joint states and camera heard: ready
+
+    def wait_state(self, state, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while self.runner.state() != state:
+            assert time.monotonic() < deadline, f"the runner never became {state}"
+            time.sleep(0.01)
 
     def send(self, plan, start):
         with self.lock:
@@ -336,20 +403,28 @@ class TwinArm:
     def loop(self):
         wall0, sim0 = time.monotonic(), self.twin.time
         most = round(0.05 * self.scale / 0.002)  # as the node: starved, the clock slows
+        frame = 1.0 / 60.0  # a 60 Hz camera in simulated time, as the node's
+        next_cam = self.twin.time
         while not self.stop.is_set():
+            balls = []
             with self.lock:
                 n = int((sim0 + (time.monotonic() - wall0) * self.scale - self.twin.time) / 0.002)
                 if n > most:
                     sim0 -= (n - most) * 0.002
                     n = most
-                self.twin.step(max(n, 0))
+                for _ in range(max(n, 0)):
+                    self.twin.step()
+                    if self.twin.time >= next_cam - 1e-9:
+                        next_cam += frame
+                        balls.append((self.twin.object_xyz(), self.twin.time))
                 q, qd = self.twin.joint_state()
-                ball = self.twin.object_xyz()
                 stamp = self.twin.time
             if self.joints:
                 self.runner.on_joint_state(self.cfg.joint_names, q.tolist(), qd.tolist(), stamp)
             if self.camera:
-                self.runner.on_ball(ball.tolist(), stamp)
+                for ball, t in balls:
+                    seen = ball if self.frozen_ball is None else self.frozen_ball
+                    self.runner.on_ball(list(seen), t, self.frame)
             time.sleep(0.01)
 
     def close(self):
@@ -424,6 +499,72 @@ def test_runner_scores_a_trial_like_the_in_process_rollout():
         assert arm.runner.state() == "no_joint_states"
     finally:
         arm.close()
+
+
+@pytest.mark.timeout(120)
+def test_outcomes_are_trusted_only_from_the_task_frame_a_moving_ball_and_a_full_speed_arm():
+    """Issue 19, item 4, on the twin wired to the runner."""
+    arm = TwinArm(fast_cfg(speed_scaling_topic="scaling", program_running_topic="running"))
+    theta, goal = (0.2, 0.07, 0.3), (0.7, 0.1)
+
+    def trial(tid):
+        assert arm.runner.try_reserve()
+        return arm.runner.run(TrialRequest(tid, theta, goal))
+
+    try:
+        # The UR driver's topics: nothing heard yet, a stopped program, reduced speed.
+        res = trial(1)
+        assert res.status == "refused" and "robot program is not running" in res.reason
+        arm.runner.on_program_running(True)
+        res = trial(2)
+        assert res.status == "refused" and "no speed scaling" in res.reason
+        arm.runner.on_speed_scaling(50.0)  # UR publishes percent
+        res = trial(3)
+        assert res.status == "refused" and "speed scaling 50.0 % < 100 %" in res.reason
+        assert arm.sent == []  # nothing moved
+        arm.runner.on_speed_scaling(100.0)
+        assert trial(4).ok
+        # Speed scaling drops while the arm moves: stop, aborted with that reason.
+        n_sent = len(arm.sent)
+        out = {}
+        worker = threading.Thread(target=lambda: out.update(r=trial(5)))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while len(arm.sent) == n_sent and time.monotonic() < deadline:
+            time.sleep(0.005)
+        arm.runner.on_speed_scaling(30.0)
+        worker.join(timeout=20)
+        assert out["r"].status == "aborted" and "speed scaling 30.0 %" in out["r"].reason
+        assert len(arm.sent) >= n_sent + 2  # the trial and its stop
+        arm.runner.on_speed_scaling(100.0)
+        # Points from another frame are refused: the trial aborts naming the frame.
+        arm.frame = "camera_optical_frame"
+        arm.wait_state("no_camera")
+        res = trial(6)
+        assert res.status == "aborted" and "'camera_optical_frame'" in res.reason, res
+        assert "task frame 'task'" in res.reason
+        # A ball that never moves (the camera sees it on its spot): no_motion, no outcome.
+        arm.frame = "task"
+        arm.frozen_ball = arm.twin.object_xyz().tolist()
+        arm.wait_state("idle")
+        res = trial(7)
+        assert res.status == "no_motion" and "ball moved 0.0 mm" in res.reason, res
+        assert res.outcome == [] and res.cost != res.cost  # NaN: never scored
+        assert TrialResult.from_json(res.to_json()).status == "no_motion"
+    finally:
+        arm.close()
+
+
+def test_staleness_is_judged_on_header_stamps():
+    runner = SkillRunner(fast_cfg(), lambda plan, start: start(), controller_clock=lambda: 50.0)
+    names, home = runner.cfg.joint_names, list(runner.cfg.home)
+    runner.on_joint_state(names, home, [], stamp=48.0)  # arrived now, measured 2 s ago
+    runner.on_ball((0.0, 0.0, 0.03), stamp=48.0)
+    assert runner.state() == "no_joint_states"
+    runner.on_joint_state(names, home, [], stamp=49.9)
+    assert runner.state() == "no_camera"
+    runner.on_ball((0.0, 0.0, 0.03), stamp=49.9)
+    assert runner.state() == "idle"
 
 
 def test_leads_are_wall_time_scaled_to_the_controller_clock():

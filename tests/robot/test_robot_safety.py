@@ -67,8 +67,9 @@ def test_a_watchdog_abort_mid_motion_stops_within_limits(tmp_path):
         rate, gap = measure_clock(probe)
         lead = min(1.0, max(0.15, 10 * gap))
         timeout = min(3.0, max(0.5, 20 * gap * rate))
-        # The abort and its stop must land inside the approach: long enough for both.
-        approach = min(10.0, max(2.0, 3.0 * (timeout + lead * rate)))
+        # The abort and its stop must land inside the approach, even if the arm node is
+        # starved for a few seconds on a loaded machine (the twin's clock runs on).
+        approach = min(10.0, max(6.0, 3.0 * (timeout + lead * rate)))
         arm = {
             **FAST_ARM,
             **REAL_TIME,
