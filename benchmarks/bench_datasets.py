@@ -6,13 +6,18 @@ second, and how the rebuild compares with the shipped copy: bit-identical (the p
 the machine that built it) or within the stated tolerance (any other CPU; see
 ``icpi.manipulation.dataset.compare_datasets`` and datasets/README.md).
 
+Then how much each task amplifies a last-bit difference (what another CPU's SIMD paths
+change): on the first 30 instances of the dataset's streams, 56 uniform θ each, the
+largest move of an outcome when θ moves by one ulp, against the stated rebuild tolerance
+(``REBUILD_ATOL``; contacts make ``ball-roll-gc`` the most sensitive).
+
 Then a usefulness check of each shipped dataset, no LLM involved: on 8 fresh instances
 (not among the dataset's), KNN-5 (θ += mean Δθ* of the 5 examples nearest to [θ, e] in
 normalised units) from a uniform θ for 10 rollouts, against the best of 10 uniform θ.
 Both columns give the best cost of 10 rollouts [m], median over the instances.
 
 Usage: ``python benchmarks/bench_datasets.py [--tasks slide,rope-swing] [--size N]
-[--workers N] [--backend local|ray] [--no-knn]``
+[--workers N] [--backend local|ray] [--no-rebuild] [--no-sensitivity] [--no-knn]``
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from icpi.envs import TASKS, make_task
 from icpi.manipulation.dataset import (
     DEFAULT_DESIGN,
     DEFAULT_SIZE,
+    REBUILD_ATOL,
     ImprovementDataset,
     collect_dataset,
     compare_datasets,
@@ -36,6 +42,23 @@ from icpi.manipulation.dataset import (
     load_default_dataset,
     regeneration_command,
 )
+from icpi.manipulation.dataset.design import instance_rng
+
+
+def last_bit_sensitivity(task_id: str, n_instances: int = 30, n_theta: int = 56) -> float:
+    """Largest move of an outcome [m] when θ moves by one ulp (rollouts on 2 threads)."""
+    task = make_task(task_id)
+    low, high = task.theta_spec.low_array, task.theta_spec.high_array
+    worst = 0.0
+    for i in range(n_instances):
+        rng = instance_rng(0, i)
+        instance = task.sample_instance(rng)
+        thetas = rng.uniform(low, high, size=(n_theta, low.size))
+        base = task.rollout_batch([instance], thetas, nthread=2)
+        moved = task.rollout_batch([instance], np.nextafter(thetas, np.inf), nthread=2)
+        for a, b in zip(base, moved, strict=True):
+            worst = max(worst, float(np.abs(a.outcome - b.outcome).max()))
+    return worst
 
 
 def knn_check(task_id: str, n_instances: int = 8, n_iter: int = 10) -> tuple[float, float]:
@@ -67,10 +90,31 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--backend", default="local")
+    parser.add_argument("--no-rebuild", action="store_true", help="Skip the rebuilds.")
+    parser.add_argument("--no-sensitivity", action="store_true", help="Skip the ulp check.")
     parser.add_argument("--no-knn", action="store_true", help="Skip the usefulness check.")
     args = parser.parse_args()
+    tasks = args.tasks.split(",")
+    if not args.no_rebuild:
+        rebuilds(tasks, args)
+    if not args.no_sensitivity:
+        print(f"\n{'task':14s} {'max |Δ outcome| [m]':>20s}  (θ moved by one ulp; tolerance"
+              f" {REBUILD_ATOL:g} m)")  # fmt: skip
+        for task_id in tasks:
+            worst = last_bit_sensitivity(task_id)
+            print(f"{task_id:14s} {worst:20.3g}  margin {REBUILD_ATOL / max(worst, 1e-300):.0f}")
+    if args.no_knn:
+        return
+    print(f"\n{'task':14s} {'KNN-5 with D':>13s} {'random':>8s}   (best cost of 10 rollouts [m])")
+    for task_id in tasks:
+        knn, rand = knn_check(task_id)
+        print(f"{task_id:14s} {knn:13.4f} {rand:8.4f}")
+
+
+def rebuilds(tasks: list[str], args: argparse.Namespace) -> None:
+    """Rebuild each task's dataset and compare it with the shipped copy."""
     print(f"{'task':14s} {'seconds':>8s} {'rollouts':>9s} {'rollouts/s':>11s}  rebuild vs shipped")
-    for task_id in args.tasks.split(","):
+    for task_id in tasks:
         shipped = default_dataset_dir(task_id)
         meta_path = shipped / "meta.json"
         command = regeneration_command(task_id, f"datasets/{task_id}", args.size, 0)
@@ -101,13 +145,6 @@ def main() -> None:
         print(
             f"{task_id:14s} {seconds:8.1f} {n_rollouts:9d} {n_rollouts / seconds:11.0f}  {verdict}"
         )
-
-    if args.no_knn:
-        return
-    print(f"\n{'task':14s} {'KNN-5 with D':>13s} {'random':>8s}   (best cost of 10 rollouts [m])")
-    for task_id in args.tasks.split(","):
-        knn, rand = knn_check(task_id)
-        print(f"{task_id:14s} {knn:13.4f} {rand:8.4f}")
 
 
 if __name__ == "__main__":

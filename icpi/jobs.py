@@ -10,9 +10,10 @@ function mapped over items, results as they finish):
   Ray task, on the cluster of ``RAY_ADDRESS`` when it is set, else on a local Ray with
   ``workers`` CPUs;
 - **retries**: a worker that dies (killed, out of memory) has its jobs run again, up to
-  ``retries`` times — a job resumes from its own output (a run directory, an instance
-  file) — and then the command stops with one line and exit 3 (:class:`WorkerLostError`;
-  rerunning it resumes);
+  ``retries`` times (on Ray per job; locally per lane, since a dead worker takes its pool
+  with it) — a job resumes from its own output (a run directory, an instance file) — and
+  then the command stops with one line and exit 3 (:class:`WorkerLostError`; rerunning it
+  resumes);
 - **errors**: an error inside a job reaches the caller as itself: a user error stays one
   line (never wrapped in Ray's remote traceback), a bug shows its traceback; the jobs
   still queued are cancelled.
@@ -105,7 +106,7 @@ def _run_local(
     pools = [start(lane) for lane in lanes]
     pending: dict[cf.Future[Any], tuple[int, int]] = {}  # future -> (lane, item index)
     done: list[set[int]] = [set() for _ in lanes]
-    deaths = 0
+    deaths = [0 for _ in lanes]
 
     def submit(k: int, indices: Sequence[int]) -> None:
         for i in indices:
@@ -131,8 +132,8 @@ def _run_local(
                 failed[0].result()  # raises the job's error
             for k in broken:  # a worker died: its pool is gone, with every job it held
                 again = [i for i in range(len(lanes[k].items)) if i not in done[k]]
-                deaths += 1
-                _retry_or_stop(deaths, retries, [lanes[k].items[i] for i in again], name)
+                deaths[k] += 1
+                _retry_or_stop(deaths[k], retries, [lanes[k].items[i] for i in again], name)
                 for fut in [f for f, (j, _) in pending.items() if j == k]:
                     del pending[fut]
                 pools[k].shutdown(wait=True, cancel_futures=True)
