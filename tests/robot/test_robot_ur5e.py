@@ -50,7 +50,12 @@ SIM = {
     **{k: TOPICS[k] for k in ("joint_state_topic", "trajectory_topic", "ball_topic")},
     "trajectory_action": TOPICS["trajectory_action"],
     "camera": "false",
-    "time_scale": "4.0",
+    # The probe relays every joint state to the arm node (to cut them later): at 100 Hz
+    # (not the driver's 500), and on a clock twice real time, so that the relay of a
+    # loaded machine's probe may lag by 1.5 s of wall time before the watchdog (3 s of
+    # the arm's clock) fires (4x and 2 s: fired at load 18).
+    "time_scale": "2.0",
+    "joint_state_rate": "100.0",
 }
 DRIVER = {
     "sampler": "nearest",
@@ -76,9 +81,9 @@ def arm_params(transport: str) -> dict[str, str]:
         **NODE_TOPICS,
         "joint_state_topic": "relay/joint_states",
         "trajectory_transport": transport,
-        "trajectory_lead": "0.15",  # wall s: 0.6 simulated s at time_scale 4
+        "trajectory_lead": "0.15",  # wall s
         "stop_lead": "0.15",
-        "joint_state_timeout": "1.0",  # simulated s, judged on stamps in lockstep
+        "joint_state_timeout": "3.0",  # simulated s, judged on stamps (1.5 s wall)
         "ball_timeout": "1.0",
     }
 
