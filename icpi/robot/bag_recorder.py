@@ -193,12 +193,6 @@ class TrialRecorder:
             finally:
                 self._jobs.task_done()
 
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every message received so far is written (tests, shutdown)."""
-        end = time.monotonic() + timeout
-        while self._jobs.unfinished_tasks and time.monotonic() < end:
-            time.sleep(0.01)
-
     def close(self) -> None:
         """Close the open bag (its trial unfinished) and stop the writer thread."""
         self._jobs.put(None)

@@ -55,7 +55,7 @@ def test_run_records_one_bag_per_trial_and_collect_relabels_them(tmp_path):
         assert np.linalg.norm(t.outcome - np.asarray(rec["outcome"])) < 0.002
         assert t.counts["request"] == 1 and t.counts["result"] == 1
         assert t.counts["trajectory"] >= 2  # the trial and the move home
-        assert t.counts["joint_states"] > 50 and t.counts["ball"] > 20
+        assert t.counts["joint_states"] > 10 and t.counts["ball"] > 10
         assert t.counts["arm_state"] >= 1
         meta = (t.path / "metadata.yaml").read_text()
         assert "storage_identifier: mcap" in meta and "icpi.recording: result" in meta

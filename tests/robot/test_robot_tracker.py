@@ -75,6 +75,27 @@ def calibration(scene) -> Calibration:
     return calibrate(scene.frame((-0.3, -0.3)), CAMERA.camera_matrix(), [], MARKER)
 
 
+def test_the_camera_model_is_the_one_mujoco_draws(scene):
+    # The ideal pinhole of CameraSetup (OpenCV's pixel convention) puts the marker's
+    # corners and the ball where MuJoCo renders them.
+    from icpi.robot.calibrate import detect_marker
+
+    frame = scene.frame((0.6, -0.1))
+    corners = detect_marker(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), MARKER)
+    assert np.max(np.abs(corners - CAMERA.project(MARKER.corners()))) < 0.5
+    blob = BallTracker(
+        Calibration(
+            CAMERA.width,
+            CAMERA.height,
+            CAMERA.camera_matrix(),
+            np.zeros(0),
+            CAMERA.rotation(),
+            np.asarray(CAMERA.position),
+        )
+    ).candidates(frame)[0]
+    assert np.linalg.norm(np.subtract(blob.pixel, CAMERA.project([0.6, -0.1, 0.03]))) < 0.3
+
+
 def test_calibration_from_one_image_finds_the_camera(calibration):
     # The rendered camera is the ground truth: its pose within millimetres and milliradians.
     assert calibration.reprojection_error < 0.2
