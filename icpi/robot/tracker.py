@@ -327,6 +327,27 @@ class BallTracker:
         self._pending = []
 
     # ------------------------------------------------------------------ frames
+    def admits(self, stamp: float) -> Rejected | None:
+        """Whether a frame of this stamp would be looked at (before decoding it).
+
+        Args:
+            stamp: The image's stamp [s].
+
+        Returns:
+            Why not (a stamp that does not advance, or closer than 1/``max_rate`` to the
+            last tracked frame: a flood), or ``None``.
+        """
+        if not math.isfinite(stamp) or stamp <= self._last_stamp:
+            return self._reject(
+                stamp,
+                "stamp",
+                f"image stamp {stamp:.3f} s does not advance ({self._last_stamp:.3f} s)",
+            )
+        rate = self.settings.max_rate
+        if stamp - self._last_stamp < 1.0 / rate:
+            return self._reject(stamp, "rate", f"frame within 1/{rate:g} s of the last one")
+        return None
+
     def process(self, image: np.ndarray, stamp: float) -> TrackedPoint | Rejected:
         """Track the ball in one RGB frame.
 
@@ -338,12 +359,9 @@ class BallTracker:
             The ball point, or why there is none.
         """
         s = self.settings
-        if not math.isfinite(stamp) or stamp <= self._last_stamp:
-            return self._reject(
-                stamp,
-                "stamp",
-                f"image stamp {stamp:.3f} s does not advance ({self._last_stamp:.3f} s)",
-            )
+        early = self.admits(stamp)
+        if early is not None:
+            return early
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             return self._reject(
                 stamp, "image", f"not an RGB uint8 image: {image.shape} {image.dtype}"
@@ -355,8 +373,6 @@ class BallTracker:
                 f"image {image.shape[1]}x{image.shape[0]} px, calibrated for"
                 f" {self.cal.width}x{self.cal.height} px: calibrate again",
             )
-        if stamp - self._last_stamp < 1.0 / s.max_rate:
-            return self._reject(stamp, "rate", f"frame within 1/{s.max_rate:g} s of the last one")
         self._last_stamp = stamp
         candidates = self.candidates(image)
         if self._last is not None and stamp - self._last.stamp > s.lost_after:

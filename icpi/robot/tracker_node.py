@@ -123,6 +123,10 @@ class TrackerNode(Node):
         if why:
             self.warn("image", why)
             return
+        early = self.tracker.admits(time_s(msg.header.stamp))
+        if early is not None:  # a flood or a stamp gone back: not even decoded
+            self.warn(f"frame ({early.kind})", early.reason)
+            return
         try:
             rgb = rgb_from_image_fields(
                 msg.encoding, msg.width, msg.height, msg.step, bytes(msg.data)
