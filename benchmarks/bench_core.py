@@ -12,6 +12,12 @@ Prints three figures, measured in one run:
 3. Replay from cache: the same toy run live through the embedded model, then again with
    ``offline=True`` (no HTTP at all); the speed-up of the replay.
 
+4. icpi+'s arbiter: its own time per iteration (retrieval, the outcome-model fits, the
+   candidates' scores, the records; no rollout, no model call) on slide-gc with an
+   instant model double (goal ≤ 10 ms).
+5. The calibration proposer: one request of n = 4 through the real client (HTTP, no
+   cache) once θ* is known (goal < 5 ms).
+
 Usage: ``python benchmarks/bench_core.py [--repeats N] [--queries N] [--replay-iters N]
 [--skip-llm]``
 """
@@ -155,6 +161,60 @@ def replay_speedup(iterations: int, workdir: Path) -> dict[str, float]:
     }
 
 
+def arbiter_time(workdir: Path, seeds: int = 3) -> dict[str, float]:
+    from icpi.manipulation.config import load_run_config
+    from icpi.manipulation.run import run_method
+
+    per_iter: list[float] = []
+    for seed in range(seeds):
+        cfg = load_run_config(
+            {"task": "slide-gc", "method": "icpi+", "seed": seed, "iterations": 20}, {}
+        )
+        out = workdir / f"arbiter-{seed}"
+        run_method(cfg, out, sampler=ScriptedSampler(copy_nearest_example))
+        buffer = ExperienceBuffer(out / "attempts.jsonl")
+        per_iter += [a.timing["overhead_s"] for a in buffer.attempts if a.prompt is not None]
+    return {
+        "ms_median": 1e3 * statistics.median(per_iter),
+        "ms_p95": 1e3 * float(np.percentile(per_iter, 95)),
+        "iterations": len(per_iter),
+    }
+
+
+def calibration_time(workdir: Path, requests: int = 50) -> dict[str, float]:
+    from icpi.core.files import write_json
+    from icpi.llm import LLMClient, LLMConfig
+    from icpi.manipulation.calibration import OptimumStore, instance_tag, serve
+
+    store = OptimumStore(workdir / "optima")
+    store.folder.mkdir()
+    # θ* known (the search itself takes seconds, once per instance)
+    write_json(
+        store.path("slide-gc", 0),
+        {"task": "slide-gc", "seed": 0, "theta": [0.1, 0.2, 0.5], "cost": 0.0},
+    )
+    prompt = (
+        "Parameters (permille of range) and error (mm), then the correction (permille of"
+        " range) that fixes it:\n" + "500 500 500 12 -40 -> 3 -2 10\n" * 20 + "480 510 530 9 -7 ->"
+    )
+    with serve(0, store) as ep:
+        client = LLMClient(
+            LLMConfig(base_url=ep.base_url, model="calibration-sigma3", use_cache=False)
+        )
+        tag = {"extra_body": {"user": instance_tag("slide-gc", 0)}}
+        client.complete(prompt, n=4, seed=0, **tag)  # warm-up: connection, task spec
+        secs = []
+        for q in range(requests):
+            t = time.perf_counter()
+            client.complete(prompt, n=4, seed=q, **tag)
+            secs.append(time.perf_counter() - t)
+        client.close()
+    return {
+        "ms_median": 1e3 * statistics.median(secs),
+        "ms_p95": 1e3 * float(np.percentile(secs, 95)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20, help="Overhead runs of 20 iterations.")
@@ -173,6 +233,19 @@ def main() -> None:
             f"{ov['per_iteration_ms_median']:.3f} ms median,"
             f" {ov['per_iteration_ms_max']:.3f} ms worst run (goal <= 2 ms); in-step"
             f" {ov['in_step_ms_median']:.3f} ms median, {ov['in_step_ms_p95']:.3f} ms p95"
+        )
+        arb = arbiter_time(workdir)
+        results["arbiter"] = arb
+        print(
+            f"4. icpi+ arbiter per iteration (excl. rollout and model call): {arb['ms_median']:.2f}"
+            f" ms median, {arb['ms_p95']:.2f} ms p95 over {arb['iterations']} iterations"
+            " (goal <= 10 ms)"
+        )
+        cal = calibration_time(workdir)
+        results["calibration"] = cal
+        print(
+            f"5. calibration proposer, n = 4 through the client: {cal['ms_median']:.2f} ms"
+            f" median, {cal['ms_p95']:.2f} ms p95 (goal < 5 ms)"
         )
         if not args.skip_llm:
             emb = embedded_queries(args.queries, workdir)

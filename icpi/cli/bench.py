@@ -76,6 +76,24 @@ def run(args: argparse.Namespace) -> int:
     where = f"{args.config} and the flags" if args.config else "the flags"
     cfg = load_bench_config(file.get("bench"), flags.get("bench"), where=where)
     t0 = time.perf_counter()
+    if cfg.preset == "model-quality":
+        from icpi.manipulation.model_quality import run_model_quality
+
+        report = run_model_quality(
+            bench_tasks(cfg),
+            parse_seeds(cfg.seeds),
+            cfg.iterations,
+            args.out,
+            llm=merge(file.get("llm"), flags.get("llm")),
+            run=merge(file.get("run"), flags.get("run")),
+            workers=cfg.workers,
+            llm_concurrency=max(cfg.llm_concurrency, 2),
+            progress=cfg.progress,
+        )
+        sys.stdout.write(report["table"])
+        wall = time.perf_counter() - t0
+        sys.stdout.write(f"\nWall time: {wall:.0f} s. Table in {args.out}/model-quality.md.\n")
+        return 0
     report = run_benchmark(
         bench_tasks(cfg),
         bench_methods(cfg),

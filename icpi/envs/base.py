@@ -75,6 +75,9 @@ class Task(ABC):
     """Name of the framepos sensor of the point whose outcome is scored."""
     effector_joints: ClassVar[tuple[str, str]]
     """The effector's x and y slide joints, in actuator order (the stroke drives them)."""
+    deterministic: ClassVar[bool] = True
+    """The same θ on the same instance gives the same rollout, bit for bit (a method need
+    never roll a θ out twice; a task without this attribute, like the real arm, is noisy)."""
 
     def __init__(self) -> None:
         self._base_spec = mujoco.MjSpec.from_file(str(ASSETS / self.asset))

@@ -76,6 +76,9 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "icpi[dataset_size=300]",
     ),
     "ablation-icpi": ("icpi", "icpi[online_relabel=true]", "icpi[n_samples=5]"),
+    # Run against the calibration proposer at several qualities by `icpi bench`
+    # (icpi.manipulation.model_quality); given to run_benchmark, against the configured model.
+    "model-quality": ("icpi", "icpi+", "icpi+[model=off]"),
     "ablation-plus": (
         "icpi+",
         "icpi+[model=off]",

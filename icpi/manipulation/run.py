@@ -27,7 +27,7 @@ from icpi.llm import LLMConfig
 from icpi.manipulation.calibration import instance_params
 from icpi.manipulation.config import RunConfig, dump_run_config
 from icpi.manipulation.dataset import ImprovementDataset, load_default_dataset
-from icpi.manipulation.methods import MethodContext, MethodSettings, drive, get_method
+from icpi.manipulation.methods import Method, MethodContext, MethodSettings, drive, get_method
 from icpi.session import RunSession
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def run_method(
     """
     method = get_method(cfg.method)
     task = task if task is not None else load_task(cfg.task)
-    settings = task_settings(method_settings(cfg), task)
+    settings = task_settings(method_settings(cfg), task, method)
     cfg = portable_config(dataclasses.replace(cfg, settings=settings), out)
     rng = np.random.default_rng(cfg.seed)
     if instance is None:
@@ -231,18 +231,23 @@ def run_method(
     return summary
 
 
-def task_settings(settings: MethodSettings, task: SkillTask) -> MethodSettings:
+def task_settings(
+    settings: MethodSettings, task: SkillTask, method: type[Method[Any]] | None = None
+) -> MethodSettings:
     """Method settings that default to the task's own (``e_unit`` unset) made explicit.
 
     Args:
         settings: The method's settings.
         task: The task.
+        method: The method (its ``e_unit_scale`` scales the task's unit; icpi+ writes
+            tenths of it).
 
     Returns:
         The settings with the task's values in place (``config.json`` records what ran).
     """
     if getattr(settings, "e_unit", 0.0) is None:
-        return dataclasses.replace(settings, e_unit=e_unit(task))  # type: ignore[call-arg]
+        unit = e_unit(task) * getattr(method, "e_unit_scale", 1.0)
+        return dataclasses.replace(settings, e_unit=unit)  # type: ignore[call-arg]
     return settings
 
 

@@ -1,4 +1,4 @@
-"""icpi+ and the local-Jacobian baseline: the judge, the trust region, constrained decoding."""
+"""icpi+ and the local-Jacobian baseline: the arbiter, the trust region, constrained decoding."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from icpi.core import ScriptedSampler, copy_nearest_example
 from icpi.llm.testing import FakeOpenAI, Reply, completion_body
+from icpi.manipulation.arbiter import Arbiter, Candidate, decision_record, expected_improvement
 from icpi.manipulation.config import load_run_config
 from icpi.manipulation.local_model import LocalJacobian, TrustRegion
 from icpi.manipulation.methods.icpi_plus import correction_grammar, decoding_params
@@ -60,7 +61,7 @@ def test_trust_region_grows_shrinks_and_restarts():
 
 
 # ---------------------------------------------------------------------------- icpi+
-def test_icpi_plus_judges_model_and_numeric_candidates(tmp_path):
+def test_icpi_plus_arbitrates_model_and_numeric_candidates(tmp_path):
     sampler = ScriptedSampler(
         lambda prompt, n, seed: [*copy_nearest_example(prompt, 1, seed), " prose", " 1 2"][:n]
     )
@@ -70,8 +71,11 @@ def test_icpi_plus_judges_model_and_numeric_candidates(tmp_path):
     sources = {r["source"] for r in recs[1:-1]}
     assert sources <= {"model", "jacobian", "lknn20", "perturbation"}
     for r in recs[1:-1]:
-        assert r["samples"] == 3 and r["model_candidates"] == 1  # two of three do not parse
+        assert r["samples"] == 3 and r["parse_errors"] == ["no_numbers", "arity"]
         assert r["predicted_cost"] is not None and r["radius"] > 0
+    # never the same θ twice on a deterministic task, but for the final re-run
+    thetas = [tuple(r["theta"]) for r in recs[:-1]]
+    assert len(set(thetas)) == len(thetas)
     # the last rollout re-runs the best θ, without a model call
     best = min(recs[:-1], key=lambda r: r["cost"])
     assert recs[-1]["theta"] == best["theta"] and recs[-1]["model_calls"] == 0
@@ -79,8 +83,66 @@ def test_icpi_plus_judges_model_and_numeric_candidates(tmp_path):
     assert summary["final_cost"] == summary["best_cost"]
 
 
+def test_expected_improvement_counts_the_cost_as_a_norm():
+    best = 0.01
+    near = expected_improvement(best, np.zeros(2), 1e-4)
+    assert near == pytest.approx(best, rel=0.02)  # a sure hit gains the whole best cost
+    # a prediction of zero far more uncertain than the best cost rarely lands inside it
+    assert expected_improvement(best, np.zeros(2), 0.1) < 0.01 * best
+    assert expected_improvement(best, np.array([0.02, 0.0]), 1e-4) == 0.0
+
+
+def test_a_source_that_delivers_earns_trust_and_one_that_fails_loses_it():
+    arb = Arbiter()
+    model = LocalJacobian(J=np.eye(2), pairs=10)
+    e_best = np.array([0.1, 0.0])
+    # the model claims its step reaches the goal; the outcome model predicts 5 cm off
+    cands = [Candidate("model", np.array([-0.05, 0.0])), Candidate("jacobian", -e_best)]
+    before = arb.judge(cands, model, e_best, residual=0.5)
+    decision = decision_record(cands[0], before[0], corrected=0.1)
+    for _ in range(3):
+        arb.learn(decision, np.array([0.001, 0.0]))  # the claim came true
+    good = arb.scale("model")
+    after = arb.judge(cands, model, e_best, residual=0.5)
+    assert good < 0.6 * arb.settings.prior_claim
+    assert after[0].score > after[1].score  # the outcome model no longer decides alone
+    for _ in range(3):
+        arb.learn(decision, np.array([0.2, 0.0]))  # the claims fail
+    assert arb.scale("model") > 2 * arb.settings.prior_claim
+    assert arb.judge(cands, model, e_best, residual=0.5)[0].score < after[0].score
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    from icpi.manipulation.calibration import OptimumStore, serve
+
+    with serve(0, OptimumStore(tmp_path_factory.mktemp("optima"))) as endpoint:
+        yield endpoint
+
+
+def test_a_perfect_proposer_wins_at_once_and_a_random_one_costs_little(calibration, tmp_path):
+    from icpi.llm import LLMConfig
+
+    def run(proposer, iterations):
+        llm, settings = None, {"model": "off"}
+        if proposer is not None:
+            llm = LLMConfig(
+                base_url=calibration.base_url, model=proposer, cache_path=tmp_path / "c"
+            )
+            settings = {}
+        out = tmp_path / f"{proposer}-{iterations}"
+        run_method(cfg(task="slide-gc", seed=102, iterations=iterations, **settings), out, llm=llm)
+        return records(out)
+
+    perfect = run("calibration-sigma0", 3)
+    assert min(r["cost"] for r in perfect) < 0.005 and perfect[1]["source"] == "model"
+    noise = run("calibration-random", 10)
+    alone = run(None, 10)
+    assert noise[-1]["cost"] <= 1.5 * alone[-1]["cost"]
+
+
 def test_judge_off_takes_the_models_candidate(tmp_path):
-    sampler = ScriptedSampler([" 3 -2 1"])
+    sampler = ScriptedSampler([" 30 -20 10", " -20 40 10", " 10 10 -30"])  # θ never repeats
     run_method(cfg(iterations=5, judge="off", n_samples=1), tmp_path, sampler=sampler)
     assert [r["source"] for r in records(tmp_path)[1:-1]] == ["model"] * 3
 
@@ -94,16 +156,22 @@ def test_model_off_makes_no_model_call_and_needs_no_endpoint(tmp_path):
     assert summary["iterations"] == 6
 
 
-def test_killed_icpi_plus_run_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("model", ["off", "on"])
+def test_killed_icpi_plus_run_resumes_exactly(model, tmp_path):
+    # the arbiter's records and the θ already rolled out are rebuilt from the buffer
+    def go(out):
+        sampler = ScriptedSampler(copy_nearest_example) if model == "on" else None
+        return run_method(cfg(iterations=10, model=model), out, sampler=sampler)
+
     full = tmp_path / "full"
-    run_method(cfg(iterations=10, model="off"), full)
+    go(full)
     part = tmp_path / "part"
-    run_method(cfg(iterations=10, model="off"), part)
+    go(part)
     lines = (part / "attempts.jsonl").read_text().splitlines()
     (part / "attempts.jsonl").write_text("\n".join(lines[:5]) + "\n")  # header + 4 attempts
     (part / "records.jsonl").write_text("")
     (part / "summary.json").unlink()
-    run_method(cfg(iterations=10, model="off"), part)
+    go(part)
 
     def untimed(recs):
         return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in recs]
@@ -155,7 +223,7 @@ def test_gbnf_answers_of_the_embedded_model_always_parse(tmp_path):
     run_method(cfg(task="ball-roll-gc", iterations=4, n_samples=2, constrain="gbnf"), tmp_path)
     recs = records(tmp_path)[1:-1]
     assert sum(r["samples"] for r in recs) == 4
-    assert all(r["parse_errors"] == [] and r["model_candidates"] == 2 for r in recs)
+    assert all(r["parse_errors"] == [] and r["model_candidates"] >= 1 for r in recs)
 
 
 @pytest.mark.slow

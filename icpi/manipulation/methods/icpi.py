@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -177,6 +177,8 @@ class PromptedMethod(Method[S]):
     uses_dataset = True
     uses_model = True
     keeps_buffer = True
+    e_unit_scale: ClassVar[float] = 1.0
+    """The prompt's e unit when ``e_unit`` is unset, in units of the task's ``e_unit``."""
 
     def assemble(
         self,
@@ -209,7 +211,7 @@ class PromptedMethod(Method[S]):
             )
         check_k(s.k, len(self.dataset), self.name)
         self.goal = np.asarray(ctx.instance.goal, float)
-        self.text = ICPIText(ctx, where, s.feature, s.theta_steps, s.e_unit)
+        self.text = ICPIText(ctx, where, s.feature, s.theta_steps, self.prompt_e_unit())
         self.proposal: Proposal | None = None
         self.loop = ImprovementLoop(
             LoopPieces(
@@ -268,6 +270,11 @@ class PromptedMethod(Method[S]):
             )
         selection = {"index": index, **info}
         return dataclasses.replace(direct, selection=selection, propose_s=time.perf_counter() - t0)
+
+    def prompt_e_unit(self) -> float:
+        """The prompt's e unit: ``e_unit``, or the task's times :attr:`e_unit_scale`."""
+        unit = self.settings.e_unit  # type: ignore[attr-defined]
+        return float(unit) if unit is not None else task_e_unit(self.ctx.task) * self.e_unit_scale
 
     def to_theta(self, dtheta_int: ArrayLike, origin: ArrayLike) -> Vec:
         """θ of an answer: ``clip(origin + Δθ)``, Δθ in the prompt's integer steps.

@@ -1,30 +1,37 @@
-"""icpi+: the model proposes, the numbers dispose.
+"""icpi+: the model proposes, the numbers propose, the evidence disposes.
 
 Beside the paper-faithful ``icpi``, on the same dataset, budget, instances and ask/tell
 interface. Each iteration:
 
 1. **Candidates.** From the *best* rollout so far (not the last), the prompt of ICPI asks
    the model for ``n_samples`` corrections Δθ (one request with ``n``; a server that
-   ignores ``n`` is topped up, and llama.cpp reuses the processed prompt); the numeric
-   candidates join them: the local-Jacobian step (the strongest numeric predictor,
-   :mod:`~icpi.manipulation.methods.jacobian`), the linear-KNN step of ``lknn20``, and
-   ``perturbations`` variations of the Jacobian step. Every candidate is clipped to the
-   trust region and the θ box.
-2. **A judge.** A local linear model of the outcome, fitted on the retrieved neighbours and
-   the run's own rollouts (:class:`~icpi.manipulation.local_model.LocalJacobian`), predicts
-   each candidate's error; the candidate with the smallest predicted cost is rolled out,
-   and its source (``model``, ``jacobian``, ``lknn20``, ``perturbation``) is recorded. An
-   answer that parses but is implausible is scored like any other, never sent as is.
+   ignores ``n`` is topped up, and llama.cpp reuses the processed prompt); their
+   element-wise median is the model's candidate, their disagreement its evidence. The
+   numeric candidates join it: the local-Jacobian step
+   (:mod:`~icpi.manipulation.methods.jacobian`), the linear-KNN step of ``lknn20``, and
+   ``perturbations`` variations of the Jacobian step. Every step is offered alike: whole
+   (clipped to the θ box) and shortened to the trust region. A θ already rolled out is
+   never offered again on a deterministic task.
+2. **An arbiter** (:mod:`~icpi.manipulation.arbiter`): the outcome model's prediction of
+   each candidate's error, uncertain in proportion to the step and to the fit's residual,
+   is combined with the candidate source's own claim (its step reaches the goal),
+   uncertain in proportion to that source's record of claimed vs realised errors; the
+   candidate of highest expected improvement is rolled out and its source (``model``,
+   ``jacobian``, ``lknn20``, ``perturbation``) recorded. A model whose answers come true
+   earns rollouts from the first; one whose answers fail loses them.
 3. **No drift.** The trust region shrinks after a worse rollout and grows after a good
-   prediction; the last rollout of the budget re-runs the best θ (``final_best``), so the
-   run ends on the best skill it found.
+   prediction; the last rollout of the budget re-runs the best θ (``final_best``).
 4. **Answers that parse.** ``constrain`` turns on constrained decoding where the backend
    has it: a GBNF grammar ending in the line terminator for llama.cpp (the embedded
    model), vLLM's ``structured_outputs`` grammar, or a JSON schema (OpenAI, Ollama; chat).
 
-Ablations: ``icpi+[model=off]`` (the same judge and trust region, numeric candidates
-only: no model call at all) and ``icpi+[judge=off]`` (the model's first valid candidate
-wins, the Jacobian step when none parses).
+The prompt writes θ in permille of each range and e in millimetres by default (the
+paper's percent/centimetre prompt cannot say a correction finer than 1 % of a range, nor
+an error below 5 mm; ``theta_steps=100;e_unit=0.01`` restores it).
+
+Ablations: ``icpi+[model=off]`` (the same arbiter and trust region, numeric candidates
+only: no model call at all) and ``icpi+[judge=off]`` (the model's candidate wins whenever
+one parses, the Jacobian step otherwise).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ import numpy as np
 from icpi.core import Attempt, FirstValid, LoopState, SampleBatch
 from icpi.core.prompts import Prompt
 from icpi.envs.spec import Rollout
+from icpi.manipulation.arbiter import CLAIMING, Arbiter, Candidate, decision_record, fit_residual
+from icpi.manipulation.local_model import LocalJacobian
 from icpi.manipulation.methods import register
 from icpi.manipulation.methods.base import MethodContext, MethodSettings, Vec
 from icpi.manipulation.methods.icpi import ANSWER_MAX_TOKENS, PromptedMethod, attempt_record
@@ -50,6 +59,9 @@ log = logging.getLogger(__name__)
 
 Constrain = Literal["off", "gbnf", "vllm", "json"]
 
+#: Two θ closer than this (normalised) are the same θ.
+SAME = 1e-9
+
 
 @dataclass(frozen=True)
 class ICPIPlusSettings(JacobianSettings):
@@ -60,7 +72,7 @@ class ICPIPlusSettings(JacobianSettings):
     model: Literal["on", "off"] = "on"
     """``off``: numeric candidates only (the ablation; no model call)."""
     judge: Literal["on", "off"] = "on"
-    """``off``: the model's first valid candidate wins (the ablation)."""
+    """``off``: the model's candidate wins whenever one parses (the ablation)."""
     perturbations: int = 4
     """Random variations of the Jacobian step among the candidates."""
     final_best: bool = True
@@ -68,11 +80,12 @@ class ICPIPlusSettings(JacobianSettings):
     constrain: Constrain = "off"
     """Constrained decoding: ``gbnf`` (llama.cpp grammar), ``vllm`` (structured outputs),
     ``json`` (JSON schema, chat mode), ``off`` (the regex parser alone)."""
-    theta_steps: int = 100
-    """Integer steps across each θ range in the prompt (100: percent; 1000: permille)."""
+    theta_steps: int = 1000
+    """Integer steps across each θ range in the prompt (1000: permille; 100: percent, the
+    paper's)."""
     e_unit: float | None = None
-    """Outcome units per integer step of e in the prompt (0.01: centimetres of a metre-scale
-    outcome; 0.001: millimetres); unset: the task's ``e_unit`` (default 0.01)."""
+    """Outcome units per integer step of e in the prompt; unset: a tenth of the task's
+    ``e_unit`` (millimetres of a metre-scale outcome; the paper's centimetres are 0.01)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -139,25 +152,18 @@ class _NoModel:
 _NO_MODEL = _NoModel()
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One proposed θ."""
-
-    source: str
-    theta: Vec
-    index: int | None = None  # the model sample it came from
-
-
 @register
 class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
-    """icpi+: model candidates and numeric ones, a judge, a trust region around the best."""
+    """icpi+: model and numeric candidates from the best θ, chosen on evidence."""
 
     name = "icpi+"
     summary = (
-        "beyond the paper: model + numeric candidates from the best θ, judged by a local"
-        " model, trust region; ablations `icpi+[model=off]`, `icpi+[judge=off]`"
+        "beyond the paper: model + numeric candidates from the best θ, an arbiter that"
+        " weighs each source's record, trust region; ablations `icpi+[model=off]`,"
+        " `icpi+[judge=off]`"
     )
     Settings = ICPIPlusSettings
+    e_unit_scale = 0.1  # millimetres where the task writes centimetres
     llm_defaults = {
         "sampling": {"max_tokens": ANSWER_MAX_TOKENS, "stop": ["\n"], "temperature": 0.7}
     }
@@ -177,7 +183,11 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         """Assemble the loop (see :class:`~icpi.manipulation.methods.base.Method`)."""
         super().__init__(ctx, settings)
         self.local = LocalSearch(self, self.settings)
+        self.arbiter = Arbiter()
         self.model_on = self.settings.model == "on" and ctx.sampler is not None
+        # never roll out a θ twice where the task says a rollout is exactly repeatable
+        self.deterministic = bool(getattr(ctx.task, "deterministic", False))
+        self.seen: list[Vec] = []  # every θ rolled out (normalised)
         self.assemble(
             where=lambda state: self.local.where(),
             sampler=ctx.sampler if ctx.sampler is not None else _NO_MODEL,
@@ -190,11 +200,15 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         return self.local.neighbours(own=True) if state.history else []
 
     def learn(self, rollout: Rollout, attempt: Attempt) -> None:
-        """Update the search (best, trust region) with a finished attempt."""
-        self.local.search.observe(observed(rollout), attempt.selection.get("predicted_cost"))
+        """Update the search (best, trust region) and the sources' records."""
+        sel = attempt.selection
+        self.local.search.observe(observed(rollout), sel.get("predicted_cost"))
+        if sel.get("decision") is not None:
+            self.arbiter.learn(sel["decision"], rollout.e)
+        self.seen.append(self.box.to_unit(rollout.theta))
 
     def record(self, attempt: Attempt) -> dict[str, Any]:
-        """ICPI's part of the record, plus the judge's decision."""
+        """ICPI's part of the record, plus the arbiter's decision."""
         sel = attempt.selection
         return {
             **attempt_record(attempt),
@@ -203,53 +217,131 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
             "model_candidates": sel.get("model_candidates", 0),
         }
 
-    def propose(self) -> Vec:
-        """The judged candidate (see the module docstring)."""
-        t0 = time.perf_counter()
-        state = self.loop.state()
-        draw = self.loop.draw(state) if self.model_on else None
-        results = draw.results if draw is not None else []
+    # ------------------------------------------------------------------ candidates
+    def offer(self, source: str, dz: Vec, **kw: Any) -> list[Candidate]:
+        """A source's step, whole and shortened to the trust region, clipped to the box.
+
+        Args:
+            source: The source.
+            dz: Its step from the best θ (normalised).
+            **kw: ``index`` and ``spread`` of a model candidate.
+
+        Returns:
+            The candidates (one when the step is inside the region).
+        """
+        best = self.local.search.best
+        assert best is not None
+        radius = self.local.search.region.radius
+        norm = float(np.linalg.norm(dz))
+        steps = [dz] if norm <= radius else [dz, dz * (radius / norm)]
+        out = []
+        z0 = self.box.to_unit(best.theta)
+        for step in steps:
+            clipped = np.clip(z0 + step, 0.0, 1.0) - z0
+            fraction = float(clipped @ dz / (norm * norm)) if norm > 0 else 0.0
+            out.append(Candidate(source, clipped, fraction, **kw))
+        return out
+
+    def candidates(self, results: list[Any], model: LocalJacobian) -> list[Candidate]:
+        """Every source's candidates, not yet rolled out, first of each θ kept.
+
+        Args:
+            results: The model's parsed answers (empty when it was not asked).
+            model: The outcome model.
+
+        Returns:
+            The candidates.
+        """
         s = self.settings
         local = self.local
         best = local.search.best
         assert best is not None
-        model = local.model(local.neighbours())
-        shown = local.neighbours(own=True)
-        fmt = self.text.fmt
-        cands = [
-            Candidate("model", local.theta_of(fmt.int_to_dtheta(r.value) / self.box.span), i)
-            for i, r in enumerate(results)
-            if r.ok
-        ]
+        cands: list[Candidate] = []
+        valid = [i for i, r in enumerate(results) if r.ok]
+        if valid:
+            steps = np.asarray(
+                [self.text.fmt.int_to_dtheta(results[i].value) / self.box.span for i in valid]
+            )
+            median = np.median(steps, axis=0)
+            nearest = valid[int(np.argmin(np.linalg.norm(steps - median, axis=1)))]
+            if len(valid) > 1:
+                off = (steps - median) @ model.J.T
+                spread = float(np.sqrt(np.mean(np.sum(off * off, axis=1)) / len(valid)))
+            else:
+                spread = self.arbiter.settings.unknown_spread * best.cost
+            cands += self.offer("model", median, index=nearest, spread=spread)
         jac = model.step(best.e)
-        cands.append(Candidate("jacobian", local.theta_of(jac)))
-        where = local.where()
+        cands += self.offer("jacobian", jac)
+        shown = local.neighbours(own=True)
         feats = np.asarray([features(ex, s.feature) for ex in shown])
         dtheta = np.asarray([ex["dtheta"] for ex in shown])
-        step = local_linear(feats, dtheta, features(where, s.feature)) / self.box.span
-        cands.append(Candidate("lknn20", local.theta_of(step, clip=False)))
-        rng = np.random.default_rng([self.ctx.seed, state.iteration, 31])
+        where = features(local.where(), s.feature)
+        lknn = local_linear(feats, dtheta, where) / self.box.span
+        single = self.arbiter.settings.unknown_spread * best.cost  # one answer: no agreement
+        cands += self.offer("lknn20", lknn, spread=single)
+        rng = np.random.default_rng([self.ctx.seed, len(self.loop.buffer), 31])
         radius = local.search.region.radius
         for _ in range(s.perturbations):
             dz = local.search.region.clip(jac) + rng.normal(0.0, 0.5 * radius, size=jac.shape)
-            cands.append(Candidate("perturbation", local.theta_of(dz)))
-        scores = [local.predicted_cost(model, c.theta) for c in cands]
-        if s.judge == "on":
-            win = int(np.argmin(scores))
-        else:  # the ablation: the model's first valid candidate, else the Jacobian step
-            sources = [c.source for c in cands]
-            win = sources.index("model") if "model" in sources else sources.index("jacobian")
-        chosen = cands[win]
-        info = {
-            "predicted_cost": scores[win],
-            "radius": radius,
-            "candidates": [
-                {"source": c.source, "theta": c.theta.tolist(), "predicted_cost": sc}
-                for c, sc in zip(cands, scores, strict=True)
-            ],
-            "model_candidates": sum(c.source == "model" for c in cands),
-        }
-        self.proposal = self.proposal_of(
-            state, draw, chosen.theta, chosen.source, chosen.index, info, t0
+            cands += self.offer("perturbation", dz)[-1:]
+        z0 = self.box.to_unit(best.theta)
+        taken = list(self.seen) if self.deterministic else []
+        fresh = []
+        for c in cands:  # the first candidate of each θ, and none already rolled out
+            z = z0 + c.dz
+            if not taken or float(np.min(np.linalg.norm(np.asarray(taken) - z, axis=1))) > SAME:
+                taken.append(z)
+                fresh.append(c)
+        while not fresh:  # everything was rolled out already: look around at random
+            dz = rng.normal(0.0, radius, size=jac.shape)
+            fresh = [c for c in self.offer("perturbation", dz)[-1:] if np.any(c.dz != 0)]
+        return fresh
+
+    def propose(self) -> Vec:
+        """The arbiter's choice among the candidates (see the module docstring)."""
+        t0 = time.perf_counter()
+        state = self.loop.state()
+        draw = self.loop.draw(state) if self.model_on else None
+        local = self.local
+        best = local.search.best
+        assert best is not None
+        neighbours = local.neighbours()
+        model = local.model(neighbours)
+        residual = fit_residual(
+            model,
+            self.box.span,
+            neighbours,
+            local.search.own(),
+            (best.theta, best.outcome),
+            self.settings.own_weight,
         )
-        return chosen.theta
+        cands = self.candidates(draw.results if draw is not None else [], model)
+        verdicts = self.arbiter.judge(cands, model, best.e, residual)
+        sources = [c.source for c in cands]
+        if self.settings.judge == "off":  # the ablation: the model's step when it has one
+            win = sources.index("model") if "model" in sources else 0
+        else:
+            win = int(np.argmax([v.score for v in verdicts]))
+        chosen, verdict = cands[win], verdicts[win]
+        theta = self.box.from_unit(self.box.to_unit(best.theta) + chosen.dz)
+        info = {
+            "predicted_cost": float(np.linalg.norm(verdict.predicted)),
+            "radius": local.search.region.radius,
+            "residual": residual,
+            "decision": decision_record(chosen, verdict, best.cost),
+            "scales": {k: self.arbiter.scale(k) for k in ("outcome_model", *CLAIMING)},
+            "candidates": [
+                {
+                    "source": c.source,
+                    "fraction": c.fraction,
+                    "predicted_cost": float(np.linalg.norm(v.predicted)),
+                    "sigma": v.sigma,
+                    "score": v.score,
+                }
+                for c, v in zip(cands, verdicts, strict=True)
+            ],
+            "model_candidates": sources.count("model"),
+        }
+        index = chosen.index if chosen.source == "model" else None
+        self.proposal = self.proposal_of(state, draw, theta, chosen.source, index, info, t0)
+        return theta

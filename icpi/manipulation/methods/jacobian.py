@@ -73,6 +73,7 @@ class LocalSearch:
             dataset_examples(method.dataset), feature=settings.feature, k=settings.k
         )
         self.search = BestSoFar(self.box.span, TrustRegion(radius=settings.radius))
+        self._shown: tuple[tuple[bool, int], list[Any]] | None = None
 
     def where(self) -> dict[str, Vec]:
         """The situation of the best rollout so far (the retrieval query)."""
@@ -92,6 +93,9 @@ class LocalSearch:
         Returns:
             The examples, farthest first.
         """
+        key = (own, len(self.search.seen))
+        if self._shown is not None and self._shown[0] == key:
+            return list(self._shown[1])  # one retrieval per rollout (the prompt asks too)
         extra: list[Any] = []
         if own:
             seen = self.search.seen
@@ -107,7 +111,10 @@ class LocalSearch:
                                 "dtheta": b.theta - a.theta,
                             }
                         )
-        return list(self.retriever.nearest(self.where(), extra=extra))
+        shown = list(self.retriever.nearest(self.where(), extra=extra))
+        if own:
+            self._shown = (key, shown)
+        return list(shown)
 
     def model(self, neighbours: list[Any]) -> LocalJacobian:
         """The local Jacobian around the best rollout."""

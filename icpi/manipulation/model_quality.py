@@ -1,0 +1,267 @@
+"""``icpi bench --preset model-quality``: what a method makes of a model of known quality.
+
+The calibration proposer (:mod:`icpi.manipulation.calibration`; not a language model)
+answers every prompt with the correction towards a near-optimal θ* of the instance plus
+noise of σ percent of each θ range, or uniform corrections (``random``), or none
+(``zero``). This preset starts one on loopback, searches θ* of every instance first, and
+runs ``icpi`` and ``icpi+`` (and ``icpi+`` with the paper's percent/centimetre prompt)
+against it at σ ∈ {0, 1, 3, 10} %, ``random`` and ``zero``; ``icpi+`` against the embedded
+SmolLM2-135M as well; and ``icpi+[model=off]``, the reference every row is paired with.
+
+Each proposer gets its own benchmark directory under the output (resumable like any
+benchmark); ``model-quality.md`` holds the table of the issue's targets: per task,
+proposer and method, the mean best-so-far cost after 5 and 10 rollouts (what a run with
+``final_best`` ends on one rollout later) and the mean final cost after 20, the median
+rollouts to below 5 mm, the success rate, the share of rollouts whose θ came from the
+model, and paired wins/ties/losses against ``icpi+[model=off]`` on the same instances.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from icpi.manipulation.bench import TIE_TOLERANCE, collect_rows, run_benchmark
+from icpi.manipulation.calibration import OptimumStore, serve
+
+log = logging.getLogger(__name__)
+
+#: The reference of every comparison: the same method without a model.
+REFERENCE = "icpi+[model=off]"
+#: Proposers: label -> calibration model name (``None``: the configured model, by default
+#: the embedded SmolLM2), and the methods run against it.
+PROPOSERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "sigma0": ("calibration-sigma0", ("icpi", "icpi+", "icpi+[theta_steps=100;e_unit=0.01]")),
+    "sigma1": ("calibration-sigma1", ("icpi", "icpi+", "icpi+[theta_steps=100;e_unit=0.01]")),
+    "sigma3": ("calibration-sigma3", ("icpi", "icpi+")),
+    "sigma10": ("calibration-sigma10", ("icpi", "icpi+")),
+    "random": ("calibration-random", ("icpi", "icpi+")),
+    "zero": ("calibration-zero", ("icpi", "icpi+")),
+    "smollm2": (None, ("icpi+",)),
+}
+#: Rollouts after which the best-so-far is reported.
+CHECKPOINTS = (5, 10)
+#: A rollout below this cost is a success [m].
+SUCCESS = 0.005
+
+
+def run_model_quality(
+    tasks: Sequence[str],
+    seeds: Sequence[int],
+    iterations: int,
+    out: Path,
+    llm: Mapping[str, Any] | None = None,
+    run: Mapping[str, Any] | None = None,
+    workers: int = 2,
+    llm_concurrency: int = 2,
+    progress: bool = True,
+    proposers: Sequence[str] | None = None,
+    store: OptimumStore | None = None,
+) -> dict[str, Any]:
+    """Run the preset (or resume it) and write ``model-quality.md``.
+
+    Args:
+        tasks: Task specs (shipped tasks: θ* is searched on their env).
+        seeds: Instance seeds.
+        iterations: Rollouts per run.
+        out: Output folder (one benchmark directory per proposer, and ``model-off``).
+        llm: The user's LLM settings (the model of the ``smollm2`` row: unset, the
+            embedded one).
+        run: The user's run settings.
+        workers: Processes for the model-free runs and the θ* search.
+        llm_concurrency: Model-using runs in flight at once.
+        progress: Show progress bars.
+        proposers: Labels of :data:`PROPOSERS` to run (default: all).
+        store: Where θ* is kept (default: ``~/.cache/icpi/calibration``).
+
+    Returns:
+        ``table`` (Markdown), ``rows`` (the table's rows) and ``out``.
+    """
+    labels = list(proposers or PROPOSERS)
+    unknown = [p for p in labels if p not in PROPOSERS]
+    if unknown:
+        from icpi.errors import ConfigError
+
+        raise ConfigError(f"unknown proposer(s) {unknown}; choose from {', '.join(PROPOSERS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    store = store or OptimumStore()
+
+    def bench(folder: str, methods: Sequence[str], layer: Mapping[str, Any] | None, n: int) -> None:
+        run_benchmark(
+            tasks, methods, seeds, iterations, out / folder, llm=layer, run=run,
+            workers=workers, llm_concurrency=n, progress=progress,
+        )  # fmt: skip
+
+    bench("model-off", [REFERENCE], None, 1)
+    calibrated = [p for p in labels if PROPOSERS[p][0] is not None]
+    if calibrated:
+        store.prepare(tasks, seeds, workers=workers)
+        with serve(0, store) as endpoint:
+            for label in calibrated:
+                model, methods = PROPOSERS[label]
+                log.info("model quality: %s", label)
+                layer = {**dict(llm or {}), "base_url": endpoint.base_url, "model": model}
+                bench(label, methods, layer, llm_concurrency)
+    for label in labels:
+        model, methods = PROPOSERS[label]
+        if model is None:  # one server answers one request at a time
+            bench(label, methods, llm, 1)
+    rows = quality_rows(out, tasks, seeds, iterations, labels)
+    table = quality_table(rows)
+    (out / "model-quality.md").write_text(table)
+    return {"table": table, "rows": rows, "out": str(out)}
+
+
+def _runs(folder: Path, tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
+          iterations: int) -> dict[tuple[str, str], dict[int, list[dict[str, Any]]]]:  # fmt: skip
+    """Per (task, method label), per seed, the rows of one run."""
+    from icpi.manipulation.bench import Job, task_dir_name
+    from icpi.manipulation.config import parse_method_spec
+
+    jobs = []
+    for t in tasks:
+        for m in methods:
+            spec = parse_method_spec(m)
+            for s in seeds:
+                path = folder / "runs" / task_dir_name(t) / spec.slug / f"seed-{s}"
+                jobs.append(Job(t, spec, s, iterations, path, {}, {}))
+    grouped: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
+    for r in collect_rows([j for j in jobs if (j.out / "records.jsonl").exists()]):
+        grouped.setdefault((r["task"], r["method"]), {}).setdefault(r["seed"], []).append(r)
+    return grouped
+
+
+def quality_rows(
+    out: Path, tasks: Sequence[str], seeds: Sequence[int], iterations: int, labels: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The table's rows from the benchmark directories of the preset.
+
+    Args:
+        out: The preset's output folder.
+        tasks: Task specs.
+        seeds: Instance seeds.
+        iterations: Rollouts per run.
+        labels: Proposers run.
+
+    Returns:
+        One row per task, proposer and method (the reference first, once per task).
+    """
+    ref_runs = _runs(out / "model-off", tasks, [REFERENCE], seeds, iterations)
+    rows = []
+    for task in tasks:
+        ref = ref_runs.get((task, REFERENCE), {})
+        rows.append(_row(task, "none", REFERENCE, ref, ref))
+        for label in labels:
+            methods = PROPOSERS[label][1]
+            runs = _runs(out / label, tasks, methods, seeds, iterations)
+            for method in methods:
+                if (task, method) in runs:
+                    rows.append(_row(task, label, method, runs[(task, method)], ref))
+    return rows
+
+
+def _row(
+    task: str,
+    proposer: str,
+    method: str,
+    runs: Mapping[int, list[dict[str, Any]]],
+    ref: Mapping[int, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """The figures of one (task, proposer, method) over its instances."""
+
+    def at(rs: list[dict[str, Any]], k: int) -> float:
+        return float(rs[min(k, len(rs)) - 1]["best_so_far"])
+
+    def final(rs: list[dict[str, Any]]) -> float:
+        return float(rs[-1]["cost"])
+
+    figures: dict[str, Callable[[list[dict[str, Any]]], float]] = {
+        **{f"best@{k}": functools.partial(at, k=k) for k in CHECKPOINTS},
+        "final": final,
+    }
+    seeds = sorted(runs)
+    row: dict[str, Any] = {
+        "task": task,
+        "proposer": proposer,
+        "method": method,
+        "instances": len(seeds),
+    }
+    for name, fig in figures.items():
+        values = [fig(runs[s]) for s in seeds]
+        row[name] = float(np.mean(values)) if values else math.nan
+        pairs = [(fig(runs[s]), fig(ref[s])) for s in seeds if s in ref]
+        if proposer != "none":
+            d = [a - b for a, b in pairs]
+            row[f"wtl {name}"] = (
+                sum(x < -TIE_TOLERANCE for x in d),
+                sum(abs(x) <= TIE_TOLERANCE for x in d),
+                sum(x > TIE_TOLERANCE for x in d),
+            )
+            ref_mean = float(np.mean([b for _, b in pairs])) if pairs else math.nan
+            row[f"ratio {name}"] = row[name] / ref_mean if ref_mean > 0 else math.nan
+    to_success = [
+        next((r["iteration"] + 1 for r in runs[s] if r["cost"] < SUCCESS), math.inf) for s in seeds
+    ]
+    row["median rollouts to 5 mm"] = float(np.median(to_success)) if seeds else math.nan
+    row["success"] = float(np.mean([min(r["cost"] for r in runs[s]) < SUCCESS for s in seeds]))
+    asked = [r for s in seeds for r in runs[s] if r.get("model_calls", 0) > 0]
+    row["model share"] = float(np.mean([r["source"] == "model" for r in asked])) if asked else None
+    return row
+
+
+def quality_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The Markdown table of :func:`quality_rows`.
+
+    Args:
+        rows: The rows.
+
+    Returns:
+        One table per task: cost after 5 and 10 rollouts (best so far) and after 20
+        (final), in mm, with the ratio to ``icpi+[model=off]`` and the paired W/T/L; median
+        rollouts to 5 mm; success rate; model share.
+    """
+
+    def mm(row: dict[str, Any], name: str) -> str:
+        text = f"{row[name] * 1000:.2f}"
+        if row.get(f"ratio {name}") is not None:
+            w, t, l_ = row[f"wtl {name}"]
+            text += f" ({row[f'ratio {name}']:.2f}×; {w}/{t}/{l_})"
+        return text
+
+    lines = [
+        "Cost in mm: best so far after 5 and 10 rollouts, final after the last; in"
+        f" parentheses the ratio to `{REFERENCE}` on the same instances and the paired"
+        f" wins/ties/losses against it (tie within {TIE_TOLERANCE * 1000:g} mm)."
+        " `calibration-*` proposers are an instrument of known quality, not language models.",
+        "",
+    ]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        lines += [
+            f"### {task}",
+            "",
+            "| proposer | method | after 5 | after 10 | final | median rollouts to 5 mm |"
+            " success | model share |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in (r for r in rows if r["task"] == task):
+            share = "–" if r["model share"] is None else f"{r['model share']:.0%}"
+            n = r["median rollouts to 5 mm"]
+            to5 = "never" if math.isinf(n) else f"{n:g}"
+            proposer = r["proposer"] if r["proposer"] != "smollm2" else "SmolLM2-135M"
+            lines.append(
+                f"| {proposer} | {r['method']} | {mm(r, 'best@5')} | {mm(r, 'best@10')} |"
+                f" {mm(r, 'final')} | {to5} | {r['success']:.0%} | {share} |"
+            )
+        lines.append("")
+    n = sorted({r["instances"] for r in rows})
+    lines.append(f"Instances per row: {', '.join(map(str, n))}.")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["PROPOSERS", "REFERENCE", "quality_rows", "quality_table", "run_model_quality"]

@@ -1,0 +1,62 @@
+"""The model-quality preset: methods against the calibration proposer at known qualities."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from icpi.manipulation.calibration import OptimumStore
+from icpi.manipulation.model_quality import REFERENCE, run_model_quality
+
+ICPI = str(Path(sys.executable).parent / "icpi")
+
+
+def test_the_preset_pairs_every_proposer_with_the_model_free_reference(tmp_path):
+    store = OptimumStore(tmp_path / "optima")
+    out = tmp_path / "mq"
+    report = run_model_quality(
+        ["ball-roll-gc"], [102], 4, out, proposers=["sigma0", "zero"], store=store,
+        progress=False, workers=1,
+    )  # fmt: skip
+    rows = {(r["proposer"], r["method"]): r for r in report["rows"]}
+    assert set(rows) == {
+        ("none", REFERENCE),
+        ("sigma0", "icpi"),
+        ("sigma0", "icpi+"),
+        ("sigma0", "icpi+[theta_steps=100;e_unit=0.01]"),
+        ("zero", "icpi"),
+        ("zero", "icpi+"),
+    }
+    perfect, zero = rows[("sigma0", "icpi+")], rows[("zero", "icpi+")]
+    assert perfect["model share"] > 0 and perfect["best@5"] < 0.005
+    # a proposer that never corrects anything is never rolled out: icpi+ is its reference
+    assert zero["model share"] == 0 and zero["wtl final"] == (0, 1, 0)
+    table = (out / "model-quality.md").read_text()
+    assert "### ball-roll-gc" in table and "not language models" in table
+    assert (out / "sigma0" / "summary.md").exists() and store.path("ball-roll-gc", 102).exists()
+    # resumable: a second call reruns nothing and gives the same table
+    again = run_model_quality(
+        ["ball-roll-gc"], [102], 4, out, proposers=["sigma0", "zero"], store=store,
+        progress=False, workers=1,
+    )  # fmt: skip
+    assert again["table"] == report["table"]
+
+
+@pytest.mark.slow
+def test_cli_preset_runs_every_proposer_and_prints_the_table(tmp_path):
+    pytest.importorskip("llama_cpp")
+    out = tmp_path / "mq"
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [ICPI, "bench", "--preset", "model-quality", "--tasks", "ball-roll-gc", "--seeds",
+         "102", "--iterations", "2", "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, **env},
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SmolLM2-135M" in proc.stdout and "calibration-*" in proc.stdout
+    assert (out / "smollm2" / "summary.md").exists()
