@@ -521,10 +521,10 @@ def _sha256(path: Path) -> str:
 #: MuJoCo and numpy take other SIMD paths on other CPUs, which moves the last bits.
 REBUILD_RTOL = 1e-9
 #: Absolute tolerance of those floats [m]. Contacts amplify a last-bit difference: one ulp
-#: of θ moves an outcome by up to 2e-15 m (slide), 4e-13 m (rope-swing) and 1.7e-10 m
-#: (ball-roll-gc, 5040 rollouts; another CPU moved it 2.1e-10 m), so 1e-8 m holds every
-#: shipped dataset with a margin of 50, and a real change (a micrometre) still fails.
-#: ``benchmarks/bench_datasets.py`` prints these figures.
+#: of θ moves an outcome by up to 1.2e-14 m (slide), 1.0e-12 m (rope-swing-gc) and
+#: 1.7e-10 m (ball-roll-gc; 1680 rollouts each; another CPU moved it 2.1e-10 m), so 1e-8 m
+#: holds every shipped dataset with a margin of 50, and a real change (a micrometre) still
+#: fails. ``benchmarks/bench_datasets.py`` prints these figures.
 REBUILD_ATOL = 1e-8
 #: Columns that a rebuild must reproduce exactly on any machine: they come from the
 #: seeded RNGs and the selection, not from the physics.
