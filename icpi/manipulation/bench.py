@@ -84,7 +84,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "icpi+[model=off]",
         "icpi+[judge=off]",
         "icpi+[constrain=gbnf]",
-        "icpi+[theta_steps=1000;e_unit=0.001]",
+        "icpi+[theta_steps=100;e_unit=0.01]",
         "icpi+[model=off;final_best=false]",
     ),
 }

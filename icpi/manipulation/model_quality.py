@@ -4,9 +4,11 @@ The calibration proposer (:mod:`icpi.manipulation.calibration`; not a language m
 answers every prompt with the correction towards a near-optimal θ* of the instance plus
 noise of σ percent of each θ range, or uniform corrections (``random``), or none
 (``zero``). This preset starts one on loopback, searches θ* of every instance first, and
-runs ``icpi`` and ``icpi+`` (and ``icpi+`` with the paper's percent/centimetre prompt)
-against it at σ ∈ {0, 1, 3, 10} %, ``random`` and ``zero``; ``icpi+`` against the embedded
-SmolLM2-135M as well; and ``icpi+[model=off]``, the reference every row is paired with.
+runs ``icpi`` and ``icpi+`` against it at σ ∈ {0, 1, 3, 10} %, ``random`` and ``zero``
+(with two ablations: ``icpi+`` with the paper's percent/centimetre prompt at σ = 0 and 1 %,
+and ``icpi+[judge=off]``, which trusts every parsed answer, at σ = 0, 3 % and ``random``);
+``icpi+`` against the embedded SmolLM2-135M as well; and ``icpi+[model=off]``, the
+reference every row is paired with.
 
 Each proposer gets its own benchmark directory under the output (resumable like any
 benchmark); ``model-quality.md`` holds the table of the issue's targets: per task,
@@ -36,12 +38,16 @@ log = logging.getLogger(__name__)
 REFERENCE = "icpi+[model=off]"
 #: Proposers: label -> calibration model name (``None``: the configured model, by default
 #: the embedded SmolLM2), and the methods run against it.
+#: The ablations: ``judge=off`` trusts the model whenever it parses (what the arbiter adds),
+#: ``theta_steps=100;e_unit=0.01`` is the paper's prompt (what the finer encoding adds).
+PAPER_PROMPT = "icpi+[theta_steps=100;e_unit=0.01]"
+TRUSTING = "icpi+[judge=off]"
 PROPOSERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
-    "sigma0": ("calibration-sigma0", ("icpi", "icpi+", "icpi+[theta_steps=100;e_unit=0.01]")),
-    "sigma1": ("calibration-sigma1", ("icpi", "icpi+", "icpi+[theta_steps=100;e_unit=0.01]")),
-    "sigma3": ("calibration-sigma3", ("icpi", "icpi+")),
+    "sigma0": ("calibration-sigma0", ("icpi", "icpi+", PAPER_PROMPT, TRUSTING)),
+    "sigma1": ("calibration-sigma1", ("icpi", "icpi+", PAPER_PROMPT)),
+    "sigma3": ("calibration-sigma3", ("icpi", "icpi+", TRUSTING)),
     "sigma10": ("calibration-sigma10", ("icpi", "icpi+")),
-    "random": ("calibration-random", ("icpi", "icpi+")),
+    "random": ("calibration-random", ("icpi", "icpi+", TRUSTING)),
     "zero": ("calibration-zero", ("icpi", "icpi+")),
     "smollm2": (None, ("icpi+",)),
 }

@@ -28,6 +28,7 @@ def test_the_preset_pairs_every_proposer_with_the_model_free_reference(tmp_path)
         ("sigma0", "icpi"),
         ("sigma0", "icpi+"),
         ("sigma0", "icpi+[theta_steps=100;e_unit=0.01]"),
+        ("sigma0", "icpi+[judge=off]"),
         ("zero", "icpi"),
         ("zero", "icpi+"),
     }
