@@ -58,7 +58,7 @@ class ArbiterSettings:
     """Claim error of an untried source, relative to the error it corrects."""
     prior_weight: float = 1.0
     """Pseudo-observations behind the prior of every record."""
-    unknown_spread: float = 0.5
+    unknown_spread: float = 0.25
     """Disagreement assumed for a single model sample (relative to the error corrected)."""
     floor: float = 2e-4
     """Smallest uncertainty of any prediction [m] (what the prompt's resolution can say)."""
