@@ -38,7 +38,7 @@ import os
 import time
 from pathlib import Path
 
-from icpi.language import METHODS, lang_config, run_language
+from icpi.language import lang_config, load_methods, run_language
 from icpi.llm import LLMConfig, LLMUnavailableError, stop_shared_server
 
 PAPER_METHODS = (
@@ -104,9 +104,10 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s: %(message)s")
     methods = args.methods.split(",")
-    unknown = set(methods) - set(METHODS)
+    known = load_methods()  # the registry fills on first use
+    unknown = set(methods) - set(known)
     if unknown:
-        ap.error(f"unknown methods {sorted(unknown)} (choose from {METHODS})")
+        ap.error(f"unknown methods {sorted(unknown)} (choose from {', '.join(known)})")
     llm = LLMConfig.from_sources(
         {
             "base_url": args.base_url,

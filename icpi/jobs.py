@@ -182,7 +182,7 @@ def ray_session(workers: int) -> Iterator[Any]:
         The ``ray`` module.
 
     Raises:
-        UserError: If Ray is not installed.
+        UserError: If Ray is not installed, or the cluster of RAY_ADDRESS cannot be joined.
     """
     try:
         import ray
@@ -196,7 +196,17 @@ def ray_session(workers: int) -> Iterator[Any]:
         address = os.environ.get("RAY_ADDRESS")
         if address:
             log.info("connecting to the Ray cluster at RAY_ADDRESS=%s", address)
-            ray.init(address=address, **options)
+            try:
+                ray.init(address=address, **options)
+            except ConnectionError as err:
+                token = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
+                    "; a cluster that ray start --head started asks for a token (Ray 2.60):"
+                    " set RAY_AUTH_MODE=token, with the head's token (ray get-auth-token) in"
+                    " ~/.ray/auth_token"
+                )  # fmt: skip
+                raise UserError(
+                    f"cannot join the Ray cluster at {address} ({err}){token}"
+                ) from None
         else:
             # Its notice that a local Ray turns token authentication on is not the user's
             # business below DEBUG.

@@ -60,3 +60,19 @@ def test_every_verb_takes_your_own_task(tmp_path, capsys):
         == 2
     )
     assert "cannot load task" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_one_method_spec_through_five_front_ends(tmp_path):
+    """examples/one_spec.py: icpi run, bench, report, api.improve and ICPISampler agree."""
+    pytest.importorskip("optuna")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "one_spec.py"), "--spec", "icpi+[model=off]",
+         "--iterations", "5", "--size", "40", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = [ln.split() for ln in proc.stdout.splitlines()[-4:]]
+    assert [r[0] for r in rows] == ["icpi", "icpi", "api.improve", "ICPISampler"]
+    assert all(r[-1] == "yes" for r in rows) and len({r[-2] for r in rows}) == 1
+    assert (tmp_path / "bench" / "report.html").is_file()
