@@ -96,6 +96,8 @@ MENTIONS = {
     "pip install -e '.[report]'",
     "icpi bench --preset table1 --seeds 0-9",  # the headline benchmark's budget, quoted
     "ray start --head",
+    "icpi bench --preset model-quality",
+    "icpi collect",
 }
 _COMMAND_START = ("icpi", "python ", "pip ", "make ", "ros2 ", "ray ", "CMAKE_ARGS=", "bash ")
 
@@ -224,8 +226,13 @@ COVERAGE: dict[str, str | Elsewhere] = {
         "rebuilds a shipped dataset with this command and compares it",
     ),
     # language tasks
-    "icpi lang --task game24 --method icrl-preset --problems 100 --rounds 50 --out "
-    "runs/g24-icrl": "test_language_tasks",
+    "icpi lang --task game24 --method icrl-preset --problems 100 --rounds 50 --prompts paper "
+    "--base-url http://localhost:8000/v1 --model Qwen/Qwen3-32B --out runs/g24-icrl": (
+        "test_language_tasks"
+    ),
+    "icpi lang --task game24 --method icrl-preset --problems 2 --rounds 3 --max-tokens 64 "
+    "--judge-tokens 16 --out runs/g24-tiny": "test_language_tasks",
+    "icpi report runs/g24-tiny": "test_language_tasks",
     "icpi lang --task game24 --method me-icpo --problems 20 --rounds 5 --k 16 --out "
     "runs/g24-me": "test_language_tasks",
     "icpi lang --task math --math-file questions.jsonl --method icrl-autonomous --out "
@@ -789,10 +796,13 @@ def test_language_tasks(workdir, monkeypatch, fake):
         json.dumps({"question": "What is 2 + 3?", "answer": "5"}) + "\n"
     )
     lines = [c for c in bash_commands() if c.startswith("icpi lang")]
-    assert len(lines) == 4
+    assert len(lines) == 5
     for line in lines:
+        line = re.sub(r" --base-url \S+", "", line)  # the scripted server stands in for it
         result = run_line(f"{line} --base-url {fake.base_url}", monkeypatch)
         assert json.loads(result.out)["problems"] >= 1, line
+    (report,) = [c for c in bash_commands() if c == "icpi report runs/g24-tiny"]
+    assert "Report: " in run_line(report, monkeypatch).out
 
 
 # ---------------------------------------------------------------------------- speed figures
