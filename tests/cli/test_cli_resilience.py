@@ -155,7 +155,7 @@ def test_a_directory_has_one_owner_at_a_time(verb, fake, tmp_path):
                 "--out", str(out), *llm],
         "bench": ["bench", "--tasks", "slide", "--methods", "icpi", "--seeds", "0",
                   "--iterations", "12", "--out", str(out), "--no-progress", *llm],
-        "collect": ["collect", "--task", "rope-swing", "--size", "10", "--out", str(out),
+        "collect": ["collect", "--task", "rope-swing", "--size", "40", "--out", str(out),
                     "--no-progress", "--workers", "1"],
         "lang": ["lang", "--task", "game24", "--problems", "2", "--rounds", "6",
                  "--out", str(out), *llm],
