@@ -229,6 +229,27 @@ class Arbiter:
             self.records.setdefault(decision["source"], Record()).add(miss / corrected)
 
 
+def choose(verdicts: Sequence[Verdict]) -> int:
+    """The candidate to roll out: the highest expected improvement.
+
+    Ties — all of them at zero once the best cost is far below what any prediction can
+    resolve — go to the smallest predicted cost plus its uncertainty (the most cautious
+    step), then to the first.
+
+    Args:
+        verdicts: One per candidate.
+
+    Returns:
+        The index of the chosen candidate.
+    """
+
+    def key(i: int) -> tuple[float, float, int]:
+        v = verdicts[i]
+        return (-v.score, float(np.linalg.norm(v.predicted)) + v.sigma, i)
+
+    return min(range(len(verdicts)), key=key)
+
+
 def decision_record(candidate: Candidate, verdict: Verdict, corrected: float) -> dict[str, Any]:
     """What the attempt keeps of the chosen candidate (enough to rebuild the records).
 
@@ -296,6 +317,7 @@ __all__ = [
     "Candidate",
     "Record",
     "Verdict",
+    "choose",
     "decision_record",
     "expected_improvement",
     "fit_residual",

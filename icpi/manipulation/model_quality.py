@@ -217,7 +217,9 @@ def _row(
     row["median rollouts to 5 mm"] = float(np.median(to_success)) if seeds else math.nan
     row["success"] = float(np.mean([min(r["cost"] for r in runs[s]) < SUCCESS for s in seeds]))
     asked = [r for s in seeds for r in runs[s] if r.get("model_calls", 0) > 0]
-    row["model share"] = float(np.mean([r["source"] == "model" for r in asked])) if asked else None
+    early = [r for r in asked if r["iteration"] < CHECKPOINTS[0]]
+    for name, part in (("model share", asked), ("model share early", early)):
+        row[name] = float(np.mean([r["source"] == "model" for r in part])) if part else None
     return row
 
 
@@ -230,7 +232,8 @@ def quality_table(rows: Sequence[dict[str, Any]]) -> str:
     Returns:
         One table per task: cost after 5 and 10 rollouts (best so far) and after 20
         (final), in mm, with the ratio to ``icpi+[model=off]`` and the paired W/T/L; median
-        rollouts to 5 mm; success rate; model share.
+        rollouts to 5 mm; success rate; the share of model-asking rollouts whose θ came
+        from the model, over the run and in its first 5 rollouts.
     """
 
     def mm(row: dict[str, Any], name: str) -> str:
@@ -252,11 +255,13 @@ def quality_table(rows: Sequence[dict[str, Any]]) -> str:
             f"### {task}",
             "",
             "| proposer | method | after 5 | after 10 | final | median rollouts to 5 mm |"
-            " success | model share |",
+            " success | model share (in the first 5) |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in rows if r["task"] == task):
-            share = "–" if r["model share"] is None else f"{r['model share']:.0%}"
+            share = "–"
+            if r["model share"] is not None:
+                share = f"{r['model share']:.0%} ({r['model share early'] or 0:.0%})"
             n = r["median rollouts to 5 mm"]
             to5 = "never" if math.isinf(n) else f"{n:g}"
             proposer = r["proposer"] if r["proposer"] != "smollm2" else "SmolLM2-135M"

@@ -10,7 +10,14 @@ import pytest
 
 from icpi.core import ScriptedSampler, copy_nearest_example
 from icpi.llm.testing import FakeOpenAI, Reply, completion_body
-from icpi.manipulation.arbiter import Arbiter, Candidate, decision_record, expected_improvement
+from icpi.manipulation.arbiter import (
+    Arbiter,
+    Candidate,
+    Verdict,
+    choose,
+    decision_record,
+    expected_improvement,
+)
 from icpi.manipulation.config import load_run_config
 from icpi.manipulation.local_model import LocalJacobian, TrustRegion
 from icpi.manipulation.methods.icpi_plus import correction_grammar, decoding_params
@@ -90,6 +97,16 @@ def test_expected_improvement_counts_the_cost_as_a_norm():
     # a prediction of zero far more uncertain than the best cost rarely lands inside it
     assert expected_improvement(best, np.zeros(2), 0.1) < 0.01 * best
     assert expected_improvement(best, np.array([0.02, 0.0]), 1e-4) == 0.0
+
+
+def test_when_nothing_can_improve_the_most_cautious_candidate_is_chosen():
+    # far below what a prediction resolves every expected improvement is zero: the tie goes
+    # to the smallest predicted cost plus uncertainty, not to the first candidate
+    def verdict(cost, sigma):
+        e = np.array([cost, 0.0])
+        return Verdict(e, sigma, 0.0, e, sigma, None, None)
+
+    assert choose([verdict(0.3, 0.2), verdict(0.001, 0.001), verdict(0.0, 0.01)]) == 1
 
 
 def test_a_source_that_delivers_earns_trust_and_one_that_fails_loses_it():

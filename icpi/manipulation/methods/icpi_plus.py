@@ -46,7 +46,14 @@ import numpy as np
 from icpi.core import Attempt, FirstValid, LoopState, SampleBatch
 from icpi.core.prompts import Prompt
 from icpi.envs.spec import Rollout
-from icpi.manipulation.arbiter import CLAIMING, Arbiter, Candidate, decision_record, fit_residual
+from icpi.manipulation.arbiter import (
+    CLAIMING,
+    Arbiter,
+    Candidate,
+    choose,
+    decision_record,
+    fit_residual,
+)
 from icpi.manipulation.local_model import LocalJacobian
 from icpi.manipulation.methods import register
 from icpi.manipulation.methods.base import MethodContext, MethodSettings, Vec
@@ -321,7 +328,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         if self.settings.judge == "off":  # the ablation: the model's step when it has one
             win = sources.index("model") if "model" in sources else 0
         else:
-            win = int(np.argmax([v.score for v in verdicts]))
+            win = choose(verdicts)
         chosen, verdict = cands[win], verdicts[win]
         theta = self.box.from_unit(self.box.to_unit(best.theta) + chosen.dz)
         info = {
