@@ -273,26 +273,6 @@ def parse_method_spec(spec: str) -> MethodSpec:
     return MethodSpec(spec.strip(), method, run, settings, llm)
 
 
-def format_method_spec(method: str, settings: Mapping[str, Any] | None = None) -> str:
-    """Write a method spec: ``method[key=value;...]`` (keys in the order given).
-
-    Args:
-        method: Method id.
-        settings: Settings to write (e.g. those that differ from the method's defaults).
-
-    Returns:
-        E.g. ``icpi+[model=off]``; the bare id without settings.
-    """
-
-    def text(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return str(value)
-
-    items = ";".join(f"{k}={text(v)}" for k, v in (settings or {}).items())
-    return f"{method}[{items}]" if items else method
-
-
 def _in(where: str) -> str:
     return f" in {where}" if where else ""
 
@@ -351,7 +331,6 @@ __all__ = [
     "add_run_flags",
     "dump_run_config",
     "expand_method_spec",
-    "format_method_spec",
     "load_run_config",
     "parameter_names",
     "parse_method_spec",
