@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +44,7 @@ from trajectory_msgs.msg import JointTrajectory
 from icpi.robot.contract import ContractError, TrialRequest, TrialResult
 from icpi.robot.controller_link import make_link
 from icpi.robot.params import SkillNodeConfig, declare_config, refuse_undeclared
-from icpi.robot.ros_common import run_node, time_msg, time_s, trajectory_msg
+from icpi.robot.ros_common import WarnThrottle, run_node, time_msg, time_s, trajectory_msg
 from icpi.robot.runner import SkillRunner
 from icpi.robot.skill import Plan
 
@@ -83,9 +82,7 @@ class ArmSkillNode(Node):
         cfg = self.cfg
         if cfg.ball_msg_type not in ("point", "pose"):
             raise ValueError(f"ball_msg_type must be point or pose, got {cfg.ball_msg_type!r}")
-        self._warn_lock = threading.Lock()
-        self._ignored: dict[str, int] = {}
-        self._warn_next: dict[str, float] = {}
+        self._warn = WarnThrottle(self, WARN_PERIOD_S)
         self.link = make_link(self, cfg)
         self.sent_pub = self.create_publisher(JointTrajectory, cfg.sent_trajectory_topic, RELIABLE)
         self.result_pub = self.create_publisher(String, cfg.result_topic, EVERY)
@@ -175,23 +172,6 @@ class ArmSkillNode(Node):
             if state != self._state:
                 self._state = state
                 self.state_pub.publish(String(data=state))
-
-    def _warn(self, source: str, why: str) -> None:
-        """Log an ignored message, at most once a second per source, with a count.
-
-        Our own throttle: rclpy's ``throttle_duration_sec`` costs ~1.2 ms per call (it
-        inspects the caller's frame), which a 1000 msg/s flood turns into a full core.
-        """
-        now = time.monotonic()
-        with self._warn_lock:
-            count = self._ignored.get(source, 0) + 1
-            if now < self._warn_next.get(source, 0.0):
-                self._ignored[source] = count
-                return
-            self._ignored[source] = 0
-            self._warn_next[source] = now + WARN_PERIOD_S
-        more = f" ({count - 1} more since the last report)" if count > 1 else ""
-        self.get_logger().warning(f"ignored {source}: {why}{more}")
 
     # ------------------------------------------------------------------ inputs
     def _on_joint_state(self, msg: JointState) -> None:

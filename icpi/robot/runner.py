@@ -499,10 +499,21 @@ class SkillRunner:
         ``sample_dt`` grid.
         """
         dt = self.timing.sample_dt
-        lead = self.cfg.trajectory_lead if lead is None else lead
-        ahead = lead * self.clock_rate.rate
+        ahead = self._ahead(self.cfg.trajectory_lead if lead is None else lead)
         start = math.ceil((self.controller_clock() + ahead) / dt - 1e-6) * dt
         return max(start, self._granted)  # never before the time granted to the twin
+
+    def _ahead(self, lead: float) -> float:
+        """A lead of ``lead`` wall seconds on the controller's clock [controller s].
+
+        The lead times the clock's measured rate, and never less than ``lead`` controller
+        seconds: on a clock slower than the wall (a twin starved of CPU) that is more wall
+        time than the transport needs, and a lockstep twin always has a grant ahead to
+        advance into. (Scaled by the measured rate alone, a twin slower than
+        ``sample_dt / lead`` of real time got grants that no longer reached past its own
+        clock and froze for good: issue 24, a camera twin on one loaded core.)
+        """
+        return lead * max(self.clock_rate.rate, 1.0)
 
     def grant(self) -> tuple[float, int]:
         """The controller time up to which nothing new will start, for the twin in lockstep.
@@ -516,7 +527,7 @@ class SkillRunner:
         Returns:
             ``(granted time [s], trajectories sent so far)``.
         """
-        lead = min(self.cfg.trajectory_lead, self.cfg.stop_lead) * self.clock_rate.rate
+        lead = self._ahead(min(self.cfg.trajectory_lead, self.cfg.stop_lead))
         dt = self.timing.sample_dt
         with self._cond:
             now = self.controller_clock()
@@ -572,7 +583,7 @@ class SkillRunner:
 
     def _window(self, lead: float) -> float:
         """How early a trajectory sent ``lead`` wall seconds ahead may arrive [controller s]."""
-        return lead * self.clock_rate.rate
+        return self._ahead(lead)
 
     def _arrivals(self, plan: Plan) -> list[tuple[float, State]]:
         """``jtc``: the arrivals a trajectory from rest is checked for (none for ``stamp``).

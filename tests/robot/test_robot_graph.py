@@ -121,6 +121,31 @@ def test_lockstep_twin_waits_for_an_arm_node_that_stalls_mid_trial(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
+def test_lockstep_twin_slower_than_its_grants_never_freezes(tmp_path):
+    """A lockstep twin far slower than real time keeps advancing (issue 24, the freeze).
+
+    A twin that cannot keep up (a camera twin on one loaded core: 1/15 of real time or
+    less) made the arm node measure its clock rate near 0 and grant no time past its own
+    clock: the clock froze for good. Here the twin runs at 1/20 of real time.
+    """
+    ns = new_namespace()
+    procs, probe = {}, None
+    try:
+        procs = start(tmp_path, ns, sim={"time_scale": "0.05"})
+        probe = Probe(ns)
+        probe.wait_for(lambda: len(probe.joint_stamps) > 5, 45, "joint states")
+        t0, s0 = time.monotonic(), probe.joint_stamps[-1]
+        time.sleep(8.0)  # the first rate window (1 s) and the old headroom (3 s) long past
+        with probe.lock:
+            advanced = probe.joint_stamps[-1] - s0
+        rate = advanced / (time.monotonic() - t0)
+        assert rate > 0.025, (advanced, logs(procs))  # frozen: 0.15 s, then nothing
+    finally:
+        close_all(procs, probe)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
 def test_estop_mid_trajectory_halts_and_blocks_until_cleared(tmp_path):
     ns = new_namespace()
     procs, probe = {}, None

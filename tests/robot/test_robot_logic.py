@@ -593,6 +593,34 @@ def test_leads_are_wall_time_scaled_to_the_controller_clock():
     assert runner._start_time(runner.cfg.stop_lead) == pytest.approx(sim[0] + 0.2, abs=0.002)
 
 
+def test_lockstep_grants_make_progress_whatever_the_measured_rate():
+    """A twin slower than a fifteenth of real time must not freeze lockstep for good.
+
+    The twin advances only up to the grant, which was the lead times the clock rate the
+    arm node measured on joint states. A twin slower than grid step / lead (0.01 / 0.15:
+    a camera twin rendering on one core at load 20) measured a rate so low that the grant
+    fell onto the arm node's own clock; the twin, stopped there, could never raise it
+    again (issue 24: clock 4.18 s, grant [4.18, 1] for good).
+    """
+    wall, sim = [0.0], [4.18]
+    runner = SkillRunner(
+        fast_cfg(trajectory_lead=0.15, stop_lead=0.15, sample_dt=0.01),
+        lambda plan, start: start(),
+        clock=lambda: wall[0],
+        controller_clock=lambda: sim[0],
+    )
+    names, home = runner.cfg.joint_names, list(runner.cfg.home)
+    for _ in range(2000):  # 20 s of wall time: a lockstep twin at time_scale 0.05
+        wall[0] += 0.01
+        granted, _ = runner.grant()
+        sim[0] = max(sim[0], min(sim[0] + 0.05 * 0.01, granted))
+        runner.on_joint_state(names, home, [], stamp=sim[0])
+    assert runner.clock_rate.rate == pytest.approx(0.05, rel=0.1)
+    assert sim[0] - 4.18 > 0.9, (runner.grant(), sim[0])  # 1.0 s simulated in 20 s
+    granted, _ = runner.grant()
+    assert granted - sim[0] >= 0.15 - 0.01  # never less than the lead in controller time
+
+
 # ---------------------------------------------------------------- adapter
 class InProcessTransport:
     """Answers requests with the in-process MuJoCo rollout (the graph's stand-in)."""
