@@ -292,22 +292,20 @@ def fit_residual(
     Returns:
         sqrt(Σ w ‖Δo − J Δz‖² / ‖Δz‖² / Σ w).
     """
-    num = den = 0.0
-    for ex in neighbours:
-        dz = np.asarray(ex["dtheta"], float) / span
-        n = float(np.linalg.norm(dz))
-        if n > 1e-9:
-            r = -np.asarray(ex["e"], float) - model.J @ dz
-            num += float(r @ r) / (n * n)
-            den += 1.0
     theta_c, out_c = centre
-    for theta, out in own:
-        dz = (np.asarray(theta, float) - theta_c) / span
-        n = float(np.linalg.norm(dz))
-        if n > 1e-9:
-            r = np.asarray(out, float) - out_c - model.J @ dz
-            num += own_weight * float(r @ r) / (n * n)
-            den += own_weight
+    steps = [np.asarray(ex["dtheta"], float) / span for ex in neighbours]
+    moves = [-np.asarray(ex["e"], float) for ex in neighbours]
+    steps += [(np.asarray(theta, float) - theta_c) / span for theta, _ in own]
+    moves += [np.asarray(out, float) - out_c for _, out in own]
+    weights = np.r_[np.ones(len(neighbours)), np.full(len(own), own_weight)]
+    if not steps:
+        return 1.0
+    dz, do = np.asarray(steps), np.asarray(moves)
+    length = np.linalg.norm(dz, axis=1)
+    keep = length > 1e-9
+    miss = np.linalg.norm(do[keep] - dz[keep] @ model.J.T, axis=1) / length[keep]
+    num = float(np.sum(weights[keep] * miss**2))
+    den = float(np.sum(weights[keep]))
     return math.sqrt(num / den) if den > 0 else 1.0
 
 
