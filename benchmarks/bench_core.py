@@ -12,9 +12,10 @@ Prints three figures, measured in one run:
 3. Replay from cache: the same toy run live through the embedded model, then again with
    ``offline=True`` (no HTTP at all); the speed-up of the replay.
 
-4. icpi+'s arbiter: its own time per iteration (retrieval, the outcome-model fits, the
-   candidates' scores, the records; no rollout, no model call) on slide-gc with an
-   instant model double (goal ≤ 10 ms).
+4. icpi+'s arbiter: its own time per iteration (the outcome-model fits, the candidates,
+   their scores, the records; no rollout, no model call) on slide-gc with an instant model
+   double (goal ≤ 10 ms), and beside it everything but the rollout and the model call
+   (with the prompt's retrieval and rendering).
 5. The calibration proposer: one request of n = 4 through the real client (HTTP, no
    cache) once θ* is known (goal < 5 ms).
 
@@ -166,6 +167,7 @@ def arbiter_time(workdir: Path, seeds: int = 3) -> dict[str, float]:
     from icpi.manipulation.run import run_method
 
     per_iter: list[float] = []
+    own: list[float] = []
     for seed in range(seeds):
         cfg = load_run_config(
             {"task": "slide-gc", "method": "icpi+", "seed": seed, "iterations": 20}, {}
@@ -173,10 +175,14 @@ def arbiter_time(workdir: Path, seeds: int = 3) -> dict[str, float]:
         out = workdir / f"arbiter-{seed}"
         run_method(cfg, out, sampler=ScriptedSampler(copy_nearest_example))
         buffer = ExperienceBuffer(out / "attempts.jsonl")
-        per_iter += [a.timing["overhead_s"] for a in buffer.attempts if a.prompt is not None]
+        asked = [a for a in buffer.attempts if a.prompt is not None]
+        per_iter += [a.timing["overhead_s"] for a in asked]
+        own += [a.selection["arbiter_s"] for a in asked]
     return {
-        "ms_median": 1e3 * statistics.median(per_iter),
-        "ms_p95": 1e3 * float(np.percentile(per_iter, 95)),
+        "ms_median": 1e3 * statistics.median(own),
+        "ms_p95": 1e3 * float(np.percentile(own, 95)),
+        "with_prompt_ms_median": 1e3 * statistics.median(per_iter),
+        "with_prompt_ms_p95": 1e3 * float(np.percentile(per_iter, 95)),
         "iterations": len(per_iter),
     }
 
@@ -237,9 +243,11 @@ def main() -> None:
         arb = arbiter_time(workdir)
         results["arbiter"] = arb
         print(
-            f"4. icpi+ arbiter per iteration (excl. rollout and model call): {arb['ms_median']:.2f}"
-            f" ms median, {arb['ms_p95']:.2f} ms p95 over {arb['iterations']} iterations"
-            " (goal <= 10 ms)"
+            f"4. icpi+ arbiter per iteration (fits, candidates, scores, records):"
+            f" {arb['ms_median']:.2f} ms median, {arb['ms_p95']:.2f} ms p95 (goal <= 10 ms);"
+            f" with the prompt's retrieval and rendering (all but rollout and model call):"
+            f" {arb['with_prompt_ms_median']:.2f} ms median, {arb['with_prompt_ms_p95']:.2f} ms"
+            f" p95; {arb['iterations']} iterations"
         )
         cal = calibration_time(workdir)
         results["calibration"] = cal

@@ -33,8 +33,9 @@ from icpi.manipulation.methods.base import MethodSettings
 
 #: The method of every front end given none (``icpi run``, config files, ``api.improve``,
 #: ``ICPISampler``, the arm driver; ``icpi bench`` runs it beside its reference baseline).
-#: ``icpi+``: the best method measured on every task (``benchmarks/RESULTS.md``), it ends on
-#: the best θ it found, and a poor model cannot make it worse than its numeric candidates.
+#: ``icpi+``: the lowest mean final cost on four of five tasks against lknn20 and jacobian
+#: with the same final re-run (``benchmarks/RESULTS.md``); it ends on the best θ it found,
+#: and its arbiter lets a right model win rollouts and a wrong one lose them.
 DEFAULT_METHOD = "icpi+"
 
 

@@ -309,6 +309,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         t0 = time.perf_counter()
         state = self.loop.state()
         draw = self.loop.draw(state) if self.model_on else None
+        t_arbiter = time.perf_counter()
         local = self.local
         best = local.search.best
         assert best is not None
@@ -348,6 +349,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
                 for c, v in zip(cands, verdicts, strict=True)
             ],
             "model_candidates": sources.count("model"),
+            "arbiter_s": time.perf_counter() - t_arbiter,  # fits, candidates, scores
         }
         index = chosen.index if chosen.source == "model" else None
         self.proposal = self.proposal_of(state, draw, theta, chosen.source, index, info, t0)
