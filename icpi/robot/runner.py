@@ -48,6 +48,7 @@ from icpi.robot.skill import (
     State,
     TimedPlan,
     Unreachable,
+    held_at_start,
     plan_move,
     plan_trial,
     skill_task,
@@ -415,10 +416,12 @@ class SkillRunner:
             start = self._start_state()
         timing["home_before_s"] = self.clock() - t
         try:
-            plan = plan_trial(self.cfg.skill, theta, self.arm, start, self.timing)
+            plan = self._for_controller(
+                plan_trial(self.cfg.skill, theta, self.arm, start, self.timing)
+            )
         except Unreachable as err:
             raise TrialStop("refused", f"stroke out of reach: {err}") from err
-        violations = self.limits.check_plan(self.arm, plan, self._arrivals(plan))
+        violations = self.limits.check_plan(self.arm, plan)
         if violations:
             raise TrialStop("refused", "trajectory violates limits: " + "; ".join(violations))
         stale = self.watchdog.stale(self.controller_clock(), [BALL])
@@ -555,10 +558,14 @@ class SkillRunner:
         lead = self.cfg.stop_lead
         for _ in range(2):
             start = self._start_time(lead)  # until then the running one goes on
-            window = self._window(lead) if self.cfg.controller_model == "jtc" else None
+            jtc_from = None
+            if self.cfg.controller_model == "jtc":
+                # The earliest it may arrive: now, less a lead for a controller clock
+                # behind ours.
+                jtc_from = self.controller_clock() - self._ahead(lead)
             t0 = self.clock()
-            plan, violations = stop_plan(
-                self._active, start, self.arm, self.limits, self.timing.sample_dt, window
+            stop, violations = stop_plan(
+                self._active, start, self.arm, self.limits, self.timing.sample_dt, jtc_from
             )
             spent = self.clock() - t0
             if spent < 0.5 * lead:
@@ -567,9 +574,10 @@ class SkillRunner:
             # late. Plan again for a start that leaves the lead after the planning.
             log.warning("%s: the stop took %.0f ms to plan; planned again", why, 1e3 * spent)
             lead = self.cfg.stop_lead + 2.0 * spent
-        if plan is not None:
-            self._send_locked(plan, lambda: start)
-            log.info("%s: stopping along the path in %.3f s", why, plan.duration)
+        if stop is not None:
+            self._send_locked(stop.plan, lambda: stop.sent_at)
+            braking = stop.sent_at + stop.plan.duration - start
+            log.info("%s: stopping along the path in %.3f s", why, braking)
             return "stopping"
         if violations:
             log.error(
@@ -581,27 +589,17 @@ class SkillRunner:
             return "unstoppable"
         return "at_rest"
 
-    def _window(self, lead: float) -> float:
-        """How early a trajectory sent ``lead`` wall seconds ahead may arrive [controller s]."""
-        return self._ahead(lead)
-
-    def _arrivals(self, plan: Plan) -> list[tuple[float, State]]:
-        """``jtc``: the arrivals a trajectory from rest is checked for (none for ``stamp``).
-
-        Sent ``trajectory_lead`` ahead of its stamp, it may arrive any time in between;
-        the controller then starts from the measured state, the arm at rest there.
-        """
-        if self.cfg.controller_model != "jtc":
-            return []
-        rest = State.at_rest(plan.start.position)
-        return [(0.0, rest), (self._window(self.cfg.trajectory_lead), rest)]
+    def _for_controller(self, plan: Plan) -> Plan:
+        """A plan from rest as sent: under ``jtc`` held at its start (:func:`held_at_start`)."""
+        return held_at_start(plan) if self.cfg.controller_model == "jtc" else plan
 
     def _start_state(self) -> State:
         """Where the controller is, at rest, before a new trajectory (fresh joint states).
 
         The reference of the last trajectory sent when it has ended and the arm is
         within ``position_tolerance`` of it; otherwise (nothing sent yet, or the arm was
-        moved by someone else) the measured position.
+        moved by someone else) the measured position. Under ``jtc`` always the measured
+        position: the controller takes the next trajectory over from there.
         """
         with self._cond:
             active = self._active
@@ -616,7 +614,8 @@ class SkillRunner:
                     raise TrialStop("aborted", "the previous trajectory did not end in time")
                 self._wait(POLL_S)
         q = self._fresh_joints()
-        if active is not None:
+        if active is not None and self.cfg.controller_model != "jtc":
+            # (jtc starts a trajectory from the measured position: plan from there.)
             ref = active.state_at(self.controller_clock())
             if float(np.max(np.abs(ref.position - q))) <= self.cfg.position_tolerance:
                 return ref
@@ -660,8 +659,10 @@ class SkillRunner:
             self._wait(POLL_S)
 
     def _move_home(self, start: State, when: str) -> None:
-        plan = plan_move(start, self.home, self.timing.return_duration, self.timing.sample_dt)
-        violations = self.limits.check_plan(self.arm, plan, self._arrivals(plan))
+        plan = self._for_controller(
+            plan_move(start, self.home, self.timing.return_duration, self.timing.sample_dt)
+        )
+        violations = self.limits.check_plan(self.arm, plan)
         if violations:
             raise TrialStop(
                 "refused", f"the move home {when} violates limits: " + "; ".join(violations)

@@ -60,6 +60,9 @@ TICK_S = 0.002
 # Largest backlog the physics catches up at once [wall s]; a twin further behind (starved
 # of CPU) slows its clock down instead.
 MAX_LAG_S = 0.05
+# jtc: a take-over that moves the reference further than this is logged [rad or m] (one
+# from the measured state moves it by the tracking error, micrometres on the twin).
+TAKEOVER_JUMP = 1e-4
 
 
 class _Served:
@@ -368,6 +371,18 @@ class SimArmNode(Node):
                 self.get_logger().warning(f"ignored malformed trajectory: {err}")
                 continue
             self._traj_sim = self.twin.time
+            if self.twin.controller_model == "jtc":  # when (the tests read it) and how
+                step = np.max(np.abs(self.twin.takeover_step), axis=1)
+                self.get_logger().info(
+                    f"trajectory taken over at {self.twin.time:.4f} s: {len(times)} points,"
+                    f" stamp {stamp:.4f} s; the reference changed by {step[0]:.1e},"
+                    f" {step[1]:.1e}/s, {step[2]:.1e}/s²"
+                )
+                if step[0] > TAKEOVER_JUMP:
+                    self.get_logger().warning(
+                        f"a trajectory taken over moved the reference by {step[0]:.4f}: it"
+                        " arrived past its first point, off the running curve"
+                    )
             if late > 0:
                 self.get_logger().warning(
                     f"late trajectory: {len(times)} points arrived {1e3 * late:.1f} ms"

@@ -319,30 +319,6 @@ def _segment_peaks(
     return out
 
 
-def jtc_curve(plan: Plan, early: float, measured: State, segments: int | None = None) -> PPoly:
-    """The curve a stock ``joint_trajectory_controller`` runs for a plan (Jazzy, Kilted).
-
-    It takes the trajectory over on arrival, ``early`` seconds before the plan's start
-    (its header stamp), from the measured position and velocity with zero acceleration
-    (no acceleration state interface), and runs the quintic from there to the first
-    knot, then the plan's own segments (ros2_controllers ``trajectory.cpp``,
-    ``Trajectory::sample``).
-
-    Args:
-        plan: The plan, its knots at their times from the stamp.
-        early: Arrival before the stamp [s], ≥ 0 (0: a stamp of 0, "start on arrival").
-        measured: The measured state on arrival (its acceleration is ignored).
-        segments: Only the first this many segments (``None``: all).
-
-    Returns:
-        The curve over [-early, duration] (times from the stamp).
-    """
-    start = np.stack([measured.position, measured.velocity, np.zeros_like(measured.position)])
-    knots = np.stack([plan.positions, plan.velocities, plan.accelerations], axis=1)[:segments]
-    x = np.concatenate([[-early], plan.times[:segments]])
-    return hermite_curve(x, np.concatenate([start[None], knots]))
-
-
 @dataclass(frozen=True)
 class Limits:
     """What the arm may do; a trajectory that breaks any of these is refused."""
@@ -477,7 +453,7 @@ class Limits:
         ``stamp`` controller continues from); joint positions, the effector's height and
         the workspace on samples of the curve every ``dt``. For a ``jtc`` controller,
         which takes a trajectory over on arrival from the measured state, also the curve
-        it runs from each of ``arrivals`` (:func:`jtc_curve`).
+        it bridges from each of ``arrivals`` to the first knot.
 
         Args:
             arm: The arm model (for the effector path).
@@ -740,6 +716,42 @@ def plan_move(start: State, goal: ArrayLike, duration: float, dt: float) -> Plan
     return Plan(*_rest_to_rest(n * dt, np.asarray(goal, dtype=np.float64)), start, dt)
 
 
+def held_at_start(plan: Plan) -> Plan:
+    """The plan from rest with a first knot holding its start, one sample in (for ``jtc``).
+
+    A ``jtc`` controller takes a trajectory over on arrival, any time in its lead, from
+    the measured state, and runs its first segment from there to the first knot. A plan
+    from rest whose first knot is its first motion (a 2 s approach) would then run that
+    motion over a longer, unknown span: the arm elsewhere than the node's model of it,
+    and a stop planned along the model far from the arm. Held at its start until the
+    first knot, the take-over moves nothing (the plan starts at the measured position)
+    and the motion runs exactly as planned from the stamp on.
+
+    Args:
+        plan: A plan whose start state is at rest.
+
+    Returns:
+        The same motion, one ``dt`` later, after a knot at rest at the start.
+
+    Raises:
+        ValueError: If the plan does not start at rest.
+    """
+    s0 = plan.start
+    if np.any(s0.velocity != 0.0) or np.any(s0.acceleration != 0.0):
+        raise ValueError("only a plan from rest can be held at its start")
+    dt = plan.dt
+    zero = np.zeros((1, len(s0.position)))
+    return Plan(
+        np.concatenate([[dt], plan.times + dt]),
+        np.vstack([s0.position[None], plan.positions]),
+        np.vstack([zero, plan.velocities]),
+        np.vstack([zero, plan.accelerations]),
+        s0,
+        dt,
+        stroke_start=plan.stroke_start + dt if plan.stroke_start else 0.0,
+    )
+
+
 # Peak of the minimum-jerk profile's first and second derivative (τ ∈ [0, 1]).
 _MJ_PEAK_RATE = 1.875
 _MJ_PEAK_CURVATURE = 10.0 / math.sqrt(3.0)
@@ -751,37 +763,44 @@ def stop_plan(
     arm: Kinematics,
     limits: Limits,
     dt: float,
-    jtc_window: float | None = None,
-) -> tuple[Plan | None, list[str]]:
+    jtc_from: float | None = None,
+) -> tuple[TimedPlan | None, list[str]]:
     """A stop that decelerates along the running trajectory's own path, within limits.
 
     The controller is following ``active``; the stop keeps its path (already checked
     against position and workspace limits) and slows the progress along it from full
-    speed to zero with a minimum-jerk ramp of the time scaling: ṡ(t) = 1 − s_mj(t/T).
-    The path covered is half the ramp time's worth of the original. T starts at the
-    shortest time the acceleration and jerk limits allow for the current velocity and
-    grows until the stop passes :meth:`Limits.check_plan` from the current reference,
-    between its knots too. Its knots, every ``dt``, carry the exact derivatives of the
-    re-timed path.
+    speed to zero with a minimum-jerk ramp of the time scaling: ṡ(t) = 1 − s_mj(t/T),
+    from ``now`` on. The path covered is half the ramp time's worth of the original. T
+    starts at the shortest time the acceleration and jerk limits allow for the current
+    velocity and grows until the stop passes :meth:`Limits.check_plan` from the
+    current reference, between its knots too. Its knots, every ``dt``, carry the exact
+    derivatives of the re-timed path.
 
-    For a ``jtc`` controller (``jtc_window`` set), which takes the stop over whenever it
-    arrives from the measured state with zero acceleration, the stop must also pass from
-    every arrival in the window before ``now`` (:data:`ARRIVALS` of them, the arm on the
-    running reference, within :data:`ARRIVAL_MARGIN` of the limits for the arrivals in
-    between): its first knot moves out (from about where the jerk limit lets the
-    acceleration reach the path's, 1.5 times further each try) before T grows.
+    For a ``jtc`` controller (``jtc_from`` set), which takes a trajectory over on
+    arrival, the stop is stamped in the past: from ``jtc_from`` (the earliest it may
+    arrive) to ``now`` its knots are the running trajectory's own (the running knots in
+    between, and the running curve sampled at both ends), then the ramp. Arriving
+    after its first point, joint_trajectory_controller samples into the message's own
+    segments (``Trajectory::sample``: the measured state is not used), so whenever the
+    stop arrives, the controller goes on along the very curve it was running and
+    brakes from ``now`` on: no bridge from the measured state and no step of the
+    acceleration. (Bridged from the measured state with zero acceleration, stops at the
+    end of a deceleration found no path-keeping stop within the limits.) The lead-in
+    never starts before a moving trajectory's own start (whose curve before that is not
+    the node's to know); an arrival before the first point is then checked as the
+    controller bridges it (:data:`ARRIVALS` arrivals, within :data:`ARRIVAL_MARGIN`).
 
     Args:
         active: The running trajectory.
-        now: Controller time [s]: the stop's start (its header stamp).
+        now: Controller time [s]: when the braking starts.
         arm: The arm model.
         limits: The limits (the stop passes the same check as every trajectory).
         dt: Knot spacing [s].
-        jtc_window: ``jtc``: how long before ``now`` the stop may arrive [s]; ``None``:
-            a ``stamp`` controller.
+        jtc_from: ``jtc``: the earliest controller time the stop may arrive [s];
+            ``None``: a ``stamp`` controller (the stop is stamped ``now``).
 
     Returns:
-        ``(plan, [])`` with the stop; ``(None, [])`` when the reference is already at
+        ``(stop and its stamp, [])``; ``(None, [])`` when the reference is already at
         rest (nothing to stop); ``(None, violations)`` when no stop within the limits was
         found (the running trajectory, itself checked, is then left to finish).
     """
@@ -796,15 +815,11 @@ def stop_plan(
         float(np.max(_MJ_PEAK_RATE * speed / np.asarray(limits.acceleration))),
         float(np.max(np.sqrt(_MJ_PEAK_CURVATURE * speed / np.asarray(limits.jerk)))),
     )
-    arrivals: list[tuple[float, State]] = []
-    if jtc_window is not None:
-        window = np.linspace(0.0, jtc_window, ARRIVALS)
-        arrivals = [(e, active.state_at(now - e)) for e in window]
 
-    def build(ramp: float, first: int) -> Plan:
-        """The stop of ramp time ``ramp``, its first knot ``first`` samples out."""
+    def build(ramp: float) -> Plan:
+        """The stop of ramp time ``ramp`` from ``now``."""
         n = math.ceil(ramp / dt - _TIME_EPS) + 2
-        t = np.arange(min(first, n), n + 1, dtype=np.float64) * dt
+        t = np.arange(1, n + 1, dtype=np.float64) * dt
         u = np.clip(t / ramp, 0.0, 1.0)
         # s(t) = elapsed + T·∫₀^u (1 − s_mj), with ∫₀^u s_mj = 2.5u⁴ − 3u⁵ + u⁶.
         progress = np.minimum(elapsed + ramp * (u - u**4 * (2.5 + u * (-3.0 + u))), plan.duration)
@@ -816,23 +831,38 @@ def stop_plan(
         vel[-1] = acc[-1] = 0.0
         return Plan(t, q, vel, acc, start, dt)
 
+    lead_in: tuple[np.ndarray, float] | None = None
+    arrivals: list[tuple[float, State]] = []
+    if jtc_from is not None:
+        first = math.floor(jtc_from / dt + _TIME_EPS) * dt
+        if np.any(plan.start.velocity != 0.0) or np.any(plan.start.acceleration != 0.0):
+            first = max(first, math.ceil(active.sent_at / dt - _TIME_EPS) * dt + dt)
+        first = min(first, now - dt)
+        own = active.sent_at + plan.times
+        inside = own[(own > first + _TIME_EPS) & (own < now - _TIME_EPS)]
+        knots = np.concatenate([[first], inside, [now]])  # `now`: where the ramp begins
+        lead_in = (knots, first - dt)
+        early = np.linspace(jtc_from, first, ARRIVALS)  # arrivals before the first point
+        arrivals = [(first - dt - e, active.state_at(e)) for e in early if e < first - _TIME_EPS]
+
     violations: list[str] = []
     for _ in range(12):
-        stop = build(ramp, 1)
-        violations = limits.check_plan(arm, stop, positions=False)
+        stop = build(ramp)
+        stamp = now
+        if lead_in is not None:
+            knots, stamp = lead_in
+            states = [active.state_at(t) for t in knots]
+            stop = Plan(
+                np.concatenate([knots - stamp, stop.times + (now - stamp)]),
+                np.vstack([[s.position for s in states], stop.positions]),
+                np.vstack([[s.velocity for s in states], stop.velocities]),
+                np.vstack([[s.acceleration for s in states], stop.accelerations]),
+                active.state_at(stamp),
+                dt,
+            )
+        violations = limits.check_plan(arm, stop, arrivals, positions=False)
         if not violations:
-            if not arrivals:
-                return stop, []
-            # jtc: the bridge from any arrival (acceleration 0) to the first knot must
-            # reach its acceleration within the jerk limit: start about there, then longer.
-            reach = float(np.max(np.abs(start.acceleration) / np.asarray(limits.jerk)))
-            first = max(1, math.floor(2.0 * reach / dt))
-            for _ in range(8):
-                stop = build(ramp, first)
-                violations = limits.check_plan(arm, stop, arrivals, positions=False)
-                if not violations:
-                    return stop, []
-                first = max(first + 1, math.ceil(1.5 * first))
+            return TimedPlan(stop, stamp), []
         ramp *= 1.5
     return None, violations
 

@@ -162,6 +162,11 @@ class Twin:
             if self.serial
             else np.zeros(len(ids))
         )
+        # Torque feed-forward of the serial arm: M(q) times the drive's acceleration, and
+        # its joints' damping times the drive's speed.
+        self._qacc = np.zeros(m.nv)
+        self._torque = np.zeros(m.nv)
+        self._damping = m.dof_damping[self._vadr].copy()
         self._obj_q = np.setdiff1d(np.arange(m.nq), self._qadr)
         self._obj_v = np.setdiff1d(np.arange(m.nv), self._vadr)
         self._sensor = int(m.sensor(self.task.tracked_sensor).adr[0])
@@ -180,6 +185,9 @@ class Twin:
         self._drive_v = np.zeros(n_j)
         self.limited = 0
         """Physics steps on which the drive had to hold the reference to its limits."""
+        self.takeover_step = np.zeros((3, n_j))
+        """``jtc``: how the last take-over changed the joint reference (position, velocity,
+        acceleration)."""
 
     # ------------------------------------------------------------------ state
     @property
@@ -250,8 +258,9 @@ class Twin:
             accelerations: Joint accelerations at the points (N, J), optional.
 
         Returns:
-            How late it arrived [s]: after its stamp (``stamp``), after its first point
-            (``jtc``); 0 when on time.
+            How late it arrived after its stamp [s] (``stamp``; 0 when on time). Under
+            ``jtc`` 0: arriving after its first point is sampling into it, and what
+            counts is how far that moves the reference (:attr:`takeover_step`).
 
         Raises:
             ValueError: On a malformed trajectory.
@@ -281,10 +290,14 @@ class Twin:
             self._pending = (begin, begin + t, np.stack(derivs, axis=1), reset_at_home_tol)
             self._activate()
         else:
-            # jtc: taken over at the next control cycle (physics step), from the measured
-            # state; its points keep their own times from the stamp.
+            # jtc: taken over now (the control cycle of the coming step), from the measured
+            # state, or sampled into when its first point is past; its points keep their
+            # own times from the stamp.
+            before = self.reference_state()
             self._pending = (-np.inf, begin + t, np.stack(derivs, axis=1), reset_at_home_tol)
-            late = max(0.0, now - (begin + float(t[0])))
+            self._activate()
+            self.takeover_step = self.reference_state() - before
+            late = 0.0
         return late
 
     def _activate(self) -> None:
@@ -323,11 +336,12 @@ class Twin:
             return np.stack([self._hold, np.zeros_like(self._hold), np.zeros_like(self._hold)])
         return np.stack([self._poly(t, nu=d) for d in (0, 1, 2)])
 
-    def reference(self) -> np.ndarray:
-        """The joint reference position now."""
-        if self._poly is None or self.time >= self._end:
+    def reference(self, at: float | None = None) -> np.ndarray:
+        """The joint reference position now (or at simulated time ``at``, not before now)."""
+        t = self.time if at is None else at
+        if self._poly is None or t >= self._end:
             return self._hold.copy()
-        out: np.ndarray = self._poly(self.time)
+        out: np.ndarray = self._poly(t)
         return out
 
     def _drive(self, target: np.ndarray) -> np.ndarray:
@@ -358,9 +372,18 @@ class Twin:
         """
         for _ in range(n):
             self._activate()
+            v_before = self._drive_v
             q = self._drive(self.reference())
-            if self.serial:  # position control with velocity feed-forward
+            if self.serial:  # position control with velocity and inertia feed-forward
                 self.data.ctrl[self._act] = q + self._feedforward * self._drive_v
+                self._qacc[self._vadr] = (self._drive_v - v_before) / self.dt
+                mujoco.mj_mulM(self.model, self.data, self._torque, self._qacc)
+                d = self.data
+                self.data.qfrc_applied[self._vadr] = (
+                    self._torque[self._vadr]
+                    + (d.qfrc_bias - d.qfrc_gravcomp)[self._vadr]
+                    + self._damping * self._drive_v
+                )
             else:
                 self.data.ctrl[self._act] = self.arm.fk(q)
             mujoco.mj_step(self.model, self.data)

@@ -326,15 +326,31 @@ def trajectory_arrays(msg, joint_names) -> tuple:
     return t, np.array(d, dtype=float).reshape(len(t), 3, len(joint_names))
 
 
-def limit_violations(trajs, joint_names, q0, vmax, amax, jmax, slack=1.05):
+def takeovers(log_text: str) -> dict[float, float]:
+    """When a jtc twin took each trajectory over, by header stamp, from its log [s]."""
+    import re
+
+    pattern = r"taken over at ([0-9.]+) s: \d+ points, stamp ([0-9.]+) s"
+    return {float(stamp): float(t) for t, stamp in re.findall(pattern, log_text)}
+
+
+def limit_violations(trajs, joint_names, q0, vmax, amax, jmax, slack=1.05, taken=None):
     """Check what a controller executes, from the trajectories it received (a test oracle).
 
-    The controller model is joint_trajectory_controller's: a trajectory starts at its
-    header stamp from the reference at that moment (position, velocity, acceleration)
-    and follows quintic segments through its points; until then the previous one runs;
-    after its last point it holds. The reference is sampled every 2 ms over the whole
-    span and its finite-difference speed, acceleration and jerk are checked per joint.
-    ``q0`` is where the arm rests before the first one (a joint state).
+    Two controller models (``icpi.robot.twin``). ``stamp`` (``taken`` None): a
+    trajectory starts at its header stamp from the reference at that moment (position,
+    velocity, acceleration). ``jtc`` (``taken``: the take-over time of each trajectory by
+    its header stamp, :func:`takeovers`), joint_trajectory_controller's
+    ``Trajectory::sample``: it replaces the running one when it arrives; before its first
+    point it runs a quintic from the state then (the running curve's position and
+    velocity: the twin tracks it within micrometres; acceleration zero), after its first
+    point it samples into the message's own segments. Either way quintic segments
+    through its points, and a hold after the last. Each curve's own speed, acceleration
+    and jerk are evaluated every 2 ms while it runs (scipy's BPoly, independent of the
+    node's checks), and so is each take-over, as one 2 ms control cycle: a jump of
+    position (none allowed), of velocity (within the acceleration limit) or of
+    acceleration (within the jerk limit). ``q0`` is where the arm rests before the first
+    one (a joint state).
 
     Returns:
         Descriptions of the violations (empty when everything is within limits).
@@ -343,40 +359,59 @@ def limit_violations(trajs, joint_names, q0, vmax, amax, jmax, slack=1.05):
     from scipy.interpolate import BPoly
 
     vmax, amax, jmax = (np.asarray(x, dtype=float) * slack for x in (vmax, amax, jmax))
-    segs = sorted(
-        (m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, *trajectory_arrays(m, joint_names))
-        for m in trajs
-    )
-    grid = np.arange(segs[0][0], segs[-1][0] + segs[-1][1][-1] + 0.05, 0.002)
     n_j = len(joint_names)
+    rest = np.vstack([np.asarray(q0, dtype=float), np.zeros(n_j), np.zeros(n_j)])
 
-    def state(active, x):
-        if active is None:
-            return np.vstack([np.asarray(q0, dtype=float), np.zeros(n_j), np.zeros(n_j)])
-        poly, end, last = active
+    def begin(m):
+        stamp = m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec
+        if taken is None:
+            return stamp, stamp
+        return taken[round(stamp, 4)], stamp
+
+    segs = sorted((*begin(m), *trajectory_arrays(m, joint_names)) for m in trajs)
+    curves = []  # (from, poly, end, last point)
+
+    def state(x):  # the running curve's position, velocity, acceleration at x
+        if not curves:
+            return rest
+        _, poly, end, last = curves[-1]
         if x >= end:
             return np.vstack([last, np.zeros(n_j), np.zeros(n_j)])
-        return np.stack([poly(x, nu=d) for d in (0, 1, 2)])
+        return np.stack([poly(x, nu=d) for d in range(3)])
 
-    ref = np.zeros((len(grid), n_j))
-    active, nxt = None, 0
-    for i, x in enumerate(grid):
-        while nxt < len(segs) and x >= segs[nxt][0] - 1e-9:
-            s0, t, d = segs[nxt]
-            start = state(active, s0)
-            knots = np.concatenate([[s0], s0 + t])
-            active = (BPoly.from_derivatives(knots, [start, *d]), knots[-1], d[-1, 0])
-            nxt += 1
-        ref[i] = state(active, x)[0]
     out = []
-    for order, name, lim in ((1, "speed", vmax), (2, "acceleration", amax), (3, "jerk", jmax)):
-        d = ref
-        for _ in range(order):
-            d = np.diff(d, axis=0) / 0.002
-        worst = np.abs(d).max(axis=0)
-        if np.any(worst > lim):
-            at = grid[int(np.argmax(np.abs(d).max(axis=1)))]
-            out.append(
-                f"{name} {worst.round(2).tolist()} (limit {lim.round(2).tolist()}) at {at:.3f} s"
-            )
+    for t_in, stamp, t, d in segs:
+        before = state(t_in)
+        if stamp + t[0] > t_in + 1e-9:  # its first point ahead: from the state on arrival
+            start = before.copy()
+            if taken is not None:
+                start[2] = 0.0  # jtc: measured, no acceleration
+            knots = np.concatenate([[t_in], stamp + t])
+            poly = BPoly.from_derivatives(knots, [start, *d])
+        else:  # jtc, its first point past: sampled into
+            knots = stamp + t
+            poly = BPoly.from_derivatives(knots, list(d)) if len(t) > 1 else None
+            if poly is None or t_in >= knots[-1]:
+                out.append(f"the trajectory stamped {stamp:.3f} s arrived after its end")
+                continue
+        curves.append((t_in, poly, knots[-1], d[-1, 0]))
+        step = np.abs(state(t_in) - before)
+        if (
+            np.any(step[0] > 1e-6)
+            or np.any(step[1] > amax * 0.002)
+            or np.any(step[2] > jmax * 0.002)
+        ):
+            out.append(f"taken over at {t_in:.3f} s with a step of {step.round(6).tolist()}")
+    for i, (t_in, poly, end, _) in enumerate(curves):
+        until = min(end, curves[i + 1][0]) if i + 1 < len(curves) else end
+        x = np.arange(t_in, until, 0.002)
+        if len(x) == 0:
+            continue
+        for order, name, lim in ((1, "speed", vmax), (2, "acceleration", amax), (3, "jerk", jmax)):
+            worst = np.abs(poly(x, nu=order)).max(axis=0)
+            if np.any(worst > lim):
+                out.append(
+                    f"{name} {worst.round(2).tolist()} (limit {lim.round(2).tolist()}) on the"
+                    f" curve taken over at {t_in:.3f} s"
+                )
     return out

@@ -27,7 +27,7 @@ from icpi.robot.skill import (
     Unreachable,
     clip_to_trust_region,
     curve_peaks,
-    jtc_curve,
+    held_at_start,
     plan_move,
     plan_trial,
     skill_task,
@@ -173,20 +173,33 @@ def test_every_stop_of_a_trial_is_within_limits_between_its_knots(model):
     )
     arm, limits = cfg.arm(), cfg.limits()
     plan = plan_trial("ball-roll-gc", (0.1, 0.06, 0.3), arm, State.at_rest(cfg.home), TrialTiming())
+    if model == "jtc":
+        plan = held_at_start(plan)
     active = TimedPlan(plan, 0.0)
-    window = 0.1 if model == "jtc" else None
+    window = 0.1  # the stop's lead: sent at now - window
     lims = [np.asarray(x) for x in (limits.velocity, limits.acceleration, limits.jerk)]
     n = 0
     for now in np.arange(0.01, plan.duration, 0.02):
-        stop, why = stop_plan(active, now, arm, limits, 0.01, window)
-        assert stop is not None and why == [], (now, why)
-        curves = [stop.curve]
-        if window is not None:  # the controller takes it over whenever it arrives
-            arrivals = np.linspace(0.0, window, 37)  # denser than the planner's 11
-            curves += [jtc_curve(stop, e, active.state_at(now - e), 1) for e in arrivals]
-        for c in curves:
-            for (peak, _), lim in zip(curve_peaks(c), lims, strict=True):
-                assert np.all(peak <= lim * (1 + 1e-9)), (now, peak, lim)
+        jtc_from = now - 2.0 * window if model == "jtc" else None
+        timed, why = stop_plan(active, now, arm, limits, 0.01, jtc_from)
+        assert timed is not None and why == [], (now, why)
+        stop = timed.plan
+        for (peak, _), lim in zip(curve_peaks(stop.curve), lims, strict=True):
+            assert np.all(peak <= lim * (1 + 1e-9)), (now, peak, lim)
+        if model == "jtc":
+            # Stamped in the past: whenever it arrives in its lead (or a lead later still),
+            # joint_trajectory_controller samples into its own segments, which go on along
+            # the running curve until `now`: no bridge, no step of the acceleration.
+            assert timed.sent_at + stop.times[0] <= now - 2.0 * window + 1e-9
+            for t in np.linspace(now - 2.0 * window, now, 41):
+                for d in range(3):
+                    np.testing.assert_allclose(
+                        stop.curve(t - timed.sent_at, nu=d),
+                        plan.curve(np.clip(t, 0.0, plan.duration), nu=d),
+                        atol=1e-9,
+                    )
+        else:
+            assert timed.sent_at == now
         n += 1
     assert n > 50
 
@@ -203,8 +216,9 @@ def test_stop_decelerates_along_the_path_within_limits():
     path = arm.fk(plan.curve(np.arange(0.0, plan.duration, 1e-4)))  # the planned path, dense
     speeds = []
     for t in np.linspace(0.05, plan.duration - 0.01, 25):  # approach, dwell, stroke, hold
-        stop, why = stop_plan(active, 10.0 + t, arm, limits, 0.002)
-        assert why == [] and stop is not None, why
+        timed, why = stop_plan(active, 10.0 + t, arm, limits, 0.002)
+        assert why == [] and timed is not None, why
+        stop = timed.plan
         ref = active.state_at(10.0 + t)
         np.testing.assert_allclose(stop.start.position, ref.position)
         assert limits.check(arm, *stop.samples(), ref) == []
@@ -217,9 +231,9 @@ def test_stop_decelerates_along_the_path_within_limits():
     # At rest (after the end) there is nothing to stop.
     assert stop_plan(active, 10.0 + plan.duration + 0.1, arm, limits, 0.002) == (None, [])
     # Before it starts (sent with a lead): the stop holds where it would have started.
-    stop, why = stop_plan(active, 9.5, arm, limits, 0.002)
-    assert why == [] and stop is not None
-    np.testing.assert_allclose(stop.end, cfg.home, atol=1e-6)
+    timed, why = stop_plan(active, 9.5, arm, limits, 0.002)
+    assert why == [] and timed is not None
+    np.testing.assert_allclose(timed.plan.end, cfg.home, atol=1e-6)
 
 
 def test_trust_region_refuses_at_the_arm_and_clips_at_the_driver():
@@ -320,10 +334,13 @@ def test_a_late_stop_never_moves_the_twin_faster_than_its_drive_limits(model):
     assert np.max(np.abs(twin.joint_state()[1])) > 1.0
     # The stop the arm node planned 0.3 s ago reaches the twin only now.
     stamp = twin.time - 0.3
-    stop, why = stop_plan(TimedPlan(plan, sent_at), stamp, arm, limits, 0.01)
-    assert stop is not None, why
-    late = command(twin, stop, start=stamp)
-    assert late > 0.2
+    timed, why = stop_plan(TimedPlan(plan, sent_at), stamp, arm, limits, 0.01)
+    assert timed is not None, why
+    late = command(twin, timed.plan, start=stamp)
+    if model == "stamp":
+        assert late > 0.2
+    else:  # sampled into 0.3 s in: the reference jumps to where the stop would be by now
+        assert late == 0.0 and np.max(np.abs(twin.takeover_step[0])) > 0.01
     speeds = []
     for _ in range(round(1.5 / twin.dt)):
         twin.step()
@@ -331,6 +348,35 @@ def test_a_late_stop_never_moves_the_twin_faster_than_its_drive_limits(model):
     assert np.max(speeds) <= 1.05 * 4.0, np.max(speeds, axis=0)
     assert twin.limited > 0  # the drive held the jump to its limits
     assert np.max(speeds[-20:]) < 1e-3  # and the arm came to rest
+
+
+def test_a_jtc_stop_taken_over_anywhere_in_its_lead_continues_the_running_curve():
+    """Issue 19: a jtc controller takes a stop over on arrival; stamped in the past and led
+    in by the running curve's own knots, it is sampled into, whenever it arrives."""
+    cfg = SkillNodeConfig(
+        velocity_limits=[4.0, 4.0], acceleration_limits=[40.0, 40.0], jerk_limits=[1500.0, 1500.0]
+    )
+    arm, limits = cfg.arm(), cfg.limits()
+    plan = held_at_start(
+        plan_trial("ball-roll-gc", (0.1, 0.06, 0.3), arm, State.at_rest(cfg.home), TrialTiming())
+    )
+    lead = 0.1
+    for t_stop in (0.5, plan.stroke_start + 0.1):  # mid-approach, mid-stroke
+        for arrive in (0.0, 0.5, 1.0):  # how far into its lead it arrives
+            twin = Twin(
+                "ball-roll-gc", arm, cfg.home, [0.065, 0.0035], "jtc", [4.0] * 2, [40.0] * 2
+            )
+            command(twin, plan, start=0.2)  # arrives 0.2 s early: held at home till then
+            start = 0.2 + t_stop
+            timed, why = stop_plan(TimedPlan(plan, 0.2), start, arm, limits, 0.01, start - 2 * lead)
+            assert timed is not None, why
+            twin.step(round((start - lead * (1.0 - arrive)) / twin.dt) - round(twin.time / twin.dt))
+            command(twin, timed.plan, start=timed.sent_at)
+            assert np.max(np.abs(twin.takeover_step)) < 1e-9, (t_stop, arrive, twin.takeover_step)
+            twin.step(round(1.0 / twin.dt))
+            assert twin.limited == 0, (t_stop, arrive)
+            assert np.max(np.abs(twin.joint_state()[1])) < 1e-3  # at rest
+            np.testing.assert_allclose(twin.joint_state()[0], timed.plan.end, atol=1e-3)
 
 
 def test_twin_controller_models_take_a_trajectory_over():

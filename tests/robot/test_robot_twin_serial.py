@@ -71,3 +71,29 @@ def test_serial_twin_tracks_its_trajectory_strikes_and_is_seen_by_the_tracker(ar
         assert np.linalg.norm(seen.xyz[:2] - ball[:2]) < 0.003
     finally:
         twin.close()
+
+
+@pytest.mark.parametrize("arm_name", ["ur5e", "panda"])
+def test_the_twin_reaches_its_drivers_goal_within_its_theta_box(arm_name):
+    """Issue 19: a UR5e (or Panda) run can succeed: the box's weakest and strongest strokes
+    bracket the goal the YAML's driver aims at (UR5e: the task's 0.7 m)."""
+    import yaml
+
+    cfg = arm_config(PARAMS / f"{arm_name}.yaml")
+    doc = yaml.safe_load((PARAMS / f"{arm_name}.yaml").read_text())
+    driver = doc["/**/icpi_driver"]["ros__parameters"]
+    low, high = np.split(np.asarray(driver["theta_box"]), 2)
+    reach = []
+    for theta in ([0.0, low[1], high[2]], [0.0, high[1], low[2]]):  # weakest, strongest
+        plan = plan_trial(cfg.skill, theta, cfg.arm(), State.at_rest(cfg.home), cfg.timing())
+        twin = Twin(cfg.skill, cfg.arm(), cfg.home, driver["physics"])
+        try:
+            command = dict(velocities=plan.velocities, accelerations=plan.accelerations)
+            twin.command(plan.times, plan.positions, None, start=0.01, **command)
+            twin.step(round((plan.times[-1] + 3.0) / twin.dt))
+            reach.append(float(twin.object_xyz()[0]))
+        finally:
+            twin.close()
+    assert reach[0] < driver["goal"][0] < reach[1], reach
+    if arm_name == "ur5e":
+        assert driver["goal"] == [0.7, 0.0] and reach[1] > 0.75, reach

@@ -9,9 +9,8 @@ Limits, checked between knots: what the controller executed, at every 2 ms physi
 step, never asked the twin's drive for more than the UR5e's speed and acceleration
 limits (+5 %); and every trajectory the arm node sent (its copy on
 ``icpi/sent_trajectory``, either transport) is within speed, acceleration and jerk along
-its own knots, sampled every 2 ms (``rosgraph.limit_violations``). The twin emulates
-``TWIN_MODEL`` (see there: the stamp model; under jtc the e-stop's stop still asks too
-much for 16 ms).
+its own knots, sampled every 2 ms, as the twin took it over: on arrival, from the
+measured state (``jtc``, ``rosgraph.limit_violations``).
 """
 
 from __future__ import annotations
@@ -26,7 +25,15 @@ import yaml
 pytest.importorskip("rclpy", reason="needs the ros extra: pip install -e '.[ros]'")
 pytest.importorskip("mink", reason="needs the ros extra: pip install -e '.[ros]'")
 
-from rosgraph import ROOT, NodeProcess, Probe, limit_violations, logs, new_namespace
+from rosgraph import (
+    ROOT,
+    NodeProcess,
+    Probe,
+    limit_violations,
+    logs,
+    new_namespace,
+    takeovers,
+)
 
 UR5E = ROOT / "launch" / "params" / "ur5e.yaml"
 ARM = yaml.safe_load(UR5E.read_text())["/**/icpi_arm"]["ros__parameters"]
@@ -46,13 +53,10 @@ NODE_TOPICS = {
     "sent_trajectory_topic": "icpi/sent_trajectory",
 }
 LOCKSTEP = {"lockstep": "true"}
-# The controller the twin emulates. The UR5e's arm node plans for jtc (ur5e.yaml), the
-# stock joint_trajectory_controller: a new trajectory takes over on arrival from the
-# measured state. With the twin in jtc (2026-12-05, both transports, one run each) the
-# e-stop's stop (0.12 s, mid-approach) asked the drive for more than the UR5e's limits
-# +5 % on 8 physics steps (16 ms), the take-over from a measured state that trails the
-# planned one: what remains of issue 19's "done" (item 1). Set "jtc" once it passes.
-TWIN_MODEL = "stamp"
+# The controller the twin emulates: the UR5e's arm node plans for jtc (ur5e.yaml), the
+# stock joint_trajectory_controller, which takes a new trajectory over on arrival from the
+# measured state; the twin logs when (rosgraph.takeovers), for the oracle.
+TWIN_MODEL = "jtc"
 SIM = {
     **LOCKSTEP,
     **{k: TOPICS[k] for k in ("joint_state_topic", "trajectory_topic", "ball_topic")},
@@ -176,6 +180,9 @@ def test_three_icpi_iterations_on_the_ur5e_with_an_estop_and_a_watchdog_abort(tm
         assert procs["arm"].alive() and procs["sim"].alive(), logs(procs)
         # What the controller executed, every 2 ms, under jtc: within speed and acceleration.
         assert "drive limited" not in procs["sim"].text(), logs(procs)
+        # Every stop, arriving in its lead, went on along the running curve (jtc).
+        assert "moved the reference" not in procs["sim"].text(), logs(procs)
+        taken = takeovers(procs["sim"].text())
     finally:
         if probe is not None:
             probe.close()
@@ -203,5 +210,6 @@ def test_three_icpi_iterations_on_the_ur5e_with_an_estop_and_a_watchdog_abort(tm
         ARM["velocity_limits"],
         ARM["acceleration_limits"],
         ARM["jerk_limits"],
+        taken=taken,
     )
     assert bad == [], bad
