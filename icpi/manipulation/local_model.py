@@ -1,4 +1,4 @@
-"""A local linear model of the outcome around a θ, and a trust region: icpi+'s judge.
+"""A local linear model of the outcome around a θ, and a trust region (icpi+ and jacobian).
 
 Every improvement example is a finite difference of its instance's map θ → outcome: θ_a
 ended at outcome_a, and θ_a + Δθ* reached the relabelled goal g', so Δoutcome = g' −

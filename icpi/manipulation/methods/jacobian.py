@@ -128,20 +128,18 @@ class LocalSearch:
             own_weight=self.settings.own_weight,
         )
 
-    def theta_of(self, dz: Vec, clip: bool = True) -> Vec:
+    def theta_of(self, dz: Vec) -> Vec:
         """θ of a normalised step from the best, clipped to the region and to the box.
 
         Args:
             dz: The step (normalised θ).
-            clip: Clip it to the trust region (the box always applies).
 
         Returns:
             θ.
         """
         best = self.search.best
         assert best is not None
-        step = self.search.region.clip(dz) if clip else np.asarray(dz, float)
-        return self.box.clip(best.theta + step * self.box.span)
+        return self.box.clip(best.theta + self.search.region.clip(dz) * self.box.span)
 
     def predicted_cost(self, model: LocalJacobian, theta: Vec) -> float:
         """The cost the model predicts at θ."""
