@@ -218,7 +218,7 @@ def test_a_parameter_no_node_declares_is_refused_with_the_one_meant():
         ctx.try_shutdown()
 
 
-@pytest.mark.parametrize("yaml_name", ["sim_arm.yaml", "ur5e.yaml", "panda.yaml"])
+@pytest.mark.parametrize("yaml_name", ["sim_arm.yaml", "hardware.yaml", "ur5e.yaml", "panda.yaml"])
 def test_a_twin_in_a_yaml_serves_the_controller_names_its_arm_node_uses(yaml_name):
     params = sections(LAUNCH / "params" / yaml_name)
     if "icpi_sim_arm" not in params:
@@ -226,6 +226,8 @@ def test_a_twin_in_a_yaml_serves_the_controller_names_its_arm_node_uses(yaml_nam
     sim, arm = params["icpi_sim_arm"], params["icpi_arm"]
     for key in ("trajectory_topic", "trajectory_action", "joint_state_topic", "joint_names"):
         assert sim[key] == arm[key], key
+    # ...and emulates the controller the arm node plans for.
+    assert sim.get("controller_model", "stamp") == arm.get("controller_model", "stamp")
 
 
 @pytest.mark.parametrize("yaml_name", ["sim_arm.yaml", "hardware.yaml", "ur5e.yaml", "panda.yaml"])
