@@ -98,7 +98,9 @@ def main() -> None:
     ap.add_argument("--final-k", type=int, default=16)
     ap.add_argument("--llm-concurrency", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/icpi-bench-language"))
+    ap.add_argument(
+        "--out", type=Path, default=Path("bench-language"), help="Run directories (resumed)."
+    )
     ap.add_argument("--cache", help="LLM cache file (default: the user cache)")
     ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args()
