@@ -9,11 +9,9 @@ icpi.manipulation.methods`` prints that table).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from typing import Any, TypeVar
+from typing import Any
 
-from icpi.errors import ConfigError
+from icpi.core.registry import Registry
 from icpi.manipulation.methods.base import (
     Box,
     Method,
@@ -22,75 +20,20 @@ from icpi.manipulation.methods.base import (
     drive,
 )
 
-M = TypeVar("M", bound=type[Method[Any]])
-
-#: Method id -> class, in registration order (what ``--method`` accepts).
-METHODS: dict[str, type[Method[Any]]] = {}
-_LOADED = False
-
-
-def register(cls: M) -> M:
-    """Class decorator: add a method to :data:`METHODS` under its ``name``.
-
-    Args:
-        cls: The method class.
-
-    Returns:
-        The class, unchanged.
-
-    Raises:
-        ValueError: If another class already has that name.
-    """
-    other = METHODS.get(cls.name)
-    if other is not None and other is not cls:
-        raise ValueError(f"method {cls.name!r} is registered twice ({other} and {cls})")
-    METHODS[cls.name] = cls
-    return cls
-
-
-#: Modules imported first, in the order of the README's table; the rest follow by name.
-_ORDER = ("icpi", "icpi_plus", "random_shooting", "bayesian", "knn", "jacobian", "cma_es")
-
-
-def load_methods() -> dict[str, type[Method[Any]]]:
-    """Import every method module of this package (once) and return the registry.
-
-    Returns:
-        :data:`METHODS`.
-    """
-    global _LOADED
-    if not _LOADED:
-        names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
-        rank = {n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n) for n in names}
-        for name in sorted(names, key=rank.__getitem__):
-            importlib.import_module(f"{__name__}.{name}")
-        ordered = sorted(
-            enumerate(METHODS.values()),
-            key=lambda ic: (rank.get(ic[1].__module__.rsplit(".", 1)[-1], (99, "")), ic[0]),
-        )
-        registered = {cls.name: cls for _, cls in ordered}
-        METHODS.clear()
-        METHODS.update(registered)
-        _LOADED = True
-    return METHODS
-
-
-def get_method(name: str) -> type[Method[Any]]:
-    """The method class of an id.
-
-    Args:
-        name: Method id.
-
-    Returns:
-        The class.
-
-    Raises:
-        ConfigError: If no method has that id (the message lists them).
-    """
-    methods = load_methods()
-    if name not in methods:
-        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(methods)}")
-    return methods[name]
+_REGISTRY: Registry[Method[Any]] = Registry(
+    Method,
+    __name__,
+    "method",
+    # The order of the README's table; the rest follow by module name.
+    order=("icpi", "icpi_plus", "random_shooting", "bayesian", "knn", "jacobian", "cma_es"),
+    skip=("base",),
+)
+#: Method id -> class, in the order of the modules (what ``--method`` accepts; filled by
+#: :func:`load_methods`).
+METHODS = _REGISTRY.entries
+register = _REGISTRY.register
+load_methods = _REGISTRY.load
+get_method = _REGISTRY.get
 
 
 def method_table() -> str:
