@@ -84,7 +84,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "icpi+[model=off]",
         "icpi+[judge=off]",
         "icpi+[constrain=gbnf]",
-        "icpi+[theta_steps=100;e_unit=0.01]",
+        "icpi+[zoom=false]",
+        "icpi+[theta_steps=100;e_unit=0.01;zoom=false]",
         "icpi+[model=off;final_best=false]",
     ),
 }

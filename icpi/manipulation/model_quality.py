@@ -5,8 +5,9 @@ answers every prompt with the correction towards a near-optimal θ* of the insta
 noise of σ percent of each θ range, or uniform corrections (``random``), or none
 (``zero``). This preset starts one on loopback, searches θ* of every instance first, and
 runs ``icpi`` and ``icpi+`` against it at σ ∈ {0, 1, 3, 10} %, ``random`` and ``zero``
-(with two ablations: ``icpi+`` with the paper's percent/centimetre prompt at σ = 0 and 1 %,
-and ``icpi+[judge=off]``, which trusts every parsed answer, at σ = 0, 3 % and ``random``);
+(with three ablations: ``icpi+`` with the paper's percent/centimetre prompt at σ = 0 and
+1 %; ``icpi+[zoom=false]``, whose units stay permille and millimetres, and
+``icpi+[judge=off]``, which trusts every parsed answer, at σ = 0, 3 % and ``random``);
 ``icpi+`` against the embedded SmolLM2-135M as well; and ``icpi+[model=off]``, the
 reference every row is paired with.
 
@@ -39,15 +40,18 @@ REFERENCE = "icpi+[model=off]"
 #: Proposers: label -> calibration model name (``None``: the configured model, by default
 #: the embedded SmolLM2), and the methods run against it.
 #: The ablations: ``judge=off`` trusts the model whenever it parses (what the arbiter adds),
-#: ``theta_steps=100;e_unit=0.01`` is the paper's prompt (what the finer encoding adds).
-PAPER_PROMPT = "icpi+[theta_steps=100;e_unit=0.01]"
+#: ``zoom=false`` keeps permille and millimetres throughout (what the zoom adds),
+#: ``theta_steps=100;e_unit=0.01;zoom=false`` is the paper's prompt (what the finer, zooming
+#: encoding adds).
+PAPER_PROMPT = "icpi+[theta_steps=100;e_unit=0.01;zoom=false]"
 TRUSTING = "icpi+[judge=off]"
+FIXED_UNITS = "icpi+[zoom=false]"
 PROPOSERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
-    "sigma0": ("calibration-sigma0", ("icpi", "icpi+", PAPER_PROMPT, TRUSTING)),
+    "sigma0": ("calibration-sigma0", ("icpi", "icpi+", FIXED_UNITS, PAPER_PROMPT, TRUSTING)),
     "sigma1": ("calibration-sigma1", ("icpi", "icpi+", PAPER_PROMPT)),
-    "sigma3": ("calibration-sigma3", ("icpi", "icpi+", TRUSTING)),
+    "sigma3": ("calibration-sigma3", ("icpi", "icpi+", FIXED_UNITS, TRUSTING)),
     "sigma10": ("calibration-sigma10", ("icpi", "icpi+")),
-    "random": ("calibration-random", ("icpi", "icpi+", TRUSTING)),
+    "random": ("calibration-random", ("icpi", "icpi+", FIXED_UNITS, TRUSTING)),
     "zero": ("calibration-zero", ("icpi", "icpi+")),
     "smollm2": (None, ("icpi+",)),
 }

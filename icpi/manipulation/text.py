@@ -72,7 +72,7 @@ class NumberFormat:
     @property
     def length_unit(self) -> str:
         """How error integers read, for prompts (e.g. ``cm``)."""
-        names = {0.01: "cm", 0.001: "mm", 1.0: "m"}
+        names = {1.0: "m", 0.01: "cm", 0.001: "mm", 1e-4: "0.1 mm", 1e-5: "0.01 mm", 1e-6: "µm"}
         return names.get(self.e_unit, f"units of {self.e_unit:g} m")
 
     def length_to_int(self, values: ArrayLike) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from icpi.core import ScriptedSampler, copy_nearest_example
+from icpi.envs import load_task
 from icpi.llm.testing import FakeOpenAI, Reply, completion_body
 from icpi.manipulation.arbiter import (
     Arbiter,
@@ -20,7 +22,12 @@ from icpi.manipulation.arbiter import (
 )
 from icpi.manipulation.config import load_run_config
 from icpi.manipulation.local_model import LocalJacobian, TrustRegion
-from icpi.manipulation.methods.icpi_plus import correction_grammar, decoding_params
+from icpi.manipulation.methods.icpi_plus import (
+    ZOOM_MAX,
+    correction_grammar,
+    decoding_params,
+    zoom_level,
+)
 from icpi.manipulation.run import run_method
 
 
@@ -158,6 +165,28 @@ def test_a_perfect_proposer_wins_at_once_and_a_random_one_costs_little(calibrati
     assert noise[-1]["cost"] <= 1.5 * alone[-1]["cost"]
 
 
+def test_zoom_lets_a_perfect_proposer_say_a_correction_finer_than_the_grid(calibration, tmp_path):
+    from icpi.llm import LLMConfig
+
+    def run(zoom):
+        llm = LLMConfig(
+            base_url=calibration.base_url, model="calibration-sigma0", cache_path=tmp_path / "c"
+        )
+        out = tmp_path / f"zoom-{zoom}"
+        run_method(cfg(task="slide-gc", seed=102, iterations=6, zoom=zoom), out, llm=llm)
+        return records(out)
+
+    zoomed, fixed = run(True), run(False)
+    # permille from θ0: the first perfect step lands a few mm off, on the permille grid
+    assert zoomed[1]["units"] == fixed[1]["units"] == {"theta_steps": 1000, "e_unit": 0.001}
+    assert 0.001 < zoomed[1]["cost"] == fixed[1]["cost"] < 0.01
+    # then the prompt refines its units, and the proposer's answers in them land closer
+    finer = [r for r in zoomed[2:-1] if r["units"]["theta_steps"] > 1000]
+    assert finer and any(r["source"] == "model" for r in finer)
+    assert min(r["cost"] for r in zoomed) < 0.1 * min(r["cost"] for r in fixed)
+    assert all(r["units"]["theta_steps"] == 1000 for r in fixed[1:-1])
+
+
 def test_judge_off_takes_the_models_candidate(tmp_path):
     sampler = ScriptedSampler([" 30 -20 10", " -20 40 10", " 10 10 -30"])  # θ never repeats
     run_method(cfg(iterations=5, judge="off", n_samples=1), tmp_path, sampler=sampler)
@@ -203,11 +232,62 @@ def test_jacobian_baseline_proposes_from_the_best(tmp_path):
     assert min(r["cost"] for r in recs) < 0.5 * recs[0]["cost"]
 
 
+# ---------------------------------------------------------------------------- zoom
+def test_the_prompts_units_refine_tenfold_per_tenfold_fall_of_the_best_cost():
+    mm = 0.001
+    costs = (0.5, 0.01, 0.0099, 0.001, 0.00099, 1e-4, 1e-5)
+    assert [zoom_level(c, mm) for c in costs] == [0, 0, 1, 1, 2, 2, 3]
+    assert zoom_level(1e-9, mm) == ZOOM_MAX == 3 and zoom_level(0.0, mm) == ZOOM_MAX
+    assert zoom_level(0.05, 0.01) == 1  # 5 cm reads five centimetres: millimetres then
+
+
+@pytest.mark.parametrize("zoom", [True, False])
+def test_a_zoomed_prompt_says_its_units_and_its_answer_is_read_in_them(zoom, tmp_path):
+    # metres as the e unit: a slide error of ~0.4 m reads 0 m, two levels above centimetres
+    sampler = ScriptedSampler([" 500 -500 500"])
+    settings = {"e_unit": 1.0, "judge": "off", "n_samples": 1, "zoom": zoom}
+    run_method(cfg(iterations=3, **settings), tmp_path, sampler=sampler)
+    recs = records(tmp_path)
+    level = zoom_level(recs[0]["cost"], 1.0) if zoom else 0
+    steps, e_unit = 1000 * 10**level, 1.0 / 10**level
+    assert level == (2 if zoom else 0)
+    assert recs[1]["source"] == "model"
+    assert recs[1]["units"] == {"theta_steps": steps, "e_unit": pytest.approx(e_unit)}
+    assert recs[0]["units"] is None and recs[2]["units"] is None  # no model asked
+    attempt = json.loads((tmp_path / "attempts.jsonl").read_text().splitlines()[2])["attempt"]
+    header = attempt["prompt"].splitlines()[0]
+    theta_unit = "1/100000 of range" if zoom else "permille of range"
+    assert header.startswith(f"Parameters ({theta_unit}) and error ({'cm' if zoom else 'm'})")
+    spec = load_task("slide").theta_spec
+    span = np.asarray(spec.high) - np.asarray(spec.low)
+    step = np.subtract(recs[1]["theta"], recs[0]["theta"])
+    if zoom:  # 500 of 100000 steps: half a percent of each range
+        np.testing.assert_allclose(step, np.array([500, -500, 500]) / steps * span, atol=1e-12)
+    else:  # permille: half of each range, clipped to the box
+        assert np.all(np.abs(step) > 0.1 * span)
+
+
+def test_model_off_neither_zooms_nor_records_units(tmp_path):
+    run_method(cfg(iterations=4, model="off"), tmp_path)
+    assert all(r["units"] is None for r in records(tmp_path))
+
+
 # ---------------------------------------------------------------------------- decoding
 def test_grammar_ends_with_the_line_terminator():
     g = correction_grammar(3, 100)
     assert g.startswith('root ::= " "? num " " num " " num "\\n"')
     assert 'num ::= "-"? [0-9] [0-9]? [0-9]?' in g
+
+
+@pytest.mark.parametrize(("zoom", "finest"), [(True, 10**6), (False, 1000)])
+def test_constrained_decoding_admits_the_finest_zoom_levels_answers(zoom, finest):
+    settings = cfg(zoom=zoom).settings
+    grammar = decoding_params(dataclasses.replace(settings, constrain="gbnf"), 3)
+    digits = len(str(finest))
+    assert f'num ::= "-"? [0-9]{" [0-9]?" * (digits - 1)}\n' in grammar["extra_body"]["grammar"]
+    json_ = decoding_params(dataclasses.replace(settings, constrain="json"), 3)
+    items = json_["extra_body"]["response_format"]["json_schema"]["schema"]["items"]
+    assert (items["minimum"], items["maximum"]) == (-finest, finest)
 
 
 @pytest.mark.parametrize(

@@ -27,16 +27,25 @@ interface. Each iteration:
 
 The prompt writes θ in permille of each range and e in millimetres by default (the
 paper's percent/centimetre prompt cannot say a correction finer than 1 % of a range, nor
-an error below 5 mm; ``theta_steps=100;e_unit=0.01`` restores it).
+an error below 5 mm; ``theta_steps=100;e_unit=0.01;zoom=false`` restores it). **Zoom:**
+whatever the units, a fixed grid caps what a model can say: once the best error reads as
+a few units, the correction it needs is finer than one θ step, and a perfect model can only
+answer the grid point it already stands on. So the units follow the best cost: each
+tenfold fall of the best cost below ten e units refines θ and e tenfold (θ in 1/10⁴ of each
+range and e in tenths of a millimetre, then 1/10⁵ and hundredths, at most
+:data:`ZOOM_MAX` times; :func:`zoom_level`). The prompt says its units, as always.
 
 Ablations: ``icpi+[model=off]`` (the same arbiter and trust region, numeric candidates
-only: no model call at all) and ``icpi+[judge=off]`` (the model's candidate wins whenever
-one parses, the Jacobian step otherwise).
+only: no model call at all), ``icpi+[judge=off]`` (the model's candidate wins whenever
+one parses, the Jacobian step otherwise) and ``icpi+[zoom=false]`` (permille and
+millimetres throughout).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -57,7 +66,12 @@ from icpi.manipulation.arbiter import (
 from icpi.manipulation.local_model import LocalJacobian
 from icpi.manipulation.methods import register
 from icpi.manipulation.methods.base import MethodContext, MethodSettings, Vec
-from icpi.manipulation.methods.icpi import ANSWER_MAX_TOKENS, PromptedMethod, attempt_record
+from icpi.manipulation.methods.icpi import (
+    ANSWER_MAX_TOKENS,
+    ICPIText,
+    PromptedMethod,
+    attempt_record,
+)
 from icpi.manipulation.methods.jacobian import JacobianSettings, LocalSearch, observed
 from icpi.manipulation.predictors import local_linear
 from icpi.manipulation.retrieval import features
@@ -68,6 +82,27 @@ Constrain = Literal["off", "gbnf", "vllm", "json"]
 
 #: Two θ closer than this (normalised) are the same θ.
 SAME = 1e-9
+#: The prompt's units are refined tenfold while the best error reads fewer integers.
+ZOOM_READABLE = 10
+#: At most this many tenfold refinements (from permille and millimetres: 1/10⁶ and µm).
+ZOOM_MAX = 3
+
+
+def zoom_level(best_cost: float, e_unit: float) -> int:
+    """Tenfold refinements of the prompt's units at a best cost (see the module docstring).
+
+    Args:
+        best_cost: The best cost so far [m].
+        e_unit: The prompt's base e unit [m].
+
+    Returns:
+        The smallest level L ≤ :data:`ZOOM_MAX` at which the best cost reads at least
+        :data:`ZOOM_READABLE` units of ``e_unit / 10**L`` (0 while it reads them already).
+    """
+    if not best_cost > 0:
+        return ZOOM_MAX
+    level = math.ceil(math.log10(ZOOM_READABLE * e_unit / best_cost) - 1e-9)
+    return min(ZOOM_MAX, max(0, level))
 
 
 @dataclass(frozen=True)
@@ -93,6 +128,9 @@ class ICPIPlusSettings(JacobianSettings):
     e_unit: float | None = None
     """Outcome units per integer step of e in the prompt; unset: a tenth of the task's
     ``e_unit`` (millimetres of a metre-scale outcome; the paper's centimetres are 0.01)."""
+    zoom: bool = True
+    """Refine the prompt's θ and e units tenfold per tenfold fall of the best cost below
+    ten e units (:func:`zoom_level`); off: ``theta_steps`` and ``e_unit`` throughout."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -110,7 +148,8 @@ def correction_grammar(dim: int, steps: int) -> str:
 
     Args:
         dim: Number of integers (θ's dimension).
-        steps: Largest magnitude (``theta_steps``), which bounds the number of digits.
+        steps: Largest magnitude (``theta_steps``, times ``10**ZOOM_MAX`` with ``zoom``: the
+            finest units a prompt may use), which bounds the number of digits.
 
     Returns:
         The grammar.
@@ -131,7 +170,8 @@ def decoding_params(settings: ICPIPlusSettings, dim: int) -> dict[str, Any]:
     Returns:
         ``{"extra_body": ...}`` for the sampler, or ``{}``.
     """
-    grammar = correction_grammar(dim, settings.theta_steps)
+    steps = settings.theta_steps * (10**ZOOM_MAX if settings.zoom else 1)  # the finest units
+    grammar = correction_grammar(dim, steps)
     if settings.constrain == "gbnf":
         return {"extra_body": {"grammar": grammar}}
     if settings.constrain == "vllm":
@@ -139,7 +179,7 @@ def decoding_params(settings: ICPIPlusSettings, dim: int) -> dict[str, Any]:
     if settings.constrain == "json":
         schema = {
             "type": "array",
-            "items": {"type": "integer", "minimum": -settings.theta_steps},
+            "items": {"type": "integer", "minimum": -steps, "maximum": steps},
             "minItems": dim,
             "maxItems": dim,
         }
@@ -196,10 +236,34 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         self.deterministic = bool(getattr(ctx.task, "deterministic", False))
         self.seen: list[Vec] = []  # every θ rolled out (normalised)
         self.assemble(
-            where=lambda state: self.local.where(),
+            where=self._where,
             sampler=ctx.sampler if ctx.sampler is not None else _NO_MODEL,
             selector=FirstValid(),
             max_resamples=0,
+        )
+        self.texts = {0: self.text}  # the prompt's writer per zoom level
+
+    def _where(self, state: LoopState) -> dict[str, Vec]:
+        return self.local.where()
+
+    def use_zoom(self, level: int) -> None:
+        """Write the prompt, and read its answers, in the units of a zoom level.
+
+        Args:
+            level: Tenfold refinements of ``theta_steps`` and the e unit.
+        """
+        if level not in self.texts:
+            s = self.settings
+            self.texts[level] = ICPIText(
+                self.ctx,
+                self._where,
+                s.feature,
+                s.theta_steps * 10**level,
+                self.prompt_e_unit() / 10**level,
+            )
+        self.text = self.texts[level]
+        self.loop.pieces = dataclasses.replace(
+            self.loop.pieces, prompt=self.text.template, parser=self.text.parser
         )
 
     def build(self, state: LoopState) -> list[Any]:
@@ -222,7 +286,13 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
             "predicted_cost": sel.get("predicted_cost"),
             "radius": sel.get("radius"),
             "model_candidates": sel.get("model_candidates", 0),
+            "units": sel.get("units"),
         }
+
+    def units(self) -> dict[str, Any]:
+        """The units the prompt wrote and its answers were read in (the zoom level's)."""
+        fmt = self.text.fmt
+        return {"theta_steps": fmt.theta_steps, "e_unit": fmt.e_unit}
 
     # ------------------------------------------------------------------ candidates
     def offer(self, source: str, dz: Vec, **kw: Any) -> list[Candidate]:
@@ -307,12 +377,14 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
     def propose(self) -> Vec:
         """The arbiter's choice among the candidates (see the module docstring)."""
         t0 = time.perf_counter()
-        state = self.loop.state()
-        draw = self.loop.draw(state) if self.model_on else None
-        t_arbiter = time.perf_counter()
         local = self.local
         best = local.search.best
         assert best is not None
+        if self.settings.zoom and self.model_on:
+            self.use_zoom(zoom_level(best.cost, self.prompt_e_unit()))
+        state = self.loop.state()
+        draw = self.loop.draw(state) if self.model_on else None
+        t_arbiter = time.perf_counter()
         neighbours = local.neighbours()
         model = local.model(neighbours)
         residual = fit_residual(
@@ -336,6 +408,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
             "predicted_cost": float(np.linalg.norm(verdict.predicted)),
             "radius": local.search.region.radius,
             "residual": residual,
+            "units": self.units() if draw is not None else None,
             "decision": decision_record(chosen, verdict, best.cost),
             "scales": {k: self.arbiter.scale(k) for k in ("outcome_model", *CLAIMING)},
             "candidates": [
