@@ -128,9 +128,25 @@ def run_model_quality(
     return {"table": table, "rows": rows, "out": str(out)}
 
 
-def _runs(folder: Path, tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
-          iterations: int) -> dict[tuple[str, str], dict[int, list[dict[str, Any]]]]:  # fmt: skip
-    """Per (task, method label), per seed, the rows of one run."""
+def load_runs(
+    folder: Path,
+    tasks: Sequence[str],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    iterations: int,
+) -> dict[tuple[str, str], dict[int, list[dict[str, Any]]]]:
+    """The rows of every finished run of one benchmark directory of the preset.
+
+    Args:
+        folder: The benchmark directory (one proposer's).
+        tasks: Task specs.
+        methods: Method specs.
+        seeds: Instance seeds.
+        iterations: Rollouts per run.
+
+    Returns:
+        Per (task, method label), per seed, the run's rows (runs not found are left out).
+    """
     from icpi.manipulation.bench import Job, task_dir_name
     from icpi.manipulation.config import parse_method_spec
 
@@ -162,14 +178,14 @@ def quality_rows(
     Returns:
         One row per task, proposer and method (the reference first, once per task).
     """
-    ref_runs = _runs(out / "model-off", tasks, [REFERENCE], seeds, iterations)
+    ref_runs = load_runs(out / "model-off", tasks, [REFERENCE], seeds, iterations)
     rows = []
     for task in tasks:
         ref = ref_runs.get((task, REFERENCE), {})
         rows.append(_row(task, "none", REFERENCE, ref, ref))
         for label in labels:
             methods = PROPOSERS[label][1]
-            runs = _runs(out / label, tasks, methods, seeds, iterations)
+            runs = load_runs(out / label, tasks, methods, seeds, iterations)
             for method in methods:
                 if (task, method) in runs:
                     rows.append(_row(task, label, method, runs[(task, method)], ref))
@@ -279,4 +295,11 @@ def quality_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["PROPOSERS", "REFERENCE", "quality_rows", "quality_table", "run_model_quality"]
+__all__ = [
+    "PROPOSERS",
+    "REFERENCE",
+    "load_runs",
+    "quality_rows",
+    "quality_table",
+    "run_model_quality",
+]
