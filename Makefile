@@ -12,7 +12,7 @@ export MUJOCO_GL ?= egl
 BASE_STAMP := $(VENV)/.installed-base
 DEMO_STAMP := $(VENV)/.installed-demo
 FULL_STAMP := $(VENV)/.installed-full
-ROS_TYPES_STAMP := $(VENV)/.installed-control-msgs
+ROS_TYPES_STAMP := $(VENV)/.installed-ros-types
 
 .PHONY: demo test lint typecheck unit bench clean install ros-types
 
@@ -44,13 +44,14 @@ $(FULL_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -q $(CONSTRAINTS) -e ".[dev,llm,ray,ros,optuna,lang,report]"
 	touch $(BASE_STAMP) $(DEMO_STAMP) $@
 
-# control_msgs' FollowJointTrajectory types (not on the index) compiled into the venv from
-# the vendored upstream files and the index's rosidl/ament wheels (~1-2 min, once per venv;
-# vendor/control_msgs/README.md). The arm node then talks to the controller through the
-# action; without them, through the topic.
-$(ROS_TYPES_STAMP): vendor/build_control_msgs.sh $(wildcard vendor/control_msgs/*) \
-		$(wildcard vendor/control_msgs/*/*) | $(FULL_STAMP)
-	bash vendor/build_control_msgs.sh $(VENV)
+# ROS interface types not on the index, compiled into the venv from vendored upstream files
+# and the index's rosidl/ament wheels (~1-2 min, once per venv; vendor/*/README.md):
+# control_msgs' FollowJointTrajectory (the arm node then talks to the controller through the
+# action; without it, through the topic), ur_dashboard_msgs' robot and safety modes and
+# franka_msgs' robot state (read where configured).
+$(ROS_TYPES_STAMP): vendor/build_ros_types.sh vendor/wheel_includes.cmake \
+		$(wildcard vendor/*/*) $(wildcard vendor/*/*/*) | $(FULL_STAMP)
+	bash vendor/build_ros_types.sh $(VENV)
 	touch $@
 
 ros-types: $(ROS_TYPES_STAMP)

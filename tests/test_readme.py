@@ -129,7 +129,7 @@ COVERAGE: dict[str, str | Elsewhere] = {
     ),
     "pip install -e '.[llm]'": "test_every_extra_installs_what_the_readme_says",
     "pip install -e '.[ros]'": "test_every_extra_installs_what_the_readme_says",
-    'bash vendor/build_control_msgs.sh "$VIRTUAL_ENV"': Elsewhere(
+    'bash vendor/build_ros_types.sh "$VIRTUAL_ENV"': Elsewhere(
         "tests/robot/test_ros_types.py::test_follow_joint_trajectory_round_trip_over_dds",
         "make test builds the types with this script (make ros-types) and uses them",
     ),

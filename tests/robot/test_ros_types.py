@@ -26,17 +26,28 @@ def git_blob_id(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def test_vendored_files_are_upstreams_at_the_cited_commit():
-    readme = (VENDOR / "README.md").read_text()
-    assert "13dacdd8748264b6cd7cbbc9893c18c90e24be00" in readme
+@pytest.mark.parametrize(
+    "package, commit, files",
+    [
+        ("control_msgs", "13dacdd8748264b6cd7cbbc9893c18c90e24be00", 5),
+        ("ur_dashboard_msgs", "3252ef569617cb68424d3bfe3c2795bf6e731cc0", 4),
+        ("franka_msgs", "40cf08b6f0c2d66fa568b2a3336f1ac7971995ed", 7),
+    ],
+)
+def test_vendored_files_are_upstreams_at_the_cited_commit(package, commit, files):
+    folder = VENDOR.parent / package
+    readme = (folder / "README.md").read_text()
+    assert commit in readme
     rows = re.findall(r"^\s*\| `([^`]+)` \| `[^`]+` \| `([0-9a-f]{40})` \|$", readme, re.M)
-    assert len(rows) == 5, rows
+    assert len(rows) == files, rows
     for name, blob in rows:
-        assert git_blob_id(VENDOR / name) == blob, f"{name} differs from upstream"
+        assert git_blob_id(folder / name) == blob, f"{package}/{name} differs from upstream"
     # Every interface file built is one of them (CMakeLists.txt lists exactly these).
-    cmake = (VENDOR / "CMakeLists.txt").read_text()
+    cmake = (folder / "CMakeLists.txt").read_text()
     built = set(re.findall(r"^\s+((?:action|msg)/\w+\.(?:action|msg))$", cmake, re.M))
     assert built == {n for n, _ in rows if n.startswith(("action/", "msg/"))}
+    # ...and the build script builds the package.
+    assert f'"{package} ' in (VENDOR.parent / "build_ros_types.sh").read_text()
 
 
 def follow_joint_trajectory():
