@@ -20,9 +20,11 @@ Trials run on a worker thread, one at a time; a request while one runs is answer
 
 from __future__ import annotations
 
+import importlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +38,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
@@ -59,9 +62,27 @@ EVERY = QoSProfile(
 GRANT_PERIOD_S = 0.01
 # Longest silence of the log about ignored messages of one source [s].
 WARN_PERIOD_S = 1.0
+# Shortest interval between two decoded Franka robot states [s].
+FRANKA_DECODE_S = 0.02
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+
+
+class _Decimated:
+    """Decodes a raw message at most once per ``period`` (steady clock); else ``None``."""
+
+    def __init__(self, msg_type: Any, period: float) -> None:
+        self.msg_type = msg_type
+        self.period = period
+        self._next = 0.0
+
+    def __call__(self, raw: bytes) -> Any:
+        now = time.monotonic()
+        if now < self._next:
+            return None
+        self._next = now + self.period
+        return deserialize_message(raw, self.msg_type)
 
 
 class ArmSkillNode(Node):
@@ -120,6 +141,7 @@ class ArmSkillNode(Node):
                 lambda m: self.runner.on_program_running(m.data),
                 LATCHED,
             )
+        self._driver_modes()
         self.create_service(Trigger, "~/estop", self._srv_estop)
         self.create_service(Trigger, "~/clear_estop", self._srv_clear)
         self._jobs: queue.Queue[TrialRequest | None] = queue.Queue()
@@ -138,6 +160,53 @@ class ArmSkillNode(Node):
             f" requests on {cfg.request_topic}, trajectories through the"
             f" {self.link.transport} {self.link.where}"
         )
+
+    def _driver_modes(self) -> None:
+        """Subscribe the modes the arm's driver publishes, where configured (UR, Franka).
+
+        Raises:
+            ValueError: If a topic is set but its type is not built (``make ros-types``).
+        """
+        cfg = self.cfg
+        for field, module, name in (
+            ("robot_mode_topic", "ur_dashboard_msgs.msg", "RobotMode"),
+            ("safety_mode_topic", "ur_dashboard_msgs.msg", "SafetyMode"),
+            ("franka_state_topic", "franka_msgs.msg", "FrankaRobotState"),
+        ):
+            topic = getattr(cfg, field)
+            if not topic:
+                continue
+            try:
+                msg_type = getattr(importlib.import_module(module), name)
+            except ImportError as err:
+                package = module.split(".")[0]
+                raise ValueError(
+                    f"{field} is set ({topic}) but {package} is not built into this"
+                    " environment: run `make ros-types` (vendor/build_ros_types.sh) or use a"
+                    f" ROS 2 installation with {package}"
+                ) from err
+            if field == "franka_state_topic":
+                # Every control cycle (1 kHz) and large: taken raw, decoded at most every
+                # FRANKA_DECODE_S (a reflex lasts far longer).
+                decode = _Decimated(msg_type, FRANKA_DECODE_S)
+
+                def on_franka(raw: bytes, decode: _Decimated = decode) -> None:
+                    try:
+                        msg = decode(raw)
+                    except Exception as err:  # another franka_msgs layout, a torn message
+                        self._warn("franka robot state", f"does not decode: {err}")
+                        return
+                    if msg is not None:
+                        self.runner.on_mode("franka_state_topic", msg.robot_mode)
+
+                self.create_subscription(msg_type, topic, on_franka, RELIABLE, raw=True)
+            else:
+                self.create_subscription(
+                    msg_type,
+                    topic,
+                    lambda m, field=field: self.runner.on_mode(field, m.mode),
+                    LATCHED,
+                )
 
     def _grant(self) -> None:
         until, sent = self.runner.grant()

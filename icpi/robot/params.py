@@ -217,6 +217,24 @@ class SkillNodeConfig(ArmConfig):
         "std_msgs/Bool in, transient local: false refuses or aborts trials (UR:"
         " /io_and_status_controller/robot_program_running; '': not read)",
     )
+    robot_mode_topic: str = _p(
+        "",
+        "ur_dashboard_msgs/RobotMode in, transient local: anything but RUNNING refuses or"
+        " aborts trials (UR: /io_and_status_controller/robot_mode; '': not read; needs the"
+        " type: make ros-types)",
+    )
+    safety_mode_topic: str = _p(
+        "",
+        "ur_dashboard_msgs/SafetyMode in, transient local: anything but NORMAL (a protective"
+        " stop, reduced mode) refuses or aborts trials (UR:"
+        " /io_and_status_controller/safety_mode; '': not read)",
+    )
+    franka_state_topic: str = _p(
+        "",
+        "franka_msgs/FrankaRobotState in: a robot_mode but MOVE (a reflex, a user stop)"
+        " refuses or aborts trials (/franka_robot_state_broadcaster/robot_state; '': not"
+        " read)",
+    )
     joint_state_topic: str = _p("joint_states", "sensor_msgs/JointState in")
     trajectory_topic: str = _p(
         "arm_controller/joint_trajectory",

@@ -25,8 +25,10 @@ worker thread):
    ``min_ball_travel`` of where it started ends the trial ``no_motion`` (no outcome).
 
 Ball points in any frame but ``task_frame`` are refused (the watchdog's reason names
-their frame). Where the arm's driver publishes them with standard types, a speed scaling
-below full (``speed_scaling_topic``) or a stopped robot program (``program_running_topic``)
+their frame). Where the arm's driver publishes them, a speed scaling below full
+(``speed_scaling_topic``), a stopped robot program (``program_running_topic``), a UR robot
+mode but RUNNING or safety mode but NORMAL (a protective stop; ``robot_mode_topic``,
+``safety_mode_topic``) or a Franka robot mode but MOVE (a reflex; ``franka_state_topic``)
 refuses a trial before it moves and aborts it (stop) while it moves.
 """
 
@@ -65,6 +67,52 @@ BALL = "ball_track"
 POLL_S = 0.005
 # Consecutive joint states within tolerance for a target to count as reached.
 REACHED_COUNT = 3
+
+
+# The arm drivers' modes (vendor/ur_dashboard_msgs, vendor/franka_msgs: the constants of
+# the messages), by value; a trial runs only in the first of each.
+UR_ROBOT_MODES = {
+    7: "RUNNING",
+    -1: "NO_CONTROLLER",
+    0: "DISCONNECTED",
+    1: "CONFIRM_SAFETY",
+    2: "BOOTING",
+    3: "POWER_OFF",
+    4: "POWER_ON",
+    5: "IDLE",
+    6: "BACKDRIVE",
+    8: "UPDATING_FIRMWARE",
+}
+UR_SAFETY_MODES = {
+    1: "NORMAL",
+    2: "REDUCED",
+    3: "PROTECTIVE_STOP",
+    4: "RECOVERY",
+    5: "SAFEGUARD_STOP",
+    6: "SYSTEM_EMERGENCY_STOP",
+    7: "ROBOT_EMERGENCY_STOP",
+    8: "VIOLATION",
+    9: "FAULT",
+    10: "VALIDATE_JOINT_ID",
+    11: "UNDEFINED_SAFETY_MODE",
+    12: "AUTOMATIC_MODE_SAFEGUARD_STOP",
+    13: "SYSTEM_THREE_POSITION_ENABLING_STOP",
+}
+FRANKA_ROBOT_MODES = {
+    2: "MOVE",
+    0: "OTHER",
+    1: "IDLE",
+    3: "GUIDING",
+    4: "REFLEX",
+    5: "USER_STOPPED",
+    6: "AUTOMATIC_ERROR_RECOVERY",
+}
+# What each mode table is, for the reasons: the config field of its topic, and words.
+_MODE_SOURCES = {
+    "robot_mode_topic": ("UR robot mode", UR_ROBOT_MODES),
+    "safety_mode_topic": ("UR safety mode", UR_SAFETY_MODES),
+    "franka_state_topic": ("Franka robot mode", FRANKA_ROBOT_MODES),
+}
 
 
 class ClockRate:
@@ -183,6 +231,7 @@ class SkillRunner:
         # The arm's driver (where it publishes them): speed scaling, program running.
         self._scaling: float | None = None
         self._running: bool | None = None
+        self._modes: dict[str, int] = {}  # by the config field of the topic
         self._wrong_frame = ""  # the frame of the last ball point refused for its frame
         self.ignored = 0
         self.trials = 0
@@ -271,9 +320,36 @@ class SkillRunner:
         """Take whether the arm's program runs (any thread)."""
         self._running = bool(running)
 
+    def on_mode(self, topic_field: str, mode: int) -> None:
+        """Take a mode the arm's driver publishes (any thread).
+
+        Args:
+            topic_field: The config field of the topic it came on: ``robot_mode_topic``
+                (UR robot mode), ``safety_mode_topic`` (UR safety mode) or
+                ``franka_state_topic`` (Franka robot mode).
+            mode: The mode's value.
+
+        Raises:
+            KeyError: On an unknown topic field.
+        """
+        if topic_field not in _MODE_SOURCES:
+            raise KeyError(f"no driver mode comes on {topic_field}")
+        self._modes[topic_field] = int(mode)
+
     def _arm_fault(self) -> str | None:
         """Why the arm's driver cannot run a timed trial now, or ``None``."""
         cfg = self.cfg
+        for field, (what, names) in _MODE_SOURCES.items():
+            topic = getattr(cfg, field)
+            if not topic:
+                continue
+            mode = self._modes.get(field)
+            if mode is None:
+                return f"no {what} received on {topic}"
+            ok = next(iter(names))
+            if mode != ok:
+                name = names.get(mode, f"unknown ({mode})")
+                return f"{what} is {name}, not {names[ok]} ({topic})"
         if cfg.program_running_topic and self._running is not True:
             said = "nothing received" if self._running is None else "false"
             return f"the robot program is not running ({cfg.program_running_topic}: {said})"
@@ -409,6 +485,9 @@ class SkillRunner:
         why = trust_region_violation(theta, self.last_theta, self.cfg.trust_region)
         if why:
             raise TrialStop("refused", why)
+        fault = self._arm_fault()  # before anything moves, the move home included
+        if fault:
+            raise TrialStop("refused", fault)
         t = self.clock()
         start = self._start_state()
         if float(np.max(np.abs(start.position - self.home))) > self.cfg.position_tolerance:
@@ -427,9 +506,6 @@ class SkillRunner:
         stale = self.watchdog.stale(self.controller_clock(), [BALL])
         if stale:
             raise TrialStop("aborted", "camera stale before the trial: " + self._camera_why(stale))
-        fault = self._arm_fault()
-        if fault:
-            raise TrialStop("refused", fault)
         # ---- motion
         self.track.clear()
         t_send, c_send = self.clock(), self.controller_clock()

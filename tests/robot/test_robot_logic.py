@@ -427,6 +427,10 @@ class TwinArm:
         self.joints = True
         self.frame = "task"  # frame_id of the camera's points
         self.frozen_ball = None  # a camera that keeps reporting this point
+        # (delay [simulated s], action): run the action once, that long after the next
+        # trajectory's start, on the twin's clock (a fault at a known point of a motion).
+        self.after_send = None
+        self._due = None
         self.stop = threading.Event()
         self.scale = time_scale
         self.thread = threading.Thread(target=self.loop, daemon=True)
@@ -444,6 +448,9 @@ class TwinArm:
             self.sent.append(plan)
             stamp = start()
             command(self.twin, plan, stamp)
+            if self.after_send is not None:
+                delay, action = self.after_send
+                self._due, self.after_send = (stamp + delay, action), None
         return stamp
 
     def loop(self):
@@ -460,6 +467,9 @@ class TwinArm:
                     n = most
                 for _ in range(max(n, 0)):
                     self.twin.step()
+                    if self._due is not None and self.twin.time >= self._due[0] - 1e-9:
+                        self._due[1]()
+                        self._due = None
                     if self.twin.time >= next_cam - 1e-9:
                         next_cam += frame
                         balls.append((self.twin.object_xyz(), self.twin.time))
@@ -543,6 +553,81 @@ def test_runner_scores_a_trial_like_the_in_process_rollout():
         worker.join(timeout=10)
         assert out["r"].status == "aborted" and "joint_states" in out["r"].reason, out
         assert arm.runner.state() == "no_joint_states"
+    finally:
+        arm.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_protective_stop_or_a_reflex_refuses_before_homing_and_stops_a_moving_arm():
+    """Issue 19, item 4: UR robot and safety modes and Franka's robot mode, on the runner.
+
+    The faults mid-motion come a quarter into the approach on the twin's clock; the stop
+    starts a stop lead later (0.2 simulated s at time scale 2), near the approach's top
+    speed, and the arm moves until 1 s: the stop finds it moving unless the runner's
+    thread is held up for about 0.3 s.
+    """
+    cfg = fast_cfg(
+        robot_mode_topic="ur/robot_mode",
+        safety_mode_topic="ur/safety_mode",
+        franka_state_topic="franka/robot_state",
+        approach_duration=1.0,
+    )
+    arm = TwinArm(cfg, time_scale=2.0)
+    runner, theta, goal = arm.runner, (0.2, 0.07, 0.3), (0.7, 0.1)
+    home = np.asarray(cfg.home)
+
+    def trial(tid):
+        assert runner.try_reserve()
+        return runner.run(TrialRequest(tid, theta, goal))
+
+    try:
+        # The arm off home (moved by hand): each fault refuses before the move home.
+        away = home + 0.1
+        with arm.lock:
+            command(arm.twin, plan_move(State.at_rest(home), away, 0.3, 0.002), arm.twin.time)
+        deadline = time.monotonic() + 20
+        while np.max(np.abs(arm.twin.joint_state()[0] - away)) > 1e-3:
+            assert time.monotonic() < deadline, "the twin never reached the off-home pose"
+            time.sleep(0.01)
+        res = trial(1)
+        assert res.status == "refused", res
+        assert res.reason == "no UR robot mode received on ur/robot_mode"
+        runner.on_mode("robot_mode_topic", 3)
+        runner.on_mode("safety_mode_topic", 1)
+        runner.on_mode("franka_state_topic", 2)
+        res = trial(2)
+        assert res.reason == "UR robot mode is POWER_OFF, not RUNNING (ur/robot_mode)", res
+        runner.on_mode("robot_mode_topic", 7)
+        runner.on_mode("safety_mode_topic", 3)
+        res = trial(3)
+        assert res.status == "refused", res
+        assert res.reason == "UR safety mode is PROTECTIVE_STOP, not NORMAL (ur/safety_mode)"
+        runner.on_mode("safety_mode_topic", 1)
+        runner.on_mode("franka_state_topic", 99)
+        res = trial(4)
+        assert res.reason == "Franka robot mode is unknown (99), not MOVE (franka/robot_state)"
+        assert arm.sent == []  # nothing moved, not even home
+        runner.on_mode("franka_state_topic", 2)
+        assert trial(5).ok
+        with pytest.raises(KeyError):
+            runner.on_mode("speed_scaling_topic", 1)
+        # A protective stop, then a reflex, during the approach: a stop along the path
+        # from speed, within the limits, and the trial aborted with the reason.
+        for tid, field, bad, ok, reason in (
+            (6, "safety_mode_topic", 3, 1, "UR safety mode is PROTECTIVE_STOP, not NORMAL"),
+            (7, "franka_state_topic", 4, 2, "Franka robot mode is REFLEX, not MOVE"),
+        ):
+            n_sent = len(arm.sent)
+            arm.after_send = (0.25, lambda field=field, bad=bad: runner.on_mode(field, bad))
+            res = trial(tid)
+            assert res.status == "aborted" and res.reason.startswith(reason), res
+            assert len(arm.sent) == n_sent + 2  # the trial and its stop
+            stop = arm.sent[-1]
+            assert np.max(np.abs(stop.start.velocity)) > 0.01  # the arm was moving
+            np.testing.assert_allclose(stop.velocities[-1], 0.0, atol=1e-9)
+            assert cfg.limits().check(cfg.arm(), *stop.samples(), stop.start) == []
+            runner.on_mode(field, ok)
+            assert trial(tid + 10).ok  # back home first, then the trial
     finally:
         arm.close()
 
