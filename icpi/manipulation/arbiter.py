@@ -14,7 +14,12 @@ arbiter never lets one of them judge alone:
 2. **A source's claim** (a full step reaches the goal; a fraction f of it removes that
    fraction of the error) is uncertain in proportion to the error it corrects, scaled by
    the source's record of claimed vs realised errors, and — for the model — by the
-   disagreement among its n samples (agreement is evidence; one sample is not).
+   disagreement among its n samples (agreement is evidence; one sample is not). Before
+   the record says more, the model's claim is taken to be as wrong as one of its samples
+   is far from the others (relative to the error corrected; never more than an untried
+   source's prior): n samples that agree make a precise claim; samples that scatter, or a
+   single answer, make an untried source's. The record then overrules it: a model that
+   agrees with itself and misses loses its rollouts after the first.
 3. The two are combined by their precisions into a predicted error with an uncertainty,
    and each candidate is scored by its **expected improvement** over the best cost so
    far. A source whose claims come true quickly gains precision and wins rollouts; one
@@ -102,7 +107,11 @@ class Candidate:
     index: int | None = None
     """The model sample it came from (``None``: the consensus or another source)."""
     spread: float = 0.0
-    """Disagreement behind it [m] (the model's samples)."""
+    """Uncertainty of its claim from the disagreement behind it [m] (the model's samples:
+    their standard error)."""
+    scatter: float | None = None
+    """How far one of the model's samples is from their median [m] (RMS; ``None``: a
+    single answer, no agreement to judge)."""
 
 
 @dataclass(frozen=True)
@@ -157,11 +166,36 @@ class Arbiter:
     records: dict[str, Record] = field(default_factory=dict)
     """One record per claiming source, and ``outcome_model`` for the predictions."""
 
-    def scale(self, source: str) -> float:
-        """A source's current error scale (``outcome_model``: the predictions' scale)."""
+    def scale(self, source: str, prior: float | None = None) -> float:
+        """A source's current error scale (``outcome_model``: the predictions' scale).
+
+        Args:
+            source: The source.
+            prior: Its prior scale (default: 1 for the outcome model, ``prior_claim``
+                for a claiming source).
+
+        Returns:
+            The prior shrunk towards the source's record.
+        """
         record = self.records.get(source, Record())
-        prior = 1.0 if source == "outcome_model" else self.settings.prior_claim
+        if prior is None:
+            prior = 1.0 if source == "outcome_model" else self.settings.prior_claim
         return record.scale(prior, self.settings.prior_weight)
+
+    def claim_prior(self, candidate: Candidate, best: float) -> float:
+        """A claiming candidate's prior scale: the samples' own relative disagreement.
+
+        Args:
+            candidate: The candidate.
+            best: The error it corrects (the best cost) [m].
+
+        Returns:
+            ``prior_claim``, or less where the model's samples agree more closely.
+        """
+        prior = self.settings.prior_claim
+        if candidate.scatter is None or not best > 0:
+            return prior
+        return min(prior, candidate.scatter / best)
 
     def judge(
         self,
@@ -193,7 +227,8 @@ class Arbiter:
             s_cl: float | None = None
             if c.source in CLAIMING:
                 claim = (1.0 - c.fraction) * np.asarray(e_best, float)
-                s_cl = math.hypot(best * c.fraction * self.scale(c.source), c.spread) + s.floor
+                scale = self.scale(c.source, self.claim_prior(c, best))
+                s_cl = math.hypot(best * c.fraction * scale, c.spread) + s.floor
                 v_cl = s_cl**2
                 mean = (m_om / v_om + claim / v_cl) / (1.0 / v_om + 1.0 / v_cl)
                 var = 1.0 / (1.0 / v_om + 1.0 / v_cl)

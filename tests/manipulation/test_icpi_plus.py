@@ -136,6 +136,35 @@ def test_a_source_that_delivers_earns_trust_and_one_that_fails_loses_it():
     assert arb.judge(cands, model, e_best, residual=0.5)[0].score < after[0].score
 
 
+def test_samples_that_agree_earn_the_first_rollout_and_a_miss_takes_it_back():
+    # the first decision, before any record: the model's long step, which the outcome model
+    # predicts 5 cm off, against lknn20's shorter one that the same neighbours predict 2 cm off
+    arb = Arbiter()
+    model = LocalJacobian(J=np.eye(2), pairs=10)
+    e_best = np.array([0.4, 0.0])
+
+    def first_decision(scatter):
+        spread = 0.25 * 0.4 if scatter is None else scatter / 2  # 4 samples
+        cands = [
+            Candidate("model", np.array([-0.45, 0.0]), spread=spread, scatter=scatter),
+            Candidate("jacobian", -e_best),
+            Candidate("lknn20", np.array([-0.38, 0.0]), spread=0.25 * 0.4),
+        ]
+        verdicts = arb.judge(cands, model, e_best, residual=0.25)
+        return cands, verdicts, choose(verdicts)
+
+    assert first_decision(0.0)[2] == 0  # n samples that agree: the model's step
+    assert first_decision(0.01)[2] == 0
+    # samples that scatter as much as an untried source is trusted, or a single answer,
+    # bring no evidence: the numbers' candidate, as before
+    assert first_decision(arb.settings.prior_claim * 0.4)[2] == 2
+    assert first_decision(None)[2] == 2
+    # a model that agrees with itself and misses loses the next decision
+    cands, verdicts, win = first_decision(0.0)
+    arb.learn(decision_record(cands[win], verdicts[win], corrected=0.4), np.array([0.3, 0.0]))
+    assert first_decision(0.0)[2] != 0
+
+
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory):
     from icpi.manipulation.calibration import OptimumStore, serve

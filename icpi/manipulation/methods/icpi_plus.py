@@ -301,7 +301,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         Args:
             source: The source.
             dz: Its step from the best θ (normalised).
-            **kw: ``index`` and ``spread`` of a model candidate.
+            **kw: ``index``, ``spread`` and ``scatter`` of a model candidate.
 
         Returns:
             The candidates (one when the step is inside the region).
@@ -341,12 +341,13 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
             )
             median = np.median(steps, axis=0)
             nearest = valid[int(np.argmin(np.linalg.norm(steps - median, axis=1)))]
+            scatter: float | None = None  # one answer: no agreement to judge
+            spread = self.arbiter.settings.unknown_spread * best.cost
             if len(valid) > 1:
                 off = (steps - median) @ model.J.T
-                spread = float(np.sqrt(np.mean(np.sum(off * off, axis=1)) / len(valid)))
-            else:
-                spread = self.arbiter.settings.unknown_spread * best.cost
-            cands += self.offer("model", median, index=nearest, spread=spread)
+                scatter = float(np.sqrt(np.mean(np.sum(off * off, axis=1))))
+                spread = scatter / math.sqrt(len(valid))
+            cands += self.offer("model", median, index=nearest, spread=spread, scatter=scatter)
         jac = model.step(best.e)
         cands += self.offer("jacobian", jac)
         shown = local.neighbours(own=True)
