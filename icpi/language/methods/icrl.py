@@ -4,7 +4,7 @@ One response per round; the prompt holds the earlier attempts at the same proble
 with its reward tags, then an ICRL instruction, then the task. *Preset* gives the
 exploration instruction on even rounds (round 0 included) and the exploitation instruction
 on odd rounds; *Autonomous* always gives the combined instruction and lets the model
-choose. Ablations (:data:`ICRL_ABLATIONS`): zero reward, no reward, short context (last 3
+choose. Ablations (:data:`ICRLAblation`): zero reward, no reward, short context (last 3
 attempts), explore-only (without rewards), exploit-only and no instruction.
 
 Every context is cut to the token budget: the newest attempts that fit are kept (math:
@@ -46,9 +46,6 @@ from icpi.language.tasks.base import Problem
 ICRLAblation = Literal[
     "zero-reward", "no-reward", "short-context", "explore-only", "exploit-only", "no-instruction"
 ]
-ICRL_ABLATIONS: tuple[str, ...] = (
-    "zero-reward", "no-reward", "short-context", "explore-only", "exploit-only", "no-instruction",
-)  # fmt: skip
 #: Attempts kept by the short-context ablation (the paper's deque of length 3).
 SHORT_CONTEXT = 3
 #: Attempts kept for creative writing (the paper's window).
@@ -89,7 +86,7 @@ def instruction_for(
 
     Args:
         preset: ICRL Preset (alternate) rather than Autonomous (the model chooses).
-        ablation: One of :data:`ICRL_ABLATIONS` or ``None``.
+        ablation: One of :data:`ICRLAblation` or ``None``.
         prompts: The instruction texts.
 
     Returns:

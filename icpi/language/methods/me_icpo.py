@@ -14,7 +14,7 @@ The vote compares the task's answer keys (:meth:`LanguageTask[Any].vote_keys`): 
 24 the value an expression reaches with the numbers it uses (``(6-4)*(4+8)`` and
 ``(4+8)*(6-4)`` are one vote), for math symbolically equal answers (``0.5`` and ``1/2``).
 
-Ablations (:data:`ME_ABLATIONS`): ``no-entropy`` keeps a random valid candidate,
+Ablations (:data:`MeAblation`): ``no-entropy`` keeps a random valid candidate,
 ``no-reward`` lists the ideas without reward tags, ``no-entropy+no-reward`` both (the
 paper's "w/o Entropy & Reward"), ``oracle`` uses the true correctness instead of the vote.
 
@@ -72,7 +72,6 @@ log = logging.getLogger(__name__)
 NO_ANSWER: tuple[type[BaseException], ...] = (ContextOverflowError, *MODEL_ERRORS)
 
 MeAblation = Literal["no-entropy", "no-reward", "no-entropy+no-reward", "oracle"]
-ME_ABLATIONS: tuple[str, ...] = ("no-entropy", "no-reward", "no-entropy+no-reward", "oracle")
 
 SUMMARY_PROMPT = """\
 Here is an attempt at a problem.

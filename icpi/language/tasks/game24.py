@@ -31,7 +31,6 @@ AnswerJudge = Literal["llm", "verifier"]
 #: Puzzle sets: the standard test split (ranks 901–1000), all 1362 ranked puzzles, or
 #: puzzles drawn at random (solvable, unsolvable or either).
 Split = Literal["tot-test", "all", "random", "random-unsolvable", "random-any"]
-SPLITS: tuple[Split, ...] = ("tot-test", "all", "random", "random-unsolvable", "random-any")
 #: Longest answer shown to the answer judge, characters (a valid expression is short).
 JUDGED_ANSWER_CHARS = 300
 
