@@ -20,7 +20,7 @@ from icpi.language.methods.base import (
     ResponseParser,
     response_loop,
 )
-from icpi.language.methods.best_of_n import task_prompt
+from icpi.language.methods.best_of_n import BestOfN, task_prompt
 from icpi.language.methods.registry import register
 from icpi.language.tasks.base import Problem
 
@@ -58,23 +58,12 @@ class AfterThinking:
 
 
 @register
-class CoTOnly(LangMethod[LangMethodSettings]):
-    """One step-by-step answer to the task text."""
+class CoTOnly(BestOfN):
+    """One step-by-step answer to the task text (Best-of-N's loop, one round)."""
 
     name = "cot-only"
     summary = "CoT-only: one step-by-step answer (single pass, uses no reward)"
-    uses_reward = False
     single_pass = True
-
-    def build(
-        self, problem: Problem, *, buffer: ExperienceBuffer | None = None, seed: int = 0
-    ) -> tuple[ImprovementLoop, RoundUsage]:
-        """Assemble the loop of one problem (see :meth:`LangMethod.build`)."""
-        return response_loop(
-            self, problem, context=LastN(0), prompt=task_prompt(self.ctx.chat),
-            reward=self.task_reward(problem), parser=ResponseParser(), buffer=buffer,
-            seed=seed, task_text=self.ctx.task.describe(problem),
-        )  # fmt: skip
 
 
 @register
