@@ -1,6 +1,7 @@
 import pytest
 
 from icpi.language.tasks import Problem
+from icpi.llm.testing import FakeOpenAI
 
 
 @pytest.fixture(autouse=True)
@@ -13,3 +14,11 @@ def no_llm_env(monkeypatch, tmp_path):
 @pytest.fixture
 def puzzle():
     return Problem(index=0, id="24:3 4 5 7", data={"numbers": [3, 4, 5, 7], "solvable": True})
+
+
+@pytest.fixture
+def fake():
+    """The scripted OpenAI-compatible server (closed after the test)."""
+    server = FakeOpenAI()
+    yield server
+    server.close()

@@ -15,7 +15,7 @@ from icpi.language.budget import TokenBudget, window_in_message
 from icpi.language.config import lang_config
 from icpi.language.runner import run_language
 from icpi.llm import LLMConfig
-from icpi.llm.testing import FakeOpenAI, Reply, completion_body
+from icpi.llm.testing import Reply, completion_body
 from icpi.llm.window import endpoint_context_window, window_of
 
 WINDOW = 4096
@@ -59,13 +59,6 @@ class Endpoint:
         else:
             text = ANSWER
         return Reply(body=completion_body(text, prompt_tokens=tokens))
-
-
-@pytest.fixture
-def fake():
-    server = FakeOpenAI()
-    yield server
-    server.close()
 
 
 def http_llm(fake, tmp_path):

@@ -16,7 +16,7 @@ from icpi.language.methods.attempts import tagged_response
 from icpi.language.runner import run_language
 from icpi.language.tasks import Game24Task, MathSettings, MathTask, Problem
 from icpi.llm import LLMConfig
-from icpi.llm.testing import FakeOpenAI, Reply, completion_body
+from icpi.llm.testing import Reply, completion_body
 
 THINKING = "Let me try another way of combining them and check each step again. "
 LONG = 10_000
@@ -30,13 +30,6 @@ def long_math_answer(answer="42"):
 def long_cot_24():
     think = "<think>" + THINKING * (LONG // len(THINKING)) + "</think>\n"
     return think[: LONG - len(SOLUTION_3457) - 9] + "</think>\n" + SOLUTION_3457
-
-
-@pytest.fixture
-def fake():
-    server = FakeOpenAI()
-    yield server
-    server.close()
 
 
 def answering(fake, text_of):

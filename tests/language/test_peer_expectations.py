@@ -16,18 +16,11 @@ from icpi.language.methods.me_icpo import MeIcpo, MeIcpoSettings, with_final_ans
 from icpi.language.runner import problem_seed, run_language
 from icpi.language.tasks import Game24Task
 from icpi.llm import LLMConfig
-from icpi.llm.testing import FakeOpenAI, Reply, completion_body
+from icpi.llm.testing import Reply, completion_body
 
 
 def records(path):
     return [json.loads(x) for x in (path / "records.jsonl").open()]
-
-
-@pytest.fixture
-def fake():
-    server = FakeOpenAI()
-    yield server
-    server.close()
 
 
 def serve(fake, delay_s=0.0):

@@ -19,7 +19,7 @@ from icpi.language.tasks import Game24Settings, Game24Task
 from icpi.llm import LLMConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
-from fake_openai import FakeOpenAI, Reply, completion_body
+from fake_openai import Reply, completion_body
 
 
 # --------------------------------------------------------------------------- the split
@@ -128,13 +128,6 @@ def test_config_states_the_papers_reward_and_the_budget(tmp_path):
 
 
 # --------------------------------------------------------------------------- budget
-@pytest.fixture
-def fake():
-    server = FakeOpenAI()
-    yield server
-    server.close()
-
-
 def limited_server(fake, window_tokens, answer, delay_s=0.0):
     """A completion endpoint that counts a token per character and refuses long prompts."""
 
