@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from icpi.core.files import read_jsonl
+from icpi.core.files import read_jsonl, write_text_atomic
 from icpi.errors import RunDirError
 from icpi.report.rundata import ReportError
 
@@ -154,10 +154,7 @@ def write_language_report(directory: Path, target: Path) -> dict[str, Any]:
         "problems": problems,
     }
     html = _environment().get_template("language.html.j2").render(**context)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(target)
+    write_text_atomic(target, html)
     return {
         "problems": len(problems),
         "rounds": len(records),

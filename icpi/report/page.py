@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icpi.core.files import write_text_atomic
 from icpi.report.media import Clip, ClipError, ClipLimit, ClipMaker, VideoFormat
 from icpi.report.rundata import (
     ReportError,
@@ -530,10 +531,7 @@ def write_report(
     else:
         context.update(columns=[], cells=[], curves=views[0].figure)
     html = _environment().get_template("report.html.j2").render(**context)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(target)
+    write_text_atomic(target, html)
     result = ReportResult(
         path=target,
         kind=kind,
