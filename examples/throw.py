@@ -12,7 +12,7 @@ is the five members of :class:`icpi.envs.spec.SkillTask` plus three optional att
 
 Run it like any task: ``icpi collect --task examples/throw.py:ThrowTask --out data/throw``,
 then ``icpi run``, ``icpi bench``, ``icpi report``, ``api.improve`` or ``ICPISampler``
-(``examples/five_front_ends.sh`` runs all of them with one method spec).
+(``examples/one_spec.py`` runs all of them with one method spec).
 """
 
 from __future__ import annotations
