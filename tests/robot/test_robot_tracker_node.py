@@ -89,6 +89,26 @@ def test_tracker_node_points_carry_the_image_stamp_and_refuse_bad_cameras(tmp_pa
                 n = len(points)
                 time.sleep(0.3)
 
+        def prime():
+            # Until the tracker has heard this publisher: the publisher can match its
+            # subscription before the tracker matches the publisher (seconds on a loaded
+            # machine), and best-effort frames sent in between are lost. One frame every
+            # 0.05 s of stamps (stamps stay below the test's first, 10 s).
+            deadline = time.monotonic() + 30
+            stamp = 1.0
+            while True:
+                with probe.lock:
+                    if points:
+                        break
+                assert time.monotonic() < deadline, "no point in 30 s" + logs({"tracker": node})
+                send(frames[:1], stamp)
+                stamp += 0.05
+                time.sleep(0.2)
+            settle()
+            with probe.lock:
+                points.clear()
+
+        prime()
         send(frames, 10.0)
         probe.wait_for(lambda: len(points) >= 8, 20, "ball points")
         settle()
