@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import os
@@ -10,6 +11,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "launch" / "params" / "sim_arm.yaml"
@@ -415,3 +418,20 @@ def limit_violations(trajs, joint_names, q0, vmax, amax, jmax, slack=1.05, taken
                     f" curve taken over at {t_in:.3f} s"
                 )
     return out
+
+
+def built_types(module: str, *names: str) -> tuple:
+    """Types of a package that ``make ros-types`` builds; skip without it (fail on CI).
+
+    Args:
+        module: E.g. ``control_msgs.action``.
+        names: The types to return, in order.
+    """
+    try:
+        found = importlib.import_module(module)
+    except ImportError:
+        reason = f"{module.split('.')[0]} is not built into this venv (make ros-types)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; `make test` builds it before the tests")
+        pytest.skip(reason)
+    return tuple(getattr(found, name) for name in names)

@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs the ros extra: pip install -e '.[ros]'")
 
-from rosgraph import Probe, limit_violations, logs, new_namespace, start_graph
+from rosgraph import Probe, built_types, limit_violations, logs, new_namespace, start_graph
 
 JOINTS = ["shoulder", "elbow"]
 VMAX, AMAX, JMAX = [4.0, 4.0], [40.0, 40.0], [1500.0, 1500.0]
@@ -33,13 +33,7 @@ ACTION = {"trajectory_transport": "action"}
 
 @pytest.fixture(autouse=True)
 def _needs_control_msgs():
-    try:
-        import control_msgs.action  # noqa: F401
-    except ImportError:
-        reason = "control_msgs is not built into this venv (make ros-types)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; `make test` builds it before the tests")
-        pytest.skip(reason)
+    built_types("control_msgs.action")
 
 
 def start(tmp_path, ns, sim=None, arm=None):

@@ -10,7 +10,6 @@ franka_robot_state_broadcaster (the robot state at 200 Hz).
 from __future__ import annotations
 
 import itertools
-import os
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs the ros extra: pip install -e '.[ros]'")
 
-from rosgraph import Probe, limit_violations, logs, new_namespace, start_graph
+from rosgraph import Probe, built_types, limit_violations, logs, new_namespace, start_graph
 
 THETA = (0.1, 0.06, 0.3)
 JOINTS = ["shoulder", "elbow"]
@@ -26,15 +25,9 @@ VMAX, AMAX, JMAX = [15.0, 15.0], [300.0, 300.0], [30000.0, 30000.0]  # sim_arm.y
 
 
 def driver_types():
-    try:
-        from franka_msgs.msg import FrankaRobotState
-        from ur_dashboard_msgs.msg import RobotMode, SafetyMode
-    except ImportError:
-        reason = "ur_dashboard_msgs / franka_msgs are not built into this venv (make ros-types)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; `make test` builds them before the tests")
-        pytest.skip(reason)
-    return RobotMode, SafetyMode, FrankaRobotState
+    robot_mode, safety_mode = built_types("ur_dashboard_msgs.msg", "RobotMode", "SafetyMode")
+    (franka_state,) = built_types("franka_msgs.msg", "FrankaRobotState")
+    return robot_mode, safety_mode, franka_state
 
 
 @pytest.mark.slow

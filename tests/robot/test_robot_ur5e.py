@@ -16,7 +16,6 @@ measured state (``jtc``, ``rosgraph.limit_violations``).
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -29,6 +28,7 @@ from rosgraph import (
     ROOT,
     NodeProcess,
     Probe,
+    built_types,
     limit_violations,
     logs,
     new_namespace,
@@ -106,15 +106,8 @@ def arm_params(transport: str) -> dict[str, str]:
 
 
 def needs_transport(transport: str) -> None:
-    if transport != "action":
-        return
-    try:
-        import control_msgs.action  # noqa: F401
-    except ImportError:
-        reason = "control_msgs is not built into this venv (make ros-types)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; `make test` builds it before the tests")
-        pytest.skip(reason)
+    if transport == "action":
+        built_types("control_msgs.action")
 
 
 def moved(probe, home, by=0.05) -> bool:

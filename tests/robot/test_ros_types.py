@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rosgraph import built_types
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = ROOT / "vendor" / "control_msgs"
@@ -51,14 +52,7 @@ def test_vendored_files_are_upstreams_at_the_cited_commit(package, commit, files
 
 
 def follow_joint_trajectory():
-    try:
-        from control_msgs.action import FollowJointTrajectory
-    except ImportError:
-        reason = "control_msgs is not built into this venv (make ros-types)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; `make test` builds it before the tests")
-        pytest.skip(reason)
-    return FollowJointTrajectory
+    return built_types("control_msgs.action", "FollowJointTrajectory")[0]
 
 
 def test_follow_joint_trajectory_round_trip_over_dds():
