@@ -5,11 +5,12 @@ script pairs two rows of the same proposer with each other (e.g. ``icpi+`` again
 ``icpi+[zoom=false]``), on the instances both ran: per task, the mean difference in mm of
 the best-so-far after 5 and 10 rollouts and of the final cost, with its seeded bootstrap
 95 % interval and wins/ties/losses (tie within 1 mm, the tables' convention; negative:
-the first method lower), and the rollouts to below 5 mm per instance.
+the first method lower), and the rollouts to below 5 mm per instance (of the first draw).
 
 Usage: ``python benchmarks/paired_ablation.py OUT --proposers sigma0,sigma3,random
-[--a icpi+] [--b 'icpi+[zoom=false]'] [--tasks slide-gc,ball-roll-gc,rope-swing-gc]
-[--seeds 1000-1009] [--iterations 20]``
+[--a icpi+] [--b 'icpi+[sensitivity=false]'] [--tasks slide-gc,ball-roll-gc,rope-swing-gc]
+[--seeds 1000-1009] [--iterations 20] [--draws 1]`` (``--draws``: pool the noise draws of
+``--draws`` runs of the preset, each pair on one instance and draw)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from icpi.manipulation.bench import TIE_TOLERANCE, bootstrap_ci
-from icpi.manipulation.model_quality import SUCCESS, load_runs
+from icpi.manipulation.model_quality import SUCCESS, draw_folders, load_runs
 
 log = logging.getLogger("paired_ablation")
 
@@ -44,10 +45,11 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="the model-quality preset's output folder")
     ap.add_argument("--proposers", required=True, help="comma-separated labels (sigma0,...)")
     ap.add_argument("--a", default="icpi+")
-    ap.add_argument("--b", default="icpi+[zoom=false]")
+    ap.add_argument("--b", default="icpi+[sensitivity=false]")
     ap.add_argument("--tasks", default="slide-gc,ball-roll-gc,rope-swing-gc")
     ap.add_argument("--seeds", default="1000-1009", help="first-last")
     ap.add_argument("--iterations", type=int, default=20)
+    ap.add_argument("--draws", type=int, default=1, help="noise draws to pool")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     first, last = (int(x) for x in args.seeds.split("-"))
@@ -59,10 +61,18 @@ def main() -> None:
         args.a, args.b, TIE_TOLERANCE * 1000, "a", "b",
     )  # fmt: skip
     for proposer in args.proposers.split(","):
-        runs = load_runs(args.out / proposer, tasks, [args.a, args.b], seeds, args.iterations)
+        a: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        b: dict[tuple[int, int], list[dict[str, Any]]] = {}
         for task in tasks:
-            a, b = runs.get((task, args.a), {}), runs.get((task, args.b), {})
-            both = [s for s in seeds if s in a and s in b]
+            a.clear()
+            b.clear()
+            for k, (folder, _) in enumerate(draw_folders(proposer, args.draws)):
+                runs = load_runs(
+                    args.out / folder, [task], [args.a, args.b], seeds, args.iterations
+                )
+                a.update({(s, k): r for s, r in runs.get((task, args.a), {}).items()})
+                b.update({(s, k): r for s, r in runs.get((task, args.b), {}).items()})
+            both = sorted(set(a) & set(b))
             if not both:
                 log.info("%s %s: no instance ran both", proposer, task)
                 continue
@@ -80,7 +90,8 @@ def main() -> None:
                 cells.append(
                     f"{d.mean() * 1000:+.2f} [{low * 1000:+.2f}, {high * 1000:+.2f}] {w}/{t}/{l_}"
                 )
-            to5 = " ".join(f"{fa[s]['to5']:g}/{fb[s]['to5']:g}" for s in both)
+            first = [s for s in both if s[1] == 0]  # the first draw's
+            to5 = " ".join(f"{fa[s]['to5']:g}/{fb[s]['to5']:g}" for s in first)
             log.info("%s %s (%d): %s | %s", proposer, task, len(both), " | ".join(cells), to5)
 
 

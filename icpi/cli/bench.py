@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             workers=cfg.workers,
             llm_concurrency=max(cfg.llm_concurrency, 2),
             progress=cfg.progress,
+            draws=cfg.draws,
         )
         sys.stdout.write(report["table"])
         wall = time.perf_counter() - t0

@@ -84,8 +84,9 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "icpi+[model=off]",
         "icpi+[judge=off]",
         "icpi+[constrain=gbnf]",
-        "icpi+[zoom=false]",
-        "icpi+[theta_steps=100;e_unit=0.01;zoom=false]",
+        "icpi+[sensitivity=false]",
+        "icpi+[zoom=false;sensitivity=false]",
+        "icpi+[theta_steps=100;e_unit=0.01;zoom=false;sensitivity=false]",
         "icpi+[model=off;final_best=false]",
     ),
 }
@@ -125,6 +126,9 @@ class BenchConfig:
     or the cluster of ``RAY_ADDRESS`` (``pip install 'icpi[ray]'``); the same results."""
     progress: bool = True
     """Show a progress bar."""
+    draws: int = 1
+    """``model-quality`` preset: noise draws of each noisy calibration proposer (σ > 0,
+    ``random``); its rows pool them, each paired with ``icpi+[model=off]`` on its instance."""
 
 
 def load_bench_config(*layers: Mapping[str, Any] | None, where: str = "") -> BenchConfig:

@@ -74,13 +74,16 @@ class Mode:
     """``sigma``: θ* − θ plus noise; ``random``: uniform; ``zero``: no correction."""
     sigma: float = 0.0
     """Noise standard deviation per component, as a fraction of the θ range."""
+    draw: int = 0
+    """Which draw of the noise: another draw answers the same prompt with other noise."""
 
     @classmethod
     def parse(cls, model: str) -> Mode:
         """The mode of a calibration model name.
 
         Args:
-            model: E.g. ``calibration-sigma3``, ``calibration-random``.
+            model: E.g. ``calibration-sigma3``, ``calibration-random``; a suffix
+                ``-draw<K>`` picks another draw of the noise (``calibration-sigma3-draw1``).
 
         Returns:
             The mode.
@@ -88,18 +91,21 @@ class Mode:
         Raises:
             AnswerError: If the name is not a calibration model.
         """
-        m = re.fullmatch(r"calibration-(?:sigma(\d+(?:\.\d+)?)|(random)|(zero))", model)
+        m = re.fullmatch(
+            r"calibration-(?:sigma(\d+(?:\.\d+)?)|(random)|(zero))(?:-draw(\d+))?", model
+        )
         if m is None:
             raise AnswerError(
                 f"unknown model {model!r}; the calibration endpoint answers"
                 f" calibration-sigma<percent> (e.g. calibration-sigma3), calibration-random"
-                f" and calibration-zero"
+                f" and calibration-zero, each with an optional -draw<K> (another noise draw)"
             )
+        draw = int(m.group(4) or 0)
         if m.group(2):
-            return cls("random")
+            return cls("random", draw=draw)
         if m.group(3):
-            return cls("zero")
-        return cls("sigma", float(m.group(1)) / 100.0)
+            return cls("zero", draw=draw)
+        return cls("sigma", float(m.group(1)) / 100.0, draw=draw)
 
 
 def is_calibration_model(model: str | None) -> bool:
@@ -369,7 +375,8 @@ class CalibrationProposer:
         else:
             # seeded by the request: the same request gets the same answers
             digest = zlib.crc32(request.prompt.encode())
-            rng = np.random.default_rng([request.seed or 0, digest])
+            draw = [mode.draw] if mode.draw else []  # draw 0: the seed before draws existed
+            rng = np.random.default_rng([request.seed or 0, digest, *draw])
             if mode.kind == "random":
                 ints = rng.integers(-steps, steps + 1, size=(request.n, spec.dim)).astype(float)
             else:

@@ -5,9 +5,11 @@ answers every prompt with the correction towards a near-optimal θ* of the insta
 noise of σ percent of each θ range, or uniform corrections (``random``), or none
 (``zero``). This preset starts one on loopback, searches θ* of every instance first, and
 runs ``icpi`` and ``icpi+`` against it at σ ∈ {0, 1, 3, 10} %, ``random`` and ``zero``
-(with three ablations: ``icpi+`` with the paper's percent/centimetre prompt at σ = 0 and
-1 %; ``icpi+[zoom=false]``, whose units stay permille and millimetres, and
-``icpi+[judge=off]``, which trusts every parsed answer, at σ = 0, 3 % and ``random``);
+(with four ablations: ``icpi+`` with the paper's percent/centimetre prompt at σ = 0 and
+1 %; ``icpi+[sensitivity=false]``, whose θ units are only as fine as its e units, at every
+σ and ``random``; ``icpi+[zoom=false;sensitivity=false]``, whose units stay permille and
+millimetres, and ``icpi+[judge=off]``, which trusts every parsed answer, at σ = 0, 3 % and
+``random``);
 ``icpi+`` against the embedded SmolLM2-135M as well; and ``icpi+[model=off]``, the
 reference every row is paired with.
 
@@ -40,18 +42,22 @@ REFERENCE = "icpi+[model=off]"
 #: Proposers: label -> calibration model name (``None``: the configured model, by default
 #: the embedded SmolLM2), and the methods run against it.
 #: The ablations: ``judge=off`` trusts the model whenever it parses (what the arbiter adds),
-#: ``zoom=false`` keeps permille and millimetres throughout (what the zoom adds),
-#: ``theta_steps=100;e_unit=0.01;zoom=false`` is the paper's prompt (what the finer, zooming
-#: encoding adds).
-PAPER_PROMPT = "icpi+[theta_steps=100;e_unit=0.01;zoom=false]"
+#: ``sensitivity=false`` refines θ's units only as far as e's (what matching θ's resolution
+#: to the outcome's sensitivity adds), ``zoom=false;sensitivity=false`` keeps permille and
+#: millimetres throughout (what units that follow the search add), and
+#: ``theta_steps=100;e_unit=0.01;zoom=false;sensitivity=false`` is the paper's prompt (what
+#: the finer, refining encoding adds).
+PAPER_PROMPT = "icpi+[theta_steps=100;e_unit=0.01;zoom=false;sensitivity=false]"
 TRUSTING = "icpi+[judge=off]"
-FIXED_UNITS = "icpi+[zoom=false]"
+COARSE_THETA = "icpi+[sensitivity=false]"
+FIXED_UNITS = "icpi+[zoom=false;sensitivity=false]"
+ABLATIONS = (COARSE_THETA, FIXED_UNITS, TRUSTING)
 PROPOSERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
-    "sigma0": ("calibration-sigma0", ("icpi", "icpi+", FIXED_UNITS, PAPER_PROMPT, TRUSTING)),
-    "sigma1": ("calibration-sigma1", ("icpi", "icpi+", PAPER_PROMPT)),
-    "sigma3": ("calibration-sigma3", ("icpi", "icpi+", FIXED_UNITS, TRUSTING)),
-    "sigma10": ("calibration-sigma10", ("icpi", "icpi+")),
-    "random": ("calibration-random", ("icpi", "icpi+", FIXED_UNITS, TRUSTING)),
+    "sigma0": ("calibration-sigma0", ("icpi", "icpi+", *ABLATIONS, PAPER_PROMPT)),
+    "sigma1": ("calibration-sigma1", ("icpi", "icpi+", COARSE_THETA, PAPER_PROMPT)),
+    "sigma3": ("calibration-sigma3", ("icpi", "icpi+", *ABLATIONS)),
+    "sigma10": ("calibration-sigma10", ("icpi", "icpi+", COARSE_THETA)),
+    "random": ("calibration-random", ("icpi", "icpi+", *ABLATIONS)),
     "zero": ("calibration-zero", ("icpi", "icpi+")),
     "smollm2": (None, ("icpi+",)),
 }
@@ -73,6 +79,7 @@ def run_model_quality(
     progress: bool = True,
     proposers: Sequence[str] | None = None,
     store: OptimumStore | None = None,
+    draws: int = 1,
 ) -> dict[str, Any]:
     """Run the preset (or resume it) and write ``model-quality.md``.
 
@@ -89,16 +96,20 @@ def run_model_quality(
         progress: Show progress bars.
         proposers: Labels of :data:`PROPOSERS` to run (default: all).
         store: Where θ* is kept (default: ``~/.cache/icpi/calibration``).
+        draws: Noise draws of each noisy proposer (σ > 0, ``random``): draw k > 0 asks
+            ``calibration-…-draw<k>`` into the folder ``<label>-draw<k>``; rows pool them.
 
     Returns:
         ``table`` (Markdown), ``rows`` (the table's rows) and ``out``.
     """
     labels = list(proposers or PROPOSERS)
     unknown = [p for p in labels if p not in PROPOSERS]
-    if unknown:
-        from icpi.errors import ConfigError
+    from icpi.errors import ConfigError
 
+    if unknown:
         raise ConfigError(f"unknown proposer(s) {unknown}; choose from {', '.join(PROPOSERS)}")
+    if draws < 1:
+        raise ConfigError(f"draws must be >= 1, got {draws}")
     out.mkdir(parents=True, exist_ok=True)
     store = store or OptimumStore()
 
@@ -115,17 +126,35 @@ def run_model_quality(
         with serve(0, store) as endpoint:
             for label in calibrated:
                 model, methods = PROPOSERS[label]
-                log.info("model quality: %s", label)
-                layer = {**dict(llm or {}), "base_url": endpoint.base_url, "model": model}
-                bench(label, methods, layer, llm_concurrency)
+                for folder, name in draw_folders(label, draws):
+                    log.info("model quality: %s", folder)
+                    layer = {**dict(llm or {}), "base_url": endpoint.base_url, "model": name}
+                    bench(folder, methods, layer, llm_concurrency)
     for label in labels:
         model, methods = PROPOSERS[label]
         if model is None:  # one server answers one request at a time
             bench(label, methods, llm, 1)
-    rows = quality_rows(out, tasks, seeds, iterations, labels)
+    rows = quality_rows(out, tasks, seeds, iterations, labels, draws)
     table = quality_table(rows)
     (out / "model-quality.md").write_text(table)
     return {"table": table, "rows": rows, "out": str(out)}
+
+
+def draw_folders(label: str, draws: int) -> list[tuple[str, str | None]]:
+    """The benchmark folders and model names of a proposer's noise draws.
+
+    Args:
+        label: A label of :data:`PROPOSERS`.
+        draws: Draws asked for (only noisy calibration proposers have more than one).
+
+    Returns:
+        ``(folder, model)`` per draw: ``(label, model)``, then ``(label-draw<k>,
+        model-draw<k>)``.
+    """
+    model = PROPOSERS[label][0]
+    noisy = model is not None and model not in ("calibration-sigma0", "calibration-zero")
+    extra = [(f"{label}-draw{k}", f"{model}-draw{k}") for k in range(1, draws)] if noisy else []
+    return [(label, model), *extra]
 
 
 def load_runs(
@@ -164,7 +193,12 @@ def load_runs(
 
 
 def quality_rows(
-    out: Path, tasks: Sequence[str], seeds: Sequence[int], iterations: int, labels: Sequence[str]
+    out: Path,
+    tasks: Sequence[str],
+    seeds: Sequence[int],
+    iterations: int,
+    labels: Sequence[str],
+    draws: int = 1,
 ) -> list[dict[str, Any]]:
     """The table's rows from the benchmark directories of the preset.
 
@@ -174,6 +208,7 @@ def quality_rows(
         seeds: Instance seeds.
         iterations: Rollouts per run.
         labels: Proposers run.
+        draws: Noise draws run (:func:`draw_folders`), pooled per row.
 
     Returns:
         One row per task, proposer and method (the reference first, once per task).
@@ -182,13 +217,18 @@ def quality_rows(
     rows = []
     for task in tasks:
         ref = ref_runs.get((task, REFERENCE), {})
-        rows.append(_row(task, "none", REFERENCE, ref, ref))
+        rows.append(_row(task, "none", REFERENCE, {(s, 0): r for s, r in ref.items()}, ref))
         for label in labels:
             methods = PROPOSERS[label][1]
-            runs = load_runs(out / label, tasks, methods, seeds, iterations)
+            pooled: dict[str, dict[tuple[int, int], list[dict[str, Any]]]] = {}
+            for k, (folder, _) in enumerate(draw_folders(label, draws)):
+                runs = load_runs(out / folder, tasks, methods, seeds, iterations)
+                for method in methods:
+                    for s, r in runs.get((task, method), {}).items():
+                        pooled.setdefault(method, {})[(s, k)] = r
             for method in methods:
-                if (task, method) in runs:
-                    rows.append(_row(task, label, method, runs[(task, method)], ref))
+                if method in pooled:
+                    rows.append(_row(task, label, method, pooled[method], ref))
     return rows
 
 
@@ -196,10 +236,10 @@ def _row(
     task: str,
     proposer: str,
     method: str,
-    runs: Mapping[int, list[dict[str, Any]]],
+    runs: Mapping[tuple[int, int], list[dict[str, Any]]],
     ref: Mapping[int, list[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """The figures of one (task, proposer, method) over its instances."""
+    """The figures of one (task, proposer, method) over its (seed, draw) runs."""
 
     def at(rs: list[dict[str, Any]], k: int) -> float:
         return float(rs[min(k, len(rs)) - 1]["best_so_far"])
@@ -216,12 +256,13 @@ def _row(
         "task": task,
         "proposer": proposer,
         "method": method,
-        "instances": len(seeds),
+        "instances": len({s for s, _ in seeds}),
+        "draws": len({k for _, k in seeds}),
     }
     for name, fig in figures.items():
         values = [fig(runs[s]) for s in seeds]
         row[name] = float(np.mean(values)) if values else math.nan
-        pairs = [(fig(runs[s]), fig(ref[s])) for s in seeds if s in ref]
+        pairs = [(fig(runs[s]), fig(ref[s[0]])) for s in seeds if s[0] in ref]
         if proposer != "none":
             d = [a - b for a, b in pairs]
             row[f"wtl {name}"] = (
@@ -292,6 +333,12 @@ def quality_table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append("")
     n = sorted({r["instances"] for r in rows})
     lines.append(f"Instances per row: {', '.join(map(str, n))}.")
+    if any(r["draws"] > 1 for r in rows):
+        k = max(r["draws"] for r in rows)
+        lines.append(
+            f"Noisy proposers (σ > 0, random): {k} noise draws per instance, pooled; W/T/L"
+            " count every (instance, draw) pair."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -60,6 +60,7 @@ def test_mode_and_instance_come_from_the_request():
     assert Mode.parse("calibration-sigma0.5").sigma == pytest.approx(0.005)
     assert Mode.parse("calibration-random").kind == "random"
     assert Mode.parse("calibration-zero").kind == "zero"
+    assert Mode.parse("calibration-sigma3-draw2") == Mode("sigma", 0.03, draw=2)
     with pytest.raises(Exception, match="unknown model"):
         Mode.parse("gpt-4o")
     assert instance_tag("slide-gc", 7) == f"{INSTANCE_PREFIX}7:slide-gc"
@@ -101,6 +102,9 @@ def test_noise_random_and_zero_modes(endpoint):
         noisy = c.generate(prompt, n=4, seed=1, **user).texts
         again = c.generate(prompt, n=4, seed=1, **user).texts
     assert len(set(noisy)) > 1 and noisy == again  # noisy, and seeded by the request
+    with client(endpoint, "calibration-sigma10-draw1") as c:
+        other = c.generate(prompt, n=4, seed=1, **user).texts
+    assert other != noisy  # another draw of the same noise
     with client(endpoint, "calibration-random") as c:
         rand = [[int(x) for x in t.split()] for t in c.generate(prompt, n=8, **user).texts]
     assert all(-100 <= v <= 100 for row in rand for v in row) and len({*map(tuple, rand)}) > 1

@@ -26,6 +26,7 @@ from icpi.manipulation.methods.icpi_plus import (
     ZOOM_MAX,
     correction_grammar,
     decoding_params,
+    theta_level,
     zoom_level,
 )
 from icpi.manipulation.run import run_method
@@ -202,7 +203,8 @@ def test_zoom_lets_a_perfect_proposer_say_a_correction_finer_than_the_grid(calib
             base_url=calibration.base_url, model="calibration-sigma0", cache_path=tmp_path / "c"
         )
         out = tmp_path / f"zoom-{zoom}"
-        run_method(cfg(task="slide-gc", seed=102, iterations=6, zoom=zoom), out, llm=llm)
+        settings = {"zoom": zoom, "sensitivity": False}
+        run_method(cfg(task="slide-gc", seed=102, iterations=6, **settings), out, llm=llm)
         return records(out)
 
     zoomed, fixed = run(True), run(False)
@@ -214,6 +216,28 @@ def test_zoom_lets_a_perfect_proposer_say_a_correction_finer_than_the_grid(calib
     assert finer and any(r["source"] == "model" for r in finer)
     assert min(r["cost"] for r in zoomed) < 0.1 * min(r["cost"] for r in fixed)
     assert all(r["units"]["theta_steps"] == 1000 for r in fixed[1:-1])
+
+
+def test_theta_units_fine_enough_for_the_task_let_the_first_perfect_step_land(
+    calibration, tmp_path
+):
+    from icpi.llm import LLMConfig
+
+    def run(sensitivity):
+        llm = LLMConfig(
+            base_url=calibration.base_url, model="calibration-sigma0", cache_path=tmp_path / "c"
+        )
+        out = tmp_path / f"sensitivity-{sensitivity}"
+        settings = {"sensitivity": sensitivity}
+        run_method(cfg(task="slide-gc", seed=102, iterations=3, **settings), out, llm=llm)
+        return records(out)
+
+    fine, coarse = run(True), run(False)
+    # millimetres either way; θ finer than permille where a permille moves the puck > 0.1 mm
+    assert coarse[1]["units"] == {"theta_steps": 1000, "e_unit": 0.001}
+    assert fine[1]["units"]["theta_steps"] >= 10_000 and fine[1]["units"]["e_unit"] == 0.001
+    assert fine[1]["source"] == coarse[1]["source"] == "model"
+    assert fine[1]["cost"] < 0.001 < coarse[1]["cost"]
 
 
 def test_judge_off_takes_the_models_candidate(tmp_path):
@@ -270,11 +294,24 @@ def test_the_prompts_units_refine_tenfold_per_tenfold_fall_of_the_best_cost():
     assert zoom_level(0.05, 0.01) == 1  # 5 cm reads five centimetres: millimetres then
 
 
+def test_theta_units_refine_until_one_step_moves_the_outcome_a_tenth_of_an_e_unit():
+    mm = 0.001
+    # 25 mm per permille of the push duration (slide-gc near its optimum): 1/10^6 of the
+    # range moves the puck 0.025 mm, below a tenth of a millimetre
+    J = np.array([[0.0, 0.5, 25.0], [0.4, 0.0, 2.0]])  # m per unit of normalised θ
+    assert theta_level(J, 1000, mm, 0) == 3
+    assert theta_level(J / 100, 1000, mm, 0) == 1  # 0.25 mm per permille
+    assert theta_level(J / 1000, 1000, mm, 0) == 0  # 0.025 mm per permille: fine already
+    assert theta_level(J / 1000, 1000, mm, 2) == 2  # never coarser than e's units
+    assert theta_level(J * 100, 1000, mm, 0) == ZOOM_MAX  # at most ZOOM_MAX
+    assert theta_level(J * np.nan, 1000, mm, 1) == 1  # no model: e's units
+
+
 @pytest.mark.parametrize("zoom", [True, False])
 def test_a_zoomed_prompt_says_its_units_and_its_answer_is_read_in_them(zoom, tmp_path):
     # metres as the e unit: a slide error of ~0.4 m reads 0 m, two levels above centimetres
     sampler = ScriptedSampler([" 500 -500 500"])
-    settings = {"e_unit": 1.0, "judge": "off", "n_samples": 1, "zoom": zoom}
+    settings = {"e_unit": 1.0, "judge": "off", "n_samples": 1, "zoom": zoom, "sensitivity": False}
     run_method(cfg(iterations=3, **settings), tmp_path, sampler=sampler)
     recs = records(tmp_path)
     level = zoom_level(recs[0]["cost"], 1.0) if zoom else 0
@@ -310,7 +347,7 @@ def test_grammar_ends_with_the_line_terminator():
 
 @pytest.mark.parametrize(("zoom", "finest"), [(True, 10**6), (False, 1000)])
 def test_constrained_decoding_admits_the_finest_zoom_levels_answers(zoom, finest):
-    settings = cfg(zoom=zoom).settings
+    settings = cfg(zoom=zoom, sensitivity=zoom).settings
     grammar = decoding_params(dataclasses.replace(settings, constrain="gbnf"), 3)
     digits = len(str(finest))
     assert f'num ::= "-"? [0-9]{" [0-9]?" * (digits - 1)}\n' in grammar["extra_body"]["grammar"]

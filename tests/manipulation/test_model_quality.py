@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,8 +28,9 @@ def test_the_preset_pairs_every_proposer_with_the_model_free_reference(tmp_path)
         ("none", REFERENCE),
         ("sigma0", "icpi"),
         ("sigma0", "icpi+"),
-        ("sigma0", "icpi+[zoom=false]"),
-        ("sigma0", "icpi+[theta_steps=100;e_unit=0.01;zoom=false]"),
+        ("sigma0", "icpi+[sensitivity=false]"),
+        ("sigma0", "icpi+[zoom=false;sensitivity=false]"),
+        ("sigma0", "icpi+[theta_steps=100;e_unit=0.01;zoom=false;sensitivity=false]"),
         ("sigma0", "icpi+[judge=off]"),
         ("zero", "icpi"),
         ("zero", "icpi+"),
@@ -62,3 +64,34 @@ def test_cli_preset_runs_every_proposer_and_prints_the_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SmolLM2-135M" in proc.stdout and "calibration-*" in proc.stdout
     assert (out / "smollm2" / "summary.md").exists()
+
+
+def test_noise_draws_are_run_apart_and_pooled_in_each_row(tmp_path):
+    store = OptimumStore(tmp_path / "optima")
+    out = tmp_path / "mq"
+    report = run_model_quality(
+        ["ball-roll-gc"], [102], 4, out, proposers=["sigma10", "zero"], store=store,
+        progress=False, workers=1, draws=2,
+    )  # fmt: skip
+    rows = {(r["proposer"], r["method"]): r for r in report["rows"]}
+    noisy, zero = rows[("sigma10", "icpi")], rows[("zero", "icpi")]
+    # one instance, two draws of the noise: two runs, each paired with the same reference
+    assert (noisy["instances"], noisy["draws"], sum(noisy["wtl final"])) == (1, 2, 2)
+    assert (zero["draws"], sum(zero["wtl final"])) == (1, 1)  # nothing to draw: one run
+    assert not (out / "zero-draw1").exists()
+    first, second = (
+        json.loads((out / f / "runs/ball-roll-gc/icpi/seed-102/records.jsonl")
+                   .read_text().splitlines()[1])["theta"]
+        for f in ("sigma10", "sigma10-draw1")
+    )  # fmt: skip
+    assert first != second  # another draw answered the same first prompt otherwise
+    assert "2 noise draws per instance" in report["table"]
+    # the paired ablation script pools the draws as well: one pair per (instance, draw)
+    script = Path(__file__).parents[2] / "benchmarks" / "paired_ablation.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out), "--proposers", "sigma10", "--draws", "2",
+         "--tasks", "ball-roll-gc", "--seeds", "102-102", "--iterations", "4"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sigma10 ball-roll-gc (2):" in proc.stderr

@@ -33,12 +33,17 @@ a few units, the correction it needs is finer than one θ step, and a perfect mo
 answer the grid point it already stands on. So the units follow the best cost: each
 tenfold fall of the best cost below ten e units refines θ and e tenfold (θ in 1/10⁴ of each
 range and e in tenths of a millimetre, then 1/10⁵ and hundredths, at most
-:data:`ZOOM_MAX` times; :func:`zoom_level`). The prompt says its units, as always.
+:data:`ZOOM_MAX` times; :func:`zoom_level`). **Sensitivity:** θ's units are refined
+further, until one θ step moves the outcome model's prediction by at most a tenth of an
+e unit (:func:`theta_level`, with a margin of ten: the model is fitted where the search stands,
+and the outcome is often more sensitive where it goes). On slide-gc one permille of the
+push duration moves the puck by up to 25 mm near θ*, so a perfect answer on the permille
+grid lands millimetres off. The prompt says its units, as always.
 
 Ablations: ``icpi+[model=off]`` (the same arbiter and trust region, numeric candidates
 only: no model call at all), ``icpi+[judge=off]`` (the model's candidate wins whenever
-one parses, the Jacobian step otherwise) and ``icpi+[zoom=false]`` (permille and
-millimetres throughout).
+one parses, the Jacobian step otherwise), ``icpi+[zoom=false]`` (units that do not follow
+the best cost) and ``icpi+[sensitivity=false]`` (θ's units only as fine as e's).
 """
 
 from __future__ import annotations
@@ -86,6 +91,10 @@ SAME = 1e-9
 ZOOM_READABLE = 10
 #: At most this many tenfold refinements (from permille and millimetres: 1/10⁶ and µm).
 ZOOM_MAX = 3
+#: One θ step may move the predicted outcome by at most this share of an e unit: the
+#: outcome model is fitted where the search stands, and the outcome is often more
+#: sensitive where it goes (a faster push).
+THETA_MOVE = 0.1
 
 
 def zoom_level(best_cost: float, e_unit: float) -> int:
@@ -103,6 +112,27 @@ def zoom_level(best_cost: float, e_unit: float) -> int:
         return ZOOM_MAX
     level = math.ceil(math.log10(ZOOM_READABLE * e_unit / best_cost) - 1e-9)
     return min(ZOOM_MAX, max(0, level))
+
+
+def theta_level(jacobian: np.ndarray, theta_steps: int, e_unit: float, e_level: int) -> int:
+    """Tenfold refinements of θ's units at which one θ step moves the outcome ≤ one e unit.
+
+    Args:
+        jacobian: The outcome model's Jacobian [outcome units per unit of normalised θ].
+        theta_steps: The prompt's base integer steps across each θ range.
+        e_unit: The prompt's base e unit [outcome units].
+        e_level: The e unit's refinements (:func:`zoom_level`); θ's are never fewer.
+
+    Returns:
+        The smallest level L in [``e_level``, :data:`ZOOM_MAX`] at which one step of
+        ``1 / (theta_steps * 10**L)`` in any θ dimension moves the prediction by at most
+        ``e_unit / 10**e_level`` (``e_level`` where the Jacobian is not finite).
+    """
+    moves = np.linalg.norm(np.asarray(jacobian, float), axis=0) / theta_steps
+    ratio = float(np.max(moves)) * 10**e_level / (THETA_MOVE * e_unit) if moves.size else 0.0
+    if not (math.isfinite(ratio) and ratio > 1.0):
+        return e_level
+    return min(ZOOM_MAX, max(e_level, math.ceil(math.log10(ratio) - 1e-9)))
 
 
 @dataclass(frozen=True)
@@ -131,6 +161,9 @@ class ICPIPlusSettings(JacobianSettings):
     zoom: bool = True
     """Refine the prompt's θ and e units tenfold per tenfold fall of the best cost below
     ten e units (:func:`zoom_level`); off: ``theta_steps`` and ``e_unit`` throughout."""
+    sensitivity: bool = True
+    """Refine θ's units further, until one θ step moves the outcome model's prediction by
+    at most one e unit (:func:`theta_level`); off: θ's units only as fine as e's."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -170,7 +203,8 @@ def decoding_params(settings: ICPIPlusSettings, dim: int) -> dict[str, Any]:
     Returns:
         ``{"extra_body": ...}`` for the sampler, or ``{}``.
     """
-    steps = settings.theta_steps * (10**ZOOM_MAX if settings.zoom else 1)  # the finest units
+    refined = settings.zoom or settings.sensitivity
+    steps = settings.theta_steps * (10**ZOOM_MAX if refined else 1)  # the finest units
     grammar = correction_grammar(dim, steps)
     if settings.constrain == "gbnf":
         return {"extra_body": {"grammar": grammar}}
@@ -241,27 +275,29 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
             selector=FirstValid(),
             max_resamples=0,
         )
-        self.texts = {0: self.text}  # the prompt's writer per zoom level
+        self.texts = {(0, 0): self.text}  # the prompt's writer per (θ, e) refinement
 
     def _where(self, state: LoopState) -> dict[str, Vec]:
         return self.local.where()
 
-    def use_zoom(self, level: int) -> None:
-        """Write the prompt, and read its answers, in the units of a zoom level.
+    def use_units(self, theta_level: int, e_level: int) -> None:
+        """Write the prompt, and read its answers, in refined units.
 
         Args:
-            level: Tenfold refinements of ``theta_steps`` and the e unit.
+            theta_level: Tenfold refinements of ``theta_steps``.
+            e_level: Tenfold refinements of the e unit.
         """
-        if level not in self.texts:
+        key = (theta_level, e_level)
+        if key not in self.texts:
             s = self.settings
-            self.texts[level] = ICPIText(
+            self.texts[key] = ICPIText(
                 self.ctx,
                 self._where,
                 s.feature,
-                s.theta_steps * 10**level,
-                self.prompt_e_unit() / 10**level,
+                s.theta_steps * 10**theta_level,
+                self.prompt_e_unit() / 10**e_level,
             )
-        self.text = self.texts[level]
+        self.text = self.texts[key]
         self.loop.pieces = dataclasses.replace(
             self.loop.pieces, prompt=self.text.template, parser=self.text.parser
         )
@@ -336,9 +372,8 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         cands: list[Candidate] = []
         valid = [i for i, r in enumerate(results) if r.ok]
         if valid:
-            steps = np.asarray(
-                [self.text.fmt.int_to_dtheta(results[i].value) / self.box.span for i in valid]
-            )
+            fmt = self.text.fmt
+            steps = np.asarray([fmt.int_to_dtheta(results[i].value) / self.box.span for i in valid])
             median = np.median(steps, axis=0)
             nearest = valid[int(np.argmin(np.linalg.norm(steps - median, axis=1)))]
             scatter: float | None = None  # one answer: no agreement to judge
@@ -381,25 +416,30 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         local = self.local
         best = local.search.best
         assert best is not None
-        if self.settings.zoom and self.model_on:
-            self.use_zoom(zoom_level(best.cost, self.prompt_e_unit()))
+        s = self.settings
+        neighbours = local.neighbours()
+        model = local.model(neighbours)
+        fit_s = time.perf_counter() - t0
+        if self.model_on:
+            e_unit = self.prompt_e_unit()
+            e_level = zoom_level(best.cost, e_unit) if s.zoom else 0
+            level = theta_level(model.J, s.theta_steps, e_unit, e_level)
+            self.use_units(level if s.sensitivity else e_level, e_level)
         state = self.loop.state()
         draw = self.loop.draw(state) if self.model_on else None
         t_arbiter = time.perf_counter()
-        neighbours = local.neighbours()
-        model = local.model(neighbours)
         residual = fit_residual(
             model,
             self.box.span,
             neighbours,
             local.search.own(),
             (best.theta, best.outcome),
-            self.settings.own_weight,
+            s.own_weight,
         )
         cands = self.candidates(draw.results if draw is not None else [], model)
         verdicts = self.arbiter.judge(cands, model, best.e, residual)
         sources = [c.source for c in cands]
-        if self.settings.judge == "off":  # the ablation: the model's step when it has one
+        if s.judge == "off":  # the ablation: the model's step when it has one
             win = sources.index("model") if "model" in sources else 0
         else:
             win = choose(verdicts)
@@ -423,7 +463,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
                 for c, v in zip(cands, verdicts, strict=True)
             ],
             "model_candidates": sources.count("model"),
-            "arbiter_s": time.perf_counter() - t_arbiter,  # fits, candidates, scores
+            "arbiter_s": fit_s + time.perf_counter() - t_arbiter,  # fits, candidates, scores
         }
         index = chosen.index if chosen.source == "model" else None
         self.proposal = self.proposal_of(state, draw, theta, chosen.source, index, info, t0)
