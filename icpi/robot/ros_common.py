@@ -142,6 +142,11 @@ def run_node(make: Callable[[], Node], args: list[str] | None = None) -> int:
         logging.getLogger("icpi").error("%s", err)
         sys.stderr.write(f"error: {err}\n")
         code = 1
+    except Exception:
+        if rclpy.ok():
+            raise
+        # SIGINT/SIGTERM shut the context down between ``rclpy.ok()`` and the wait (an
+        # RCLError from the wait set): a normal stop, not a traceback
     finally:
         if node is not None:
             close = getattr(node, "close", None)

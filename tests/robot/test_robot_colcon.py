@@ -122,3 +122,5 @@ def test_colcon_build_installs_executables_that_find_datasets_and_models(tmp_pat
         finally:
             node.terminate()
             node.wait(timeout=10)
+    text = log.read_text()  # a SIGTERM is a normal stop: exit 0, no traceback
+    assert node.returncode == 0 and "Traceback" not in text, text[-3000:]
