@@ -115,7 +115,7 @@ def zoom_level(best_cost: float, e_unit: float) -> int:
 
 
 def theta_level(jacobian: np.ndarray, theta_steps: int, e_unit: float, e_level: int) -> int:
-    """Tenfold refinements of θ's units at which one θ step moves the outcome ≤ one e unit.
+    """Tenfold refinements of θ's units at which one θ step moves the outcome little.
 
     Args:
         jacobian: The outcome model's Jacobian [outcome units per unit of normalised θ].
@@ -126,7 +126,8 @@ def theta_level(jacobian: np.ndarray, theta_steps: int, e_unit: float, e_level: 
     Returns:
         The smallest level L in [``e_level``, :data:`ZOOM_MAX`] at which one step of
         ``1 / (theta_steps * 10**L)`` in any θ dimension moves the prediction by at most
-        ``e_unit / 10**e_level`` (``e_level`` where the Jacobian is not finite).
+        :data:`THETA_MOVE` × ``e_unit / 10**e_level`` (``e_level`` where the Jacobian is
+        not finite).
     """
     moves = np.linalg.norm(np.asarray(jacobian, float), axis=0) / theta_steps
     ratio = float(np.max(moves)) * 10**e_level / (THETA_MOVE * e_unit) if moves.size else 0.0
@@ -163,7 +164,7 @@ class ICPIPlusSettings(JacobianSettings):
     ten e units (:func:`zoom_level`); off: ``theta_steps`` and ``e_unit`` throughout."""
     sensitivity: bool = True
     """Refine θ's units further, until one θ step moves the outcome model's prediction by
-    at most one e unit (:func:`theta_level`); off: θ's units only as fine as e's."""
+    at most a tenth of an e unit (:func:`theta_level`); off: θ's units only as fine as e's."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -372,8 +373,9 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         cands: list[Candidate] = []
         valid = [i for i, r in enumerate(results) if r.ok]
         if valid:
-            fmt = self.text.fmt
-            steps = np.asarray([fmt.int_to_dtheta(results[i].value) / self.box.span for i in valid])
+            steps = np.asarray(
+                [self.text.fmt.int_to_dtheta(results[i].value) / self.box.span for i in valid]
+            )
             median = np.median(steps, axis=0)
             nearest = valid[int(np.argmin(np.linalg.norm(steps - median, axis=1)))]
             scatter: float | None = None  # one answer: no agreement to judge
