@@ -166,6 +166,11 @@ def load_bench_config(*layers: Mapping[str, Any] | None, where: str = "") -> Ben
     cfg = load(BenchConfig, *plain, {k: v for k, v in chosen.items() if v is not None}, where=where)
     if cfg.preset is not None:
         preset_methods(cfg.preset)  # an unknown preset is refused here
+    if cfg.draws < 1 or (cfg.draws > 1 and cfg.preset != "model-quality"):
+        raise ConfigError(
+            f"draws must be >= 1 and counts noise draws of the model-quality preset only, got"
+            f" draws={cfg.draws} with preset={cfg.preset}{' in ' + where if where else ''}"
+        )
     return cfg
 
 

@@ -114,6 +114,10 @@ def test_bench_config_file_holds_tasks_methods_and_seeds(tmp_path, capsys):
     cfg.write_text("bench:\n  methods: random\n  preset: paper\n")
     assert main(["bench", "--config", str(cfg), "--out", str(tmp_path / "c")]) == 2
     assert "methods and preset both set" in capsys.readouterr().err
+    # noise draws belong to the model-quality preset: elsewhere they would do nothing
+    argv = ["bench", "--methods", "random", "--draws", "3", "--out", str(tmp_path / "d")]
+    assert main(argv) == 2
+    assert "noise draws of the model-quality preset only" in capsys.readouterr().err
     cfg.write_text("run:\n  iterations: 3\n")
     assert main(["bench", "--config", str(cfg), "--out", str(tmp_path / "c")]) == 2
     assert "give tasks, methods, seeds and iterations in its bench: section" in (
