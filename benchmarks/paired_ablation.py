@@ -61,11 +61,9 @@ def main() -> None:
         args.a, args.b, TIE_TOLERANCE * 1000, "a", "b",
     )  # fmt: skip
     for proposer in args.proposers.split(","):
-        a: dict[tuple[int, int], list[dict[str, Any]]] = {}
-        b: dict[tuple[int, int], list[dict[str, Any]]] = {}
         for task in tasks:
-            a.clear()
-            b.clear()
+            a: dict[tuple[int, int], list[dict[str, Any]]] = {}
+            b: dict[tuple[int, int], list[dict[str, Any]]] = {}
             for k, (folder, _) in enumerate(draw_folders(proposer, args.draws)):
                 runs = load_runs(
                     args.out / folder, [task], [args.a, args.b], seeds, args.iterations
@@ -90,8 +88,8 @@ def main() -> None:
                 cells.append(
                     f"{d.mean() * 1000:+.2f} [{low * 1000:+.2f}, {high * 1000:+.2f}] {w}/{t}/{l_}"
                 )
-            first = [s for s in both if s[1] == 0]  # the first draw's
-            to5 = " ".join(f"{fa[s]['to5']:g}/{fb[s]['to5']:g}" for s in first)
+            draw0 = [s for s in both if s[1] == 0]  # the first draw's
+            to5 = " ".join(f"{fa[s]['to5']:g}/{fb[s]['to5']:g}" for s in draw0)
             log.info("%s %s (%d): %s | %s", proposer, task, len(both), " | ".join(cells), to5)
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from icpi.manipulation.bench import TIE_TOLERANCE, collect_rows, run_benchmark
-from icpi.manipulation.calibration import OptimumStore, serve
+from icpi.manipulation.calibration import Mode, OptimumStore, serve
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,8 @@ def draw_folders(label: str, draws: int) -> list[tuple[str, str | None]]:
         model-draw<k>)``.
     """
     model = PROPOSERS[label][0]
-    noisy = model is not None and model not in ("calibration-sigma0", "calibration-zero")
+    mode = Mode.parse(model) if model is not None else None
+    noisy = mode is not None and (mode.kind == "random" or mode.sigma > 0)
     extra = [(f"{label}-draw{k}", f"{model}-draw{k}") for k in range(1, draws)] if noisy else []
     return [(label, model), *extra]
 
@@ -222,7 +223,7 @@ def quality_rows(
             methods = PROPOSERS[label][1]
             pooled: dict[str, dict[tuple[int, int], list[dict[str, Any]]]] = {}
             for k, (folder, _) in enumerate(draw_folders(label, draws)):
-                runs = load_runs(out / folder, tasks, methods, seeds, iterations)
+                runs = load_runs(out / folder, [task], methods, seeds, iterations)
                 for method in methods:
                     for s, r in runs.get((task, method), {}).items():
                         pooled.setdefault(method, {})[(s, k)] = r
