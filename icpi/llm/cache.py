@@ -8,6 +8,7 @@ port, so a run replays across processes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import sqlite3
@@ -58,7 +59,11 @@ class CompletionCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
-        with self._lock:
+        # One opener at a time (threads and processes): SQLite answers a second connection
+        # that changes the journal mode "database is locked" at once, without waiting.
+        guard = self.path.with_name(self.path.name + ".lock")
+        with open(guard, "a") as fh, self._lock:
+            fcntl.flock(fh, fcntl.LOCK_EX)
             self._db.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL survives a killed process; only a power cut may lose the last entry.
             self._db.execute("PRAGMA synchronous=NORMAL")

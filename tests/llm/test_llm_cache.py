@@ -40,3 +40,28 @@ def test_cache_shared_by_processes(tmp_path):
         assert p.exitcode == 0
     cache = CompletionCache(path)
     assert len(cache) == 80 and cache.get("k79") == {"texts": ["79"]}
+
+
+def test_many_openers_of_a_new_cache_at_once_all_succeed(tmp_path):
+    # Two benchmark runs starting together opened one new cache, and SQLite answered the
+    # second switch to WAL "database is locked" at once (3 of 30 trials of 8 openers here).
+    import threading
+
+    for trial in range(30):
+        path = tmp_path / f"c{trial}.db"
+        barrier = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def open_it(path=path, barrier=barrier, errors=errors):
+            barrier.wait()
+            try:
+                CompletionCache(path).put("k", {"q": 1}, {"a": 1})
+            except BaseException as err:  # collected, asserted below
+                errors.append(err)
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
