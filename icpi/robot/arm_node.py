@@ -9,7 +9,8 @@ Sends trajectories to the controller through ``trajectory_action``
 (:mod:`icpi.robot.controller_link`), and a copy of each on ``sent_trajectory_topic``.
 Publishes: ``result_topic`` (std_msgs/String JSON), ``state_topic`` (std_msgs/String,
 transient local, on change: ``idle``, ``busy``, ``estopped``, ``no_joint_states``,
-``no_camera`` or ``no_controller``).
+``no_camera``, ``no_controller`` or ``arm_fault``: the arm's driver reports a protective
+stop, a reflex, a stopped program or reduced speed, and the reason is logged).
 Services: ``~/estop``, ``~/clear_estop`` (std_srvs/Trigger). With ``lockstep`` (simulation)
 it publishes ``grant_topic`` (std_msgs/Float64MultiArray ``[granted time s, trajectories
 sent]``, see :meth:`SkillRunner.grant`) every 10 ms.
@@ -239,6 +240,8 @@ class ArmSkillNode(Node):
             if state == "idle" and not self.link.ready():
                 state = "no_controller"  # no action server (yet): a trial would abort
             if state != self._state:
+                if state == "arm_fault":
+                    self.get_logger().warning(f"trials wait: {self.runner.arm_fault()}")
                 self._state = state
                 self.state_pub.publish(String(data=state))
 

@@ -47,8 +47,10 @@ LATCHED = QoSProfile(
 )
 # Poll period while waiting for the arm to subscribe [s].
 _POLL_S = 0.05
+# Say why a request waits once it has waited this long [s].
+_SAY_AFTER_S = 1.0
 # Arm states in which a request is held back (an e-stopped arm answers at once).
-_NOT_READY = ("", "no_joint_states", "no_camera", "no_controller", "busy")
+_NOT_READY = ("", "no_joint_states", "no_camera", "no_controller", "arm_fault", "busy")
 
 
 class RosTransport:
@@ -98,17 +100,22 @@ class RosTransport:
         try:
             pub = self.node.request_pub
             waited = 0.0
-            # Wait for the arm: connected both ways, with joint states and camera flowing.
+            said = ""
+            # Wait for the arm: connected both ways, with joint states and camera flowing,
+            # and its driver ready (no protective stop).
             while (
                 pub.get_subscription_count() == 0
                 or self.node.count_publishers(self.node.cfg.result_topic) == 0
                 or self.node.arm_state in _NOT_READY
             ):
+                state = self.node.arm_state or "unknown"
                 if waited >= timeout:
-                    raise TimeoutError(
-                        "the arm skill node is not ready"
-                        f" (state {self.node.arm_state or 'unknown'!r})"
+                    raise TimeoutError(f"the arm skill node is not ready (state {state!r})")
+                if state != said and waited >= _SAY_AFTER_S:  # say why, once per state
+                    self.node.get_logger().info(
+                        f"trial {req.trial_id} waits for the arm skill node (state {state!r})"
                     )
+                    said = state
                 self.node.stop_event.wait(_POLL_S)
                 waited += _POLL_S
             pub.publish(Float64MultiArray(data=req.encode()))

@@ -336,8 +336,12 @@ class SkillRunner:
             raise KeyError(f"no driver mode comes on {topic_field}")
         self._modes[topic_field] = int(mode)
 
-    def _arm_fault(self) -> str | None:
-        """Why the arm's driver cannot run a timed trial now, or ``None``."""
+    def arm_fault(self) -> str | None:
+        """Why the arm's driver cannot run a timed trial now, or ``None``.
+
+        Read from the driver's topics where configured: the UR robot and safety modes, the
+        Franka robot mode, the robot program, the speed scaling.
+        """
         cfg = self.cfg
         for field, (what, names) in _MODE_SOURCES.items():
             topic = getattr(cfg, field)
@@ -390,7 +394,11 @@ class SkillRunner:
         return self._busy
 
     def state(self) -> str:
-        """``estopped``, ``busy``, ``no_joint_states``, ``no_camera`` or ``idle`` (ready)."""
+        """``estopped``, ``busy``, ``no_joint_states``, ``no_camera``, ``arm_fault`` or ``idle``.
+
+        ``arm_fault``: the arm's driver says a trial cannot run now (:meth:`arm_fault`: a
+        protective stop, a reflex, a stopped program, reduced speed); ``idle``: ready.
+        """
         if self._estop:
             return "estopped"
         if self._busy:
@@ -400,6 +408,8 @@ class SkillRunner:
             return "no_joint_states"
         if self.watchdog.stale(now, [BALL]):
             return "no_camera"
+        if self.arm_fault() is not None:
+            return "arm_fault"
         return "idle"
 
     def engage_estop(self, reason: str = "e-stop") -> str:
@@ -485,7 +495,7 @@ class SkillRunner:
         why = trust_region_violation(theta, self.last_theta, self.cfg.trust_region)
         if why:
             raise TrialStop("refused", why)
-        fault = self._arm_fault()  # before anything moves, the move home included
+        fault = self.arm_fault()  # before anything moves, the move home included
         if fault:
             raise TrialStop("refused", fault)
         t = self.clock()
@@ -708,7 +718,7 @@ class SkillRunner:
         if stale:
             self._halt()
             raise TrialStop("aborted", "watchdog: " + self._camera_why(stale))
-        fault = self._arm_fault()
+        fault = self.arm_fault()
         if fault:
             self._halt()
             raise TrialStop("aborted", fault)

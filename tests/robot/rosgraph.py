@@ -246,8 +246,8 @@ class Probe:
             time.sleep(0.02)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
-    def wait_matched(self, timeout: float = 45.0) -> None:
-        """Wait until the arm node subscribes to requests and publishes results."""
+    def wait_matched(self, timeout: float = 45.0, ready: tuple[str, ...] = ("idle",)) -> None:
+        """Wait until the arm node subscribes to requests, publishes results and is ``ready``."""
         self.wait_for(
             lambda: (
                 self.request_pub.get_subscription_count() > 0
@@ -257,7 +257,7 @@ class Probe:
             "the arm node",
         )
         self.wait_for(lambda: len(self.joint_states) > 5, timeout, "joint states")
-        self.wait_for(lambda: self.arm_state == "idle", timeout, "the arm node to be idle")
+        self.wait_for(lambda: self.arm_state in ready, timeout, f"the arm node to be {ready}")
 
     def request(self, trial_id: int, theta, goal=(0.7, 0.0)) -> None:
         from std_msgs.msg import Float64MultiArray

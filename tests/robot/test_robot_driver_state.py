@@ -10,6 +10,7 @@ franka_robot_state_broadcaster (the robot state at 200 Hz).
 from __future__ import annotations
 
 import itertools
+import json
 import time
 
 import numpy as np
@@ -17,7 +18,15 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs the ros extra: pip install -e '.[ros]'")
 
-from rosgraph import Probe, built_types, limit_violations, logs, new_namespace, start_graph
+from rosgraph import (
+    NodeProcess,
+    Probe,
+    built_types,
+    limit_violations,
+    logs,
+    new_namespace,
+    start_graph,
+)
 
 THETA = (0.1, 0.06, 0.3)
 JOINTS = ["shoulder", "elbow"]
@@ -61,7 +70,7 @@ def test_a_protective_stop_or_a_reflex_refuses_and_aborts_trials(tmp_path):
         n.create_timer(0.005, lambda: publishing["franka"] and franka.publish(state))
         sent: list[JointTrajectory] = []
         n.create_subscription(JointTrajectory, "icpi/sent_trajectory", sent.append, 100)
-        probe.wait_matched()
+        probe.wait_matched(ready=("arm_fault",))  # nothing heard from the arm's driver yet
         home = np.array(probe.joint_states[-1][1])
 
         ids = itertools.count(1)
@@ -115,8 +124,10 @@ def test_a_protective_stop_or_a_reflex_refuses_and_aborts_trials(tmp_path):
         assert res["status"] == "refused", res
         assert "UR safety mode is PROTECTIVE_STOP, not NORMAL" in res["reason"], res
         assert sent == []  # nothing moved
+        probe.wait_for(lambda: probe.arm_state == "arm_fault", 10, "arm_state arm_fault")
         safety_mode.publish(SafetyMode(mode=SafetyMode.NORMAL))
         once_heard(lambda r: r["status"] == "ok", ["PROTECTIVE_STOP"])
+        probe.wait_for(lambda: probe.arm_state == "idle", 10, "arm_state idle")
         # A protective stop while the arm moves: a stop sent, the trial aborted.
         res = mid_motion_abort(
             lambda: safety_mode.publish(SafetyMode(mode=SafetyMode.PROTECTIVE_STOP))
@@ -138,6 +149,69 @@ def test_a_protective_stop_or_a_reflex_refuses_and_aborts_trials(tmp_path):
             trajs = list(sent)
         assert limit_violations(trajs, JOINTS, home, VMAX, AMAX, JMAX) == []
         assert procs["arm"].alive(), logs(procs)
+    finally:
+        if probe is not None:
+            probe.close()
+        for p in procs.values():
+            p.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_driver_waits_through_a_protective_stop_instead_of_spending_a_trial(tmp_path):
+    """``arm_fault`` on icpi/arm_state holds the driver's requests back until it clears.
+
+    Before, the arm node read ``idle`` in a protective stop: the driver sent its trial, the
+    arm refused it, and the driver backed θ off towards its anchor for nothing.
+    """
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    RobotMode, SafetyMode, _ = driver_types()
+    ns = new_namespace()
+    topics = {
+        "robot_mode_topic": "io_and_status_controller/robot_mode",
+        "safety_mode_topic": "io_and_status_controller/safety_mode",
+    }
+    out = tmp_path / "run"
+    driver = {
+        "sampler": "nearest",
+        "run.iterations": "2",
+        "run.dataset_size": "60",
+        "out": str(out),
+        "relabel_out": str(tmp_path / "relabelled"),
+        "trial_timeout": "60.0",
+    }
+    procs, probe = {}, None
+    try:
+        procs = start_graph(tmp_path, ns, arm=topics)
+        probe = Probe(ns)
+        latched = QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+        robot_mode = probe.node.create_publisher(RobotMode, topics["robot_mode_topic"], latched)
+        safety_mode = probe.node.create_publisher(SafetyMode, topics["safety_mode_topic"], latched)
+        robot_mode.publish(RobotMode(mode=RobotMode.RUNNING))
+        safety_mode.publish(SafetyMode(mode=SafetyMode.PROTECTIVE_STOP))
+        probe.wait_matched(ready=("arm_fault",))  # the protective stop, or nothing heard yet
+        time.sleep(1.0)
+        assert probe.arm_state == "arm_fault"
+        procs["driver"] = NodeProcess("driver_node", ns, driver, tmp_path / "driver.log")
+        deadline = time.monotonic() + 90
+        while "waits for the arm skill node (state 'arm_fault')" not in procs["driver"].text():
+            assert time.monotonic() < deadline and procs["driver"].alive(), logs(procs)
+            time.sleep(0.1)
+        time.sleep(2.0)
+        with probe.lock:
+            assert probe.results == [], probe.results  # no trial was sent to be refused
+        safety_mode.publish(SafetyMode(mode=SafetyMode.NORMAL))
+        assert procs["driver"].wait(timeout=120) == 0, logs(procs)
+        records = [json.loads(x) for x in open(out / "records.jsonl")]
+        assert [r["iteration"] for r in records] == [0, 1]
+        with probe.lock:
+            assert [r["status"] for r in probe.results] == ["ok", "ok"], probe.results
+        assert "trials wait: UR safety mode is PROTECTIVE_STOP" in procs["arm"].text()
     finally:
         if probe is not None:
             probe.close()

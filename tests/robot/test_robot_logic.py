@@ -435,12 +435,13 @@ class TwinArm:
         self.scale = time_scale
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
-        self.wait_state("idle")  # joint states and camera heard: ready
+        # joint states and camera heard: ready, but for the arm's driver (where configured)
+        self.wait_state("idle", "arm_fault")
 
-    def wait_state(self, state, timeout=20.0):
+    def wait_state(self, *states, timeout=20.0):
         deadline = time.monotonic() + timeout
-        while self.runner.state() != state:
-            assert time.monotonic() < deadline, f"the runner never became {state}"
+        while self.runner.state() not in states:
+            assert time.monotonic() < deadline, f"the runner never became {' or '.join(states)}"
             time.sleep(0.01)
 
     def send(self, plan, start):
@@ -696,6 +697,24 @@ def test_staleness_is_judged_on_header_stamps():
     assert runner.state() == "no_camera"
     runner.on_ball((0.0, 0.0, 0.03), stamp=49.9)
     assert runner.state() == "idle"
+
+
+def test_the_state_says_arm_fault_while_the_arms_driver_cannot_run_a_trial():
+    """A protective stop (or nothing heard yet) reads ``arm_fault``: the driver waits."""
+    cfg = fast_cfg(robot_mode_topic="ur/robot_mode", safety_mode_topic="ur/safety_mode")
+    runner = SkillRunner(cfg, lambda plan, start: start(), controller_clock=lambda: 50.0)
+    runner.on_joint_state(list(cfg.joint_names), list(cfg.home), [], stamp=49.9)
+    runner.on_ball((0.0, 0.0, 0.03), stamp=49.9)
+    assert runner.state() == "arm_fault"
+    assert runner.arm_fault() == "no UR robot mode received on ur/robot_mode"
+    runner.on_mode("robot_mode_topic", 7)  # RUNNING
+    runner.on_mode("safety_mode_topic", 1)  # NORMAL
+    assert runner.state() == "idle" and runner.arm_fault() is None
+    runner.on_mode("safety_mode_topic", 3)
+    assert runner.state() == "arm_fault"
+    assert runner.arm_fault() == "UR safety mode is PROTECTIVE_STOP, not NORMAL (ur/safety_mode)"
+    runner.engage_estop()
+    assert runner.state() == "estopped"  # the e-stop comes first
 
 
 def test_leads_are_wall_time_scaled_to_the_controller_clock():
