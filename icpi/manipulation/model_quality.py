@@ -18,12 +18,16 @@ benchmark); ``model-quality.md`` holds the table of the issue's targets: per tas
 proposer and method, the mean best-so-far cost after 5 and 10 rollouts (what a run with
 ``final_best`` ends on one rollout later) and the mean final cost after 20, the median
 rollouts to below 5 mm, the success rate, the share of rollouts whose θ came from the
-model, and paired wins/ties/losses against ``icpi+[model=off]`` on the same instances.
+model, the share of the model's rollouts that improved on the best so far (beside that of
+the numeric sources' rollouts in the same runs: does the arbiter give rollouts to a source
+that delivers?), and paired wins/ties/losses against ``icpi+[model=off]`` on the same
+instances.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -65,6 +69,8 @@ PROPOSERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
 CHECKPOINTS = (5, 10)
 #: A rollout below this cost is a success [m].
 SUCCESS = 0.005
+#: Rollouts no candidate source proposed: the start θ and the final re-run of the best.
+NOT_PROPOSED = frozenset({"initial", "best"})
 
 
 def run_model_quality(
@@ -282,6 +288,14 @@ def _row(
     early = [r for r in asked if r["iteration"] < CHECKPOINTS[0]]
     for name, part in (("model share", asked), ("model share early", early)):
         row[name] = float(np.mean([r["source"] == "model" for r in part])) if part else None
+    improved: dict[bool, list[bool]] = {True: [], False: []}  # by: came from the model
+    for s in seeds:
+        rs = sorted(runs[s], key=lambda r: r["iteration"])
+        for before, r in itertools.pairwise(rs):
+            if r["source"] not in NOT_PROPOSED:
+                improved[r["source"] == "model"].append(r["cost"] < before["best_so_far"])
+    for name, came in (("model improved", improved[True]), ("numeric improved", improved[False])):
+        row[name] = float(np.mean(came)) if came else None
     return row
 
 
@@ -295,8 +309,13 @@ def quality_table(rows: Sequence[dict[str, Any]]) -> str:
         One table per task: cost after 5 and 10 rollouts (best so far) and after 20
         (final), in mm, with the ratio to ``icpi+[model=off]`` and the paired W/T/L; median
         rollouts to 5 mm; success rate; the share of model-asking rollouts whose θ came
-        from the model, over the run and in its first 5 rollouts.
+        from the model, over the run and in its first 5 rollouts; the share of the model's
+        rollouts, and in parentheses of the numeric sources' rollouts, that improved on the
+        best so far (the start θ and the final re-run count for neither).
     """
+
+    def pct(share: float | None) -> str:
+        return "–" if share is None else f"{share:.0%}"
 
     def mm(row: dict[str, Any], name: str) -> str:
         text = f"{row[name] * 1000:.2f}"
@@ -317,19 +336,22 @@ def quality_table(rows: Sequence[dict[str, Any]]) -> str:
             f"### {task}",
             "",
             "| proposer | method | after 5 | after 10 | final | median rollouts to 5 mm |"
-            " success | model share (in the first 5) |",
-            "|---|---|---|---|---|---|---|---|",
+            " success | model share (in the first 5) | improved: model (numeric) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in rows if r["task"] == task):
             share = "–"
             if r["model share"] is not None:
                 share = f"{r['model share']:.0%} ({r['model share early'] or 0:.0%})"
+            improved = pct(r["model improved"])
+            if r["numeric improved"] is not None:
+                improved += f" ({pct(r['numeric improved'])})"
             n = r["median rollouts to 5 mm"]
             to5 = "never" if math.isinf(n) else f"{n:g}"
             proposer = r["proposer"] if r["proposer"] != "smollm2" else "SmolLM2-135M"
             lines.append(
                 f"| {proposer} | {r['method']} | {mm(r, 'best@5')} | {mm(r, 'best@10')} |"
-                f" {mm(r, 'final')} | {to5} | {r['success']:.0%} | {share} |"
+                f" {mm(r, 'final')} | {to5} | {r['success']:.0%} | {share} | {improved} |"
             )
         lines.append("")
     n = sorted({r["instances"] for r in rows})

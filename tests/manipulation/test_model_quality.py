@@ -39,8 +39,15 @@ def test_the_preset_pairs_every_proposer_with_the_model_free_reference(tmp_path)
     assert perfect["model share"] > 0 and perfect["best@5"] < 0.005
     # a proposer that never corrects anything is never rolled out: icpi+ is its reference
     assert zero["model share"] == 0 and zero["wtl final"] == (0, 1, 0)
+    # whose rollouts improved on the best: a perfect model's do; zero's are never rolled
+    # out, and the numeric sources' share is the reference's
+    assert perfect["model improved"] > 0.5
+    assert zero["model improved"] is None
+    assert zero["numeric improved"] == rows[("none", REFERENCE)]["numeric improved"]
+    assert rows[("sigma0", "icpi")]["numeric improved"] is None  # icpi: the model alone
     table = (out / "model-quality.md").read_text()
     assert "### ball-roll-gc" in table and "not language models" in table
+    assert "| improved: model (numeric) |" in table
     assert (out / "sigma0" / "summary.md").exists() and store.path("ball-roll-gc", 102).exists()
     # resumable: a second call reruns nothing and gives the same table
     again = run_model_quality(
