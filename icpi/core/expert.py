@@ -102,8 +102,6 @@ class ExpertSampler:
         self.header = header
         self.last_expert: list[bool] = []
         """Which samples of the last call were expert-conditioned."""
-        self.last_demo: int | None = None
-        """Index of the demonstration used in the last call."""
         self.chosen_expert = False
         """Whether the sample selected from the last call was expert-conditioned."""
 
@@ -137,7 +135,7 @@ class ExpertSampler:
             One batch: the on-policy samples first, then the expert-conditioned ones.
         """
         m, demo = self.plan(n, seed)
-        self.last_demo, self.chosen_expert = demo, False
+        self.chosen_expert = False
         batches = []
         if n - m > 0:
             batches.append(self.inner.sample(prompt, n - m, seed))

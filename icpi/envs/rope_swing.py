@@ -9,7 +9,6 @@ from icpi.envs.base import Instance, Stroke, Task, ThetaSpec
 from icpi.envs.gym_env import TaskEnv
 
 ROPE_SEGMENTS = 10  # capsules in the chain (same for every instance)
-ROPE_RADIUS = 0.006  # [m]
 
 
 class RopeSwingTask(Task):

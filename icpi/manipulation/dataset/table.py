@@ -35,9 +35,8 @@ META_FILE = "meta.json"
 GOAL_AXES = ("x", "y", "z")
 # Integer columns, in table order, before the float blocks.
 BASE_COLUMNS = ("instance", "seed", "rollout_a", "rollout_b")
-# Float column blocks: prefix -> which names follow the dot.
+# Float column blocks named by θ after the dot (the others, e, outcome and goal, by GOAL_AXES).
 THETA_BLOCKS = ("theta", "dtheta")
-GOAL_BLOCKS = ("e", "outcome", "goal")
 E_TEMPLATE = (
     "Hindsight relabelling of two rollouts a, b of one instance: the relabelled goal is"
     " g' = outcome_b (b's outcome for the instance's own goal); e = outcome_a(g') - g', where"
