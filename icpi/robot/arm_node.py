@@ -149,6 +149,7 @@ class ArmSkillNode(Node):
         self._worker = threading.Thread(target=self._work, name="icpi-arm-trials", daemon=True)
         self._worker.start()
         self._state = ""
+        self._fault: str | None = None  # the arm_fault reason last logged
         self._state_lock = threading.Lock()
         self._publish_state()
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # ticks even if /clock stops
@@ -239,9 +240,11 @@ class ArmSkillNode(Node):
             state = self.runner.state()
             if state == "idle" and not self.link.ready():
                 state = "no_controller"  # no action server (yet): a trial would abort
+            fault = self.runner.arm_fault() if state == "arm_fault" else None
+            if fault is not None and fault != self._fault:  # each new reason, once
+                self.get_logger().warning(f"trials wait: {fault}")
+            self._fault = fault
             if state != self._state:
-                if state == "arm_fault":
-                    self.get_logger().warning(f"trials wait: {self.runner.arm_fault()}")
                 self._state = state
                 self.state_pub.publish(String(data=state))
 
