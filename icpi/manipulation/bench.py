@@ -514,6 +514,38 @@ def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def ratio_ci(
+    values: Sequence[float], reference: Sequence[float], seed: int = 0
+) -> tuple[float, float] | None:
+    """95 % percentile bootstrap interval of mean(values) / mean(reference), paired.
+
+    Args:
+        values: One value per instance.
+        reference: The reference's value on the same instances.
+        seed: Seed of the resampling.
+
+    Returns:
+        (low, high), or ``None`` for fewer than two instances. A resample whose reference
+        mean is zero counts as an infinite ratio (or 1 where both means are zero).
+    """
+    from scipy.stats import bootstrap
+
+    a, b = np.asarray(values, float), np.asarray(reference, float)
+    if len(a) < 2:
+        return None
+
+    def ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        num, den = x.mean(axis=axis), y.mean(axis=axis)
+        return np.where(den > 0, num / den, np.where(num > 0, np.inf, 1.0))
+
+    with np.errstate(divide="ignore", invalid="ignore"):  # infinite ratios are kept
+        res = bootstrap(
+            (a, b), ratio, paired=True, vectorized=True, n_resamples=BOOTSTRAP,
+            method="percentile", rng=np.random.default_rng(seed),
+        )  # fmt: skip
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def _last_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
     last: dict[tuple[str, str, int], dict[str, Any]] = {}
     for r in rows:

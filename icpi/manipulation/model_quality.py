@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from icpi.manipulation.bench import TIE_TOLERANCE, collect_rows, run_benchmark
+from icpi.manipulation.bench import TIE_TOLERANCE, collect_rows, ratio_ci, run_benchmark
 from icpi.manipulation.calibration import Mode, OptimumStore, serve
 
 log = logging.getLogger(__name__)
@@ -271,6 +271,14 @@ def _row(
         row[name] = float(np.mean(values)) if values else math.nan
         pairs = [(fig(runs[s]), fig(ref[s[0]])) for s in seeds if s[0] in ref]
         if proposer != "none":
+            by_instance: dict[int, list[float]] = {}  # the draws of one instance together
+            for s in seeds:
+                if s[0] in ref:
+                    by_instance.setdefault(s[0], []).append(fig(runs[s]))
+            row[f"ratio ci {name}"] = ratio_ci(
+                [float(np.mean(v)) for v in by_instance.values()],
+                [fig(ref[i]) for i in by_instance],
+            )
             d = [a - b for a, b in pairs]
             row[f"wtl {name}"] = (
                 sum(x < -TIE_TOLERANCE for x in d),
@@ -314,6 +322,9 @@ def quality_table(rows: Sequence[dict[str, Any]]) -> str:
         best so far (the start θ and the final re-run count for neither).
     """
 
+    def bound(ratio: float) -> str:
+        return "∞" if math.isinf(ratio) else f"{ratio:.0f}" if ratio >= 100 else f"{ratio:.2f}"
+
     def pct(share: float | None) -> str:
         return "–" if share is None else f"{share:.0%}"
 
@@ -321,7 +332,9 @@ def quality_table(rows: Sequence[dict[str, Any]]) -> str:
         text = f"{row[name] * 1000:.2f}"
         if row.get(f"ratio {name}") is not None:
             w, t, l_ = row[f"wtl {name}"]
-            text += f" ({row[f'ratio {name}']:.2f}×; {w}/{t}/{l_})"
+            ci = row.get(f"ratio ci {name}")
+            interval = "" if ci is None else f" [{bound(ci[0])}, {bound(ci[1])}]"
+            text += f" ({row[f'ratio {name}']:.2f}×{interval}; {w}/{t}/{l_})"
         return text
 
     lines = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -102,3 +103,45 @@ def test_noise_draws_are_run_apart_and_pooled_in_each_row(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "sigma10 ball-roll-gc (2):" in proc.stderr
+
+
+def test_the_ratio_interval_is_paired_and_survives_a_zero_reference():
+    from icpi.manipulation.bench import ratio_ci
+
+    same = [0.002, 0.004, 0.001, 0.003]
+    assert ratio_ci(same, same) == (1.0, 1.0)  # identical runs: exactly 1
+    # twice the reference on every instance: exactly 2, however different the instances
+    assert ratio_ci([2 * x for x in same], same) == pytest.approx((2.0, 2.0))
+    # one instance decides the mean: the interval holds 1 and the point ratio
+    low, high = ratio_ci([0.001, 0.001, 0.001, 0.010], [0.001, 0.001, 0.001, 0.001])
+    assert low <= 1.0 and high >= 3.25
+    low, high = ratio_ci([0.0, 0.0, 0.001], [0.0, 0.0, 0.0])  # references at 0.00 mm
+    assert low == 1.0 and high == float("inf")
+    assert ratio_ci([0.001], [0.002]) is None  # one instance: no interval
+
+
+def test_the_table_shows_each_ratio_with_its_interval_and_whose_rollouts_improved():
+    from icpi.manipulation.model_quality import _row, quality_table
+
+    def run(costs, sources):
+        best, rows = math.inf, []
+        for i, (c, src) in enumerate(zip(costs, sources, strict=True)):
+            best = min(best, c)
+            rows.append({"iteration": i, "cost": c, "best_so_far": best, "source": src,
+                         "model_calls": int(src != "initial")})  # fmt: skip
+        return rows
+
+    numeric = ["initial", "lknn20", "jacobian", "lknn20", "lknn20", "best"]
+    asked = ["initial", "model", "lknn20", "model", "jacobian", "best"]
+    ref = {s: run([0.3, 0.1, 0.2, 0.05, 0.04, 0.04], numeric) for s in (1, 2, 3)}
+    mine = {(s, 0): run([0.3, 0.02, 0.01, 0.03, 0.005, 0.005], asked) for s in (1, 2, 3)}
+    rows = [_row("t", "none", REFERENCE, {(s, 0): r for s, r in ref.items()}, ref)]
+    rows.append(_row("t", "sigma0", "icpi+", mine, ref))
+    assert rows[1]["model improved"] == 0.5  # 0.02 beat 0.3; 0.03 did not beat 0.02
+    assert rows[1]["numeric improved"] == 1.0  # 0.01 and 0.005 did
+    assert rows[0]["numeric improved"] == 0.75 and rows[0]["model improved"] is None
+    table = quality_table(rows)
+    # after 5: 0.005 against 0.04 on all three: 0.125x exactly, so is its interval
+    assert "| 5.00 (0.12× [0.12, 0.12]; 3/0/0) |" in table
+    line = next(x for x in table.splitlines() if x.startswith("| sigma0 | icpi+ |"))
+    assert line.endswith("| 50% (100%) |")
