@@ -236,7 +236,16 @@ class Probe:
             self.raw_pubs[topic] = self.node.create_publisher(msg_type, topic, 10)
         return self.raw_pubs[topic]
 
-    def wait_for(self, predicate, timeout: float, what: str = "condition"):
+    def wait_for(self, predicate, timeout: float, what: str = "condition", procs=None):
+        """Wait until ``predicate()`` holds; on a timeout, say what the graph did.
+
+        Args:
+            predicate: Called under the probe's lock.
+            timeout: Longest wait [s].
+            what: Named in the error.
+            procs: Node processes whose log tails the error carries (and the probe's
+                arm state and results).
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
@@ -244,7 +253,12 @@ class Probe:
             if value:
                 return value
             time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        why = f"timed out after {timeout} s waiting for {what}"
+        if procs is not None:
+            with self.lock:
+                seen = f"arm state {self.arm_state!r}, results {self.results}"
+            why += f"\n{seen}\n{logs(procs)}"
+        raise AssertionError(why)
 
     def wait_matched(self, timeout: float = 45.0, ready: tuple[str, ...] = ("idle",)) -> None:
         """Wait until the arm node subscribes to requests, publishes results and is ``ready``."""

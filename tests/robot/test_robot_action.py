@@ -82,11 +82,12 @@ def test_trials_and_an_estop_through_the_action_stay_within_limits(tmp_path):
         assert probe.trajectories == [], "the action path also published on the topic"
         # --- e-stop mid-approach: the stop preempts the trial's goal (the twin says so)
         probe.request(2, (0.0, 0.05, 0.35))
-        probe.wait_for(lambda: len(sent) >= 3, 20, "the second trial's trajectory")
+        probe.wait_for(lambda: len(sent) >= 3, 20, "the second trial's trajectory", procs)
         probe.wait_for(
             lambda: np.max(np.abs(np.array(probe.joint_states[-1][1]) - home)) > 0.05,
             20,
             "the arm to move",
+            procs,
         )
         probe.estop_pub.publish(Bool(data=True))
         res = probe.result(2, 15)
