@@ -269,24 +269,24 @@ def _row(
     for name, fig in figures.items():
         values = [fig(runs[s]) for s in seeds]
         row[name] = float(np.mean(values)) if values else math.nan
-        pairs = [(fig(runs[s]), fig(ref[s[0]])) for s in seeds if s[0] in ref]
-        if proposer != "none":
-            by_instance: dict[int, list[float]] = {}  # the draws of one instance together
-            for s in seeds:
-                if s[0] in ref:
-                    by_instance.setdefault(s[0], []).append(fig(runs[s]))
-            row[f"ratio ci {name}"] = ratio_ci(
-                [float(np.mean(v)) for v in by_instance.values()],
-                [fig(ref[i]) for i in by_instance],
-            )
-            d = [a - b for a, b in pairs]
-            row[f"wtl {name}"] = (
-                sum(x < -TIE_TOLERANCE for x in d),
-                sum(abs(x) <= TIE_TOLERANCE for x in d),
-                sum(x > TIE_TOLERANCE for x in d),
-            )
-            ref_mean = float(np.mean([b for _, b in pairs])) if pairs else math.nan
-            row[f"ratio {name}"] = row[name] / ref_mean if ref_mean > 0 else math.nan
+        if proposer == "none":
+            continue
+        by_instance: dict[int, list[float]] = {}  # the draws of one instance together
+        for s, value in zip(seeds, values, strict=True):
+            if s[0] in ref:
+                by_instance.setdefault(s[0], []).append(value)
+        pairs = [(v, fig(ref[i])) for i, vs in by_instance.items() for v in vs]
+        d = [a - b for a, b in pairs]
+        row[f"wtl {name}"] = (
+            sum(x < -TIE_TOLERANCE for x in d),
+            sum(abs(x) <= TIE_TOLERANCE for x in d),
+            sum(x > TIE_TOLERANCE for x in d),
+        )
+        ref_mean = float(np.mean([b for _, b in pairs])) if pairs else math.nan
+        row[f"ratio {name}"] = row[name] / ref_mean if ref_mean > 0 else math.nan
+        row[f"ratio ci {name}"] = ratio_ci(
+            [float(np.mean(v)) for v in by_instance.values()], [fig(ref[i]) for i in by_instance]
+        )
     to_success = [
         next((r["iteration"] + 1 for r in runs[s] if r["cost"] < SUCCESS), math.inf) for s in seeds
     ]

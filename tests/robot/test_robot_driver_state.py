@@ -42,8 +42,9 @@ def driver_types():
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_protective_stop_or_a_reflex_refuses_and_aborts_trials(tmp_path):
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from trajectory_msgs.msg import JointTrajectory
+
+    from icpi.robot.driver_node import LATCHED  # the arm node's modes: transient local
 
     RobotMode, SafetyMode, FrankaRobotState = driver_types()
     ns = new_namespace()
@@ -57,13 +58,8 @@ def test_a_protective_stop_or_a_reflex_refuses_and_aborts_trials(tmp_path):
         procs = start_graph(tmp_path, ns, arm={**topics, "approach_duration": "3.0"})
         probe = Probe(ns)
         n = probe.node
-        latched = QoSProfile(
-            depth=1,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-        )
-        robot_mode = n.create_publisher(RobotMode, topics["robot_mode_topic"], latched)
-        safety_mode = n.create_publisher(SafetyMode, topics["safety_mode_topic"], latched)
+        robot_mode = n.create_publisher(RobotMode, topics["robot_mode_topic"], LATCHED)
+        safety_mode = n.create_publisher(SafetyMode, topics["safety_mode_topic"], LATCHED)
         franka = n.create_publisher(FrankaRobotState, topics["franka_state_topic"], 10)
         state = FrankaRobotState(robot_mode=FrankaRobotState.ROBOT_MODE_MOVE)
         publishing = {"franka": False}
@@ -164,7 +160,7 @@ def test_the_driver_waits_through_a_protective_stop_instead_of_spending_a_trial(
     Before, the arm node read ``idle`` in a protective stop: the driver sent its trial, the
     arm refused it, and the driver backed θ off towards its anchor for nothing.
     """
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from icpi.robot.driver_node import LATCHED  # the arm node's modes: transient local
 
     RobotMode, SafetyMode, _ = driver_types()
     ns = new_namespace()
@@ -185,13 +181,8 @@ def test_the_driver_waits_through_a_protective_stop_instead_of_spending_a_trial(
     try:
         procs = start_graph(tmp_path, ns, arm=topics)
         probe = Probe(ns)
-        latched = QoSProfile(
-            depth=1,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-        )
-        robot_mode = probe.node.create_publisher(RobotMode, topics["robot_mode_topic"], latched)
-        safety_mode = probe.node.create_publisher(SafetyMode, topics["safety_mode_topic"], latched)
+        robot_mode = probe.node.create_publisher(RobotMode, topics["robot_mode_topic"], LATCHED)
+        safety_mode = probe.node.create_publisher(SafetyMode, topics["safety_mode_topic"], LATCHED)
         robot_mode.publish(RobotMode(mode=RobotMode.RUNNING))
         safety_mode.publish(SafetyMode(mode=SafetyMode.PROTECTIVE_STOP))
         probe.wait_matched(ready=("arm_fault",))  # the protective stop, or nothing heard yet
