@@ -50,18 +50,20 @@ REFERENCE = "icpi+[model=off]"
 #: to the outcome's sensitivity adds), ``zoom=false;sensitivity=false`` keeps permille and
 #: millimetres throughout (what units that follow the search add), and
 #: ``theta_steps=100;e_unit=0.01;zoom=false;sensitivity=false`` is the paper's prompt (what
-#: the finer, refining encoding adds).
+#: the finer, refining encoding adds); ``escape=0`` never leaves the best θ's
+#: neighbourhood (what the escape adds, with a noisy model).
 PAPER_PROMPT = "icpi+[theta_steps=100;e_unit=0.01;zoom=false;sensitivity=false]"
 TRUSTING = "icpi+[judge=off]"
 COARSE_THETA = "icpi+[sensitivity=false]"
 FIXED_UNITS = "icpi+[zoom=false;sensitivity=false]"
+NO_ESCAPE = "icpi+[escape=0]"
 ABLATIONS = (COARSE_THETA, FIXED_UNITS, TRUSTING)
 PROPOSERS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "sigma0": ("calibration-sigma0", ("icpi", "icpi+", *ABLATIONS, PAPER_PROMPT)),
     "sigma1": ("calibration-sigma1", ("icpi", "icpi+", COARSE_THETA, PAPER_PROMPT)),
     "sigma3": ("calibration-sigma3", ("icpi", "icpi+", *ABLATIONS)),
-    "sigma10": ("calibration-sigma10", ("icpi", "icpi+", COARSE_THETA)),
-    "random": ("calibration-random", ("icpi", "icpi+", *ABLATIONS)),
+    "sigma10": ("calibration-sigma10", ("icpi", "icpi+", COARSE_THETA, NO_ESCAPE)),
+    "random": ("calibration-random", ("icpi", "icpi+", *ABLATIONS, NO_ESCAPE)),
     "zero": ("calibration-zero", ("icpi", "icpi+")),
     "smollm2": (None, ("icpi+",)),
 }

@@ -20,6 +20,7 @@ from icpi.core.context import KNearest
 from icpi.envs.spec import Instance, Rollout, SkillTask
 from icpi.manipulation.dataset import ImprovementDataset
 from icpi.manipulation.dataset.design import SamplingDesign, relabel_pairs
+from icpi.manipulation.predictors import local_linear
 
 Vec = NDArray[np.float64]
 Example = Mapping[str, Any]
@@ -60,6 +61,25 @@ def features(ex: Example, feature: Feature) -> Vec:
     if feature == "e":
         return np.concatenate([ex["theta"], ex["e"]])
     return np.concatenate([ex["theta"], ex["outcome"], ex["goal"]])
+
+
+def linear_correction(
+    shown: Sequence[Example], where: Example, feature: Feature, ridge: float = 1e-3
+) -> Vec:
+    """Linear KNN: Δθ* fitted on the examples' features, predicted at the situation.
+
+    Args:
+        shown: The retrieved examples.
+        where: The situation.
+        feature: The retrieval feature (:func:`features`).
+        ridge: Ridge penalty of the fit (:func:`~icpi.manipulation.predictors.local_linear`).
+
+    Returns:
+        Δθ (physical units).
+    """
+    feats = np.asarray([features(ex, feature) for ex in shown])
+    dtheta = np.asarray([ex["dtheta"] for ex in shown])
+    return local_linear(feats, dtheta, features(where, feature), ridge=ridge)
 
 
 def dataset_examples(dataset: ImprovementDataset) -> list[dict[str, Vec]]:

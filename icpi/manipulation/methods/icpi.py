@@ -46,13 +46,12 @@ from icpi.llm.errors import MODEL_ERRORS
 from icpi.manipulation.methods import register
 from icpi.manipulation.methods.base import Method, MethodContext, MethodSettings, S, Vec
 from icpi.manipulation.methods.knn import check_k
-from icpi.manipulation.predictors import local_linear
 from icpi.manipulation.retrieval import (
     Example,
     Feature,
     Retriever,
     dataset_examples,
-    features,
+    linear_correction,
     relabel_own,
 )
 from icpi.manipulation.text import NumberFormat, example_line, query_line, situation_text
@@ -403,12 +402,7 @@ class ICPI(PromptedMethod[ICPISettings]):
         """Local linear fit of Δθ on the shown neighbours, evaluated at the query."""
         shown = self.build(state)
         where = self.where(state)
-        feats = np.asarray([features(ex, self.settings.feature) for ex in shown])
-        dtheta = local_linear(
-            feats,
-            np.asarray([ex["dtheta"] for ex in shown]),
-            features(where, self.settings.feature),
-        )
+        dtheta = linear_correction(shown, where, self.settings.feature)
         log.info("iteration %d: no valid model answer, local linear fallback", state.iteration)
         return self.to_theta(self.text.fmt.dtheta_to_int(dtheta), where["theta"])
 

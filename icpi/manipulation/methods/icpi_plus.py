@@ -21,7 +21,14 @@ interface. Each iteration:
    earns rollouts from the first; one whose answers fail loses them.
 3. **No drift.** The trust region shrinks after a worse rollout and grows after a good
    prediction; the last rollout of the budget re-runs the best θ (``final_best``).
-4. **Answers that parse.** ``constrain`` turns on constrained decoding where the backend
+4. **Escape.** Every candidate steps from the best θ, and where the outcome is rough
+   (near the best θ a step of 10⁻⁵ of a range can move it by centimetres) every step from
+   it can fail while the local fit keeps predicting small gains. After ``escape``
+   rollouts in a row without a new best, while the best is short of the task's success
+   threshold, the next rollout is the ``lknn20`` method's own step from the last rollout,
+   on the dataset alone (no model call, no judging), until a rollout beats the best.
+   Below the threshold the budget polishes instead.
+5. **Answers that parse.** ``constrain`` turns on constrained decoding where the backend
    has it: a GBNF grammar ending in the line terminator for llama.cpp (the embedded
    model), vLLM's ``structured_outputs`` grammar, or a JSON schema (OpenAI, Ollama; chat).
 
@@ -43,7 +50,8 @@ grid lands millimetres off. The prompt says its units, as always.
 Ablations: ``icpi+[model=off]`` (the same arbiter and trust region, numeric candidates
 only: no model call at all), ``icpi+[judge=off]`` (the model's candidate wins whenever
 one parses, the Jacobian step otherwise), ``icpi+[zoom=false]`` (units that do not follow
-the best cost) and ``icpi+[sensitivity=false]`` (θ's units only as fine as e's).
+the best cost), ``icpi+[sensitivity=false]`` (θ's units only as fine as e's) and
+``icpi+[escape=0]`` (never escape).
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ import numpy as np
 
 from icpi.core import Attempt, FirstValid, LoopState, SampleBatch
 from icpi.core.prompts import Prompt
-from icpi.envs.spec import Rollout
+from icpi.envs.spec import Rollout, success_threshold
 from icpi.manipulation.arbiter import (
     CLAIMING,
     Arbiter,
@@ -78,8 +86,7 @@ from icpi.manipulation.methods.icpi import (
     attempt_record,
 )
 from icpi.manipulation.methods.jacobian import JacobianSettings, LocalSearch, observed
-from icpi.manipulation.predictors import local_linear
-from icpi.manipulation.retrieval import features
+from icpi.manipulation.retrieval import linear_correction
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +172,18 @@ class ICPIPlusSettings(JacobianSettings):
     sensitivity: bool = True
     """Refine θ's units further, until one θ step moves the outcome model's prediction by
     at most a tenth of an e unit (:func:`theta_level`); off: θ's units only as fine as e's."""
+    escape: int = 5
+    """After this many rollouts in a row without a new best, while the best is short of the
+    task's success threshold, roll out the ``lknn20`` method's own step (from the last
+    rollout, on the dataset alone) instead of asking the model and judging steps from the
+    best; 0: never. 5 was chosen among 3, 5 and 8 on seeds 100–129 (benchmarks/RESULTS.md)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_samples < 1 or self.perturbations < 0 or self.theta_steps < 1:
             raise ValueError("n_samples and theta_steps must be >= 1, perturbations >= 0")
+        if self.escape < 0:
+            raise ValueError(f"escape must be >= 0, got {self.escape}")
         if self.e_unit is not None and not self.e_unit > 0:
             raise ValueError(f"e_unit must be > 0, got {self.e_unit}")
 
@@ -387,11 +401,8 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
             cands += self.offer("model", median, index=nearest, spread=spread, scatter=scatter)
         jac = model.step(best.e)
         cands += self.offer("jacobian", jac)
-        shown = local.neighbours(own=True)
-        feats = np.asarray([features(ex, s.feature) for ex in shown])
-        dtheta = np.asarray([ex["dtheta"] for ex in shown])
-        where = features(local.where(), s.feature)
-        lknn = local_linear(feats, dtheta, where) / self.box.span
+        lknn = linear_correction(local.neighbours(own=True), local.where(), s.feature)
+        lknn = lknn / self.box.span
         single = self.arbiter.settings.unknown_spread * best.cost  # one answer: no agreement
         cands += self.offer("lknn20", lknn, spread=single)
         rng = np.random.default_rng([self.ctx.seed, len(self.loop.buffer), 31])
@@ -412,6 +423,31 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
             fresh = [c for c in self.offer("perturbation", dz)[-1:] if np.any(c.dz != 0)]
         return fresh
 
+    def stalled(self) -> bool:
+        """Whether the search is stuck short of success (see ``escape``)."""
+        search, s = self.local.search, self.settings
+        best = search.best
+        assert best is not None
+        since = len(search.seen) - 1 - next(i for i, r in enumerate(search.seen) if r is best)
+        return 0 < s.escape <= since and best.cost >= success_threshold(self.ctx.task)
+
+    def escape_step(self) -> Vec | None:
+        """The ``lknn20`` method's own step: from the last rollout, on the dataset alone.
+
+        Returns:
+            The step from the best θ (normalised), or ``None`` where it lands on a θ already
+            rolled out on a deterministic task.
+        """
+        local = self.local
+        last, best = local.search.seen[-1], local.search.best
+        assert best is not None
+        where = {"theta": last.theta, "e": last.e, "outcome": last.outcome, "goal": local.goal}
+        dtheta = linear_correction(local.retriever.nearest(where), where, self.settings.feature)
+        z = self.box.to_unit(self.box.clip(last.theta + dtheta))
+        if self.deterministic and np.min(np.linalg.norm(np.asarray(self.seen) - z, axis=1)) <= SAME:
+            return None
+        return z - self.box.to_unit(best.theta)
+
     def propose(self) -> Vec:
         """The arbiter's choice among the candidates (see the module docstring)."""
         t0 = time.perf_counter()
@@ -419,6 +455,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         best = local.search.best
         assert best is not None
         s = self.settings
+        escape = self.escape_step() if self.stalled() else None
         neighbours = local.neighbours()
         model = local.model(neighbours)
         fit_s = time.perf_counter() - t0
@@ -428,7 +465,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
             level = theta_level(model.J, s.theta_steps, e_unit, e_level)
             self.use_units(level if s.sensitivity else e_level, e_level)
         state = self.loop.state()
-        draw = self.loop.draw(state) if self.model_on else None
+        draw = self.loop.draw(state) if self.model_on and escape is None else None
         t_arbiter = time.perf_counter()
         residual = fit_residual(
             model,
@@ -438,7 +475,10 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
             (best.theta, best.outcome),
             s.own_weight,
         )
-        cands = self.candidates(draw.results if draw is not None else [], model)
+        if escape is not None:
+            cands = [Candidate("escape", escape)]
+        else:
+            cands = self.candidates(draw.results if draw is not None else [], model)
         verdicts = self.arbiter.judge(cands, model, best.e, residual)
         sources = [c.source for c in cands]
         if s.judge == "off":  # the ablation: the model's step when it has one

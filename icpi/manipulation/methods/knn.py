@@ -15,8 +15,14 @@ from icpi.envs.spec import Rollout
 from icpi.errors import ConfigError
 from icpi.manipulation.methods import register
 from icpi.manipulation.methods.base import Method, MethodContext, MethodSettings, Vec
-from icpi.manipulation.predictors import knn_mean, local_linear
-from icpi.manipulation.retrieval import Feature, Retriever, dataset_examples, features, situation
+from icpi.manipulation.predictors import knn_mean
+from icpi.manipulation.retrieval import (
+    Feature,
+    Retriever,
+    dataset_examples,
+    linear_correction,
+    situation,
+)
 
 
 @dataclass(frozen=True)
@@ -86,12 +92,10 @@ class NeighbourCorrection(Method[LKNNSettings]):
         """
         where = situation(rollout, self.ctx.instance.goal)
         shown = self.retriever.nearest(where)
-        dtheta = np.asarray([ex["dtheta"] for ex in shown])
         if not self.linear:
-            return knn_mean(dtheta)
-        feats = np.asarray([features(ex, self.settings.feature) for ex in shown])
-        query = features(where, self.settings.feature)
-        return local_linear(feats, dtheta, query, ridge=getattr(self.settings, "ridge", 0.0))
+            return knn_mean(np.asarray([ex["dtheta"] for ex in shown]))
+        ridge = getattr(self.settings, "ridge", 0.0)
+        return linear_correction(shown, where, self.settings.feature, ridge=ridge)
 
     def propose(self) -> Vec:
         """θ of the last rollout plus the predicted Δθ."""
