@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         llm_concurrency=cfg.llm_concurrency,
         progress=cfg.progress,
         backend=cfg.backend,
+        reference=cfg.reference,
     )
     wall = time.perf_counter() - t0
     sys.stdout.write(report["table"])

@@ -126,6 +126,10 @@ class BenchConfig:
     or the cluster of ``RAY_ADDRESS`` (``pip install 'icpi[ray]'``); the same results."""
     progress: bool = True
     """Show a progress bar."""
+    reference: str = REFERENCE
+    """The method the summary pairs every other with (wins/ties/losses, and in
+    ``summary.csv`` the paired mean difference with its interval), e.g.
+    ``icpi+[model=off;escape=0]`` to read what one setting adds."""
     draws: int = 1
     """``model-quality`` preset: noise draws of each noisy calibration proposer (σ > 0,
     ``random``); its rows pool them, each paired with ``icpi+[model=off]`` on its instance."""
@@ -166,6 +170,11 @@ def load_bench_config(*layers: Mapping[str, Any] | None, where: str = "") -> Ben
     cfg = load(BenchConfig, *plain, {k: v for k, v in chosen.items() if v is not None}, where=where)
     if cfg.preset is not None:
         preset_methods(cfg.preset)  # an unknown preset is refused here
+    if cfg.reference != REFERENCE and cfg.reference not in bench_methods(cfg):
+        raise ConfigError(
+            f"reference {cfg.reference!r} is not among the methods; add it to them"
+            f"{' in ' + where if where else ''}"
+        )
     if cfg.draws < 1 or (cfg.draws > 1 and cfg.preset != "model-quality"):
         raise ConfigError(
             f"draws must be >= 1 and counts noise draws of the model-quality preset only, got"
@@ -344,6 +353,7 @@ def run_benchmark(
     llm_concurrency: int = 1,
     progress: bool = True,
     backend: str = "local",
+    reference: str = REFERENCE,
 ) -> dict[str, Any]:
     """Run every (task, method, seed) that is not finished yet, then write the reports.
 
@@ -363,6 +373,7 @@ def run_benchmark(
             on a local Ray or the cluster of ``RAY_ADDRESS``; the results are the same);
             see :func:`icpi.jobs.run_jobs` (a run whose worker dies is run again, and
             resumes from its directory).
+        reference: The method the summary pairs every other with.
 
     Returns:
         Paths of the reports and the summary rows.
@@ -431,7 +442,8 @@ def run_benchmark(
             bar.update()
         bar.close()
         runs_s = time.perf_counter() - t0
-        return {**write_reports(jobs, out), "runs": len(todo), "runs_wall_s": runs_s}
+        report = write_reports(jobs, out, reference)
+        return {**report, "runs": len(todo), "runs_wall_s": runs_s}
 
 
 #: Two final costs closer than this count as a tie in the paired comparison [m].
@@ -659,6 +671,7 @@ def markdown_table(
     summary: Sequence[dict[str, Any]],
     tasks: Sequence[str],
     thresholds: Mapping[str, float] | None = None,
+    reference: str = REFERENCE,
 ) -> str:
     """The paper's Table 1 layout (methods as rows, tasks as columns), then the details.
 
@@ -666,11 +679,12 @@ def markdown_table(
         summary: Output of :func:`summarise`.
         tasks: Column order.
         thresholds: The success threshold per task (named when one differs from 5 mm).
+        reference: The method :func:`summarise` paired every other with.
 
     Returns:
         Markdown: mean final cost [bootstrap 95 % interval] with the mean best-so-far in
         parentheses; then per cell the success rate, the paired wins/ties/losses against
-        lknn20, and for model-using methods the share of model answers used and the parse
+        the reference, and for model-using methods the share of model answers used and the parse
         rate.
     """
     methods = list(dict.fromkeys(s["method"] for s in summary))
@@ -702,7 +716,7 @@ def markdown_table(
         "",
         *grid(cost),
         "",
-        f"Success rate (best < {success_text(tasks, thresholds)}); against {REFERENCE} on the"
+        f"Success rate (best < {success_text(tasks, thresholds)}); against {reference} on the"
         " same instances, wins/ties/losses of the final cost, then of the best-so-far (tie"
         f" within {TIE_TOLERANCE * 1000:g} mm); for model-using methods"
         " `model` = share of model-asking iterations whose rollout came from the model,"
@@ -810,12 +824,13 @@ def success_text(tasks: Sequence[str], thresholds: Mapping[str, float] | None) -
     return "the task's success threshold: " + ", ".join(f"{t} {v:g}" for t, v in values.items())
 
 
-def write_reports(jobs: Sequence[Job], out: Path) -> dict[str, Any]:
+def write_reports(jobs: Sequence[Job], out: Path, reference: str = REFERENCE) -> dict[str, Any]:
     """Write results.parquet, summary.csv, summary.md and curves.png.
 
     Args:
         jobs: The benchmark's runs.
         out: Benchmark directory.
+        reference: The method the summary pairs every other with.
 
     Returns:
         The report paths and the summary rows.
@@ -829,9 +844,9 @@ def write_reports(jobs: Sequence[Job], out: Path) -> dict[str, Any]:
     rows = collect_rows(jobs, labels)
     tasks = [labels[t] for t in specs]
     pq.write_table(pa.Table.from_pylist(rows), out / "results.parquet")
-    summary = summarise(rows, thresholds=thresholds)
+    summary = summarise(rows, reference, thresholds)
     pacsv.write_csv(pa.Table.from_pylist(summary), out / "summary.csv")
-    table = markdown_table(summary, tasks, thresholds)
+    table = markdown_table(summary, tasks, thresholds, reference)
     (out / "summary.md").write_text(table)
     plot_curves(rows, tasks, out / "curves.png")
     return {"summary": summary, "table": table, "out": str(out)}

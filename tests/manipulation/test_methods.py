@@ -190,6 +190,27 @@ def test_bench_cli_rejects_bad_input(tmp_path):
     assert proc.returncode == 2 and "unknown method" in proc.stderr
 
 
+def test_bench_cli_pairs_every_method_with_the_reference_it_is_given(tmp_path):
+    import subprocess
+
+    def bench(*extra):
+        return subprocess.run(
+            [ICPI, "bench", "--tasks", "slide", "--methods", "random,knn5", "--seeds", "0-2",
+             "--iterations", "3", "--out", str(tmp_path / "b"), "--no-progress", *extra],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    proc = bench("--reference", "knn5")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "against knn5 on the same instances" in proc.stdout
+    row = next(r for r in csv.DictReader(open(tmp_path / "b" / "summary.csv")))
+    assert row["method"] == "random"
+    assert int(row["vs_ref_wins"]) + int(row["vs_ref_ties"]) + int(row["vs_ref_losses"]) == 3
+    assert row["vs_ref_diff_mean"] != ""
+    refused = bench("--reference", "bo")
+    assert refused.returncode == 2 and "reference 'bo' is not among the methods" in refused.stderr
+
+
 def test_settings_are_typed_from_specs_flags_and_files_alike(tmp_path):
     spec = parse_method_spec("icpi[k=7;feature=raw;online_relabel=true]")
     job = Job("slide", spec, 3, 5, tmp_path, run={}, llm={})
