@@ -22,8 +22,8 @@ interface. Each iteration:
 3. **No drift.** The trust region shrinks after a worse rollout and grows after a good
    prediction; the last rollout of the budget re-runs the best θ (``final_best``).
 4. **Escape.** Every candidate steps from the best θ, and where the outcome is rough
-   (near the best θ a step of 10⁻⁵ of a range can move it by centimetres) every step from
-   it can fail while the local fit keeps predicting small gains. After ``escape``
+   (near the best θ a change in θ's fourth decimal can move it by centimetres) every step
+   from it can fail while the local fit keeps predicting small gains. After ``escape``
    rollouts in a row without a new best, while the best is short of the task's success
    threshold, the next rollout is the ``lknn20`` method's own step from the last rollout,
    on the dataset alone (no model call, no judging), until a rollout beats the best.
