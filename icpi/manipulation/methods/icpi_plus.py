@@ -94,6 +94,13 @@ Constrain = Literal["off", "gbnf", "vllm", "json"]
 
 #: Two θ closer than this (normalised) are the same θ.
 SAME = 1e-9
+
+
+def among(z: Vec, taken: list[Vec]) -> bool:
+    """Whether the normalised θ ``z`` is one of ``taken`` (within :data:`SAME`)."""
+    return bool(taken) and float(np.min(np.linalg.norm(np.asarray(taken) - z, axis=1))) <= SAME
+
+
 #: The prompt's units are refined tenfold while the best error reads fewer integers.
 ZOOM_READABLE = 10
 #: At most this many tenfold refinements (from permille and millimetres: 1/10⁶ and µm).
@@ -415,7 +422,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         fresh = []
         for c in cands:  # the first candidate of each θ, and none already rolled out
             z = z0 + c.dz
-            if not taken or float(np.min(np.linalg.norm(np.asarray(taken) - z, axis=1))) > SAME:
+            if not among(z, taken):
                 taken.append(z)
                 fresh.append(c)
         while not fresh:  # everything was rolled out already: look around at random
@@ -441,10 +448,10 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         local = self.local
         last, best = local.search.seen[-1], local.search.best
         assert best is not None
-        where = {"theta": last.theta, "e": last.e, "outcome": last.outcome, "goal": local.goal}
+        where = local.where(last)
         dtheta = linear_correction(local.retriever.nearest(where), where, self.settings.feature)
         z = self.box.to_unit(self.box.clip(last.theta + dtheta))
-        if self.deterministic and np.min(np.linalg.norm(np.asarray(self.seen) - z, axis=1)) <= SAME:
+        if self.deterministic and among(z, self.seen):
             return None
         return z - self.box.to_unit(best.theta)
 

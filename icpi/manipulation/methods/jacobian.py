@@ -75,11 +75,23 @@ class LocalSearch:
         self.search = BestSoFar(self.box.span, TrustRegion(radius=settings.radius))
         self._shown: tuple[tuple[bool, int], list[Any]] | None = None
 
-    def where(self) -> dict[str, Vec]:
-        """The situation of the best rollout so far (the retrieval query)."""
-        best = self.search.best
-        assert best is not None
-        return {"theta": best.theta, "e": best.e, "outcome": best.outcome, "goal": self.goal}
+    def where(self, of: Observed | None = None) -> dict[str, Vec]:
+        """The situation a rollout leaves (the retrieval query).
+
+        Args:
+            of: The rollout (default: the best so far).
+
+        Returns:
+            ``{"theta", "e", "outcome", "goal"}``.
+        """
+        rollout = of or self.search.best
+        assert rollout is not None
+        return {
+            "theta": rollout.theta,
+            "e": rollout.e,
+            "outcome": rollout.outcome,
+            "goal": self.goal,
+        }
 
     def neighbours(self, own: bool = False) -> list[Any]:
         """The k examples nearest to the best rollout.
