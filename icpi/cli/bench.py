@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         load_bench_config,
         parse_seeds,
         run_benchmark,
+        split_list,
     )
     from icpi.manipulation.run import PER_CALL
 
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             llm_concurrency=max(cfg.llm_concurrency, 2),
             progress=cfg.progress,
             draws=cfg.draws,
+            proposers=split_list(cfg.proposers) if cfg.proposers else None,
         )
         sys.stdout.write(report["table"])
         wall = time.perf_counter() - t0

@@ -133,6 +133,9 @@ class BenchConfig:
     draws: int = 1
     """``model-quality`` preset: noise draws of each noisy calibration proposer (σ > 0,
     ``random``); its rows pool them, each paired with ``icpi+[model=off]`` on its instance."""
+    proposers: str | None = None
+    """``model-quality`` preset: comma list of the proposers to run, e.g.
+    ``sigma0,sigma10,random`` (unset: all, the embedded SmolLM2's slow row included)."""
 
 
 def load_bench_config(*layers: Mapping[str, Any] | None, where: str = "") -> BenchConfig:
@@ -180,6 +183,17 @@ def load_bench_config(*layers: Mapping[str, Any] | None, where: str = "") -> Ben
             f"draws must be >= 1 and counts noise draws of the model-quality preset only, got"
             f" draws={cfg.draws} with preset={cfg.preset}{' in ' + where if where else ''}"
         )
+    if cfg.proposers is not None:
+        from icpi.manipulation.model_quality import PROPOSERS
+
+        named = split_list(cfg.proposers)
+        unknown = [p for p in named if p not in PROPOSERS]
+        if cfg.preset != "model-quality" or unknown or not named:
+            raise ConfigError(
+                f"proposers chooses among the model-quality preset's ({', '.join(PROPOSERS)}),"
+                f" got proposers={cfg.proposers} with preset={cfg.preset}"
+                f"{' in ' + where if where else ''}"
+            )
     return cfg
 
 

@@ -118,6 +118,15 @@ def test_bench_config_file_holds_tasks_methods_and_seeds(tmp_path, capsys):
     argv = ["bench", "--methods", "random", "--draws", "3", "--out", str(tmp_path / "d")]
     assert main(argv) == 2
     assert "noise draws of the model-quality preset only" in capsys.readouterr().err
+    # so do proposers, and only the preset's own
+    argv = ["bench", "--methods", "random", "--proposers", "sigma0", "--out", str(tmp_path / "d")]
+    assert main(argv) == 2
+    assert "proposers chooses among the model-quality preset's" in capsys.readouterr().err
+    argv = ["bench", "--preset", "model-quality", "--proposers", "sigma0,gpt4", "--out",
+            str(tmp_path / "d")]  # fmt: skip
+    assert main(argv) == 2
+    assert "got proposers=sigma0,gpt4" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
     cfg.write_text("run:\n  iterations: 3\n")
     assert main(["bench", "--config", str(cfg), "--out", str(tmp_path / "c")]) == 2
     assert "give tasks, methods, seeds and iterations in its bench: section" in (

@@ -58,6 +58,24 @@ def test_the_preset_pairs_every_proposer_with_the_model_free_reference(tmp_path)
     assert again["table"] == report["table"]
 
 
+def test_cli_preset_runs_the_proposers_it_is_given_and_no_others(tmp_path):
+    out = tmp_path / "mq"
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}  # θ* searched afresh, kept there
+    proc = subprocess.run(
+        [ICPI, "bench", "--preset", "model-quality", "--proposers", "sigma0,zero", "--tasks",
+         "ball-roll-gc", "--seeds", "102", "--iterations", "3", "--out", str(out),
+         "--no-progress"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, **env},
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert {line.split(" | ")[0][2:] for line in rows[1:]} >= {"none", "sigma0", "zero"}
+    assert not any(line.startswith(("| sigma1 ", "| random ", "| smollm2 ")) for line in rows)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["model-off", "sigma0", "zero"]
+    assert (tmp_path / "cache" / "icpi" / "calibration" / "ball-roll-gc-seed102.json").exists()
+
+
 @pytest.mark.slow
 def test_cli_preset_runs_every_proposer_and_prints_the_table(tmp_path):
     pytest.importorskip("llama_cpp")
