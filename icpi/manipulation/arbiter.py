@@ -19,7 +19,13 @@ arbiter never lets one of them judge alone:
    is far from the others (relative to the error corrected; never more than an untried
    source's prior): n samples that agree make a precise claim; samples that scatter, or a
    single answer, make an untried source's. The record then overrules it: a model that
-   agrees with itself and misses loses its rollouts after the first.
+   agrees with itself and misses loses its rollouts after the first. Where the outcome
+   model contradicts the model's claim by more than its own uncertainty explains, the
+   claim is taken to be no more precise than that contradiction (a random-effects
+   estimate of its error): samples that agree on a step the outcome model puts far off
+   are not evidence enough to take it. The numeric ``lknn20`` claim is not tested this
+   way: it is fitted on the same neighbours as the outcome model, so their disagreement
+   says nothing new.
 3. The two are combined by their precisions into a predicted error with an uncertainty,
    and each candidate is scored by its **expected improvement** over the best cost so
    far. A source whose claims come true quickly gains precision and wins rollouts; one
@@ -67,6 +73,9 @@ class ArbiterSettings:
     """Disagreement assumed for a single model sample (relative to the error corrected)."""
     floor: float = 2e-4
     """Smallest uncertainty of any prediction [m] (what the prompt's resolution can say)."""
+    contradiction: bool = True
+    """Widen the model's claim to the outcome model's contradiction of it (see the module
+    docstring); off: the ablation, claim and prediction combined as they are."""
 
 
 @dataclass
@@ -229,6 +238,11 @@ class Arbiter:
                 claim = (1.0 - c.fraction) * np.asarray(e_best, float)
                 scale = self.scale(c.source, self.claim_prior(c, best))
                 s_cl = math.hypot(best * c.fraction * scale, c.spread) + s.floor
+                if s.contradiction and c.source == "model":
+                    # the squared contradiction, less what the outcome model's own
+                    # uncertainty explains, is what is left to explain the claim's error
+                    contradicted = float(np.sum((claim - m_om) ** 2)) - v_om
+                    s_cl = math.sqrt(max(s_cl**2, contradicted))
                 v_cl = s_cl**2
                 mean = (m_om / v_om + claim / v_cl) / (1.0 / v_om + 1.0 / v_cl)
                 var = 1.0 / (1.0 / v_om + 1.0 / v_cl)

@@ -71,6 +71,7 @@ from icpi.envs.spec import Rollout, success_threshold
 from icpi.manipulation.arbiter import (
     CLAIMING,
     Arbiter,
+    ArbiterSettings,
     Candidate,
     choose,
     decision_record,
@@ -179,6 +180,9 @@ class ICPIPlusSettings(JacobianSettings):
     sensitivity: bool = True
     """Refine θ's units further, until one θ step moves the outcome model's prediction by
     at most a tenth of an e unit (:func:`theta_level`); off: θ's units only as fine as e's."""
+    contradiction: bool = True
+    """Take the model's claim to be no more precise than the outcome model's contradiction
+    of it (:class:`~icpi.manipulation.arbiter.ArbiterSettings`); off: the ablation."""
     escape: int = 5
     """After this many rollouts in a row without a new best, while the best is short of the
     task's success threshold, roll out the ``lknn20`` method's own step (from the last
@@ -286,7 +290,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         """Assemble the loop (see :class:`~icpi.manipulation.methods.base.Method`)."""
         super().__init__(ctx, settings)
         self.local = LocalSearch(self, self.settings)
-        self.arbiter = Arbiter()
+        self.arbiter = Arbiter(ArbiterSettings(contradiction=self.settings.contradiction))
         self.model_on = self.settings.model == "on" and ctx.sampler is not None
         # never roll out a θ twice where the task says a rollout is exactly repeatable
         self.deterministic = bool(getattr(ctx.task, "deterministic", False))
