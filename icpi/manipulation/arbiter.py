@@ -75,7 +75,8 @@ class ArbiterSettings:
     """Smallest uncertainty of any prediction [m] (what the prompt's resolution can say)."""
     contradiction: bool = True
     """Widen the model's claim to the outcome model's contradiction of it (see the module
-    docstring); off: the ablation, claim and prediction combined as they are."""
+    docstring); off: the ablation, claim and prediction combined as they are. Chosen on
+    seeds 100–129 among three forms (``benchmarks/RESULTS.md`` §2, last part)."""
 
 
 @dataclass
