@@ -75,8 +75,10 @@ class ArbiterSettings:
     """Smallest uncertainty of any prediction [m] (what the prompt's resolution can say)."""
     contradiction: bool = True
     """Widen the model's claim to the outcome model's contradiction of it (see the module
-    docstring); off: the ablation, claim and prediction combined as they are. Chosen on
-    seeds 100–129 among three forms (``benchmarks/RESULTS.md`` §2, last part)."""
+    docstring); off: the ablation, claim and prediction combined as they are. Chosen among
+    three forms on whole runs of seeds 100–129 (SmolLM2: 100–104), with SmolLM2's first
+    decisions on 1000–1009 and 3000–3009 in view (``benchmarks/RESULTS.md`` §2, last
+    part)."""
 
 
 @dataclass
