@@ -19,13 +19,13 @@ arbiter never lets one of them judge alone:
    is far from the others (relative to the error corrected; never more than an untried
    source's prior): n samples that agree make a precise claim; samples that scatter, or a
    single answer, make an untried source's. The record then overrules it: a model that
-   agrees with itself and misses loses its rollouts after the first. Where the outcome
-   model contradicts the model's claim by more than its own uncertainty explains, the
-   claim is taken to be no more precise than that contradiction (a random-effects
-   estimate of its error): samples that agree on a step the outcome model puts far off
-   are not evidence enough to take it. The numeric ``lknn20`` claim is not tested this
-   way: it is fitted on the same neighbours as the outcome model, so their disagreement
-   says nothing new.
+   agrees with itself and misses loses its rollouts after the first. With
+   ``contradiction`` on (off by default), where the outcome model contradicts the model's
+   claim by more than its own uncertainty explains, the claim is taken to be no more
+   precise than that contradiction (a random-effects estimate of its error): samples
+   that agree on a step the outcome model puts far off are then not evidence enough to
+   take it. The numeric ``lknn20`` claim is never tested this way: it is fitted on the
+   same neighbours as the outcome model, so their disagreement says nothing new.
 3. The two are combined by their precisions into a predicted error with an uncertainty,
    and each candidate is scored by its **expected improvement** over the best cost so
    far. A source whose claims come true quickly gains precision and wins rollouts; one
@@ -73,12 +73,13 @@ class ArbiterSettings:
     """Disagreement assumed for a single model sample (relative to the error corrected)."""
     floor: float = 2e-4
     """Smallest uncertainty of any prediction [m] (what the prompt's resolution can say)."""
-    contradiction: bool = True
+    contradiction: bool = False
     """Widen the model's claim to the outcome model's contradiction of it (see the module
-    docstring); off: the ablation, claim and prediction combined as they are. Chosen among
-    three forms on whole runs of seeds 100–129 (SmolLM2: 100–104), with SmolLM2's first
-    decisions on 1000–1009 and 3000–3009 in view (``benchmarks/RESULTS.md`` §2, last
-    part)."""
+    docstring); off: claim and prediction combined as they are. Chosen among three forms on
+    whole runs of seeds 100–129 (SmolLM2: 100–104) and on by default from commit
+    ``2bd7ec0``; off again since SmolLM2 on 40 instances per task met fewer of issue 23's
+    targets with it than without (it lowers the cost after 5 rollouts, not after 10 or at
+    the end; ``benchmarks/RESULTS.md`` §2, last part, and §3)."""
 
 
 @dataclass

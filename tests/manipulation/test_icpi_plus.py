@@ -167,7 +167,7 @@ def test_samples_that_agree_earn_the_first_rollout_and_a_miss_takes_it_back():
     assert first_decision(0.0)[2] != 0
 
 
-def test_samples_that_agree_on_a_step_the_outcome_model_puts_far_off_do_not_win():
+def test_with_contradiction_samples_that_agree_on_a_step_put_far_off_do_not_win():
     # SmolLM2's failure: four samples agree (a precise claim), on a step that the outcome
     # model, sure of itself, predicts lands halfway; lknn20's step it predicts 2 cm off
     model = LocalJacobian(J=np.eye(2), pairs=10)
@@ -176,15 +176,17 @@ def test_samples_that_agree_on_a_step_the_outcome_model_puts_far_off_do_not_win(
         Candidate("model", np.array([-0.2, 0.0]), spread=0.0, scatter=0.0),
         Candidate("lknn20", np.array([-0.38, 0.0]), spread=0.25 * 0.4),
     ]
-    ablation = Arbiter(ArbiterSettings(contradiction=False))
-    assert choose(ablation.judge(cands, model, e_best, residual=0.05)) == 0
-    verdicts = Arbiter().judge(cands, model, e_best, residual=0.05)
+    assert choose(Arbiter().judge(cands, model, e_best, residual=0.05)) == 0  # the default
+    tested = Arbiter(ArbiterSettings(contradiction=True))
+    verdicts = tested.judge(cands, model, e_best, residual=0.05)
     assert choose(verdicts) == 1
     # the contradicted claim now counts for little: the prediction is the outcome model's
     assert np.linalg.norm(verdicts[0].predicted) == pytest.approx(0.2, rel=0.05)
     # a step the outcome model puts within its own uncertainty of the claim still wins
     close = [dataclasses.replace(cands[0], dz=np.array([-0.398, 0.0])), cands[1]]
-    assert choose(Arbiter().judge(close, model, e_best, residual=0.05)) == 0
+    assert choose(tested.judge(close, model, e_best, residual=0.05)) == 0
+    # off by default; `icpi+[contradiction=true]` turns it on
+    assert not cfg().settings.contradiction and cfg(contradiction="true").settings.contradiction
 
 
 @pytest.fixture(scope="module")
