@@ -78,8 +78,8 @@ class ArbiterSettings:
     docstring); off: claim and prediction combined as they are. Chosen among three forms on
     whole runs of seeds 100–129 (SmolLM2: 100–104) and on by default from commit
     ``2bd7ec0``; off again since SmolLM2 on 40 instances per task met fewer of issue 23's
-    targets with it than without (it lowers the cost after 5 rollouts, not after 10 or at
-    the end; ``benchmarks/RESULTS.md`` §2, last part, and §3)."""
+    targets with it than without (it lowers the early cost, not the final one;
+    ``benchmarks/RESULTS.md`` §2, last part, and §3)."""
 
 
 @dataclass
