@@ -77,9 +77,11 @@ class ArbiterSettings:
     """Widen the model's claim to the outcome model's contradiction of it (see the module
     docstring); off: claim and prediction combined as they are. Chosen among three forms on
     whole runs of seeds 100–129 (SmolLM2: 100–104) and on by default from commit
-    ``2bd7ec0``; off again since SmolLM2 on 40 instances per task met fewer of issue 23's
-    targets with it than without (it lowers the early cost, not the final one;
-    ``benchmarks/RESULTS.md`` §2, last part, and §3)."""
+    ``2bd7ec0``; off since ``0c5638e``, by a rule written before a fourth SmolLM2 set: over
+    40 instances per task it met fewer of issue 23's targets with it than without. A fifth
+    set, run once after that and changing no default, leaves the question open: over 50
+    both meet 4 of 6, and the test mostly acts on the first decisions, where it keeps the
+    model from bad first steps (``benchmarks/RESULTS.md`` §2, last part, and §3)."""
 
 
 @dataclass
