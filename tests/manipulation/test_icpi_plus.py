@@ -176,8 +176,9 @@ def test_with_contradiction_samples_that_agree_on_a_step_put_far_off_do_not_win(
         Candidate("model", np.array([-0.2, 0.0]), spread=0.0, scatter=0.0),
         Candidate("lknn20", np.array([-0.38, 0.0]), spread=0.25 * 0.4),
     ]
-    assert choose(Arbiter().judge(cands, model, e_best, residual=0.05)) == 0  # the default
-    tested = Arbiter(ArbiterSettings(contradiction=True))
+    untested = Arbiter(ArbiterSettings(contradiction=False))
+    assert choose(untested.judge(cands, model, e_best, residual=0.05)) == 0
+    tested = Arbiter()  # the default
     verdicts = tested.judge(cands, model, e_best, residual=0.05)
     assert choose(verdicts) == 1
     # the contradicted claim now counts for little: the prediction is the outcome model's
@@ -185,8 +186,8 @@ def test_with_contradiction_samples_that_agree_on_a_step_put_far_off_do_not_win(
     # a step the outcome model puts within its own uncertainty of the claim still wins
     close = [dataclasses.replace(cands[0], dz=np.array([-0.398, 0.0])), cands[1]]
     assert choose(tested.judge(close, model, e_best, residual=0.05)) == 0
-    # off by default; `icpi+[contradiction=true]` turns it on
-    assert not cfg().settings.contradiction and cfg(contradiction="true").settings.contradiction
+    # on by default; `icpi+[contradiction=false]` turns it off
+    assert cfg().settings.contradiction and not cfg(contradiction="false").settings.contradiction
 
 
 @pytest.fixture(scope="module")
