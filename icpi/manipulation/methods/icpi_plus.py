@@ -180,9 +180,9 @@ class ICPIPlusSettings(JacobianSettings):
     sensitivity: bool = True
     """Refine θ's units further, until one θ step moves the outcome model's prediction by
     at most a tenth of an e unit (:func:`theta_level`); off: θ's units only as fine as e's."""
-    contradiction: bool = True
+    contradiction: bool = ArbiterSettings.contradiction
     """Take the model's claim to be no more precise than the outcome model's contradiction
-    of it (:class:`~icpi.manipulation.arbiter.ArbiterSettings`; on by default)."""
+    of it (:class:`~icpi.manipulation.arbiter.ArbiterSettings`, whose default it takes)."""
     escape: int = 5
     """After this many rollouts in a row without a new best, while the best is short of the
     task's success threshold, roll out the ``lknn20`` method's own step (from the last
