@@ -69,6 +69,11 @@ class ArbiterSettings:
     """Claim error of an untried source, relative to the error it corrects."""
     prior_weight: float = 1.0
     """Pseudo-observations behind the prior of every record."""
+    outcome_prior: float = 1.0
+    """Scale of the outcome model's uncertainty before its record says more."""
+    contradiction_tolerance: float = 1.0
+    """Share of the outcome model's uncertainty that explains a contradiction of the
+    model's claim (below 1: the contradiction test acts on smaller contradictions)."""
     unknown_spread: float = 0.25
     """Disagreement assumed for a single model sample (relative to the error corrected)."""
     floor: float = 2e-4
@@ -187,15 +192,19 @@ class Arbiter:
 
         Args:
             source: The source.
-            prior: Its prior scale (default: 1 for the outcome model, ``prior_claim``
-                for a claiming source).
+            prior: Its prior scale (default: ``outcome_prior`` for the outcome model,
+                ``prior_claim`` for a claiming source).
 
         Returns:
             The prior shrunk towards the source's record.
         """
         record = self.records.get(source, Record())
         if prior is None:
-            prior = 1.0 if source == "outcome_model" else self.settings.prior_claim
+            prior = (
+                self.settings.outcome_prior
+                if source == "outcome_model"
+                else self.settings.prior_claim
+            )
         return record.scale(prior, self.settings.prior_weight)
 
     def claim_prior(self, candidate: Candidate, best: float) -> float:
@@ -248,7 +257,8 @@ class Arbiter:
                 if s.contradiction and c.source == "model":
                     # the squared contradiction, less what the outcome model's own
                     # uncertainty explains, is what is left to explain the claim's error
-                    contradicted = float(np.sum((claim - m_om) ** 2)) - v_om
+                    explained = s.contradiction_tolerance**2 * v_om
+                    contradicted = float(np.sum((claim - m_om) ** 2)) - explained
                     s_cl = math.sqrt(max(s_cl**2, contradicted))
                 v_cl = s_cl**2
                 mean = (m_om / v_om + claim / v_cl) / (1.0 / v_om + 1.0 / v_cl)

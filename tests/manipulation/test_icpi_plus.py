@@ -190,6 +190,53 @@ def test_with_contradiction_samples_that_agree_on_a_step_put_far_off_do_not_win(
     assert cfg().settings.contradiction and not cfg(contradiction="false").settings.contradiction
 
 
+def test_below_one_the_contradiction_tolerance_tests_claims_the_outcome_model_half_explains():
+    # agreeing samples claim the goal; the outcome model puts the step 2 cm off, about its
+    # own uncertainty: tolerance 1 lets the claim stand, 0.5 takes it as contradicted
+    model = LocalJacobian(J=np.eye(2), pairs=10)
+    e_best = np.array([0.4, 0.0])
+    step = [Candidate("model", np.array([-0.38, 0.0]), spread=0.0, scatter=0.0)]
+
+    def predicted(tolerance):
+        arb = Arbiter(ArbiterSettings(contradiction_tolerance=tolerance))
+        verdict = arb.judge(step, model, e_best, residual=0.02 / 0.38)[0]
+        return float(np.linalg.norm(verdict.predicted))
+
+    assert predicted(1.0) < 0.001  # the default: the claim, as precise as the samples agree
+    assert 0.005 < predicted(0.5) < 0.02  # between the claim and the outcome model's 2 cm
+    assert cfg(contradiction_tolerance="0.6").settings.contradiction_tolerance == 0.6
+    assert cfg().settings.contradiction_tolerance == ArbiterSettings.contradiction_tolerance
+    with pytest.raises(Exception, match="contradiction_tolerance"):
+        cfg(contradiction_tolerance="-1")
+
+
+def test_the_outcome_prior_scales_the_outcome_models_uncertainty_until_its_record_speaks():
+    model = LocalJacobian(J=np.eye(2), pairs=10)
+    e_best = np.array([0.1, 0.0])
+    step = [Candidate("jacobian", np.array([-0.1, 0.0]))]
+
+    def sigma(arb):
+        return arb.judge(step, model, e_best, residual=0.5)[0].sigma
+
+    wide, tight = Arbiter(), Arbiter(ArbiterSettings(outcome_prior=0.5))
+    assert wide.scale("outcome_model") == 1.0 and tight.scale("outcome_model") == 0.5
+    assert sigma(tight) == pytest.approx(0.5 * sigma(wide))
+    # a record overrules either prior: after many predictions that came true to a tenth
+    # of their uncertainty, both scales approach 0.1
+    decision = decision_record(step[0], wide.judge(step, model, e_best, 0.5)[0], 0.1)
+    miss = np.asarray(decision["model_error"]) + np.array([0.1 * decision["model_sigma"], 0.0])
+    for arb in (wide, tight):
+        for _ in range(200):
+            arb.learn(decision, miss)
+    assert wide.scale("outcome_model") == pytest.approx(0.1, abs=0.03)
+    assert tight.scale("outcome_model") == pytest.approx(0.1, abs=0.03)
+    # the method spec reaches the arbiter; a scale that is not positive is refused
+    assert cfg(outcome_prior="0.6").settings.outcome_prior == 0.6
+    assert cfg().settings.outcome_prior == ArbiterSettings.outcome_prior
+    with pytest.raises(Exception, match="outcome_prior"):
+        cfg(outcome_prior="0")
+
+
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory):
     from icpi.manipulation.calibration import OptimumStore, serve

@@ -183,6 +183,12 @@ class ICPIPlusSettings(JacobianSettings):
     contradiction: bool = ArbiterSettings.contradiction
     """Take the model's claim to be no more precise than the outcome model's contradiction
     of it (:class:`~icpi.manipulation.arbiter.ArbiterSettings`, whose default it takes)."""
+    outcome_prior: float = ArbiterSettings.outcome_prior
+    """Scale of the outcome model's uncertainty before its record says more
+    (:class:`~icpi.manipulation.arbiter.ArbiterSettings`, whose default it takes)."""
+    contradiction_tolerance: float = ArbiterSettings.contradiction_tolerance
+    """Share of the outcome model's uncertainty that explains a contradiction
+    (:class:`~icpi.manipulation.arbiter.ArbiterSettings`, whose default it takes)."""
     escape: int = 5
     """After this many rollouts in a row without a new best, while the best is short of the
     task's success threshold, roll out the ``lknn20`` method's own step (from the last
@@ -197,6 +203,12 @@ class ICPIPlusSettings(JacobianSettings):
             raise ValueError(f"escape must be >= 0, got {self.escape}")
         if self.e_unit is not None and not self.e_unit > 0:
             raise ValueError(f"e_unit must be > 0, got {self.e_unit}")
+        if not self.outcome_prior > 0:
+            raise ValueError(f"outcome_prior must be > 0, got {self.outcome_prior}")
+        if not self.contradiction_tolerance >= 0:
+            raise ValueError(
+                f"contradiction_tolerance must be >= 0, got {self.contradiction_tolerance}"
+            )
 
 
 def correction_grammar(dim: int, steps: int) -> str:
@@ -290,7 +302,13 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         """Assemble the loop (see :class:`~icpi.manipulation.methods.base.Method`)."""
         super().__init__(ctx, settings)
         self.local = LocalSearch(self, self.settings)
-        self.arbiter = Arbiter(ArbiterSettings(contradiction=self.settings.contradiction))
+        self.arbiter = Arbiter(
+            ArbiterSettings(
+                contradiction=self.settings.contradiction,
+                outcome_prior=self.settings.outcome_prior,
+                contradiction_tolerance=self.settings.contradiction_tolerance,
+            )
+        )
         self.model_on = self.settings.model == "on" and ctx.sampler is not None
         # never roll out a θ twice where the task says a rollout is exactly repeatable
         self.deterministic = bool(getattr(ctx.task, "deterministic", False))
