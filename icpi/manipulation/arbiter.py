@@ -10,7 +10,8 @@ arbiter never lets one of them judge alone:
 1. **The outcome model's prediction** of a candidate's error, ê = e_best + J Δz, is
    uncertain in proportion to the step length and to how badly the fit explains its own
    data (residual per unit step), scaled by the model's record: how far its past
-   predictions of rolled-out candidates were from what came true.
+   predictions of rolled-out candidates were from what came true (before any,
+   ``outcome_prior``).
 2. **A source's claim** (a full step reaches the goal; a fraction f of it removes that
    fraction of the error) is uncertain in proportion to the error it corrects, scaled by
    the source's record of claimed vs realised errors, and — for the model — by the
@@ -21,11 +22,12 @@ arbiter never lets one of them judge alone:
    single answer, make an untried source's. The record then overrules it: a model that
    agrees with itself and misses loses its rollouts after the first. With
    ``contradiction`` on (the default), where the outcome model contradicts the model's
-   claim by more than its own uncertainty explains, the claim is taken to be no more
-   precise than that contradiction (a random-effects estimate of its error): samples
-   that agree on a step the outcome model puts far off are then not evidence enough to
-   take it. The numeric ``lknn20`` claim is never tested this way: it is fitted on the
-   same neighbours as the outcome model, so their disagreement says nothing new.
+   claim by more than its own uncertainty explains (``contradiction_tolerance`` of it),
+   the claim is taken to be no more precise than that contradiction (a random-effects
+   estimate of its error): samples that agree on a step the outcome model puts far off
+   are then not evidence enough to take it. The numeric ``lknn20`` claim is never tested
+   this way: it is fitted on the same neighbours as the outcome model, so their
+   disagreement says nothing new.
 3. The two are combined by their precisions into a predicted error with an uncertainty,
    and each candidate is scored by its **expected improvement** over the best cost so
    far. A source whose claims come true quickly gains precision and wins rollouts; one

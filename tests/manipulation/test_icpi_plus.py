@@ -230,7 +230,7 @@ def test_the_outcome_prior_scales_the_outcome_models_uncertainty_until_its_recor
             arb.learn(decision, miss)
     assert wide.scale("outcome_model") == pytest.approx(0.1, abs=0.03)
     assert tight.scale("outcome_model") == pytest.approx(0.1, abs=0.03)
-    # the method spec reaches the arbiter; a scale that is not positive is refused
+    # the method spec sets it; a scale that is not positive is refused
     assert cfg(outcome_prior="0.6").settings.outcome_prior == 0.6
     assert cfg().settings.outcome_prior == ArbiterSettings.outcome_prior
     with pytest.raises(Exception, match="outcome_prior"):
