@@ -56,6 +56,22 @@ def test_the_preset_pairs_every_proposer_with_the_model_free_reference(tmp_path)
         progress=False, workers=1,
     )  # fmt: skip
     assert again["table"] == report["table"]
+    # the first-decision script reads the same runs: σ = 0 takes rollout 1 with a claim
+    # the outcome model hardly contradicts; zero never takes it
+    script = Path(__file__).parents[2] / "benchmarks" / "first_decision.py"
+    lines = {}
+    for proposer in ("sigma0", "zero"):
+        proc = subprocess.run(
+            [sys.executable, str(script), str(out / proposer), "--methods", "icpi+",
+             "--reference-dir", str(out / "model-off"), "--tasks", "ball-roll-gc",
+             "--seeds", "102-102", "--iterations", "4"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines[proposer] = proc.stderr.splitlines()[0]
+    assert "the model won rollout 1 in 1, 0 of them worse" in lines["sigma0"]
+    assert float(lines["sigma0"].rsplit("102: ", 1)[1]) < 1.0
+    assert "the model won rollout 1 in 0" in lines["zero"]
 
 
 def test_cli_preset_runs_the_proposers_it_is_given_and_no_others(tmp_path):
