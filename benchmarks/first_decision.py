@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from icpi.manipulation.bench import task_dir_name
+from icpi.manipulation.bench import parse_seeds, task_dir_name
 from icpi.manipulation.config import parse_method_spec
 from icpi.manipulation.model_quality import REFERENCE, load_runs
 
@@ -60,12 +60,11 @@ def main() -> None:
     ap.add_argument("--reference", default=REFERENCE)
     ap.add_argument("--reference-dir", type=Path, default=None)
     ap.add_argument("--tasks", default="slide-gc,ball-roll-gc,rope-swing-gc")
-    ap.add_argument("--seeds", default="100-129", help="first-last")
+    ap.add_argument("--seeds", default="100-129", help="e.g. 100-129 or 9000-9009,10000-10009")
     ap.add_argument("--iterations", type=int, default=3)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    first, last = (int(x) for x in args.seeds.split("-"))
-    seeds = list(range(first, last + 1))
+    seeds = parse_seeds(args.seeds)
     ref_dir = args.reference_dir or args.out
     totals: dict[str, list[int]] = {}
     gaps: dict[str, list[float]] = {}

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from icpi.manipulation.bench import TIE_TOLERANCE, bootstrap_ci
+from icpi.manipulation.bench import TIE_TOLERANCE, bootstrap_ci, parse_seeds
 from icpi.manipulation.model_quality import SUCCESS, draw_folders, load_runs
 
 log = logging.getLogger("paired_ablation")
@@ -47,13 +47,12 @@ def main() -> None:
     ap.add_argument("--a", default="icpi+")
     ap.add_argument("--b", default="icpi+[sensitivity=false]")
     ap.add_argument("--tasks", default="slide-gc,ball-roll-gc,rope-swing-gc")
-    ap.add_argument("--seeds", default="1000-1009", help="first-last")
+    ap.add_argument("--seeds", default="1000-1009", help="e.g. 100-129 or 9000-9009,10000-10009")
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--draws", type=int, default=1, help="noise draws to pool")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    first, last = (int(x) for x in args.seeds.split("-"))
-    seeds = list(range(first, last + 1))
+    seeds = parse_seeds(args.seeds)
     tasks = args.tasks.split(",")
     log.info(
         "%s minus %s, mm: mean [bootstrap 95 %%] W/T/L (tie %g mm) after 5 | after 10 |"
