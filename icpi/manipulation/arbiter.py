@@ -19,8 +19,9 @@ arbiter never lets one of them judge alone:
    the record says more, the model's claim is taken to be as wrong as one of its samples
    is far from the others (relative to the error corrected; never more than an untried
    source's prior): n samples that agree make a precise claim; samples that scatter, or a
-   single answer, make an untried source's. The record then overrules it: a model that
-   agrees with itself and misses loses its rollouts after the first. With
+   single answer, make an untried source's (``agreement`` sets a scatter beyond which the
+   samples count as one answer). The record then overrules it: a model that agrees with
+   itself and misses loses its rollouts after the first. With
    ``contradiction`` on (the default), where the outcome model contradicts the model's
    claim by more than its own uncertainty explains (``contradiction_tolerance`` of it),
    the claim is taken to be no more precise than that contradiction (a random-effects
@@ -31,7 +32,9 @@ arbiter never lets one of them judge alone:
 3. The two are combined by their precisions into a predicted error with an uncertainty,
    and each candidate is scored by its **expected improvement** over the best cost so
    far. A source whose claims come true quickly gains precision and wins rollouts; one
-   whose claims fail loses them after a rollout or two.
+   whose claims fail loses them after a rollout or two. (``untried_margin``, an icpi+
+   setting: until the model has a rollout on its record, it must beat the best other
+   candidate by that share.)
 
 Every candidate is clipped alike: to the θ box, as a full step and as a step shortened to
 the trust region. A θ already rolled out is never proposed again on a deterministic task
@@ -78,6 +81,10 @@ class ArbiterSettings:
     model's claim (below 1: the contradiction test acts on smaller contradictions)."""
     unknown_spread: float = 0.25
     """Disagreement assumed for a single model sample (relative to the error corrected)."""
+    agreement: float | None = None
+    """Largest scatter of the model's samples, relative to the error they correct, that
+    counts as agreement: samples that scatter more carry no more evidence than a single
+    answer (the untried source's prior and ``unknown_spread``); ``None``: any scatter."""
     floor: float = 2e-4
     """Smallest uncertainty of any prediction [m] (what the prompt's resolution can say)."""
     contradiction: bool = True
@@ -224,6 +231,25 @@ class Arbiter:
             return prior
         return min(prior, candidate.scatter / best)
 
+    def agreement_evidence(self, scatter: float, n: int, best: float) -> tuple[float | None, float]:
+        """What n samples' disagreement says of their claim: its scatter and spread.
+
+        Args:
+            scatter: RMS distance of a sample from their median, in the outcome [m].
+            n: Number of samples (at least 2).
+            best: The error they correct (the best cost) [m].
+
+        Returns:
+            ``(scatter, spread)`` for :class:`Candidate`: the standard error of their
+            median, or, where they scatter by more than ``agreement`` of ``best``, a single
+            answer's (no scatter to judge; the spread at least ``unknown_spread`` of it).
+        """
+        spread = scatter / math.sqrt(n)
+        limit = self.settings.agreement
+        if limit is not None and scatter > limit * best:
+            return None, max(spread, self.settings.unknown_spread * best)
+        return scatter, spread
+
     def judge(
         self,
         candidates: Sequence[Candidate],
@@ -297,7 +323,7 @@ class Arbiter:
             self.records.setdefault(decision["source"], Record()).add(miss / corrected)
 
 
-def choose(verdicts: Sequence[Verdict]) -> int:
+def choose(verdicts: Sequence[Verdict], sources: Sequence[str] = (), margin: float = 0.0) -> int:
     """The candidate to roll out: the highest expected improvement.
 
     Ties — all of them at zero once the best cost is far below what any prediction can
@@ -306,6 +332,9 @@ def choose(verdicts: Sequence[Verdict]) -> int:
 
     Args:
         verdicts: One per candidate.
+        sources: Their sources (needed with ``margin``).
+        margin: A ``model`` candidate wins only where its expected improvement exceeds the
+            best other candidate's by this share; otherwise that one is chosen.
 
     Returns:
         The index of the chosen candidate.
@@ -315,7 +344,13 @@ def choose(verdicts: Sequence[Verdict]) -> int:
         v = verdicts[i]
         return (-v.score, float(np.linalg.norm(v.predicted)) + v.sigma, i)
 
-    return min(range(len(verdicts)), key=key)
+    win = min(range(len(verdicts)), key=key)
+    others = [i for i, source in enumerate(sources) if source != "model"]
+    if margin > 0 and sources and sources[win] == "model" and others:
+        alternative = min(others, key=key)
+        if verdicts[win].score < (1.0 + margin) * verdicts[alternative].score:
+            return alternative
+    return win
 
 
 def decision_record(candidate: Candidate, verdict: Verdict, corrected: float) -> dict[str, Any]:

@@ -118,6 +118,24 @@ def test_when_nothing_can_improve_the_most_cautious_candidate_is_chosen():
     assert choose([verdict(0.3, 0.2), verdict(0.001, 0.001), verdict(0.0, 0.01)]) == 1
 
 
+def test_an_untried_model_wins_only_by_the_margin():
+    def verdict(score):
+        e = np.array([0.01, 0.0])
+        return Verdict(e, 0.01, score, e, 0.01, None, None)
+
+    sources = ["model", "lknn20", "jacobian"]
+    close = [verdict(1.05), verdict(1.0), verdict(0.5)]
+    assert choose(close, sources) == 0  # no margin: the higher expected improvement
+    assert choose(close, sources, margin=0.1) == 1  # 5 % is not clear enough
+    clear = [verdict(1.2), verdict(1.0), verdict(0.5)]
+    assert choose(clear, sources, margin=0.1) == 0
+    numeric = [verdict(0.5), verdict(1.0), verdict(1.2)]
+    assert choose(numeric, sources, margin=0.1) == 2  # it concerns the model alone
+    assert cfg(untried_margin="0.1").settings.untried_margin == 0.1
+    with pytest.raises(Exception, match="untried_margin"):
+        cfg(untried_margin="-0.1")
+
+
 def test_a_source_that_delivers_earns_trust_and_one_that_fails_loses_it():
     arb = Arbiter()
     model = LocalJacobian(J=np.eye(2), pairs=10)
@@ -235,6 +253,35 @@ def test_the_outcome_prior_scales_the_outcome_models_uncertainty_until_its_recor
     assert cfg().settings.outcome_prior == ArbiterSettings.outcome_prior
     with pytest.raises(Exception, match="outcome_prior"):
         cfg(outcome_prior="0")
+
+
+def test_samples_that_scatter_beyond_the_agreement_limit_claim_no_more_than_one_answer():
+    best = 0.4
+    # the default: four samples' median is known to half their scatter, however wide
+    assert Arbiter().agreement_evidence(0.08, 4, best) == (0.08, 0.04)
+    strict = Arbiter(ArbiterSettings(agreement=0.15))
+    assert strict.agreement_evidence(0.04, 4, best) == (0.04, 0.02)  # they agree
+    # scatter 0.2 of the error: judged as a single answer (untried prior, unknown spread)
+    assert strict.agreement_evidence(0.08, 4, best) == (None, pytest.approx(0.25 * best))
+    # samples wider than a single answer keep their own (larger) spread
+    assert strict.agreement_evidence(0.4, 4, best) == (None, 0.2)
+
+    # a candidate so judged is no more precise than lknn20's single answer beside it
+    model = LocalJacobian(J=np.eye(2), pairs=10)
+    e_best = np.array([best, 0.0])
+    step = np.array([-best, 0.0])
+    scatter, spread = strict.agreement_evidence(0.08, 4, best)
+    wide = Candidate("model", step, spread=spread, scatter=scatter)
+    single = Candidate("lknn20", step, spread=0.25 * best)
+    v_model, v_lknn = strict.judge([wide, single], model, e_best, residual=0.05)
+    assert v_model.sigma == pytest.approx(v_lknn.sigma)
+    # without the limit the same samples count as agreeing: more precise than one answer
+    agreeing = dataclasses.replace(wide, spread=0.04, scatter=0.08)
+    assert Arbiter().judge([agreeing], model, e_best, residual=0.05)[0].sigma < v_lknn.sigma
+    assert cfg(agreement="0.15").settings.agreement == 0.15
+    assert cfg().settings.agreement is None
+    with pytest.raises(Exception, match="agreement"):
+        cfg(agreement="0")
 
 
 @pytest.fixture(scope="module")

@@ -189,6 +189,14 @@ class ICPIPlusSettings(JacobianSettings):
     contradiction_tolerance: float = ArbiterSettings.contradiction_tolerance
     """Share of the outcome model's uncertainty that explains a contradiction
     (:class:`~icpi.manipulation.arbiter.ArbiterSettings`, whose default it takes)."""
+    agreement: float | None = ArbiterSettings.agreement
+    """Largest scatter of the model's samples, relative to the error they correct, that
+    counts as agreement (:class:`~icpi.manipulation.arbiter.ArbiterSettings`, whose
+    default it takes)."""
+    untried_margin: float = 0.0
+    """Until the model has a rollout on its record, its candidate wins only where its
+    expected improvement exceeds the best other candidate's by this share (an untried
+    source must win clearly); 0: by any amount."""
     escape: int = 5
     """After this many rollouts in a row without a new best, while the best is short of the
     task's success threshold, roll out the ``lknn20`` method's own step (from the last
@@ -205,6 +213,10 @@ class ICPIPlusSettings(JacobianSettings):
             raise ValueError(f"e_unit must be > 0, got {self.e_unit}")
         if not self.outcome_prior > 0:
             raise ValueError(f"outcome_prior must be > 0, got {self.outcome_prior}")
+        if self.agreement is not None and not self.agreement > 0:
+            raise ValueError(f"agreement must be > 0, got {self.agreement}")
+        if not self.untried_margin >= 0:
+            raise ValueError(f"untried_margin must be >= 0, got {self.untried_margin}")
         if not self.contradiction_tolerance >= 0:
             raise ValueError(
                 f"contradiction_tolerance must be >= 0, got {self.contradiction_tolerance}"
@@ -307,6 +319,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
                 contradiction=self.settings.contradiction,
                 outcome_prior=self.settings.outcome_prior,
                 contradiction_tolerance=self.settings.contradiction_tolerance,
+                agreement=self.settings.agreement,
             )
         )
         self.model_on = self.settings.model == "on" and ctx.sampler is not None
@@ -425,8 +438,9 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
             spread = self.arbiter.settings.unknown_spread * best.cost
             if len(valid) > 1:
                 off = (steps - median) @ model.J.T
-                scatter = float(np.sqrt(np.mean(np.sum(off * off, axis=1))))
-                spread = scatter / math.sqrt(len(valid))
+                scatter, spread = self.arbiter.agreement_evidence(
+                    float(np.sqrt(np.mean(np.sum(off * off, axis=1)))), len(valid), best.cost
+                )
             cands += self.offer("model", median, index=nearest, spread=spread, scatter=scatter)
         jac = model.step(best.e)
         cands += self.offer("jacobian", jac)
@@ -513,7 +527,8 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         if s.judge == "off":  # the ablation: the model's step when it has one
             win = sources.index("model") if "model" in sources else 0
         else:
-            win = choose(verdicts)
+            untried = "model" not in self.arbiter.records  # no model rollout yet
+            win = choose(verdicts, sources, s.untried_margin if untried else 0.0)
         chosen, verdict = cands[win], verdicts[win]
         theta = self.box.from_unit(self.box.to_unit(best.theta) + chosen.dz)
         info = {
