@@ -41,6 +41,7 @@ class RunSession:
         what: str = "run",
         grow: tuple[str, ...] = (),
         config_format: int | None = None,
+        legacy: Mapping[str, Any] | None = None,
     ) -> None:
         """Lock and open the run directory.
 
@@ -53,6 +54,8 @@ class RunSession:
             grow: Budget keys a resume may raise (see :meth:`RunDir.open`).
             config_format: Format of ``config.json`` (``None``: the core's; see
                 :meth:`RunDir.open`).
+            legacy: Keys added since runs were first written, with the values that
+                reproduce a run written before them (see :meth:`RunDir.open`).
 
         Raises:
             RunDirError: If another process holds the directory, or it holds another run.
@@ -61,7 +64,9 @@ class RunSession:
         try:
             session = {"llm": llm.session()} if llm is not None else None
             fmt = {} if config_format is None else {"config_format": config_format}
-            self.run_dir = RunDir.open(path, config, seed=seed, session=session, grow=grow, **fmt)
+            self.run_dir = RunDir.open(
+                path, config, seed=seed, session=session, grow=grow, legacy=legacy, **fmt
+            )
         except BaseException:
             self.lock.release()
             raise

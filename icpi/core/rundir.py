@@ -149,6 +149,7 @@ class RunDir:
         session: Mapping[str, Any] | None = None,
         grow: Iterable[str] = (),
         config_format: int = CONFIG_FORMAT,
+        legacy: Mapping[str, Any] | None = None,
     ) -> RunDir:
         """Create a run directory, or reopen it to resume (or extend) the same run.
 
@@ -165,6 +166,11 @@ class RunDir:
                 value than stored is refused — a run is extended, never cut.
             config_format: Format of ``config.json`` written (a kind of run whose keys
                 changed counts its own formats, e.g. language runs).
+            legacy: Dotted config keys added since runs were first written, each with the
+                value that reproduces a run written before it existed (a setting added at
+                a neutral default). A stored run that lacks such a key counts as having
+                that value: where that makes it this run (or a smaller budget of it), it is
+                resumed, and ``config.json`` and the buffer's header gain the key.
 
         Returns:
             The run directory.
@@ -188,6 +194,17 @@ class RunDir:
                     f" this version writes {config_format}); its files are kept as they are,"
                     " but it cannot be resumed: choose a new directory"
                 )
+            filled = _fill(stored, legacy or {})
+            if filled != stored and (filled == clean or _extends(filled, clean, grow, run.path)):
+                added = [key for key in legacy or {} if not _has(stored, key)]
+                log.info(
+                    "%s was written before %s: resuming it at the values it ran with",
+                    run.path,
+                    ", ".join(added),
+                )
+                _rewrite_header(run, stored, clean)
+                _write_config(run, clean)
+                stored = clean
             if stored != clean and _extends(stored, clean, grow, run.path):
                 log.info("extending %s: %s", run.path, ", ".join(_differences(stored, clean)))
                 _write_config(run, clean)
@@ -332,6 +349,54 @@ def _set(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     out = dict(data)
     out[head] = _set(dict(out.get(head) or {}), rest, value) if rest else value
     return out
+
+
+def _has(data: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _fill(stored: Any, legacy: Mapping[str, Any]) -> Any:
+    """``stored`` with each missing ``legacy`` key (under a section it has) set to its value."""
+    if not isinstance(stored, dict):
+        return stored
+    out = stored
+    for key, value in legacy.items():
+        parent = key.rpartition(".")[0]
+        if not _has(out, key) and (not parent or isinstance(_get(out, parent), dict)):
+            out = _set(out, key, jsonable(value))
+    return out
+
+
+def _rewrite_header(run: RunDir, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """Give the buffer's header the fingerprint of ``new`` where it holds that of ``old``.
+
+    Raises:
+        RunDirError: If the header is not ``old``'s (the buffer belongs to another run).
+    """
+    if not run.attempts_file.exists():
+        return
+    lines = run.attempts_file.read_text(encoding="utf-8").split("\n")
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError:
+        header = None
+    fingerprint = jsonable(buffer_fingerprint(new))
+    if isinstance(header, dict) and header.get("fingerprint") == fingerprint:
+        return  # done already (a start killed before config.json was rewritten)
+    if not isinstance(header, dict) or header.get("fingerprint") != jsonable(
+        buffer_fingerprint(old)
+    ):
+        raise RunDirError(
+            f"{run.attempts_file} does not belong to the run of {run.config_file}: move it"
+            " away to start the run afresh"
+        )
+    header["fingerprint"] = fingerprint
+    lines[0] = json.dumps(header, ensure_ascii=False, allow_nan=False)
+    write_text_atomic(run.attempts_file, "\n".join(lines))
 
 
 def _extends(stored: Any, new: dict[str, Any], grow: Iterable[str], path: Path) -> bool:

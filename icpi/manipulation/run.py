@@ -191,7 +191,10 @@ def run_method(
         "theta_units": task.theta_spec.units,
     }
     dataset = load_dataset(cfg, task) if method.uses_dataset else None
-    with RunSession(out, config, seed=cfg.seed, llm=llm_cfg, grow=("run.iterations",)) as session:
+    legacy = {f"run.settings.{key}": value for key, value in settings.legacy.items()}
+    with RunSession(
+        out, config, seed=cfg.seed, llm=llm_cfg, grow=("run.iterations",), legacy=legacy
+    ) as session:
         run_dir = session.run_dir
         if llm_cfg is not None:
             params = method.sampler_params(settings, task.theta_spec.dim)

@@ -571,3 +571,26 @@ def test_an_escape_rollout_asks_no_model(tmp_path):
 def test_escape_must_not_be_negative():
     with pytest.raises(ValueError, match="escape"):
         cfg(escape=-1)
+
+
+def test_a_run_from_before_the_newer_settings_is_extended_with_its_rollouts_kept(tmp_path):
+    run_method(cfg(iterations=3, model="off"), tmp_path)
+    before = records(tmp_path)
+    # as an earlier version wrote it: without the settings added since
+    config = json.loads((tmp_path / "config.json").read_text())
+    lines = (tmp_path / "attempts.jsonl").read_text().split("\n")
+    header = json.loads(lines[0])
+    for settings in (config["run"]["settings"], header["fingerprint"]["run"]["settings"]):
+        for key in ("agreement", "untried_margin", "outcome_prior", "contradiction_tolerance"):
+            del settings[key]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "attempts.jsonl").write_text("\n".join([json.dumps(header), *lines[1:]]))
+    with pytest.raises(Exception, match="another configuration"):
+        run_method(cfg(iterations=5, model="off", untried_margin="0.1"), tmp_path)
+    run_method(cfg(iterations=5, model="off"), tmp_path)  # today's defaults: as it ran
+    after = records(tmp_path)
+    assert len(after) == 5
+    assert [r["theta"] for r in after[:3]] == [r["theta"] for r in before]
+    assert (
+        json.loads((tmp_path / "config.json").read_text())["run"]["settings"]["agreement"] is None
+    )

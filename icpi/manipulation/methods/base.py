@@ -47,6 +47,11 @@ class MethodSettings:
 
     __pydantic_config__ = STRICT
 
+    legacy: ClassVar[Mapping[str, Any]] = {}
+    """Settings added after runs were first written, each with the value that reproduces a
+    run written before it existed: a run directory without one resumes as if it had that
+    value (see :meth:`icpi.core.rundir.RunDir.open`)."""
+
     final_best: bool = False
     """Spend the last rollout of the budget re-running the best θ so far, so that the run
     ends on the best skill it found (any method; needs the budget, which runs, benchmarks

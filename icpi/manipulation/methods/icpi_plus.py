@@ -60,8 +60,9 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -154,6 +155,13 @@ def theta_level(jacobian: np.ndarray, theta_steps: int, e_unit: float, e_level: 
 @dataclass(frozen=True)
 class ICPIPlusSettings(JacobianSettings):
     """Settings of icpi+ (the retrieval and trust-region ones are the Jacobian's)."""
+
+    legacy: ClassVar[Mapping[str, Any]] = {
+        "outcome_prior": 1.0,
+        "contradiction_tolerance": 1.0,
+        "agreement": None,
+        "untried_margin": 0.0,
+    }
 
     n_samples: int = 4
     """Model candidates per iteration."""
