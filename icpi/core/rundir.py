@@ -336,10 +336,13 @@ def _check_orphans(run: RunDir, config: dict[str, Any], seed: int | None, found:
 BUDGET_KEYS = ("iterations", "rounds")
 
 
-def _get(data: Any, dotted: str) -> Any:
+_MISSING = object()
+
+
+def _get(data: Any, dotted: str, default: Any = None) -> Any:
     for part in dotted.split("."):
         if not isinstance(data, dict) or part not in data:
-            return None
+            return default
         data = data[part]
     return data
 
@@ -352,11 +355,7 @@ def _set(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
 
 
 def _has(data: Any, dotted: str) -> bool:
-    for part in dotted.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return False
-        data = data[part]
-    return True
+    return _get(data, dotted, _MISSING) is not _MISSING
 
 
 def _fill(stored: Any, legacy: Mapping[str, Any]) -> Any:
