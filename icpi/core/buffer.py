@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from icpi.core.files import write_text_atomic
 from icpi.core.records import Attempt, jsonable
 from icpi.errors import RunDirError
 
@@ -148,3 +149,38 @@ class ExperienceBuffer:
 
     def __iter__(self) -> Iterator[Attempt]:
         return iter(list(self._attempts))
+
+
+def replace_fingerprint(path: Path, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """Give a buffer file's header the fingerprint ``new`` where it holds ``old``.
+
+    For a run whose configuration gained keys that do not change it (see
+    :meth:`icpi.core.rundir.RunDir.open`). Nothing happens where the file is missing or
+    already holds ``new`` (a start killed before its configuration was rewritten).
+
+    Args:
+        path: The buffer file.
+        old: The fingerprint it was written with.
+        new: The fingerprint it gets.
+
+    Raises:
+        BufferMismatchError: If its header holds neither (the file belongs to another run).
+    """
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").split("\n")
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError:
+        header = None
+    wanted = jsonable(dict(new))
+    if isinstance(header, dict) and header.get("fingerprint") == wanted:
+        return
+    if not isinstance(header, dict) or header.get("fingerprint") != jsonable(dict(old)):
+        raise BufferMismatchError(
+            f"{path} does not belong to this run (fingerprint differs): move it away to start"
+            " the run afresh"
+        )
+    header["fingerprint"] = wanted
+    lines[0] = json.dumps(header, ensure_ascii=False, allow_nan=False)
+    write_text_atomic(path, "\n".join(lines))

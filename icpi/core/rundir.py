@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icpi.core.buffer import ExperienceBuffer
+from icpi.core.buffer import ExperienceBuffer, replace_fingerprint
 from icpi.core.files import append_jsonl, read_jsonl, write_jsonl, write_text_atomic
 from icpi.core.records import jsonable
 from icpi.core.secrets import redact, redact_command
@@ -202,7 +202,9 @@ class RunDir:
                     run.path,
                     ", ".join(added),
                 )
-                _rewrite_header(run, stored, clean)
+                replace_fingerprint(
+                    run.attempts_file, buffer_fingerprint(stored), buffer_fingerprint(clean)
+                )
                 _write_config(run, clean)
                 stored = clean
             if stored != clean and _extends(stored, clean, grow, run.path):
@@ -368,34 +370,6 @@ def _fill(stored: Any, legacy: Mapping[str, Any]) -> Any:
         if not _has(out, key) and (not parent or isinstance(_get(out, parent), dict)):
             out = _set(out, key, jsonable(value))
     return out
-
-
-def _rewrite_header(run: RunDir, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    """Give the buffer's header the fingerprint of ``new`` where it holds that of ``old``.
-
-    Raises:
-        RunDirError: If the header is not ``old``'s (the buffer belongs to another run).
-    """
-    if not run.attempts_file.exists():
-        return
-    lines = run.attempts_file.read_text(encoding="utf-8").split("\n")
-    try:
-        header = json.loads(lines[0])
-    except json.JSONDecodeError:
-        header = None
-    fingerprint = jsonable(buffer_fingerprint(new))
-    if isinstance(header, dict) and header.get("fingerprint") == fingerprint:
-        return  # done already (a start killed before config.json was rewritten)
-    if not isinstance(header, dict) or header.get("fingerprint") != jsonable(
-        buffer_fingerprint(old)
-    ):
-        raise RunDirError(
-            f"{run.attempts_file} does not belong to the run of {run.config_file}: move it"
-            " away to start the run afresh"
-        )
-    header["fingerprint"] = fingerprint
-    lines[0] = json.dumps(header, ensure_ascii=False, allow_nan=False)
-    write_text_atomic(run.attempts_file, "\n".join(lines))
 
 
 def _extends(stored: Any, new: dict[str, Any], grow: Iterable[str], path: Path) -> bool:
