@@ -17,7 +17,8 @@ normalised units) from a uniform θ for 10 rollouts, against the best of 10 unif
 Both columns give the best cost of 10 rollouts [m], median over the instances.
 
 Usage: ``python benchmarks/bench_datasets.py [--tasks slide,rope-swing] [--size N]
-[--workers N] [--backend local|ray] [--no-rebuild] [--no-sensitivity] [--no-knn]``
+[--workers N] [--backend local|ray] [--no-rebuild] [--no-sensitivity]
+[--sensitivity-instances N] [--no-knn]``
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def main() -> None:
     parser.add_argument("--backend", default="local")
     parser.add_argument("--no-rebuild", action="store_true", help="Skip the rebuilds.")
     parser.add_argument("--no-sensitivity", action="store_true", help="Skip the ulp check.")
+    parser.add_argument(
+        "--sensitivity-instances", type=int, default=30, help="Instances of the ulp check."
+    )
     parser.add_argument("--no-knn", action="store_true", help="Skip the usefulness check.")
     args = parser.parse_args()
     tasks = args.tasks.split(",")
@@ -101,7 +105,7 @@ def main() -> None:
         print(f"\n{'task':14s} {'max |Δ outcome| [m]':>20s}  (θ moved by one ulp; tolerance"
               f" {REBUILD_ATOL:g} m)")  # fmt: skip
         for task_id in tasks:
-            worst = last_bit_sensitivity(task_id)
+            worst = last_bit_sensitivity(task_id, args.sensitivity_instances)
             print(f"{task_id:14s} {worst:20.3g}  margin {REBUILD_ATOL / max(worst, 1e-300):.0f}")
     if args.no_knn:
         return

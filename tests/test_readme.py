@@ -810,8 +810,8 @@ SCRIPT_BUDGETS = {
     "bench_envs.py": ["--rollouts", "2", "--batch", "4"],
     "bench_core.py": ["--repeats", "1", "--queries", "1", "--replay-iters", "2", "--skip-llm"],
     "bench_llm.py": "--runs 2 --iterations 2 --delay 0.05 --queries 1 --no-embedded".split(),
-    "bench_datasets.py": ["--tasks", "slide", "--size", "40", "--no-knn"],
-    "bench_robot.py": ["--trials", "1", "--scales", "1.0"],
+    "bench_datasets.py": "--tasks slide --size 40 --no-knn --sensitivity-instances 2".split(),
+    "bench_robot.py": ["--trials", "1", "--scales", "10"],
     "bench_language.py": ["--puzzles", "1", "--rounds", "1", "--methods", "icrl-preset"],
 }
 
