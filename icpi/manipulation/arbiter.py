@@ -34,7 +34,9 @@ arbiter never lets one of them judge alone:
    far. A source whose claims come true quickly gains precision and wins rollouts; one
    whose claims fail loses them after a rollout or two. (``untried_margin``, an icpi+
    setting: until the model has a rollout on its record, it must beat the best other
-   candidate by that share.)
+   candidate by that share; ``short_step``, another: until then, a model step shorter
+   than that share of the ``lknn20`` step claims nothing and is judged by the outcome
+   model alone.)
 
 Every candidate is clipped alike: to the θ box, as a full step and as a step shortened to
 the trust region. A θ already rolled out is never proposed again on a deterministic task
@@ -142,6 +144,9 @@ class Candidate:
     scatter: float | None = None
     """How far one of the model's samples is from their median [m] (RMS; ``None``: a
     single answer, no agreement to judge)."""
+    claims: bool = True
+    """Whether its source's claim counts (``False``: judged by the outcome model alone; an
+    untried model's step shorter than icpi+'s ``short_step`` allows)."""
 
 
 @dataclass(frozen=True)
@@ -278,7 +283,7 @@ class Arbiter:
             v_om = (k_model * s_om) ** 2
             claim: Vec | None = None
             s_cl: float | None = None
-            if c.source in CLAIMING:
+            if c.source in CLAIMING and c.claims:
                 claim = (1.0 - c.fraction) * np.asarray(e_best, float)
                 scale = self.scale(c.source, self.claim_prior(c, best))
                 s_cl = math.hypot(best * c.fraction * scale, c.spread) + s.floor

@@ -28,6 +28,7 @@ from icpi.manipulation.methods.icpi_plus import (
     correction_grammar,
     decoding_params,
     theta_level,
+    too_short,
     zoom_level,
 )
 from icpi.manipulation.run import run_method
@@ -282,6 +283,33 @@ def test_samples_that_scatter_beyond_the_agreement_limit_claim_no_more_than_one_
     assert cfg().settings.agreement is None
     with pytest.raises(Exception, match="agreement"):
         cfg(agreement="0")
+
+
+def test_an_untried_models_short_step_claims_nothing():
+    lknn = np.array([0.3, -0.4, 0.0])  # length 0.5
+    assert too_short(np.array([0.0, 0.35, 0.0]), lknn, 0.8)  # 0.35 < 0.4
+    assert not too_short(np.array([0.0, 0.45, 0.0]), lknn, 0.8)
+    assert not too_short(np.zeros(3), lknn, None)  # off: nothing is too short
+    # a model step that claims nothing is judged as the Jacobian's step would be
+    model = LocalJacobian(J=np.eye(2), pairs=10)
+    e_best = np.array([0.4, 0.0])
+    step = np.array([-0.2, 0.0])
+    agreeing = Candidate("model", step, spread=0.01, scatter=0.02)
+    silent = dataclasses.replace(agreeing, claims=False)
+    arb = Arbiter()
+    v_claim, v_silent, v_jac = arb.judge(
+        [agreeing, silent, Candidate("jacobian", step)], model, e_best, residual=0.5
+    )
+    assert v_silent.claim is None and v_silent.score == v_jac.score
+    np.testing.assert_array_equal(v_silent.predicted, v_jac.predicted)
+    assert v_claim.score > v_silent.score  # the agreeing claim would have promised more
+    # and its rollout adds nothing to the model's record (it claimed nothing)
+    arb.learn(decision_record(silent, v_silent, corrected=0.4), np.array([0.1, 0.0]))
+    assert "model" not in arb.records and "outcome_model" in arb.records
+    assert cfg(short_step="0.8").settings.short_step == 0.8
+    assert cfg().settings.short_step is None
+    with pytest.raises(Exception, match="short_step"):
+        cfg(short_step="0")
 
 
 @pytest.fixture(scope="module")

@@ -103,6 +103,22 @@ def among(z: Vec, taken: list[Vec]) -> bool:
     return bool(taken) and float(np.min(np.linalg.norm(np.asarray(taken) - z, axis=1))) <= SAME
 
 
+def too_short(step: Vec, reference: Vec, share: float | None) -> bool:
+    """Whether a step is shorter than ``share`` × a reference step (``short_step``).
+
+    Args:
+        step: The model's whole step (normalised θ).
+        reference: The ``lknn20`` step from the same θ (normalised θ).
+        share: The share; ``None``: no step is too short.
+
+    Returns:
+        ‖step‖ < share · ‖reference‖.
+    """
+    if share is None:
+        return False
+    return float(np.linalg.norm(step)) < share * float(np.linalg.norm(reference))
+
+
 #: The prompt's units are refined tenfold while the best error reads fewer integers.
 ZOOM_READABLE = 10
 #: At most this many tenfold refinements (from permille and millimetres: 1/10⁶ and µm).
@@ -161,6 +177,7 @@ class ICPIPlusSettings(JacobianSettings):
         "contradiction_tolerance": 1.0,
         "agreement": None,
         "untried_margin": 0.0,
+        "short_step": None,
     }
 
     n_samples: int = 4
@@ -205,6 +222,10 @@ class ICPIPlusSettings(JacobianSettings):
     """Until the model has a rollout on its record, its candidate wins only where its
     expected improvement exceeds the best other candidate's by this share (an untried
     source must win clearly); 0: by any amount."""
+    short_step: float | None = None
+    """Until the model has a rollout on its record, a model step (the samples' median, whole)
+    shorter than this share of the ``lknn20`` step makes no claim: it is judged by the
+    outcome model alone, like the Jacobian step; ``None``: off."""
     escape: int = 5
     """After this many rollouts in a row without a new best, while the best is short of the
     task's success threshold, roll out the ``lknn20`` method's own step (from the last
@@ -225,6 +246,8 @@ class ICPIPlusSettings(JacobianSettings):
             raise ValueError(f"agreement must be > 0, got {self.agreement}")
         if not self.untried_margin >= 0:
             raise ValueError(f"untried_margin must be >= 0, got {self.untried_margin}")
+        if self.short_step is not None and not self.short_step > 0:
+            raise ValueError(f"short_step must be > 0, got {self.short_step}")
         if not self.contradiction_tolerance >= 0:
             raise ValueError(
                 f"contradiction_tolerance must be >= 0, got {self.contradiction_tolerance}"
@@ -435,6 +458,8 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         best = local.search.best
         assert best is not None
         cands: list[Candidate] = []
+        lknn = linear_correction(local.neighbours(own=True), local.where(), s.feature)
+        lknn = lknn / self.box.span
         valid = [i for i, r in enumerate(results) if r.ok]
         if valid:
             steps = np.asarray(
@@ -449,11 +474,13 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
                 scatter, spread = self.arbiter.agreement_evidence(
                     float(np.sqrt(np.mean(np.sum(off * off, axis=1)))), len(valid), best.cost
                 )
-            cands += self.offer("model", median, index=nearest, spread=spread, scatter=scatter)
+            untried = "model" not in self.arbiter.records  # no model rollout yet
+            claims = not (untried and too_short(median, lknn, s.short_step))
+            cands += self.offer(
+                "model", median, index=nearest, spread=spread, scatter=scatter, claims=claims
+            )
         jac = model.step(best.e)
         cands += self.offer("jacobian", jac)
-        lknn = linear_correction(local.neighbours(own=True), local.where(), s.feature)
-        lknn = lknn / self.box.span
         single = self.arbiter.settings.unknown_spread * best.cost  # one answer: no agreement
         cands += self.offer("lknn20", lknn, spread=single)
         rng = np.random.default_rng([self.ctx.seed, len(self.loop.buffer), 31])
