@@ -289,7 +289,7 @@ def test_an_untried_models_short_step_claims_nothing():
     lknn = np.array([0.3, -0.4, 0.0])  # length 0.5
     assert too_short(np.array([0.0, 0.35, 0.0]), lknn, 0.8)  # 0.35 < 0.4
     assert not too_short(np.array([0.0, 0.45, 0.0]), lknn, 0.8)
-    assert not too_short(np.zeros(3), lknn, None)  # off: nothing is too short
+    assert not too_short(np.zeros(3), lknn, 0.0)  # off: nothing is too short
     # a model step that claims nothing is judged as the Jacobian's step would be
     model = LocalJacobian(J=np.eye(2), pairs=10)
     e_best = np.array([0.4, 0.0])
@@ -307,9 +307,9 @@ def test_an_untried_models_short_step_claims_nothing():
     arb.learn(decision_record(silent, v_silent, corrected=0.4), np.array([0.1, 0.0]))
     assert "model" not in arb.records and "outcome_model" in arb.records
     assert cfg(short_step="0.8").settings.short_step == 0.8
-    assert cfg().settings.short_step is None
+    assert cfg().settings.short_step == 0.0
     with pytest.raises(Exception, match="short_step"):
-        cfg(short_step="0")
+        cfg(short_step="-0.1")
 
 
 @pytest.fixture(scope="module")

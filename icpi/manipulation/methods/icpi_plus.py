@@ -103,19 +103,17 @@ def among(z: Vec, taken: list[Vec]) -> bool:
     return bool(taken) and float(np.min(np.linalg.norm(np.asarray(taken) - z, axis=1))) <= SAME
 
 
-def too_short(step: Vec, reference: Vec, share: float | None) -> bool:
+def too_short(step: Vec, reference: Vec, share: float) -> bool:
     """Whether a step is shorter than ``share`` × a reference step (``short_step``).
 
     Args:
         step: The model's whole step (normalised θ).
         reference: The ``lknn20`` step from the same θ (normalised θ).
-        share: The share; ``None``: no step is too short.
+        share: The share (0: no step is too short).
 
     Returns:
         ‖step‖ < share · ‖reference‖.
     """
-    if share is None:
-        return False
     return float(np.linalg.norm(step)) < share * float(np.linalg.norm(reference))
 
 
@@ -177,7 +175,7 @@ class ICPIPlusSettings(JacobianSettings):
         "contradiction_tolerance": 1.0,
         "agreement": None,
         "untried_margin": 0.0,
-        "short_step": None,
+        "short_step": 0.0,
     }
 
     n_samples: int = 4
@@ -222,10 +220,10 @@ class ICPIPlusSettings(JacobianSettings):
     """Until the model has a rollout on its record, its candidate wins only where its
     expected improvement exceeds the best other candidate's by this share (an untried
     source must win clearly); 0: by any amount."""
-    short_step: float | None = None
+    short_step: float = 0.0
     """Until the model has a rollout on its record, a model step (the samples' median, whole)
     shorter than this share of the ``lknn20`` step makes no claim: it is judged by the
-    outcome model alone, like the Jacobian step; ``None``: off."""
+    outcome model alone, like the Jacobian step; 0: off."""
     escape: int = 5
     """After this many rollouts in a row without a new best, while the best is short of the
     task's success threshold, roll out the ``lknn20`` method's own step (from the last
@@ -246,8 +244,8 @@ class ICPIPlusSettings(JacobianSettings):
             raise ValueError(f"agreement must be > 0, got {self.agreement}")
         if not self.untried_margin >= 0:
             raise ValueError(f"untried_margin must be >= 0, got {self.untried_margin}")
-        if self.short_step is not None and not self.short_step > 0:
-            raise ValueError(f"short_step must be > 0, got {self.short_step}")
+        if not self.short_step >= 0:
+            raise ValueError(f"short_step must be >= 0, got {self.short_step}")
         if not self.contradiction_tolerance >= 0:
             raise ValueError(
                 f"contradiction_tolerance must be >= 0, got {self.contradiction_tolerance}"
