@@ -35,8 +35,8 @@ arbiter never lets one of them judge alone:
    whose claims fail loses them after a rollout or two. (``untried_margin``, an icpi+
    setting: until the model has a rollout on its record, it must beat the best other
    candidate by that share; ``short_step``, another: until then, a model step shorter
-   than that share of the ``lknn20`` step claims nothing and is judged by the outcome
-   model alone.)
+   than the share it sets of the ``lknn20`` step claims nothing and is judged by the
+   outcome model alone.)
 
 Every candidate is clipped alike: to the θ box, as a full step and as a step shortened to
 the trust region. A θ already rolled out is never proposed again on a deterministic task
