@@ -416,6 +416,11 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         fmt = self.text.fmt
         return {"theta_steps": fmt.theta_steps, "e_unit": fmt.e_unit}
 
+    @property
+    def model_untried(self) -> bool:
+        """Whether the model has no rollout on its record yet (see ``short_step``)."""
+        return "model" not in self.arbiter.records
+
     # ------------------------------------------------------------------ candidates
     def offer(self, source: str, dz: Vec, **kw: Any) -> list[Candidate]:
         """A source's step, whole and shortened to the trust region, clipped to the box.
@@ -472,8 +477,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
                 scatter, spread = self.arbiter.agreement_evidence(
                     float(np.sqrt(np.mean(np.sum(off * off, axis=1)))), len(valid), best.cost
                 )
-            untried = "model" not in self.arbiter.records  # no model rollout yet
-            claims = not (untried and too_short(median, lknn, s.short_step))
+            claims = not (self.model_untried and too_short(median, lknn, s.short_step))
             cands += self.offer(
                 "model", median, index=nearest, spread=spread, scatter=scatter, claims=claims
             )
@@ -560,8 +564,7 @@ class ICPIPlus(PromptedMethod[ICPIPlusSettings]):
         if s.judge == "off":  # the ablation: the model's step when it has one
             win = sources.index("model") if "model" in sources else 0
         else:
-            untried = "model" not in self.arbiter.records  # no model rollout yet
-            win = choose(verdicts, sources, s.untried_margin if untried else 0.0)
+            win = choose(verdicts, sources, s.untried_margin if self.model_untried else 0.0)
         chosen, verdict = cands[win], verdicts[win]
         theta = self.box.from_unit(self.box.to_unit(best.theta) + chosen.dz)
         info = {
